@@ -1,0 +1,94 @@
+//! What an evaluation returns (SPEC §3): named outputs and named gradients, each a
+//! scalar or a matrix. The same shape carries enclosures (reference), certified values
+//! (eval) and plain floats (fast paths), so that every layer reports alike.
+
+use crate::matrix::Matrix;
+
+/// One named value: a scalar (a reduced loss) or a matrix (probabilities, a gradient).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tensor<V> {
+    /// A single value.
+    Scalar(V),
+    /// A row-major matrix.
+    Matrix(Matrix<V>),
+}
+
+impl<V> Tensor<V> {
+    /// Every value, row-major.
+    pub fn values(&self) -> &[V] {
+        match self {
+            Tensor::Scalar(v) => std::slice::from_ref(v),
+            Tensor::Matrix(m) => m.as_slice(),
+        }
+    }
+
+    /// A readable place for value number `k` of this tensor, e.g. `[1][2]` (empty for a scalar).
+    pub fn index_label(&self, k: usize) -> String {
+        match self {
+            Tensor::Scalar(_) => String::new(),
+            Tensor::Matrix(m) => format!("[{}][{}]", k / m.cols().max(1), k % m.cols().max(1)),
+        }
+    }
+
+    /// The same shape with every value mapped; the first error stops the map.
+    pub fn try_map<W, E>(&self, mut f: impl FnMut(usize, &V) -> Result<W, E>) -> Result<Tensor<W>, E> {
+        Ok(match self {
+            Tensor::Scalar(v) => Tensor::Scalar(f(0, v)?),
+            Tensor::Matrix(m) => {
+                let data = m
+                    .as_slice()
+                    .iter()
+                    .enumerate()
+                    .map(|(k, v)| f(k, v))
+                    .collect::<Result<Vec<W>, E>>()?;
+                // Same length as the source matrix, so the shape check cannot fail.
+                Tensor::Matrix(Matrix::from_vec(m.rows(), m.cols(), data).expect("same shape"))
+            }
+        })
+    }
+}
+
+/// The outputs and gradients of one case, in catalogue order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer<V> {
+    /// `loss`, `probabilities`, `log_probabilities`, … (SPEC §1 "outputs").
+    pub outputs: Vec<(&'static str, Tensor<V>)>,
+    /// Gradients of the loss, keyed by the input they differentiate (SPEC §1 "gradients").
+    pub gradients: Vec<(&'static str, Tensor<V>)>,
+}
+
+impl<V> Answer<V> {
+    /// Every named tensor with its section (`outputs` or `gradients`).
+    pub fn sections(&self) -> impl Iterator<Item = (&'static str, &'static str, &Tensor<V>)> {
+        let outs = self.outputs.iter().map(|(n, t)| ("outputs", *n, t));
+        let grads = self.gradients.iter().map(|(n, t)| ("gradients", *n, t));
+        outs.chain(grads)
+    }
+
+    /// Looks up an output by name.
+    pub fn output(&self, name: &str) -> Option<&Tensor<V>> {
+        self.outputs.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+
+    /// Looks up a gradient by name.
+    pub fn gradient(&self, name: &str) -> Option<&Tensor<V>> {
+        self.gradients.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+    }
+
+    /// The same answer with every value mapped; `f` gets the place of each value.
+    pub fn try_map<W, E>(&self, mut f: impl FnMut(&str, &V) -> Result<W, E>) -> Result<Answer<W>, E> {
+        let mut map_section = |section: &str, items: &[(&'static str, Tensor<V>)]| {
+            items
+                .iter()
+                .map(|(name, t)| {
+                    let mapped = t.try_map(|k, v| f(&format!("{section}.{name}{}", t.index_label(k)), v))?;
+                    Ok((*name, mapped))
+                })
+                .collect::<Result<Vec<_>, E>>()
+        };
+        Ok(Answer {
+            outputs: map_section("outputs", &self.outputs)?,
+            gradients: map_section("gradients", &self.gradients)?,
+        })
+    }
+}

@@ -1,0 +1,270 @@
+//! Reading a case (SPEC §3) from JSON, with errors that name the field, row and entry.
+//!
+//! Numbers are read from their decimal text and rounded once, correctly, to binary64
+//! (serde_json keeps the text with its `arbitrary_precision` feature), so `0.35` means
+//! 0.34999999999999997779…, exactly as SPEC §3 says. A number that rounds to ±∞ is an
+//! error, not an infinity.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::matrix::Matrix;
+use crate::spec::{Case, LossId, Reduction, SoftmaxCase, SoftmaxCeCase, SPEC_LOSSES};
+use serde_json::{Map, Value};
+
+/// The largest case file `lossref` reads, in bytes (64 MiB). Larger inputs are refused
+/// before parsing, so a stray multi-gigabyte file cannot exhaust memory.
+pub const MAX_CASE_BYTES: usize = 64 << 20;
+
+/// Parses and validates one case from JSON text.
+///
+/// # Errors
+/// [`ErrorKind::Json`] for text that is not JSON (with line and column), and
+/// [`ErrorKind::Invalid`] for JSON that is not a valid case, naming the place.
+pub fn parse_case(text: &str) -> Result<Case> {
+    if text.len() > MAX_CASE_BYTES {
+        return Err(Error::invalid(
+            "case",
+            format!("{} bytes is more than the limit of {MAX_CASE_BYTES} bytes", text.len()),
+        ));
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        Error::new(
+            ErrorKind::Json,
+            format!("line {}, column {}", e.line(), e.column()),
+            format!("not valid JSON: {e}"),
+        )
+    })?;
+    case_from_json(&value)
+}
+
+/// Validates a parsed JSON value as a case.
+///
+/// # Errors
+/// As [`parse_case`].
+pub fn case_from_json(value: &Value) -> Result<Case> {
+    let mut top = Fields::new(value, "case")?;
+    let loss_value = top.required("loss")?;
+    let loss_name = loss_value
+        .as_str()
+        .ok_or_else(|| Error::invalid("loss", format!("expected a string naming a loss, got {}", describe(loss_value))))?;
+    let loss = LossId::from_name(loss_name).ok_or_else(|| {
+        let reason = if SPEC_LOSSES.contains(&loss_name) {
+            format!("`{loss_name}` is in SPEC §1 but this version of lossref does not evaluate it yet")
+        } else {
+            format!("unknown loss `{loss_name}`; SPEC §1 lists {}", SPEC_LOSSES.join(", "))
+        };
+        Error::invalid("loss", reason)
+    })?;
+    let empty = Value::Object(Map::new());
+    let params_value = top.optional("params").unwrap_or(&empty);
+    let inputs_value = top.required("inputs")?;
+    top.finish("a case has the keys loss, params, inputs")?;
+    let mut params = Fields::new(params_value, "params")?;
+    let mut inputs = Fields::new(inputs_value, "inputs")?;
+    let case = match loss {
+        LossId::Softmax => {
+            let temperature = params.positive("temperature", 1.0)?;
+            let logits = inputs.logits("logits")?;
+            Case::Softmax(SoftmaxCase { temperature, logits })
+        }
+        LossId::SoftmaxCe => {
+            let reduction = params.reduction()?;
+            let logits = inputs.logits("logits")?;
+            let labels = inputs.labels("labels", logits.rows(), logits.cols())?;
+            Case::SoftmaxCe(SoftmaxCeCase {
+                reduction,
+                logits,
+                labels,
+            })
+        }
+    };
+    params.finish(&format!("`{loss}` takes the parameters {}", params.taken()))?;
+    inputs.finish(&format!("`{loss}` takes the inputs {}", inputs.taken()))?;
+    Ok(case)
+}
+
+/// A short description of a JSON value's kind, for messages.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a string".into(),
+        Value::Array(a) => format!("an array of {} items", a.len()),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+/// The keys of one JSON object, read one by one so that leftovers can be reported.
+struct Fields<'a> {
+    map: &'a Map<String, Value>,
+    path: &'static str,
+    taken: Vec<&'static str>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(value: &'a Value, path: &'static str) -> Result<Fields<'a>> {
+        match value {
+            Value::Object(map) => Ok(Fields {
+                map,
+                path,
+                taken: Vec::new(),
+            }),
+            other => Err(Error::invalid(path, format!("expected a JSON object, got {}", describe(other)))),
+        }
+    }
+
+    fn place(&self, key: &str) -> String {
+        if self.path == "case" {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn optional(&mut self, key: &'static str) -> Option<&'a Value> {
+        self.taken.push(key);
+        self.map.get(key)
+    }
+
+    fn required(&mut self, key: &'static str) -> Result<&'a Value> {
+        self.optional(key)
+            .ok_or_else(|| Error::invalid(self.place(key), "missing"))
+    }
+
+    fn taken(&self) -> String {
+        if self.taken.is_empty() {
+            "none".into()
+        } else {
+            self.taken.join(", ")
+        }
+    }
+
+    /// Rejects any key that was never read.
+    fn finish(&self, allowed: &str) -> Result<()> {
+        match self.map.keys().find(|k| !self.taken.contains(&k.as_str())) {
+            Some(extra) => Err(Error::invalid(self.place(extra), format!("unknown key; {allowed}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// A finite real parameter > 0.
+    fn positive(&mut self, key: &'static str, default: f64) -> Result<f64> {
+        let Some(v) = self.optional(key) else {
+            return Ok(default);
+        };
+        let place = self.place(key);
+        let x = number(v, &place)?;
+        if x > 0.0 {
+            Ok(x)
+        } else {
+            Err(Error::invalid(place, format!("must be a number > 0, got {x}")))
+        }
+    }
+
+    /// `reduction`: `mean` (default) or `sum`.
+    fn reduction(&mut self) -> Result<Reduction> {
+        let Some(v) = self.optional("reduction") else {
+            return Ok(Reduction::default());
+        };
+        let place = self.place("reduction");
+        v.as_str()
+            .and_then(Reduction::from_name)
+            .ok_or_else(|| Error::invalid(place, format!("must be \"mean\" or \"sum\", got {}", describe(v))))
+    }
+
+    /// A logits matrix: N ≥ 1 rows of C ≥ 2 finite numbers.
+    fn logits(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+        let place = self.place(key);
+        let m = matrix(self.required(key)?, &place)?;
+        if m.cols() < 2 {
+            return Err(Error::invalid(
+                place,
+                format!("has C = {} class(es); a softmax needs C ≥ 2", m.cols()),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Labels: exactly `n` integers in `0..c`.
+    fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
+        let place = self.place(key);
+        let v = self.required(key)?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| Error::invalid(&place, format!("expected an array of class indices, got {}", describe(v))))?;
+        if items.len() != n {
+            return Err(Error::invalid(
+                &place,
+                format!("has {} labels but the batch has N = {n} rows", items.len()),
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = format!("{place}[{i}]");
+                let Value::Number(num) = item else {
+                    return Err(Error::invalid(at, format!("expected a class index, got {}", describe(item))));
+                };
+                match num.to_string().parse::<u64>() {
+                    Ok(k) if (k as u128) < c as u128 => Ok(k as usize),
+                    Ok(k) => Err(Error::invalid(at, format!("label {k} is out of range 0..{c} (C = {c})"))),
+                    Err(_) => Err(Error::invalid(
+                        at,
+                        format!("expected a non-negative integer class index, got {num}"),
+                    )),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A JSON number as the binary64 its decimal text rounds to; ±∞ after rounding is an error.
+fn number(v: &Value, place: &str) -> Result<f64> {
+    let Value::Number(n) = v else {
+        return Err(Error::invalid(place, format!("expected a number, got {}", describe(v))));
+    };
+    let text = n.to_string();
+    let x: f64 = text
+        .parse()
+        .map_err(|_| Error::invalid(place, format!("cannot read the number {text}")))?;
+    if x.is_finite() {
+        Ok(x)
+    } else {
+        Err(Error::invalid(place, format!("{text} overflows binary64 (|x| > 1.797…e308)")))
+    }
+}
+
+/// A non-empty rectangular matrix of finite numbers.
+fn matrix(v: &Value, place: &str) -> Result<Matrix<f64>> {
+    let rows = v
+        .as_array()
+        .ok_or_else(|| Error::invalid(place, format!("expected an array of rows, got {}", describe(v))))?;
+    if rows.is_empty() {
+        return Err(Error::invalid(place, "is empty; a batch needs N ≥ 1 rows"));
+    }
+    let mut data = Vec::new();
+    let mut cols = None;
+    for (i, row) in rows.iter().enumerate() {
+        let at = format!("{place}[{i}]");
+        let entries = row
+            .as_array()
+            .ok_or_else(|| Error::invalid(&at, format!("expected a row (an array of numbers), got {}", describe(row))))?;
+        match cols {
+            None => cols = Some(entries.len()),
+            Some(c) if c != entries.len() => {
+                return Err(Error::invalid(
+                    at,
+                    format!("has {} entries but row 0 has {c}; rows must all have the same length", entries.len()),
+                ))
+            }
+            Some(_) => {}
+        }
+        for (j, e) in entries.iter().enumerate() {
+            data.push(number(e, &format!("{at}[{j}]"))?);
+        }
+    }
+    let cols = cols.unwrap_or(0);
+    Matrix::from_vec(rows.len(), cols, data).ok_or_else(|| Error::invalid(place, "inconsistent shape"))
+}

@@ -1,0 +1,216 @@
+//! Fast `softmax`, `log_softmax` and `softmax_ce` forward+backward (SPEC §1), batched over
+//! row-major N×C logits, generic over [`Real`] (f32, f64).
+//!
+//! # Method (per row)
+//! With m = max_j z_j at column j*, each exponent (z_j − m)/T is carried as an unevaluated
+//! sum x_j + c_j: TwoSum gives z_j − m = d + e exactly, the division q = fl(d/T) has its
+//! remainder r = d − qT exactly by one FMA, so (z_j − m)/T = q + (r + e)/T with a tiny
+//! correction c_j = (r + e)/T. Then t_j = e^{x_j}(1 + c_j) is accurate to about one ulp
+//! even when |z_j − m| is 10³ (a plain fl(z_j − m) would cost |z_j − m| ulps).
+//! S′ = Σ_{j≠j*} t_j, so that Σ_j t_j = 1 + S′ and
+//!
+//! * p_j = t_j / (1 + S′), log p_j = (x_j − ln1p(S′)) + c_j;
+//! * CE = ln1p(S′) + (m − z_y), which keeps full relative accuracy for a dominant target
+//!   (CE ≈ S′ down to the underflow threshold), where ln(Σ t) would round to 0;
+//! * ∂CE/∂z_y = p_y − 1 = −S′/(1 + S′) when y = j*, again without cancellation; when y ≠ j*,
+//!   p_y ≤ ½, so p_y − 1 is benign.
+//!
+//! The batch loss is a compensated (Neumaier) sum of the per-row terms, divided by N for
+//! `mean`; the gradient is divided by N for `mean`.
+
+use crate::error::{Error, Result};
+use crate::fast::real::{compensated_sum, two_sum, Real};
+use crate::spec::Reduction;
+
+/// Checks the shape and finiteness of a logits buffer; returns N.
+fn check_logits<T: Real>(logits: &[T], cols: usize) -> Result<usize> {
+    if cols < 2 {
+        return Err(Error::invalid("logits", format!("C = {cols}; a softmax needs C ≥ 2")));
+    }
+    if logits.is_empty() || logits.len() % cols != 0 {
+        return Err(Error::invalid(
+            "logits",
+            format!("length {} is not a positive multiple of C = {cols}", logits.len()),
+        ));
+    }
+    if let Some(k) = logits.iter().position(|z| !z.is_finite()) {
+        return Err(Error::invalid(
+            format!("logits[{}][{}]", k / cols, k % cols),
+            format!("{} is not finite", logits[k]),
+        ));
+    }
+    Ok(logits.len() / cols)
+}
+
+fn check_temperature<T: Real>(temperature: T) -> Result<()> {
+    if temperature > T::zero() && temperature.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::invalid("temperature", format!("must be finite and > 0, got {temperature}")))
+    }
+}
+
+/// One row's exponents in the split form of the module docs.
+struct Row<T> {
+    /// Column of the maximum (the first one on ties).
+    argmax: usize,
+    /// ln1p(S′) = ln Σ_j e^{(z_j − m)/T}.
+    log_sum: T,
+    /// S′ = Σ_{j≠j*} t_j.
+    rest: T,
+}
+
+/// Fills `x` (leading parts) and `c` (corrections) and returns the row summary.
+#[inline]
+fn split_row<T: Real>(z: &[T], temperature: T, x: &mut [T], c: &mut [T]) -> Row<T> {
+    let mut argmax = 0;
+    for (j, &v) in z.iter().enumerate() {
+        if v > z[argmax] {
+            argmax = j;
+        }
+    }
+    let m = z[argmax];
+    let mut rest = T::zero();
+    for j in 0..z.len() {
+        if j == argmax {
+            x[j] = T::zero();
+            c[j] = T::zero();
+            continue;
+        }
+        let (d, e) = two_sum(z[j], -m);
+        let q = d / temperature;
+        if !d.is_finite() || !q.is_finite() {
+            // z_j − m or its quotient by T overflows: halve before dividing. e^{q} = 0 here,
+            // so only log_softmax sees q, to within a few ulps; no correction is needed.
+            let two = T::one() + T::one();
+            x[j] = (z[j] / two - m / two) / temperature * two;
+            c[j] = T::zero();
+            continue;
+        }
+        let r = (-q).mul_add(temperature, d);
+        x[j] = q;
+        c[j] = (r + e) / temperature;
+        let ex = q.exp();
+        rest = rest + ex.mul_add(c[j], ex);
+    }
+    Row {
+        argmax,
+        log_sum: rest.ln_1p(),
+        rest,
+    }
+}
+
+/// e^{x}(1 + c), the row term t_j (1 exactly at j*).
+#[inline]
+fn term<T: Real>(x: T, c: T) -> T {
+    let ex = x.exp();
+    ex.mul_add(c, ex)
+}
+
+/// Row-wise softmax of `logits / temperature` into `out` (same length as `logits`).
+///
+/// # Errors
+/// C < 2, a length that is not a multiple of C, a non-finite logit (named by row and
+/// column), a temperature that is not finite and > 0, or `out` of the wrong length.
+pub fn softmax<T: Real>(logits: &[T], cols: usize, temperature: T, out: &mut [T]) -> Result<()> {
+    check_logits(logits, cols)?;
+    check_temperature(temperature)?;
+    check_out(out.len(), logits.len())?;
+    let mut c = vec![T::zero(); cols];
+    for (z, o) in logits.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+        let row = split_row(z, temperature, o, &mut c);
+        let total = T::one() + row.rest;
+        for j in 0..cols {
+            o[j] = term(o[j], c[j]) / total;
+        }
+    }
+    Ok(())
+}
+
+/// Row-wise log-softmax of `logits / temperature` into `out`.
+///
+/// # Errors
+/// As [`softmax`].
+pub fn log_softmax<T: Real>(logits: &[T], cols: usize, temperature: T, out: &mut [T]) -> Result<()> {
+    check_logits(logits, cols)?;
+    check_temperature(temperature)?;
+    check_out(out.len(), logits.len())?;
+    let mut c = vec![T::zero(); cols];
+    for (z, o) in logits.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+        let row = split_row(z, temperature, o, &mut c);
+        for j in 0..cols {
+            o[j] = (o[j] - row.log_sum) + c[j];
+        }
+    }
+    Ok(())
+}
+
+fn check_out(got: usize, want: usize) -> Result<()> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(Error::invalid("out", format!("has length {got}, expected {want}")))
+    }
+}
+
+/// `softmax_ce` forward and backward: returns the reduced loss and writes ∂L/∂z into `grad`.
+///
+/// # Errors
+/// As [`softmax`], plus a label count other than N or a label outside `0..C` (named).
+pub fn softmax_ce_into<T: Real>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    reduction: Reduction,
+    grad: &mut [T],
+) -> Result<T> {
+    let n = check_logits(logits, cols)?;
+    check_out(grad.len(), logits.len())?;
+    if labels.len() != n {
+        return Err(Error::invalid(
+            "labels",
+            format!("has {} labels but the batch has N = {n} rows", labels.len()),
+        ));
+    }
+    if let Some(i) = labels.iter().position(|&y| y >= cols) {
+        return Err(Error::invalid(
+            format!("labels[{i}]"),
+            format!("label {} is out of range 0..{cols}", labels[i]),
+        ));
+    }
+    let scale = match reduction {
+        Reduction::Mean => T::of_usize(n),
+        Reduction::Sum => T::one(),
+    };
+    let mut c = vec![T::zero(); cols];
+    let mut losses = Vec::with_capacity(n);
+    for ((z, g), &y) in logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols)).zip(labels) {
+        let row = split_row(z, T::one(), g, &mut c);
+        // CE = ln1p(S′) + (m − z_y), with m − z_y = −(d_y + e_y) carried exactly.
+        let (d_y, e_y) = two_sum(z[y], -z[row.argmax]);
+        losses.push(-d_y + (row.log_sum - e_y));
+        let total = T::one() + row.rest;
+        for j in 0..cols {
+            let p = term(g[j], c[j]) / total;
+            let gj = if j != y {
+                p
+            } else if y == row.argmax {
+                -(row.rest / total)
+            } else {
+                p - T::one()
+            };
+            g[j] = gj / scale;
+        }
+    }
+    Ok(compensated_sum(losses) / scale)
+}
+
+/// [`softmax_ce_into`] with a freshly allocated gradient: `(loss, ∂L/∂z)`.
+///
+/// # Errors
+/// As [`softmax_ce_into`].
+pub fn softmax_ce<T: Real>(logits: &[T], cols: usize, labels: &[usize], reduction: Reduction) -> Result<(T, Vec<T>)> {
+    let mut grad = vec![T::zero(); logits.len()];
+    let loss = softmax_ce_into(logits, cols, labels, reduction, &mut grad)?;
+    Ok((loss, grad))
+}

@@ -1,0 +1,33 @@
+//! # lossref — ground truth for softmax-family classification losses
+//!
+//! * [`reference`]: every loss of SPEC §1 on certified MPFR intervals ([`mp`]), with
+//!   gradients, evaluated by precision escalation until each value is correctly rounded.
+//! * [`fast`]: batched f32/f64 implementations, measured against the reference in ulps
+//!   with the limits of [`precision`].
+//! * [`case`] and [`spec`]: the case format of SPEC §3 and the typed catalogue.
+//! * [`numdiff`]: high-precision central differences, the independent check of every
+//!   analytic gradient.
+//!
+//! ```
+//! let case = lossref::case::parse_case(
+//!     r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "labels": [2]}}"#,
+//! ).unwrap();
+//! let answer = lossref::reference::certified(&case).unwrap();
+//! let loss = answer.answer.output("loss").unwrap().values()[0].f64;
+//! // ln(e + e² + e³) − 3
+//! let naive = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln() - 3.0;
+//! assert!((loss - naive).abs() < 1e-15);
+//! ```
+
+pub mod answer;
+pub mod cli;
+pub mod case;
+pub mod error;
+pub mod fast;
+pub mod matrix;
+pub mod mp;
+pub mod numdiff;
+pub mod precision;
+pub mod reference;
+pub mod report;
+pub mod spec;

@@ -1,0 +1,469 @@
+//! Closed intervals over `rug::Float` with directed rounding.
+//!
+//! An [`Interval`] `[lo, hi]` stands for one unknown real number `x` with `lo ≤ x ≤ hi`.
+//! Every operation rounds its lower end toward −∞ and its upper end toward +∞ (MPFR's
+//! `Round::Down` / `Round::Up` are correctly rounded in those directions), so the result
+//! encloses the exact result of the operation applied to every point of the operands.
+//! This is the certified core of SPEC §3: a reference value is an enclosure, and the
+//! escalation loop in [`crate::mp::certify`] narrows it until it decides a binary64.
+//!
+//! Precision: each result is computed at the larger precision of its operands. Points
+//! built from `f64` are exact whenever the precision is at least 53 bits.
+//!
+//! Operations that leave their domain do not panic: they return an enclosure that is
+//! still valid (for example `[-∞, +∞]` for a division by an interval that contains 0,
+//! or `log` of a non-positive lower end giving `-∞`), so the escalation loop can never
+//! certify a value that is not defined. Callers reject undefined points before they get
+//! here (SPEC §1, "Undefined points").
+
+use rug::float::{Constant, Round, Special};
+use rug::ops::Pow;
+use rug::Float;
+use std::cmp::Ordering;
+use std::fmt;
+
+/// An enclosure `[lo, hi]` of one real number.
+#[derive(Clone, PartialEq)]
+pub struct Interval {
+    lo: Float,
+    hi: Float,
+}
+
+impl fmt::Debug for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "[{}, {}]",
+            self.lo.to_string_radix(10, Some(25)),
+            self.hi.to_string_radix(10, Some(25))
+        )
+    }
+}
+
+fn down<T>(prec: u32, val: T) -> Float
+where
+    Float: rug::ops::AssignRound<T, Round = Round, Ordering = Ordering>,
+{
+    Float::with_val_round(prec, val, Round::Down).0
+}
+
+fn up<T>(prec: u32, val: T) -> Float
+where
+    Float: rug::ops::AssignRound<T, Round = Round, Ordering = Ordering>,
+{
+    Float::with_val_round(prec, val, Round::Up).0
+}
+
+fn min_f(a: Float, b: Float) -> Float {
+    if a <= b {
+        a
+    } else {
+        b
+    }
+}
+
+fn max_f(a: Float, b: Float) -> Float {
+    if a >= b {
+        a
+    } else {
+        b
+    }
+}
+
+impl Interval {
+    /// The exact point `x`, stored at `prec` bits (exact when `prec ≥ 53`; otherwise the
+    /// tightest enclosure at `prec` bits).
+    pub fn from_f64(prec: u32, x: f64) -> Interval {
+        Interval {
+            lo: down(prec, x),
+            hi: up(prec, x),
+        }
+    }
+
+    /// The exact integer `n` at `prec` bits (or its tightest enclosure).
+    pub fn from_i64(prec: u32, n: i64) -> Interval {
+        Interval {
+            lo: down(prec, n),
+            hi: up(prec, n),
+        }
+    }
+
+    /// The point given by an exact `Float`, kept at its own precision.
+    pub fn from_float(x: Float) -> Interval {
+        Interval {
+            lo: x.clone(),
+            hi: x,
+        }
+    }
+
+    /// The interval `[lo, hi]`. Returns `None` if `lo > hi` or either end is NaN.
+    pub fn new(lo: Float, hi: Float) -> Option<Interval> {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            None
+        } else {
+            Some(Interval { lo, hi })
+        }
+    }
+
+    /// An enclosure of π at `prec` bits.
+    pub fn pi(prec: u32) -> Interval {
+        Interval {
+            lo: down(prec, Constant::Pi),
+            hi: up(prec, Constant::Pi),
+        }
+    }
+
+    /// The whole extended real line, the enclosure of an undefined result.
+    pub fn entire(prec: u32) -> Interval {
+        Interval {
+            lo: Float::with_val(prec, Special::NegInfinity),
+            hi: Float::with_val(prec, Special::Infinity),
+        }
+    }
+
+    /// Lower end.
+    pub fn lo(&self) -> &Float {
+        &self.lo
+    }
+
+    /// Upper end.
+    pub fn hi(&self) -> &Float {
+        &self.hi
+    }
+
+    /// The working precision of this interval: the larger of its ends' precisions.
+    pub fn prec(&self) -> u32 {
+        self.lo.prec().max(self.hi.prec())
+    }
+
+    fn prec2(&self, other: &Interval) -> u32 {
+        self.prec().max(other.prec())
+    }
+
+    /// True when the enclosure is a single point (the value is known exactly).
+    pub fn is_point(&self) -> bool {
+        self.lo == self.hi
+    }
+
+    /// True when both ends are finite.
+    pub fn is_finite(&self) -> bool {
+        self.lo.is_finite() && self.hi.is_finite()
+    }
+
+    /// True when `x ∈ [lo, hi]`.
+    pub fn contains(&self, x: &Float) -> bool {
+        &self.lo <= x && x <= &self.hi
+    }
+
+    /// True when 0 lies in the enclosure.
+    pub fn contains_zero(&self) -> bool {
+        self.lo <= 0 && self.hi >= 0
+    }
+
+    /// True when the two enclosures share a point (so they may be the same number).
+    pub fn overlaps(&self, other: &Interval) -> bool {
+        self.lo <= other.hi && other.lo <= self.hi
+    }
+
+    /// `hi − lo`, rounded up.
+    pub fn width(&self) -> Float {
+        up(self.prec(), &self.hi - &self.lo)
+    }
+
+    /// The midpoint `(lo + hi)/2`, exact (computed with one extra bit over the ends).
+    pub fn mid(&self) -> Float {
+        let p = self.prec() + 1;
+        let mut m = Float::with_val(p, &self.lo + &self.hi);
+        m /= 2u32;
+        m
+    }
+
+    /// `max(|lo|, |hi|)`: the magnitude bound of the enclosure.
+    pub fn mag(&self) -> Float {
+        let a = Float::with_val(self.prec(), self.lo.abs_ref());
+        let b = Float::with_val(self.prec(), self.hi.abs_ref());
+        max_f(a, b)
+    }
+
+    /// Certified comparison. `Some(ordering)` when the enclosures decide it (`Equal` only
+    /// when both are the same point); `None` when they overlap and the order is undecided.
+    pub fn compare(&self, other: &Interval) -> Option<Ordering> {
+        if self.hi < other.lo {
+            Some(Ordering::Less)
+        } else if self.lo > other.hi {
+            Some(Ordering::Greater)
+        } else if self.is_point() && other.is_point() && self.lo == other.lo {
+            Some(Ordering::Equal)
+        } else {
+            None
+        }
+    }
+
+    /// Certified sign: `Some(Less)` for negative, `Some(Greater)` for positive, `Some(Equal)`
+    /// for the exact point 0, `None` when the enclosure straddles 0.
+    pub fn sign(&self) -> Option<Ordering> {
+        if self.hi < 0 {
+            Some(Ordering::Less)
+        } else if self.lo > 0 {
+            Some(Ordering::Greater)
+        } else if self.lo == 0 && self.hi == 0 {
+            Some(Ordering::Equal)
+        } else {
+            None
+        }
+    }
+
+    /// `self + other`.
+    pub fn add(&self, other: &Interval) -> Interval {
+        let p = self.prec2(other);
+        Interval {
+            lo: down(p, &self.lo + &other.lo),
+            hi: up(p, &self.hi + &other.hi),
+        }
+    }
+
+    /// `self − other`.
+    pub fn sub(&self, other: &Interval) -> Interval {
+        let p = self.prec2(other);
+        Interval {
+            lo: down(p, &self.lo - &other.hi),
+            hi: up(p, &self.hi - &other.lo),
+        }
+    }
+
+    /// `−self` (exact).
+    pub fn neg(&self) -> Interval {
+        Interval {
+            lo: Float::with_val(self.lo.prec(), -&self.hi),
+            hi: Float::with_val(self.hi.prec(), -&self.lo),
+        }
+    }
+
+    /// `self × other`: the hull of the four end products.
+    pub fn mul(&self, other: &Interval) -> Interval {
+        let p = self.prec2(other);
+        let ends = [
+            (&self.lo, &other.lo),
+            (&self.lo, &other.hi),
+            (&self.hi, &other.lo),
+            (&self.hi, &other.hi),
+        ];
+        let mut lo: Option<Float> = None;
+        let mut hi: Option<Float> = None;
+        for (a, b) in ends {
+            // 0 × ∞ is NaN in MPFR; the true product of a finite number in a range with
+            // an unbounded one is unbounded, so such a pair widens to the whole line.
+            let l = down(p, a * b);
+            let h = up(p, a * b);
+            if l.is_nan() || h.is_nan() {
+                return Interval::entire(p);
+            }
+            lo = Some(match lo {
+                None => l,
+                Some(x) => min_f(x, l),
+            });
+            hi = Some(match hi {
+                None => h,
+                Some(x) => max_f(x, h),
+            });
+        }
+        match (lo, hi) {
+            (Some(lo), Some(hi)) => Interval { lo, hi },
+            _ => Interval::entire(p),
+        }
+    }
+
+    /// `self × k` for an exact integer `k`.
+    pub fn mul_i64(&self, k: i64) -> Interval {
+        self.mul(&Interval::from_i64(self.prec().max(64), k))
+    }
+
+    /// `self / other`. The whole line if `other` contains 0.
+    pub fn div(&self, other: &Interval) -> Interval {
+        let p = self.prec2(other);
+        if other.contains_zero() {
+            return Interval::entire(p);
+        }
+        // Divide directly for a tight result when the divisor is a point (the usual case).
+        if other.is_point() {
+            let d = &other.lo;
+            return Interval {
+                lo: min_f(down(p, &self.lo / d), down(p, &self.hi / d)),
+                hi: max_f(up(p, &self.lo / d), up(p, &self.hi / d)),
+            };
+        }
+        // 1/other is monotone decreasing on an interval of one sign.
+        let recip = Interval {
+            lo: down(p, 1 / &other.hi),
+            hi: up(p, 1 / &other.lo),
+        };
+        self.mul(&recip)
+    }
+
+    /// `self / k` for an exact non-zero integer `k`.
+    pub fn div_i64(&self, k: i64) -> Interval {
+        self.div(&Interval::from_i64(self.prec().max(64), k))
+    }
+
+    /// `√self`; the lower end is clamped at 0 (callers pass non-negative quantities).
+    pub fn sqrt(&self) -> Interval {
+        let p = self.prec();
+        if self.hi < 0 {
+            return Interval::entire(p);
+        }
+        let lo = if self.lo < 0 {
+            Float::with_val(p, 0)
+        } else {
+            down(p, self.lo.sqrt_ref())
+        };
+        Interval {
+            lo,
+            hi: up(p, self.hi.sqrt_ref()),
+        }
+    }
+
+    /// `e^self` (increasing).
+    pub fn exp(&self) -> Interval {
+        let p = self.prec();
+        Interval {
+            lo: down(p, self.lo.exp_ref()),
+            hi: up(p, self.hi.exp_ref()),
+        }
+    }
+
+    /// `ln self` (increasing); a non-positive lower end gives `−∞`.
+    pub fn ln(&self) -> Interval {
+        let p = self.prec();
+        if self.hi <= 0 {
+            return Interval::entire(p);
+        }
+        let lo = if self.lo <= 0 {
+            Float::with_val(p, Special::NegInfinity)
+        } else {
+            down(p, self.lo.ln_ref())
+        };
+        Interval {
+            lo,
+            hi: up(p, self.hi.ln_ref()),
+        }
+    }
+
+    /// `ln(1 + self)` (increasing); a lower end ≤ −1 gives `−∞`.
+    pub fn ln_1p(&self) -> Interval {
+        let p = self.prec();
+        if self.hi <= -1 {
+            return Interval::entire(p);
+        }
+        let lo = if self.lo <= -1 {
+            Float::with_val(p, Special::NegInfinity)
+        } else {
+            down(p, self.lo.ln_1p_ref())
+        };
+        Interval {
+            lo,
+            hi: up(p, self.hi.ln_1p_ref()),
+        }
+    }
+
+    /// `acos self` (decreasing on [−1, 1]); the operand is clamped to [−1, 1], since every
+    /// caller passes a cosine whose enclosure may overshoot by rounding only.
+    pub fn acos(&self) -> Interval {
+        let p = self.prec();
+        if self.lo > 1 || self.hi < -1 {
+            return Interval::entire(p);
+        }
+        let top = min_f(self.hi.clone(), Float::with_val(p, 1));
+        let bottom = max_f(self.lo.clone(), Float::with_val(p, -1));
+        Interval {
+            lo: down(p, top.acos_ref()),
+            hi: up(p, bottom.acos_ref()),
+        }
+    }
+
+    /// `cos self`. Exact extrema `cos(nπ) = (−1)^n` are included whenever `nπ` may lie in
+    /// the enclosure; between them cos is monotone, so the ends decide the rest.
+    pub fn cos(&self) -> Interval {
+        self.periodic(0, |x, r| Float::with_val_round(x.prec(), x.cos_ref(), r).0)
+    }
+
+    /// `sin self`, with extrema `sin(π/2 + nπ) = (−1)^n` handled as in [`Interval::cos`].
+    pub fn sin(&self) -> Interval {
+        self.periodic(1, |x, r| Float::with_val_round(x.prec(), x.sin_ref(), r).0)
+    }
+
+    /// Shared range analysis for cos (`half_offset = 0`) and sin (`half_offset = 1`):
+    /// the extrema lie at `t = x/π − half_offset/2 ∈ ℤ`, with value `(−1)^t`.
+    fn periodic(&self, half_offset: u32, f: impl Fn(&Float, Round) -> Float) -> Interval {
+        let p = self.prec();
+        let unit = || Interval {
+            lo: Float::with_val(p, -1),
+            hi: Float::with_val(p, 1),
+        };
+        if !self.is_finite() {
+            return unit();
+        }
+        let pi = Interval::pi(p + 16);
+        let half = Interval::from_f64(p + 16, 0.5 * f64::from(half_offset));
+        let t = self.div(&pi).sub(&half);
+        // Candidate integers t in [ceil(RD(t.lo)), floor(RU(t.hi))]: rounding outward can
+        // only add candidates, which widens the result and keeps it an enclosure.
+        let first = t.lo.to_f64_round(Round::Down).ceil();
+        let last = t.hi.to_f64_round(Round::Up).floor();
+        // Beyond 2^50 half-turns the f64 bookkeeping of t would not be exact.
+        let limit = 2f64.powi(50);
+        if !(first.abs() <= limit && last.abs() <= limit) || last - first >= 2.0 {
+            return unit();
+        }
+        let a = &self.lo;
+        let b = &self.hi;
+        let mut lo = min_f(f(a, Round::Down), f(b, Round::Down));
+        let mut hi = max_f(f(a, Round::Up), f(b, Round::Up));
+        let mut n = first;
+        while n <= last {
+            if n.rem_euclid(2.0) == 0.0 {
+                hi = Float::with_val(p, 1);
+            } else {
+                lo = Float::with_val(p, -1);
+            }
+            n += 1.0;
+        }
+        Interval {
+            lo: lo.max(&Float::with_val(p, -1)),
+            hi: hi.min(&Float::with_val(p, 1)),
+        }
+    }
+
+    /// `self^n` for an integer `n ≥ 0`, tight also for even powers of an interval that
+    /// contains 0.
+    pub fn powi(&self, n: u32) -> Interval {
+        let p = self.prec();
+        if n == 0 {
+            return Interval::from_i64(p, 1);
+        }
+        let pow_down = |x: &Float| down(p, x.pow(n));
+        let pow_up = |x: &Float| up(p, x.pow(n));
+        if n % 2 == 1 || self.lo >= 0 {
+            Interval {
+                lo: pow_down(&self.lo),
+                hi: pow_up(&self.hi),
+            }
+        } else if self.hi <= 0 {
+            Interval {
+                lo: pow_down(&self.hi),
+                hi: pow_up(&self.lo),
+            }
+        } else {
+            Interval {
+                lo: Float::with_val(p, 0),
+                hi: pow_up(&self.mag()),
+            }
+        }
+    }
+
+    /// Sum of a sequence (the exact 0 for an empty one).
+    pub fn sum<'a>(prec: u32, items: impl IntoIterator<Item = &'a Interval>) -> Interval {
+        items
+            .into_iter()
+            .fold(Interval::from_i64(prec, 0), |acc, x| acc.add(x))
+    }
+}

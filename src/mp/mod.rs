@@ -1,0 +1,5 @@
+//! Arbitrary precision with guarantees: [`interval::Interval`] (enclosures with directed
+//! rounding over MPFR) and [`certify`] (precision escalation and the tiers of SPEC §3).
+
+pub mod certify;
+pub mod interval;

@@ -1,0 +1,137 @@
+//! The one precision table: how many ulps each fast function may be from the exact value,
+//! per dtype, and why.
+//!
+//! An error is measured as |got − v| / ulp(v), where v is the exact value (the certified
+//! reference) and ulp(v) = 2^max(⌊log₂|v|⌋ − p + 1, e_min) is the spacing of the dtype at v
+//! (p = 24 or 53 significand bits, e_min = −149 or −1074 for subnormals). A correctly
+//! rounded result is within 0.5.
+//!
+//! The table is enforced both ways by `tests/precision_table.rs`: a measured maximum above
+//! an entry fails, and so does an entry more than [`STALE_FACTOR`] times the measured
+//! maximum (a stale entry hides regressions). The measurement uses fixed seeds, so it is
+//! reproducible.
+
+use rug::Float;
+
+/// One row of the table.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Entry {
+    /// The fast function (`softmax`, `log_softmax`, `softmax_ce.loss`, `softmax_ce.grad`).
+    pub function: &'static str,
+    /// `f32` or `f64`.
+    pub dtype: &'static str,
+    /// The largest error allowed, in ulps of the dtype.
+    pub max_ulps: f64,
+    /// Where the error comes from.
+    pub reason: &'static str,
+}
+
+/// An entry more than this many times the measured maximum error is stale.
+pub const STALE_FACTOR: f64 = 4.0;
+
+/// The table. Errors are measured over the generated regimes of `tests/precision_table.rs`:
+/// moderate logits, logits up to ±1e3 (f64) or ±80 (f32), near-ties and a dominant target
+/// whose loss reaches 1e−300 (f64) or 1e−38 (f32), with temperatures 1/16 … 16.
+pub const TABLE: &[Entry] = &[
+    Entry {
+        function: "softmax",
+        dtype: "f64",
+        max_ulps: 3.0,
+        reason: "exp (≤ 1 ulp, glibc) of an exactly split exponent, one FMA correction, the row \
+                 sum 1 + S′ (≤ C·u relative, C ≤ 12 here, summed largest-first in practice) and \
+                 one division",
+    },
+    Entry {
+        function: "softmax",
+        dtype: "f32",
+        max_ulps: 3.0,
+        reason: "as for f64: expf, the FMA correction, the row sum and the division",
+    },
+    Entry {
+        function: "log_softmax",
+        dtype: "f64",
+        max_ulps: 2.0,
+        reason: "(x_j − ln1p(S′)) + c_j: two roundings and the error of ln1p(S′), which is \
+                 small against |x_j| except at j*, where −ln1p(S′) is the whole value",
+    },
+    Entry {
+        function: "log_softmax",
+        dtype: "f32",
+        max_ulps: 2.0,
+        reason: "as for f64, with log1pf",
+    },
+    Entry {
+        function: "softmax_ce.loss",
+        dtype: "f64",
+        max_ulps: 2.0,
+        reason: "per row ln1p(S′) + (m − z_y) with m − z_y exact as a pair; compensated batch \
+                 sum; one division by N",
+    },
+    Entry {
+        function: "softmax_ce.loss",
+        dtype: "f32",
+        max_ulps: 2.0,
+        reason: "as for f64, with log1pf and expf",
+    },
+    Entry {
+        function: "softmax_ce.grad",
+        dtype: "f64",
+        max_ulps: 3.0,
+        reason: "the softmax error, then p − 1 (benign: p ≤ ½ off the argmax, −S′/(1+S′) at \
+                 it) and one division by N",
+    },
+    Entry {
+        function: "softmax_ce.grad",
+        dtype: "f32",
+        max_ulps: 3.0,
+        reason: "as for f64",
+    },
+];
+
+/// The entry for `function` at `dtype`.
+pub fn lookup(function: &str, dtype: &str) -> Option<&'static Entry> {
+    TABLE.iter().find(|e| e.function == function && e.dtype == dtype)
+}
+
+/// The error of `got` against the exact `v` in ulps of a format with `mantissa_bits`
+/// significand bits and smallest subnormal 2^`min_exp` (see the module docs).
+/// Infinite when `got` is not finite but `v` is.
+pub fn ulps(got: f64, exact: &Float, mantissa_bits: u32, min_exp: i32) -> f64 {
+    let prec = exact.prec().max(64) + 64;
+    if !got.is_finite() {
+        // ±∞ is right only where the exact value rounds to it (overflow) in this format.
+        let rounded = if mantissa_bits == 24 {
+            f64::from(exact.to_f32())
+        } else {
+            exact.to_f64()
+        };
+        return if rounded == got { 0.0 } else { f64::INFINITY };
+    }
+    let err = Float::with_val(prec, got - exact).abs();
+    let ulp_exp = match exact.get_exp() {
+        // v = 0.1xxx₂ × 2^e, so ⌊log₂|v|⌋ = e − 1.
+        Some(e) => (e - 1 - (mantissa_bits as i32 - 1)).max(min_exp),
+        None => min_exp,
+    };
+    let scaled = err >> ulp_exp;
+    scaled.to_f64()
+}
+
+/// Judges a measured maximum against its entry: `Err` with a message when the entry is
+/// exceeded or stale.
+pub fn judge(entry: &Entry, measured: f64) -> Result<(), String> {
+    if measured > entry.max_ulps {
+        Err(format!(
+            "{} {}: measured {measured:.3} ulps exceeds the table's {} ulps",
+            entry.function, entry.dtype, entry.max_ulps
+        ))
+    } else if entry.max_ulps > STALE_FACTOR * measured {
+        Err(format!(
+            "{} {}: the table allows {} ulps but at most {measured:.3} were measured; the entry is \
+             more than {STALE_FACTOR}× too loose: tighten it",
+            entry.function, entry.dtype, entry.max_ulps
+        ))
+    } else {
+        Ok(())
+    }
+}

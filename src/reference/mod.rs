@@ -1,0 +1,32 @@
+//! Reference implementations: every loss of SPEC §1 written as its formula on
+//! [`Interval`]s, one module per family. [`evaluate`] dispatches a [`Case`] at a given
+//! precision; [`certified`] runs it through the escalation loop of
+//! [`crate::mp::certify`].
+
+pub mod softmax;
+
+use crate::answer::Answer;
+use crate::error::Result;
+use crate::mp::certify::{certify, CertifiedAnswer};
+use crate::mp::interval::Interval;
+use crate::spec::Case;
+
+/// The enclosures of every output and gradient of `case` at `prec` bits.
+///
+/// # Errors
+/// An undefined point of the loss (SPEC §1), naming the row.
+pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
+    Ok(match case {
+        Case::Softmax(c) => softmax::evaluate_softmax(c, prec),
+        Case::SoftmaxCe(c) => softmax::evaluate_softmax_ce(c, prec),
+    })
+}
+
+/// The certified answer of `case` (SPEC §3): every value correctly rounded, or faithful
+/// where a tie cannot be decided below the precision cap.
+///
+/// # Errors
+/// An undefined point, or a value that cannot be certified below the cap.
+pub fn certified(case: &Case) -> Result<CertifiedAnswer> {
+    certify(|prec| evaluate(case, prec))
+}

@@ -1,0 +1,136 @@
+//! Reference `softmax` and `softmax_ce` (SPEC §1) on the certified interval core.
+//!
+//! The formulas are the definitions, evaluated on enclosures:
+//!
+//! * `softmax`: p_ij = e^{z_ij/T} / Σ_k e^{z_ik/T}, log p_ij = z_ij/T − ln Σ_k e^{z_ik/T};
+//! * `softmax_ce`: CE(z_i, y_i) = ln Σ_k e^{z_ik} − z_{i,y_i}, summed, or divided by N for
+//!   `mean`; its gradient ∂L/∂z_ij = (p_ij − [j = y_i]) / N (or without /N for `sum`),
+//!   which is SPEC §2 T5 and is checked against numerical differentiation in the tests.
+//!
+//! Every exponent is written as (z − m)/T with one exact number `m` per row (the upper end
+//! of the largest logit's enclosure). That is the definition multiplied and divided by
+//! e^{m/T}, so it changes no value; it is there only because MPFR's exponent range ends
+//! near e^{±7·10^8}, and a logit of 1e300 is a valid case. No other rearrangement is made:
+//! cancellation (a loss of 1e−300 beside logits of 1e3) is resolved by precision alone.
+
+use crate::answer::{Answer, Tensor};
+use crate::matrix::Matrix;
+use crate::mp::interval::Interval;
+use crate::spec::{Reduction, SoftmaxCase, SoftmaxCeCase};
+use rug::Float;
+
+/// Per row: the shifted exponents (z − m)/T and ln Σ e^{(z−m)/T}, plus the shift m/T.
+struct RowExponents {
+    scaled: Vec<Interval>,
+    log_sum: Interval,
+    shift: Interval,
+}
+
+fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
+    let prec = row.iter().map(Interval::prec).max().unwrap_or(64).max(temperature.prec());
+    // An exact shift: the largest upper end. Any exact number would do.
+    let m = row
+        .iter()
+        .map(|z| z.hi().clone())
+        .fold(None::<Float>, |acc, h| match acc {
+            Some(a) if a >= h => Some(a),
+            _ => Some(h),
+        })
+        .map(Interval::from_float)
+        .unwrap_or_else(|| Interval::from_i64(prec, 0));
+    let scaled: Vec<Interval> = row.iter().map(|z| z.sub(&m).div(temperature)).collect();
+    let sum = Interval::sum(prec, scaled.iter().map(Interval::exp).collect::<Vec<_>>().iter());
+    RowExponents {
+        log_sum: sum.ln(),
+        shift: m.div(temperature),
+        scaled,
+    }
+}
+
+/// Row-wise softmax of `logits / temperature`: (probabilities, log-probabilities).
+pub fn softmax(logits: &Matrix<Interval>, temperature: &Interval) -> (Matrix<Interval>, Matrix<Interval>) {
+    let mut probs = Vec::with_capacity(logits.as_slice().len());
+    let mut logs = Vec::with_capacity(logits.as_slice().len());
+    for row in logits.iter_rows() {
+        let r = row_exponents(row, temperature);
+        for s in &r.scaled {
+            let log_p = s.sub(&r.log_sum);
+            probs.push(log_p.exp());
+            logs.push(log_p);
+        }
+    }
+    let shape = |v| Matrix::from_vec(logits.rows(), logits.cols(), v).expect("one value per logit");
+    (shape(probs), shape(logs))
+}
+
+/// The per-sample cross-entropies CE(z_i, y_i) = ln Σ_k e^{z_ik} − z_{i,y_i}.
+pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Interval> {
+    let prec = logits.as_slice().iter().map(Interval::prec).max().unwrap_or(64);
+    let one = Interval::from_i64(prec, 1);
+    logits
+        .iter_rows()
+        .zip(labels)
+        .map(|(row, &y)| {
+            let r = row_exponents(row, &one);
+            // ln Σ e^{z} − z_y = (ln Σ e^{z−m} + m) − z_y
+            r.log_sum.add(&r.shift).sub(&row[y])
+        })
+        .collect()
+}
+
+/// Applies a reduction to per-sample terms.
+pub fn reduce(terms: &[Interval], reduction: Reduction) -> Interval {
+    let prec = terms.iter().map(Interval::prec).max().unwrap_or(64);
+    let total = Interval::sum(prec, terms);
+    match reduction {
+        Reduction::Sum => total,
+        Reduction::Mean => total.div_i64(terms.len() as i64),
+    }
+}
+
+/// The reduced `softmax_ce` loss.
+pub fn softmax_ce_loss(logits: &Matrix<Interval>, labels: &[usize], reduction: Reduction) -> Interval {
+    reduce(&cross_entropies(logits, labels), reduction)
+}
+
+/// ∂L/∂z for `softmax_ce`: (softmax(z) − onehot(y)), divided by N for `mean`.
+pub fn softmax_ce_grad(logits: &Matrix<Interval>, labels: &[usize], reduction: Reduction) -> Matrix<Interval> {
+    let prec = logits.as_slice().iter().map(Interval::prec).max().unwrap_or(64);
+    let (probs, _) = softmax(logits, &Interval::from_i64(prec, 1));
+    let one = Interval::from_i64(prec, 1);
+    let n = logits.rows() as i64;
+    Matrix::from_fn(logits.rows(), logits.cols(), |i, j| {
+        let p = probs.get(i, j);
+        let g = if labels[i] == j { p.sub(&one) } else { p.clone() };
+        match reduction {
+            Reduction::Sum => g,
+            Reduction::Mean => g.div_i64(n),
+        }
+    })
+}
+
+/// The point enclosures of a binary64 matrix at `prec` bits (exact for `prec ≥ 53`).
+pub fn points(m: &Matrix<f64>, prec: u32) -> Matrix<Interval> {
+    m.map(|&x| Interval::from_f64(prec, x))
+}
+
+/// A `softmax` case at `prec` bits: outputs `probabilities` and `log_probabilities`.
+pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
+    let (p, logp) = softmax(&points(&case.logits, prec), &Interval::from_f64(prec, case.temperature));
+    Answer {
+        outputs: vec![
+            ("probabilities", Tensor::Matrix(p)),
+            ("log_probabilities", Tensor::Matrix(logp)),
+        ],
+        gradients: vec![],
+    }
+}
+
+/// A `softmax_ce` case at `prec` bits: output `loss`, gradient `logits`.
+pub fn evaluate_softmax_ce(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> {
+    let z = points(&case.logits, prec);
+    Answer {
+        outputs: vec![("loss", Tensor::Scalar(softmax_ce_loss(&z, &case.labels, case.reduction)))],
+        gradients: vec![("logits", Tensor::Matrix(softmax_ce_grad(&z, &case.labels, case.reduction)))],
+    }
+}

@@ -1,0 +1,73 @@
+//! The JSON that `lossref eval` prints (SPEC §3): `loss`, `outputs`, `gradients`,
+//! `certificate`, every value a decimal string of at least 34 significant digits.
+
+use crate::answer::{Answer, Tensor};
+use crate::mp::certify::{Certified, CertifiedAnswer};
+use crate::spec::LossId;
+use serde_json::{json, Map, Value};
+
+fn tensor_json(t: &Tensor<Certified>, value: &impl Fn(&Certified) -> Value) -> Value {
+    match t {
+        Tensor::Scalar(v) => value(v),
+        Tensor::Matrix(m) => Value::Array(m.iter_rows().map(|r| Value::Array(r.iter().map(value).collect())).collect()),
+    }
+}
+
+fn section(items: &[(&'static str, Tensor<Certified>)], value: &impl Fn(&Certified) -> Value) -> Value {
+    let mut map = Map::new();
+    for (name, t) in items {
+        map.insert((*name).to_string(), tensor_json(t, value));
+    }
+    Value::Object(map)
+}
+
+/// The SPEC §3 object for a certified answer. With `with_binary64`, a further key
+/// `binary64` repeats every value as its binary64 rounding in hexadecimal floating point
+/// (SPEC §3 allows added keys, never changed ones).
+pub fn eval_json(loss: LossId, certified: &CertifiedAnswer, with_binary64: bool) -> Value {
+    let Answer { outputs, gradients } = &certified.answer;
+    let decimal = |c: &Certified| Value::String(c.decimal.clone());
+    let mut out = json!({
+        "loss": loss.as_str(),
+        "outputs": section(outputs, &decimal),
+        "gradients": section(gradients, &decimal),
+        "certificate": {
+            "tier": certified.certificate.tier.as_str(),
+            "precision_bits": certified.certificate.precision_bits,
+        },
+    });
+    if with_binary64 {
+        let hex = |c: &Certified| Value::String(hex_f64(c.f64));
+        out["binary64"] = json!({
+            "outputs": section(outputs, &hex),
+            "gradients": section(gradients, &hex),
+        });
+    }
+    out
+}
+
+/// A binary64 in C99 hexadecimal notation (`0x1.8p+1`, `-0x0.0000000000001p-1022`,
+/// `0x0p+0`): exact, unlike any rounded decimal.
+pub fn hex_f64(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    let sign = if x.is_sign_negative() { "-" } else { "" };
+    if x.is_infinite() {
+        return format!("{sign}inf");
+    }
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    let frac = bits & ((1u64 << 52) - 1);
+    if exp == 0 && frac == 0 {
+        return format!("{sign}0x0p+0");
+    }
+    let (lead, e) = if exp == 0 { (0, -1022) } else { (1, exp - 1023) };
+    let digits = format!("{frac:013x}");
+    let digits = digits.trim_end_matches('0');
+    if digits.is_empty() {
+        format!("{sign}0x{lead}p{e:+}")
+    } else {
+        format!("{sign}0x{lead}.{digits}p{e:+}")
+    }
+}
