@@ -31,7 +31,10 @@ impl<V> Tensor<V> {
     }
 
     /// The same shape with every value mapped; the first error stops the map.
-    pub fn try_map<W, E>(&self, mut f: impl FnMut(usize, &V) -> Result<W, E>) -> Result<Tensor<W>, E> {
+    pub fn try_map<W, E>(
+        &self,
+        mut f: impl FnMut(usize, &V) -> Result<W, E>,
+    ) -> Result<Tensor<W>, E> {
         Ok(match self {
             Tensor::Scalar(v) => Tensor::Scalar(f(0, v)?),
             Tensor::Matrix(m) => {
@@ -67,21 +70,31 @@ impl<V> Answer<V> {
 
     /// Looks up an output by name.
     pub fn output(&self, name: &str) -> Option<&Tensor<V>> {
-        self.outputs.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+        self.outputs
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
     }
 
     /// Looks up a gradient by name.
     pub fn gradient(&self, name: &str) -> Option<&Tensor<V>> {
-        self.gradients.iter().find(|(n, _)| *n == name).map(|(_, t)| t)
+        self.gradients
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
     }
 
     /// The same answer with every value mapped; `f` gets the place of each value.
-    pub fn try_map<W, E>(&self, mut f: impl FnMut(&str, &V) -> Result<W, E>) -> Result<Answer<W>, E> {
+    pub fn try_map<W, E>(
+        &self,
+        mut f: impl FnMut(&str, &V) -> Result<W, E>,
+    ) -> Result<Answer<W>, E> {
         let mut map_section = |section: &str, items: &[(&'static str, Tensor<V>)]| {
             items
                 .iter()
                 .map(|(name, t)| {
-                    let mapped = t.try_map(|k, v| f(&format!("{section}.{name}{}", t.index_label(k)), v))?;
+                    let mapped =
+                        t.try_map(|k, v| f(&format!("{section}.{name}{}", t.index_label(k)), v))?;
                     Ok((*name, mapped))
                 })
                 .collect::<Result<Vec<_>, E>>()

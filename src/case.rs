@@ -23,7 +23,10 @@ pub fn parse_case(text: &str) -> Result<Case> {
     if text.len() > MAX_CASE_BYTES {
         return Err(Error::invalid(
             "case",
-            format!("{} bytes is more than the limit of {MAX_CASE_BYTES} bytes", text.len()),
+            format!(
+                "{} bytes is more than the limit of {MAX_CASE_BYTES} bytes",
+                text.len()
+            ),
         ));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -43,14 +46,25 @@ pub fn parse_case(text: &str) -> Result<Case> {
 pub fn case_from_json(value: &Value) -> Result<Case> {
     let mut top = Fields::new(value, "case")?;
     let loss_value = top.required("loss")?;
-    let loss_name = loss_value
-        .as_str()
-        .ok_or_else(|| Error::invalid("loss", format!("expected a string naming a loss, got {}", describe(loss_value))))?;
+    let loss_name = loss_value.as_str().ok_or_else(|| {
+        Error::invalid(
+            "loss",
+            format!(
+                "expected a string naming a loss, got {}",
+                describe(loss_value)
+            ),
+        )
+    })?;
     let loss = LossId::from_name(loss_name).ok_or_else(|| {
         let reason = if SPEC_LOSSES.contains(&loss_name) {
-            format!("`{loss_name}` is in SPEC §1 but this version of lossref does not evaluate it yet")
+            format!(
+                "`{loss_name}` is in SPEC §1 but this version of lossref does not evaluate it yet"
+            )
         } else {
-            format!("unknown loss `{loss_name}`; SPEC §1 lists {}", SPEC_LOSSES.join(", "))
+            format!(
+                "unknown loss `{loss_name}`; SPEC §1 lists {}",
+                SPEC_LOSSES.join(", ")
+            )
         };
         Error::invalid("loss", reason)
     })?;
@@ -64,7 +78,10 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
         LossId::Softmax => {
             let temperature = params.positive("temperature", 1.0)?;
             let logits = inputs.logits("logits")?;
-            Case::Softmax(SoftmaxCase { temperature, logits })
+            Case::Softmax(SoftmaxCase {
+                temperature,
+                logits,
+            })
         }
         LossId::SoftmaxCe => {
             let reduction = params.reduction()?;
@@ -110,7 +127,10 @@ impl<'a> Fields<'a> {
                 path,
                 taken: Vec::new(),
             }),
-            other => Err(Error::invalid(path, format!("expected a JSON object, got {}", describe(other)))),
+            other => Err(Error::invalid(
+                path,
+                format!("expected a JSON object, got {}", describe(other)),
+            )),
         }
     }
 
@@ -143,7 +163,10 @@ impl<'a> Fields<'a> {
     /// Rejects any key that was never read.
     fn finish(&self, allowed: &str) -> Result<()> {
         match self.map.keys().find(|k| !self.taken.contains(&k.as_str())) {
-            Some(extra) => Err(Error::invalid(self.place(extra), format!("unknown key; {allowed}"))),
+            Some(extra) => Err(Error::invalid(
+                self.place(extra),
+                format!("unknown key; {allowed}"),
+            )),
             None => Ok(()),
         }
     }
@@ -158,7 +181,10 @@ impl<'a> Fields<'a> {
         if x > 0.0 {
             Ok(x)
         } else {
-            Err(Error::invalid(place, format!("must be a number > 0, got {x}")))
+            Err(Error::invalid(
+                place,
+                format!("must be a number > 0, got {x}"),
+            ))
         }
     }
 
@@ -168,9 +194,12 @@ impl<'a> Fields<'a> {
             return Ok(Reduction::default());
         };
         let place = self.place("reduction");
-        v.as_str()
-            .and_then(Reduction::from_name)
-            .ok_or_else(|| Error::invalid(place, format!("must be \"mean\" or \"sum\", got {}", describe(v))))
+        v.as_str().and_then(Reduction::from_name).ok_or_else(|| {
+            Error::invalid(
+                place,
+                format!("must be \"mean\" or \"sum\", got {}", describe(v)),
+            )
+        })
     }
 
     /// A logits matrix: N ≥ 1 rows of C ≥ 2 finite numbers.
@@ -190,9 +219,12 @@ impl<'a> Fields<'a> {
     fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
         let place = self.place(key);
         let v = self.required(key)?;
-        let items = v
-            .as_array()
-            .ok_or_else(|| Error::invalid(&place, format!("expected an array of class indices, got {}", describe(v))))?;
+        let items = v.as_array().ok_or_else(|| {
+            Error::invalid(
+                &place,
+                format!("expected an array of class indices, got {}", describe(v)),
+            )
+        })?;
         if items.len() != n {
             return Err(Error::invalid(
                 &place,
@@ -205,11 +237,17 @@ impl<'a> Fields<'a> {
             .map(|(i, item)| {
                 let at = format!("{place}[{i}]");
                 let Value::Number(num) = item else {
-                    return Err(Error::invalid(at, format!("expected a class index, got {}", describe(item))));
+                    return Err(Error::invalid(
+                        at,
+                        format!("expected a class index, got {}", describe(item)),
+                    ));
                 };
                 match num.to_string().parse::<u64>() {
                     Ok(k) if (k as u128) < c as u128 => Ok(k as usize),
-                    Ok(k) => Err(Error::invalid(at, format!("label {k} is out of range 0..{c} (C = {c})"))),
+                    Ok(k) => Err(Error::invalid(
+                        at,
+                        format!("label {k} is out of range 0..{c} (C = {c})"),
+                    )),
                     Err(_) => Err(Error::invalid(
                         at,
                         format!("expected a non-negative integer class index, got {num}"),
@@ -223,7 +261,10 @@ impl<'a> Fields<'a> {
 /// A JSON number as the binary64 its decimal text rounds to; ±∞ after rounding is an error.
 fn number(v: &Value, place: &str) -> Result<f64> {
     let Value::Number(n) = v else {
-        return Err(Error::invalid(place, format!("expected a number, got {}", describe(v))));
+        return Err(Error::invalid(
+            place,
+            format!("expected a number, got {}", describe(v)),
+        ));
     };
     let text = n.to_string();
     let x: f64 = text
@@ -232,15 +273,21 @@ fn number(v: &Value, place: &str) -> Result<f64> {
     if x.is_finite() {
         Ok(x)
     } else {
-        Err(Error::invalid(place, format!("{text} overflows binary64 (|x| > 1.797…e308)")))
+        Err(Error::invalid(
+            place,
+            format!("{text} overflows binary64 (|x| > 1.797…e308)"),
+        ))
     }
 }
 
 /// A non-empty rectangular matrix of finite numbers.
 fn matrix(v: &Value, place: &str) -> Result<Matrix<f64>> {
-    let rows = v
-        .as_array()
-        .ok_or_else(|| Error::invalid(place, format!("expected an array of rows, got {}", describe(v))))?;
+    let rows = v.as_array().ok_or_else(|| {
+        Error::invalid(
+            place,
+            format!("expected an array of rows, got {}", describe(v)),
+        )
+    })?;
     if rows.is_empty() {
         return Err(Error::invalid(place, "is empty; a batch needs N ≥ 1 rows"));
     }
@@ -248,15 +295,24 @@ fn matrix(v: &Value, place: &str) -> Result<Matrix<f64>> {
     let mut cols = None;
     for (i, row) in rows.iter().enumerate() {
         let at = format!("{place}[{i}]");
-        let entries = row
-            .as_array()
-            .ok_or_else(|| Error::invalid(&at, format!("expected a row (an array of numbers), got {}", describe(row))))?;
+        let entries = row.as_array().ok_or_else(|| {
+            Error::invalid(
+                &at,
+                format!(
+                    "expected a row (an array of numbers), got {}",
+                    describe(row)
+                ),
+            )
+        })?;
         match cols {
             None => cols = Some(entries.len()),
             Some(c) if c != entries.len() => {
                 return Err(Error::invalid(
                     at,
-                    format!("has {} entries but row 0 has {c}; rows must all have the same length", entries.len()),
+                    format!(
+                        "has {} entries but row 0 has {c}; rows must all have the same length",
+                        entries.len()
+                    ),
                 ))
             }
             Some(_) => {}
@@ -266,5 +322,6 @@ fn matrix(v: &Value, place: &str) -> Result<Matrix<f64>> {
         }
     }
     let cols = cols.unwrap_or(0);
-    Matrix::from_vec(rows.len(), cols, data).ok_or_else(|| Error::invalid(place, "inconsistent shape"))
+    Matrix::from_vec(rows.len(), cols, data)
+        .ok_or_else(|| Error::invalid(place, "inconsistent shape"))
 }

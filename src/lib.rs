@@ -20,8 +20,8 @@
 //! ```
 
 pub mod answer;
-pub mod cli;
 pub mod case;
+pub mod cli;
 pub mod error;
 pub mod fast;
 pub mod matrix;

@@ -90,7 +90,9 @@ pub const TABLE: &[Entry] = &[
 
 /// The entry for `function` at `dtype`.
 pub fn lookup(function: &str, dtype: &str) -> Option<&'static Entry> {
-    TABLE.iter().find(|e| e.function == function && e.dtype == dtype)
+    TABLE
+        .iter()
+        .find(|e| e.function == function && e.dtype == dtype)
 }
 
 /// The error of `got` against the exact `v` in ulps of a format with `mantissa_bits`

@@ -9,11 +9,18 @@ use serde_json::{json, Map, Value};
 fn tensor_json(t: &Tensor<Certified>, value: &impl Fn(&Certified) -> Value) -> Value {
     match t {
         Tensor::Scalar(v) => value(v),
-        Tensor::Matrix(m) => Value::Array(m.iter_rows().map(|r| Value::Array(r.iter().map(value).collect())).collect()),
+        Tensor::Matrix(m) => Value::Array(
+            m.iter_rows()
+                .map(|r| Value::Array(r.iter().map(value).collect()))
+                .collect(),
+        ),
     }
 }
 
-fn section(items: &[(&'static str, Tensor<Certified>)], value: &impl Fn(&Certified) -> Value) -> Value {
+fn section(
+    items: &[(&'static str, Tensor<Certified>)],
+    value: &impl Fn(&Certified) -> Value,
+) -> Value {
     let mut map = Map::new();
     for (name, t) in items {
         map.insert((*name).to_string(), tensor_json(t, value));
@@ -62,7 +69,11 @@ pub fn hex_f64(x: f64) -> String {
     if exp == 0 && frac == 0 {
         return format!("{sign}0x0p+0");
     }
-    let (lead, e) = if exp == 0 { (0, -1022) } else { (1, exp - 1023) };
+    let (lead, e) = if exp == 0 {
+        (0, -1022)
+    } else {
+        (1, exp - 1023)
+    };
     let digits = format!("{frac:013x}");
     let digits = digits.trim_end_matches('0');
     if digits.is_empty() {

@@ -41,5 +41,10 @@ pub fn read_input(path: &str, limit: usize) -> Result<String> {
     if bytes.len() > limit {
         return Err(io(format!("larger than the limit of {limit} bytes")));
     }
-    String::from_utf8(bytes).map_err(|e| io(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
+    String::from_utf8(bytes).map_err(|e| {
+        io(format!(
+            "not UTF-8 text (byte {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }

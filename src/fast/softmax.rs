@@ -25,12 +25,18 @@ use crate::spec::Reduction;
 /// Checks the shape and finiteness of a logits buffer; returns N.
 fn check_logits<T: Real>(logits: &[T], cols: usize) -> Result<usize> {
     if cols < 2 {
-        return Err(Error::invalid("logits", format!("C = {cols}; a softmax needs C ≥ 2")));
+        return Err(Error::invalid(
+            "logits",
+            format!("C = {cols}; a softmax needs C ≥ 2"),
+        ));
     }
     if logits.is_empty() || logits.len() % cols != 0 {
         return Err(Error::invalid(
             "logits",
-            format!("length {} is not a positive multiple of C = {cols}", logits.len()),
+            format!(
+                "length {} is not a positive multiple of C = {cols}",
+                logits.len()
+            ),
         ));
     }
     if let Some(k) = logits.iter().position(|z| !z.is_finite()) {
@@ -46,7 +52,10 @@ fn check_temperature<T: Real>(temperature: T) -> Result<()> {
     if temperature > T::zero() && temperature.is_finite() {
         Ok(())
     } else {
-        Err(Error::invalid("temperature", format!("must be finite and > 0, got {temperature}")))
+        Err(Error::invalid(
+            "temperature",
+            format!("must be finite and > 0, got {temperature}"),
+        ))
     }
 }
 
@@ -131,7 +140,12 @@ pub fn softmax<T: Real>(logits: &[T], cols: usize, temperature: T, out: &mut [T]
 ///
 /// # Errors
 /// As [`softmax`].
-pub fn log_softmax<T: Real>(logits: &[T], cols: usize, temperature: T, out: &mut [T]) -> Result<()> {
+pub fn log_softmax<T: Real>(
+    logits: &[T],
+    cols: usize,
+    temperature: T,
+    out: &mut [T],
+) -> Result<()> {
     check_logits(logits, cols)?;
     check_temperature(temperature)?;
     check_out(out.len(), logits.len())?;
@@ -149,7 +163,10 @@ fn check_out(got: usize, want: usize) -> Result<()> {
     if got == want {
         Ok(())
     } else {
-        Err(Error::invalid("out", format!("has length {got}, expected {want}")))
+        Err(Error::invalid(
+            "out",
+            format!("has length {got}, expected {want}"),
+        ))
     }
 }
 
@@ -184,7 +201,11 @@ pub fn softmax_ce_into<T: Real>(
     };
     let mut c = vec![T::zero(); cols];
     let mut losses = Vec::with_capacity(n);
-    for ((z, g), &y) in logits.chunks_exact(cols).zip(grad.chunks_exact_mut(cols)).zip(labels) {
+    for ((z, g), &y) in logits
+        .chunks_exact(cols)
+        .zip(grad.chunks_exact_mut(cols))
+        .zip(labels)
+    {
         let row = split_row(z, T::one(), g, &mut c);
         // CE = ln1p(S′) + (m − z_y), with m − z_y = −(d_y + e_y) carried exactly.
         let (d_y, e_y) = two_sum(z[y], -z[row.argmax]);
@@ -209,7 +230,12 @@ pub fn softmax_ce_into<T: Real>(
 ///
 /// # Errors
 /// As [`softmax_ce_into`].
-pub fn softmax_ce<T: Real>(logits: &[T], cols: usize, labels: &[usize], reduction: Reduction) -> Result<(T, Vec<T>)> {
+pub fn softmax_ce<T: Real>(
+    logits: &[T],
+    cols: usize,
+    labels: &[usize],
+    reduction: Reduction,
+) -> Result<(T, Vec<T>)> {
     let mut grad = vec![T::zero(); logits.len()];
     let loss = softmax_ce_into(logits, cols, labels, reduction, &mut grad)?;
     Ok((loss, grad))

@@ -128,7 +128,8 @@ fn printable(iv: &Interval) -> bool {
     if !iv.is_finite() || iv.contains_zero() {
         return false;
     }
-    let smallest = Float::with_val(iv.prec(), iv.lo().abs_ref()).min(&Float::with_val(iv.prec(), iv.hi().abs_ref()));
+    let smallest = Float::with_val(iv.prec(), iv.lo().abs_ref())
+        .min(&Float::with_val(iv.prec(), iv.hi().abs_ref()));
     let mut bound = smallest;
     bound >>= DECIMAL_WIDTH_BITS;
     iv.width() <= bound
@@ -209,7 +210,8 @@ pub fn certify_with_cap(
     loop {
         let final_try = prec >= cap;
         let enclosures = evaluate(prec)?;
-        let attempt = enclosures.try_map(|place, iv| certify_value(iv, final_try).ok_or_else(|| place.to_string()));
+        let attempt = enclosures
+            .try_map(|place, iv| certify_value(iv, final_try).ok_or_else(|| place.to_string()));
         match attempt {
             Ok(answer) => {
                 let tier = answer

@@ -27,7 +27,12 @@ struct RowExponents {
 }
 
 fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
-    let prec = row.iter().map(Interval::prec).max().unwrap_or(64).max(temperature.prec());
+    let prec = row
+        .iter()
+        .map(Interval::prec)
+        .max()
+        .unwrap_or(64)
+        .max(temperature.prec());
     // An exact shift: the largest upper end. Any exact number would do.
     let m = row
         .iter()
@@ -39,7 +44,10 @@ fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
         .map(Interval::from_float)
         .unwrap_or_else(|| Interval::from_i64(prec, 0));
     let scaled: Vec<Interval> = row.iter().map(|z| z.sub(&m).div(temperature)).collect();
-    let sum = Interval::sum(prec, scaled.iter().map(Interval::exp).collect::<Vec<_>>().iter());
+    let sum = Interval::sum(
+        prec,
+        scaled.iter().map(Interval::exp).collect::<Vec<_>>().iter(),
+    );
     RowExponents {
         log_sum: sum.ln(),
         shift: m.div(temperature),
@@ -48,7 +56,10 @@ fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
 }
 
 /// Row-wise softmax of `logits / temperature`: (probabilities, log-probabilities).
-pub fn softmax(logits: &Matrix<Interval>, temperature: &Interval) -> (Matrix<Interval>, Matrix<Interval>) {
+pub fn softmax(
+    logits: &Matrix<Interval>,
+    temperature: &Interval,
+) -> (Matrix<Interval>, Matrix<Interval>) {
     let mut probs = Vec::with_capacity(logits.as_slice().len());
     let mut logs = Vec::with_capacity(logits.as_slice().len());
     for row in logits.iter_rows() {
@@ -65,7 +76,12 @@ pub fn softmax(logits: &Matrix<Interval>, temperature: &Interval) -> (Matrix<Int
 
 /// The per-sample cross-entropies CE(z_i, y_i) = ln Σ_k e^{z_ik} − z_{i,y_i}.
 pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Interval> {
-    let prec = logits.as_slice().iter().map(Interval::prec).max().unwrap_or(64);
+    let prec = logits
+        .as_slice()
+        .iter()
+        .map(Interval::prec)
+        .max()
+        .unwrap_or(64);
     let one = Interval::from_i64(prec, 1);
     logits
         .iter_rows()
@@ -89,19 +105,36 @@ pub fn reduce(terms: &[Interval], reduction: Reduction) -> Interval {
 }
 
 /// The reduced `softmax_ce` loss.
-pub fn softmax_ce_loss(logits: &Matrix<Interval>, labels: &[usize], reduction: Reduction) -> Interval {
+pub fn softmax_ce_loss(
+    logits: &Matrix<Interval>,
+    labels: &[usize],
+    reduction: Reduction,
+) -> Interval {
     reduce(&cross_entropies(logits, labels), reduction)
 }
 
 /// ∂L/∂z for `softmax_ce`: (softmax(z) − onehot(y)), divided by N for `mean`.
-pub fn softmax_ce_grad(logits: &Matrix<Interval>, labels: &[usize], reduction: Reduction) -> Matrix<Interval> {
-    let prec = logits.as_slice().iter().map(Interval::prec).max().unwrap_or(64);
+pub fn softmax_ce_grad(
+    logits: &Matrix<Interval>,
+    labels: &[usize],
+    reduction: Reduction,
+) -> Matrix<Interval> {
+    let prec = logits
+        .as_slice()
+        .iter()
+        .map(Interval::prec)
+        .max()
+        .unwrap_or(64);
     let (probs, _) = softmax(logits, &Interval::from_i64(prec, 1));
     let one = Interval::from_i64(prec, 1);
     let n = logits.rows() as i64;
     Matrix::from_fn(logits.rows(), logits.cols(), |i, j| {
         let p = probs.get(i, j);
-        let g = if labels[i] == j { p.sub(&one) } else { p.clone() };
+        let g = if labels[i] == j {
+            p.sub(&one)
+        } else {
+            p.clone()
+        };
         match reduction {
             Reduction::Sum => g,
             Reduction::Mean => g.div_i64(n),
@@ -116,7 +149,10 @@ pub fn points(m: &Matrix<f64>, prec: u32) -> Matrix<Interval> {
 
 /// A `softmax` case at `prec` bits: outputs `probabilities` and `log_probabilities`.
 pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
-    let (p, logp) = softmax(&points(&case.logits, prec), &Interval::from_f64(prec, case.temperature));
+    let (p, logp) = softmax(
+        &points(&case.logits, prec),
+        &Interval::from_f64(prec, case.temperature),
+    );
     Answer {
         outputs: vec![
             ("probabilities", Tensor::Matrix(p)),
@@ -130,7 +166,13 @@ pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
 pub fn evaluate_softmax_ce(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> {
     let z = points(&case.logits, prec);
     Answer {
-        outputs: vec![("loss", Tensor::Scalar(softmax_ce_loss(&z, &case.labels, case.reduction)))],
-        gradients: vec![("logits", Tensor::Matrix(softmax_ce_grad(&z, &case.labels, case.reduction)))],
+        outputs: vec![(
+            "loss",
+            Tensor::Scalar(softmax_ce_loss(&z, &case.labels, case.reduction)),
+        )],
+        gradients: vec![(
+            "logits",
+            Tensor::Matrix(softmax_ce_grad(&z, &case.labels, case.reduction)),
+        )],
     }
 }
