@@ -50,28 +50,31 @@ pub const TABLE: &[Entry] = &[
     Entry {
         function: "log_softmax",
         dtype: "f64",
-        max_ulps: 2.0,
+        max_ulps: 3.0,
         reason: "(x_j − ln1p(S′)) + c_j: two roundings and the error of ln1p(S′), which is \
                  small against |x_j| except at j*, where −ln1p(S′) is the whole value",
     },
     Entry {
         function: "log_softmax",
         dtype: "f32",
-        max_ulps: 2.0,
+        max_ulps: 3.0,
         reason: "as for f64, with log1pf",
     },
     Entry {
         function: "softmax_ce.loss",
         dtype: "f64",
-        max_ulps: 2.0,
+        max_ulps: 2.5,
         reason: "per row ln1p(S′) + (m − z_y) with m − z_y exact as a pair; compensated batch \
                  sum; one division by N",
     },
     Entry {
         function: "softmax_ce.loss",
         dtype: "f32",
-        max_ulps: 2.0,
-        reason: "as for f64, with log1pf and expf",
+        max_ulps: 6.0,
+        reason:
+            "as for f64, plus f32 subnormals: a dominant target puts the loss below 1.2e−38, where \
+                 each term e^{x_j} is rounded to an absolute 2^−150, and C − 1 terms per row and N \
+                 rows add up in units of the smallest subnormal",
     },
     Entry {
         function: "softmax_ce.grad",

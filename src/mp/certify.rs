@@ -22,8 +22,8 @@ use rug::float::Round;
 use rug::Float;
 use std::fmt;
 
-/// First working precision, in bits.
-pub const START_PRECISION: u32 = 128;
+/// First working precision, in bits: 64 guard bits over the 128 that printing needs.
+pub const START_PRECISION: u32 = 192;
 
 /// The precision cap, in bits. 16384 bits resolve a loss of 1e−300 beside logits of 1e3
 /// (about 1100 bits of cancellation) with a wide margin, yet keep a small case under a second.

@@ -331,6 +331,15 @@ impl Interval {
         }
     }
 
+    /// `e^self − 1` (increasing), without the cancellation of `exp(x) − 1` near 0.
+    pub fn exp_m1(&self) -> Interval {
+        let p = self.prec();
+        Interval {
+            lo: down(p, self.lo.exp_m1_ref()),
+            hi: up(p, self.hi.exp_m1_ref()),
+        }
+    }
+
     /// `ln self` (increasing); a non-positive lower end gives `−∞`.
     pub fn ln(&self) -> Interval {
         let p = self.prec();

@@ -7,19 +7,21 @@
 //!   `mean`; its gradient ∂L/∂z_ij = (p_ij − [j = y_i]) / N (or without /N for `sum`),
 //!   which is SPEC §2 T5 and is checked against numerical differentiation in the tests.
 //!
-//! Every exponent is written as (z − m)/T with one exact number `m` per row (the upper end
-//! of the largest logit's enclosure). That is the definition multiplied and divided by
-//! e^{m/T}, so it changes no value; it is there only because MPFR's exponent range ends
-//! near e^{±7·10^8}, and a logit of 1e300 is a valid case. No other rearrangement is made:
-//! cancellation (a loss of 1e−300 beside logits of 1e3) is resolved by precision alone.
+//! Every exponent is written as s_ij = (z_ij − m_i)/T with one exact number m_i per row
+//! (the upper end of the largest logit's enclosure): the definition multiplied and divided
+//! by e^{m/T}, because MPFR's exponent range ends near e^{±7·10^8} and a logit of 1e300 is
+//! a valid case. The row sum is then 1 + R with R = (e^{s_j*} − 1) + Σ_{j≠j*} e^{s_j}, and
+//! ln Σ = ln1p(R); the target's gradient p_y − 1 is expm1(ln p_y). Both are the same
+//! mathematics through MPFR's `log1p`/`expm1`: without them a tiny R (a loss of 1e−5000
+//! under a small temperature, say) would need tens of thousands of bits to escape the
+//! cancellation in ln(1 + R) and e^{−R} − 1. Everything else is resolved by precision alone.
 
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::spec::{Reduction, SoftmaxCase, SoftmaxCeCase};
-use rug::Float;
 
-/// Per row: the shifted exponents (z − m)/T and ln Σ e^{(z−m)/T}, plus the shift m/T.
+/// Per row: the shifted exponents s_j = (z_j − m)/T, ln Σ_j e^{s_j}, and the shift m/T.
 struct RowExponents {
     scaled: Vec<Interval>,
     log_sum: Interval,
@@ -34,22 +36,19 @@ fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
         .unwrap_or(64)
         .max(temperature.prec());
     // An exact shift: the largest upper end. Any exact number would do.
-    let m = row
-        .iter()
-        .map(|z| z.hi().clone())
-        .fold(None::<Float>, |acc, h| match acc {
-            Some(a) if a >= h => Some(a),
-            _ => Some(h),
-        })
-        .map(Interval::from_float)
-        .unwrap_or_else(|| Interval::from_i64(prec, 0));
+    let top = (0..row.len())
+        .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
+        .unwrap_or(0);
+    let m = Interval::from_float(row[top].hi().clone());
     let scaled: Vec<Interval> = row.iter().map(|z| z.sub(&m).div(temperature)).collect();
-    let sum = Interval::sum(
-        prec,
-        scaled.iter().map(Interval::exp).collect::<Vec<_>>().iter(),
-    );
+    // Σ_j e^{s_j} − 1 = expm1(s_top) + Σ_{j≠top} e^{s_j}; s_top is exactly 0 for point inputs.
+    let others: Vec<Interval> = (0..row.len())
+        .filter(|&j| j != top)
+        .map(|j| scaled[j].exp())
+        .collect();
+    let rest = Interval::sum(prec, others.iter()).add(&scaled[top].exp_m1());
     RowExponents {
-        log_sum: sum.ln(),
+        log_sum: rest.ln_1p(),
         shift: m.div(temperature),
         scaled,
     }
@@ -88,8 +87,8 @@ pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Inter
         .zip(labels)
         .map(|(row, &y)| {
             let r = row_exponents(row, &one);
-            // ln Σ e^{z} − z_y = (ln Σ e^{z−m} + m) − z_y
-            r.log_sum.add(&r.shift).sub(&row[y])
+            // ln Σ e^{z} − z_y = ln Σ e^{z−m} + (m − z_y); m − z_y first, so that it is exact
+            r.log_sum.add(&r.shift.sub(&row[y]))
         })
         .collect()
 }
@@ -125,15 +124,14 @@ pub fn softmax_ce_grad(
         .map(Interval::prec)
         .max()
         .unwrap_or(64);
-    let (probs, _) = softmax(logits, &Interval::from_i64(prec, 1));
-    let one = Interval::from_i64(prec, 1);
+    let (probs, log_probs) = softmax(logits, &Interval::from_i64(prec, 1));
     let n = logits.rows() as i64;
     Matrix::from_fn(logits.rows(), logits.cols(), |i, j| {
-        let p = probs.get(i, j);
+        // p_y − 1 = expm1(ln p_y): no cancellation when p_y is within 1e−300 of 1.
         let g = if labels[i] == j {
-            p.sub(&one)
+            log_probs.get(i, j).exp_m1()
         } else {
-            p.clone()
+            probs.get(i, j).clone()
         };
         match reduction {
             Reduction::Sum => g,

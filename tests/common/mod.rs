@@ -1,0 +1,183 @@
+//! Shared test support: proptest strategies for shapes and logits in named regimes, and
+//! helpers that run the certified reference.
+#![allow(dead_code)]
+
+use lossref::matrix::Matrix;
+use lossref::mp::certify::{Certified, CertifiedAnswer};
+use lossref::reference::certified;
+use lossref::spec::{Case, Reduction, SoftmaxCase, SoftmaxCeCase};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+
+/// The input regimes every softmax-family test draws from. Each is reached on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Regime {
+    /// Logits in [−10, 10].
+    Moderate,
+    /// Logits in [−1000, 1000].
+    Large,
+    /// Logits a few ulps (or 1e−12) apart around one value.
+    NearTie,
+    /// The target logit exceeds all others by a gap of 1 … 700 (f64) or 1 … 100 (f32), so
+    /// the loss goes down to 1e−300 (f64) or into f32's subnormals.
+    Dominant,
+}
+
+impl Regime {
+    /// All regimes.
+    pub const ALL: [Regime; 4] = [
+        Regime::Moderate,
+        Regime::Large,
+        Regime::NearTie,
+        Regime::Dominant,
+    ];
+}
+
+/// A softmax_ce batch: logits N×C and labels.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub logits: Matrix<f64>,
+    pub labels: Vec<usize>,
+}
+
+/// Rounds to f32 when `f32` is set (so the value is exactly representable there).
+fn narrow(x: f64, f32: bool) -> f64 {
+    if f32 {
+        f64::from(x as f32)
+    } else {
+        x
+    }
+}
+
+/// A strategy for batches in `regime`; with `f32`, every logit is an f32 value.
+pub fn batch(regime: Regime, f32: bool) -> BoxedStrategy<Batch> {
+    (1usize..=3, 2usize..=12)
+        .prop_flat_map(move |(n, c)| {
+            let labels = proptest::collection::vec(0..c, n);
+            let cells = n * c;
+            let values = match regime {
+                Regime::Moderate => proptest::collection::vec(-10.0f64..10.0, cells).boxed(),
+                Regime::Large => proptest::collection::vec(-1000.0f64..1000.0, cells).boxed(),
+                Regime::NearTie => (
+                    -50.0f64..50.0,
+                    proptest::collection::vec((-3i32..=3, any::<bool>()), cells),
+                )
+                    .prop_map(move |(base, steps)| {
+                        let base = narrow(base, f32);
+                        let ulp = if f32 {
+                            f64::from((base as f32).abs().max(1.0)) * f64::from(f32::EPSILON)
+                        } else {
+                            base.abs().max(1.0) * f64::EPSILON
+                        };
+                        steps
+                            .into_iter()
+                            .map(|(k, tiny)| {
+                                if tiny {
+                                    base + f64::from(k) * 1e-12
+                                } else {
+                                    base + f64::from(k) * ulp
+                                }
+                            })
+                            .collect()
+                    })
+                    .boxed(),
+                Regime::Dominant => {
+                    let max_gap = if f32 { 100.0 } else { 700.0 };
+                    (
+                        1.0f64..max_gap,
+                        -5.0f64..5.0,
+                        proptest::collection::vec(0.0f64..3.0, cells),
+                    )
+                        .prop_map(move |(gap, top, spread)| {
+                            // Row values below `top − gap`; the label's column is set to `top`
+                            // once the labels are known (below).
+                            spread
+                                .into_iter()
+                                .map(|s| top - gap - s)
+                                .chain([top])
+                                .collect::<Vec<f64>>()
+                        })
+                        .boxed()
+                }
+            };
+            (Just((n, c)), labels, values)
+        })
+        .prop_map(move |((n, c), labels, mut values)| {
+            if regime == Regime::Dominant {
+                let top = values.pop().unwrap_or(0.0);
+                for (i, &y) in labels.iter().enumerate() {
+                    values[i * c + y] = top;
+                }
+            }
+            let data = values.into_iter().map(|x| narrow(x, f32)).collect();
+            Batch {
+                logits: Matrix::from_vec(n, c, data).expect("n × c values"),
+                labels,
+            }
+        })
+        .boxed()
+}
+
+/// Temperatures for softmax cases: powers of two and awkward values.
+pub fn temperature() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(1.0),
+        Just(0.0625),
+        Just(16.0),
+        Just(0.5),
+        Just(2.0),
+        Just(0.3),
+        Just(7.0)
+    ]
+}
+
+/// A runner with a fixed seed, so a measurement over `cases` inputs is reproducible.
+pub fn deterministic_runner(cases: u32) -> TestRunner {
+    TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    )
+}
+
+/// The certified answer of a softmax_ce case.
+pub fn certify_ce(b: &Batch, reduction: Reduction) -> CertifiedAnswer {
+    let case = Case::SoftmaxCe(SoftmaxCeCase {
+        reduction,
+        logits: b.logits.clone(),
+        labels: b.labels.clone(),
+    });
+    certified(&case).unwrap_or_else(|e| panic!("reference failed on {b:?}: {e}"))
+}
+
+/// The certified answer of a softmax case.
+pub fn certify_softmax(logits: &Matrix<f64>, temperature: f64) -> CertifiedAnswer {
+    let case = Case::Softmax(SoftmaxCase {
+        temperature,
+        logits: logits.clone(),
+    });
+    certified(&case)
+        .unwrap_or_else(|e| panic!("reference failed on {logits:?} T={temperature}: {e}"))
+}
+
+/// The values of a named output or gradient, row-major.
+pub fn values<'a>(ans: &'a CertifiedAnswer, section: &str, name: &str) -> &'a [Certified] {
+    let t = if section == "outputs" {
+        ans.answer.output(name)
+    } else {
+        ans.answer.gradient(name)
+    };
+    t.unwrap_or_else(|| panic!("no {section}.{name}")).values()
+}
+
+/// A value printed in decimal, as hex-float and as raw bits, for failure messages.
+pub fn show(x: f64) -> String {
+    format!(
+        "{x:e} ({}, bits {:#018x})",
+        lossref::report::hex_f64(x),
+        x.to_bits()
+    )
+}

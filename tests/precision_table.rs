@@ -1,0 +1,200 @@
+//! Enforces `lossref::precision::TABLE` in both directions: the fast f32/f64 paths are
+//! measured in ulps against the certified reference over every regime of
+//! `common::Regime` (fixed seeds), and each table entry must be ≥ the measured maximum and
+//! at most `STALE_FACTOR` times it.
+
+mod common;
+
+use common::{
+    batch, certify_ce, certify_softmax, deterministic_runner, show, temperature, values, Batch,
+    Regime,
+};
+use lossref::fast::{self, Real};
+use lossref::precision::{judge, lookup, ulps, TABLE};
+use lossref::spec::Reduction;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+
+/// Generated inputs per regime and dtype.
+const CASES: u32 = 120;
+
+/// The worst error seen for one (function, dtype), with the input that produced it.
+#[derive(Default, Clone)]
+struct Worst {
+    ulps: f64,
+    witness: String,
+}
+
+#[derive(Default)]
+struct Measurements {
+    worst: BTreeMap<(String, &'static str), Worst>,
+    regimes: HashSet<(Regime, &'static str)>,
+    /// The smallest exact loss seen per dtype (the dominant-target regime must reach tiny ones).
+    smallest_loss: BTreeMap<&'static str, f64>,
+}
+
+impl Measurements {
+    fn record(
+        &mut self,
+        function: &str,
+        dtype: &'static str,
+        err: f64,
+        witness: impl FnOnce() -> String,
+    ) {
+        let w = self.worst.entry((function.to_string(), dtype)).or_default();
+        if err > w.ulps || w.witness.is_empty() {
+            w.ulps = w.ulps.max(err);
+            w.witness = witness();
+        }
+    }
+}
+
+fn convert<T: Real>(xs: &[f64]) -> Vec<T> {
+    xs.iter().map(|&x| T::of_f64(x)).collect()
+}
+
+fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
+    let is_f32 = T::NAME == "f32";
+    let err = |got: T, exact: &lossref::mp::certify::Certified| {
+        ulps(
+            got.as_f64(),
+            &exact.enclosure.mid(),
+            T::MANTISSA_BITS,
+            T::MIN_SUBNORMAL_EXP,
+        )
+    };
+    let mut runner = deterministic_runner(CASES);
+    let strategy = (batch(regime, is_f32), temperature(), proptest::bool::ANY);
+    runner
+        .run(&strategy, |(b, t, sum): (Batch, f64, bool)| {
+            let mut m = m.borrow_mut();
+            m.regimes.insert((regime, T::NAME));
+            let z: Vec<T> = convert(b.logits.as_slice());
+            let cols = b.logits.cols();
+            let t_t = T::of_f64(t);
+            // Exactly representable temperatures only, so the reference sees the same T.
+            let t_exact = t_t.as_f64();
+            let soft = certify_softmax(&b.logits, t_exact);
+            let mut out = vec![T::zero(); z.len()];
+            fast::softmax::softmax(&z, cols, t_t, &mut out).expect("valid batch");
+            for (k, (g, e)) in out
+                .iter()
+                .zip(values(&soft, "outputs", "probabilities"))
+                .enumerate()
+            {
+                m.record("softmax", T::NAME, err(*g, e), || {
+                    format!(
+                        "{regime:?} T={t_exact} logits={:?} entry {k}: got {} want {}",
+                        b.logits,
+                        show(g.as_f64()),
+                        e.decimal
+                    )
+                });
+            }
+            fast::softmax::log_softmax(&z, cols, t_t, &mut out).expect("valid batch");
+            for (k, (g, e)) in out
+                .iter()
+                .zip(values(&soft, "outputs", "log_probabilities"))
+                .enumerate()
+            {
+                m.record("log_softmax", T::NAME, err(*g, e), || {
+                    format!(
+                        "{regime:?} T={t_exact} logits={:?} entry {k}: got {} want {}",
+                        b.logits,
+                        show(g.as_f64()),
+                        e.decimal
+                    )
+                });
+            }
+            let reduction = if sum { Reduction::Sum } else { Reduction::Mean };
+            let ce = certify_ce(&b, reduction);
+            let (loss, grad) =
+                fast::softmax::softmax_ce(&z, cols, &b.labels, reduction).expect("valid batch");
+            let want = &values(&ce, "outputs", "loss")[0];
+            let smallest = m.smallest_loss.entry(T::NAME).or_insert(f64::INFINITY);
+            *smallest = smallest.min(want.f64);
+            m.record("softmax_ce.loss", T::NAME, err(loss, want), || {
+                format!(
+                    "{regime:?} {reduction:?} {b:?}: got {} want {}",
+                    show(loss.as_f64()),
+                    want.decimal
+                )
+            });
+            for (k, (g, e)) in grad
+                .iter()
+                .zip(values(&ce, "gradients", "logits"))
+                .enumerate()
+            {
+                m.record("softmax_ce.grad", T::NAME, err(*g, e), || {
+                    format!(
+                        "{regime:?} {reduction:?} {b:?} entry {k}: got {} want {}",
+                        show(g.as_f64()),
+                        e.decimal
+                    )
+                });
+            }
+            Ok(())
+        })
+        .expect("measurement never fails a case");
+}
+
+#[test]
+fn precision_table_holds_and_is_tight() {
+    let m = RefCell::new(Measurements::default());
+    for regime in Regime::ALL {
+        measure::<f64>(regime, &m);
+        measure::<f32>(regime, &m);
+    }
+    let m = m.into_inner();
+    let mut failures = Vec::new();
+    for regime in Regime::ALL {
+        for dtype in ["f32", "f64"] {
+            if !m.regimes.contains(&(regime, dtype)) {
+                failures.push(format!("regime {regime:?} was never generated for {dtype}"));
+            }
+        }
+    }
+    // The dominant regime must reach losses of 1e−290 (f64) and f32's subnormals.
+    for (dtype, reach) in [("f64", 1e-290), ("f32", 1e-38)] {
+        let got = m.smallest_loss.get(dtype).copied().unwrap_or(f64::INFINITY);
+        if got > reach {
+            failures.push(format!(
+                "{dtype}: the smallest loss generated is {got:e}, not below {reach:e}"
+            ));
+        }
+    }
+    for ((function, dtype), worst) in &m.worst {
+        match lookup(function, dtype) {
+            None => failures.push(format!(
+                "{function} {dtype} is measured but has no table entry"
+            )),
+            Some(entry) => {
+                if let Err(msg) = judge(entry, worst.ulps) {
+                    failures.push(format!("{msg}\n    worst input: {}", worst.witness));
+                }
+            }
+        }
+    }
+    for entry in TABLE {
+        if !m
+            .worst
+            .contains_key(&(entry.function.to_string(), entry.dtype))
+        {
+            failures.push(format!(
+                "table entry {} {} is never measured: delete it or test it",
+                entry.function, entry.dtype
+            ));
+        }
+    }
+    let summary: Vec<String> = m
+        .worst
+        .iter()
+        .map(|((f, d), w)| format!("{f} {d}: {:.3} ulps", w.ulps))
+        .collect();
+    eprintln!("measured maxima:\n  {}", summary.join("\n  "));
+    assert!(
+        failures.is_empty(),
+        "precision table violations:\n  {}",
+        failures.join("\n  ")
+    );
+}
