@@ -118,6 +118,17 @@ pub fn batch(regime: Regime, f32: bool) -> BoxedStrategy<Batch> {
         .boxed()
 }
 
+/// A batch from any regime.
+pub fn any_batch(f32: bool) -> BoxedStrategy<Batch> {
+    prop_oneof![
+        batch(Regime::Moderate, f32),
+        batch(Regime::Large, f32),
+        batch(Regime::NearTie, f32),
+        batch(Regime::Dominant, f32),
+    ]
+    .boxed()
+}
+
 /// Temperatures for softmax cases: powers of two and awkward values.
 pub fn temperature() -> impl Strategy<Value = f64> {
     prop_oneof![
