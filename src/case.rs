@@ -242,7 +242,7 @@ impl<'a> Fields<'a> {
                         format!("expected a class index, got {}", describe(item)),
                     ));
                 };
-                match num.to_string().parse::<u64>() {
+                match num.as_str().parse::<u64>() {
                     Ok(k) if (k as u128) < c as u128 => Ok(k as usize),
                     Ok(k) => Err(Error::invalid(
                         at,
@@ -266,7 +266,7 @@ fn number(v: &Value, place: &str) -> Result<f64> {
             format!("expected a number, got {}", describe(v)),
         ));
     };
-    let text = n.to_string();
+    let text = n.as_str();
     let x: f64 = text
         .parse()
         .map_err(|_| Error::invalid(place, format!("cannot read the number {text}")))?;

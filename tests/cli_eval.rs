@@ -1,0 +1,335 @@
+//! `lossref eval` as a user runs it: valid cases print the SPEC §3 object; every malformed
+//! case is rejected with a message naming the place, exit status 1, and never a panic.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn lossref(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lossref");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn eval_stdin(case: &str) -> Output {
+    lossref(&["eval", "-"], case)
+}
+
+/// Asserts a clean rejection: exit 1, no panic, and a message containing `expected`.
+fn rejects(case: &str, expected: &str) {
+    let out = eval_stdin(case);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "case {case}\nstderr: {err}");
+    assert!(!err.contains("panicked"), "case {case} panicked: {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "case {case} printed output on failure"
+    );
+    assert!(
+        err.contains(expected),
+        "case {case}\nexpected the message to contain {expected:?}\ngot: {err}"
+    );
+}
+
+fn significant_digits(s: &str) -> usize {
+    s.split('e')
+        .next()
+        .unwrap()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count()
+}
+
+fn all_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| all_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| all_strings(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn shipped_example_prints_the_spec_object() {
+    let out = lossref(&["eval", "fixtures/examples/softmax_ce.json"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["loss", "outputs", "gradients", "certificate"]);
+    assert_eq!(v["loss"], "softmax_ce");
+    assert_eq!(v["certificate"]["tier"], "correctly_rounded");
+    assert!(v["certificate"]["precision_bits"].as_u64().unwrap() >= 128);
+    assert_eq!(v["gradients"]["logits"].as_array().unwrap().len(), 2);
+    let mut values = Vec::new();
+    all_strings(&v["outputs"], &mut values);
+    all_strings(&v["gradients"], &mut values);
+    assert_eq!(values.len(), 1 + 8);
+    for s in values {
+        assert!(
+            significant_digits(&s) >= 34,
+            "{s} has fewer than 34 significant digits"
+        );
+    }
+}
+
+#[test]
+fn standard_input_and_binary64_option() {
+    let out = lossref(
+        &["eval", "-", "--binary64"],
+        r#"{"loss": "softmax", "params": {"temperature": 2}, "inputs": {"logits": [[0, 0]]}}"#,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["outputs"]["probabilities"][0][0],
+        "0.500000000000000000000000000000000000"
+    );
+    assert_eq!(v["binary64"]["outputs"]["probabilities"][0][1], "0x1p-1");
+    assert_eq!(
+        v["binary64"]["outputs"]["log_probabilities"][0][0],
+        "-0x1.62e42fefa39efp-1"
+    );
+}
+
+#[test]
+fn huge_logits_give_certified_tiny_values() {
+    // e^{−100001} is far below binary64 (it rounds to 0) but is still printed to 36 digits.
+    let out =
+        eval_stdin(r#"{"loss": "softmax", "inputs": {"logits": [[1, 2, 3], [-1, 0.5, 1e5]]}}"#);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["outputs"]["log_probabilities"][1][0],
+        "-100001.000000000000000000000000000000"
+    );
+    assert!(v["outputs"]["probabilities"][1][0]
+        .as_str()
+        .unwrap()
+        .ends_with("e-43430"));
+}
+
+#[test]
+fn values_beyond_mpfr_exponent_range_are_an_error_not_a_guess() {
+    // e^{−1e300} cannot be represented even in MPFR: exit 3, naming the value.
+    let out = eval_stdin(r#"{"loss": "softmax", "inputs": {"logits": [[-1, 1e300]]}}"#);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("outputs.probabilities[0][0]"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn malformed_json_is_rejected_with_its_position() {
+    rejects(r#"{"loss": "softmax_ce", "inputs": "#, "line 1, column");
+    rejects("", "not valid JSON");
+    rejects(
+        r#"{"loss": "softmax", "inputs": {"logits": [[1, 2]]}} trailing"#,
+        "not valid JSON",
+    );
+}
+
+#[test]
+fn unknown_and_unimplemented_losses_are_named() {
+    rejects(
+        r#"{"loss": "softmaxx", "inputs": {}}"#,
+        "loss: unknown loss `softmaxx`",
+    );
+    rejects(r#"{"loss": 3, "inputs": {}}"#, "loss: expected a string");
+    rejects(r#"{"inputs": {}}"#, "loss: missing");
+    rejects(
+        r#"{"loss": "cosface", "inputs": {}}"#,
+        "`cosface` is in SPEC §1 but this version",
+    );
+}
+
+#[test]
+fn unknown_keys_and_parameters_are_rejected() {
+    rejects(
+        r#"{"loss": "softmax", "inputs": {"logits": [[1, 2]]}, "extra": 1}"#,
+        "extra: unknown key",
+    );
+    rejects(
+        r#"{"loss": "softmax", "params": {"temp": 2}, "inputs": {"logits": [[1, 2]]}}"#,
+        "params.temp: unknown key; `softmax` takes the parameters temperature",
+    );
+    rejects(
+        r#"{"loss": "softmax_ce", "params": {"temperature": 2}, "inputs": {"logits": [[1, 2]], "labels": [0]}}"#,
+        "params.temperature: unknown key; `softmax_ce` takes the parameters reduction",
+    );
+    rejects(
+        r#"{"loss": "softmax", "inputs": {"logits": [[1, 2]], "labels": [0]}}"#,
+        "inputs.labels: unknown key",
+    );
+    rejects(
+        r#"{"loss": "softmax", "params": [], "inputs": {"logits": [[1, 2]]}}"#,
+        "params: expected a JSON object",
+    );
+    rejects(r#"[1, 2]"#, "case: expected a JSON object");
+}
+
+#[test]
+fn bad_parameter_values_are_rejected() {
+    for t in ["0", "-1", "-0.0", "1e-400"] {
+        rejects(
+            &format!(
+                r#"{{"loss": "softmax", "params": {{"temperature": {t}}}, "inputs": {{"logits": [[1, 2]]}}}}"#
+            ),
+            "params.temperature: must be a number > 0",
+        );
+    }
+    rejects(
+        r#"{"loss": "softmax", "params": {"temperature": "1"}, "inputs": {"logits": [[1, 2]]}}"#,
+        "params.temperature: expected a number, got the string \"1\"",
+    );
+    rejects(
+        r#"{"loss": "softmax", "params": {"temperature": 1e999}, "inputs": {"logits": [[1, 2]]}}"#,
+        "params.temperature: 1e+999 overflows binary64",
+    );
+    rejects(
+        r#"{"loss": "softmax_ce", "params": {"reduction": "avg"}, "inputs": {"logits": [[1, 2]], "labels": [0]}}"#,
+        "params.reduction: must be \"mean\" or \"sum\"",
+    );
+}
+
+#[test]
+fn bad_matrices_are_rejected_by_row_and_entry() {
+    let ce = |logits: &str, labels: &str| {
+        format!(r#"{{"loss": "softmax_ce", "inputs": {{"logits": {logits}, "labels": {labels}}}}}"#)
+    };
+    rejects(
+        &ce("[[1, 2, 3], [4, 5]]", "[0, 0]"),
+        "inputs.logits[1]: has 2 entries but row 0 has 3",
+    );
+    rejects(&ce("[]", "[]"), "inputs.logits: is empty");
+    rejects(
+        &ce("[[1], [2]]", "[0, 0]"),
+        "inputs.logits: has C = 1 class(es)",
+    );
+    rejects(&ce("[[]]", "[0]"), "C = 0");
+    rejects(
+        &ce("[[1, 2], [3, \"4\"]]", "[0, 0]"),
+        "inputs.logits[1][1]: expected a number, got the string \"4\"",
+    );
+    rejects(
+        &ce("[[1, 2], [3, null]]", "[0, 0]"),
+        "inputs.logits[1][1]: expected a number, got null",
+    );
+    rejects(
+        &ce("[[1, 1e400]]", "[0]"),
+        "inputs.logits[0][1]: 1e+400 overflows binary64",
+    );
+    rejects(
+        &ce("[[1, -2e308]]", "[0]"),
+        "inputs.logits[0][1]: -2e+308 overflows binary64",
+    );
+    rejects(&ce("[1, 2]", "[0]"), "inputs.logits[0]: expected a row");
+    rejects(
+        &ce("{\"a\": 1}", "[0]"),
+        "inputs.logits: expected an array of rows",
+    );
+    rejects(
+        r#"{"loss": "softmax_ce", "inputs": {"labels": [0]}}"#,
+        "inputs.logits: missing",
+    );
+    rejects(
+        r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2]]}}"#,
+        "inputs.labels: missing",
+    );
+}
+
+#[test]
+fn bad_labels_are_rejected() {
+    let ce = |labels: &str| {
+        format!(
+            r#"{{"loss": "softmax_ce", "inputs": {{"logits": [[1, 2, 3], [4, 5, 6]], "labels": {labels}}}}}"#
+        )
+    };
+    rejects(
+        &ce("[0, 3]"),
+        "inputs.labels[1]: label 3 is out of range 0..3",
+    );
+    rejects(
+        &ce("[0]"),
+        "inputs.labels: has 1 labels but the batch has N = 2 rows",
+    );
+    rejects(&ce("[0, 1, 2]"), "has 3 labels");
+    rejects(
+        &ce("[-1, 0]"),
+        "inputs.labels[0]: expected a non-negative integer class index, got -1",
+    );
+    rejects(
+        &ce("[1.5, 0]"),
+        "inputs.labels[0]: expected a non-negative integer class index, got 1.5",
+    );
+    rejects(
+        &ce("[\"1\", 0]"),
+        "inputs.labels[0]: expected a class index, got the string",
+    );
+    rejects(&ce("[0, 99999999999999999999999]"), "inputs.labels[1]");
+    rejects(
+        &ce("3"),
+        "inputs.labels: expected an array of class indices",
+    );
+}
+
+#[test]
+fn unreadable_and_oversized_files_are_rejected() {
+    let out = lossref(&["eval", "no/such/case.json"], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("no/such/case.json: cannot open"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("lossref-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big.json");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((lossref::case::MAX_CASE_BYTES + 1) as u64)
+        .unwrap(); // sparse: cheap to make
+    let out = lossref(&["eval", big.to_str().unwrap()], "");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("larger than the limit of 67108864 bytes"),
+        "{err}"
+    );
+
+    let binary = dir.join("binary.json");
+    std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+    let out = lossref(&["eval", binary.to_str().unwrap()], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not UTF-8"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let out = lossref(&["eval"], "");
+    assert_eq!(out.status.code(), Some(2));
+    let out = lossref(&["frobnicate"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
