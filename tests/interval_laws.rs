@@ -49,6 +49,9 @@ fn binary(op: &str, x: f64, y: f64, f: impl Fn(&Interval, &Interval) -> Interval
     encloses_and_is_tight(op, &low, &high)
 }
 
+/// A unary interval operation.
+type UnaryOp = fn(&Interval) -> Interval;
+
 /// Maps an arbitrary double into [lo, hi] (keeps the quickcheck draw's variety).
 fn into_range(x: f64, lo: f64, hi: f64) -> f64 {
     let t = (x.abs() % 1000.0) / 1000.0;
@@ -82,7 +85,7 @@ fn elementary_functions_enclose() {
         if !x.is_finite() {
             return TestResult::discard();
         }
-        let cases: [(&str, f64, fn(&Interval) -> Interval); 9] = [
+        let cases: [(&str, f64, UnaryOp); 9] = [
             ("exp", into_range(x, -700.0, 700.0), Interval::exp),
             ("exp_m1", into_range(x, -1e-3, 1e-3), Interval::exp_m1),
             ("ln", into_range(x, 1e-300, 1e300), Interval::ln),
@@ -123,7 +126,7 @@ fn inverse_pairs_hold_on_enclosures() {
         if !x.is_finite() {
             return TestResult::discard();
         }
-        let t = Float::with_val(LOW, into_range(x, 0.0, 3.14159));
+        let t = Float::with_val(LOW, into_range(x, 0.0, std::f64::consts::PI));
         let theta = Interval::from_float(t.clone());
         let back = theta.cos().acos();
         let pos = Float::with_val(LOW, into_range(x, 1e-100, 1e100));

@@ -77,8 +77,8 @@ proptest! {
         for (i, row) in b.logits.iter_rows().enumerate() {
             let e: Vec<Interval> = row.iter().map(|&z| Interval::from_f64(prec, z).exp()).collect();
             let total = Interval::sum(prec, &e);
-            for j in 0..row.len() {
-                let definition = e[j].div(&total);
+            for (j, term) in e.iter().enumerate() {
+                let definition = term.div(&total);
                 let reference = &values(&ans, "outputs", "probabilities")[i * row.len() + j].enclosure;
                 prop_assert!(definition.overlaps(reference), "row {} col {}: {:?} vs {:?}", i, j, definition, reference);
             }

@@ -66,5 +66,10 @@ pub fn compensated_sum<T: Real>(items: impl IntoIterator<Item = T>) -> T {
         sum = s;
         comp = comp + e;
     }
-    sum + comp
+    // An infinite partial sum makes the error terms NaN; the sum itself is then the answer.
+    if sum.is_finite() {
+        sum + comp
+    } else {
+        sum
+    }
 }

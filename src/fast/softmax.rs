@@ -209,6 +209,9 @@ pub fn softmax_ce_into<T: Real>(
         let row = split_row(z, T::one(), g, &mut c);
         // CE = ln1p(S′) + (m − z_y), with m − z_y = −(d_y + e_y) carried exactly.
         let (d_y, e_y) = two_sum(z[y], -z[row.argmax]);
+        // |z_y − m| beyond the largest finite value: the loss is +∞ (correctly rounded), and
+        // TwoSum's error term is NaN there.
+        let e_y = if d_y.is_finite() { e_y } else { T::zero() };
         losses.push(-d_y + (row.log_sum - e_y));
         let total = T::one() + row.rest;
         for j in 0..cols {
