@@ -4,7 +4,7 @@
 //! # Method (per row)
 //! With m = max_j z_j at column j*, each exponent (z_j − m)/T is carried as an unevaluated
 //! sum x_j + c_j: TwoSum gives z_j − m = d + e exactly, the division q = fl(d/T) has its
-//! remainder r = d − qT exactly by one FMA, so (z_j − m)/T = q + (r + e)/T with a tiny
+//! remainder r = d − qT exactly by one FMA (skipped for T = 1), so (z_j − m)/T = q + (r + e)/T with a tiny
 //! correction c_j = (r + e)/T. Then t_j = e^{x_j}(1 + c_j) is accurate to about one ulp
 //! even when |z_j − m| is 10³ (a plain fl(z_j − m) would cost |z_j − m| ulps).
 //! S′ = Σ_{j≠j*} t_j, so that Σ_j t_j = 1 + S′ and
@@ -69,51 +69,75 @@ struct Row<T> {
     rest: T,
 }
 
-/// Fills `x` (leading parts) and `c` (corrections) and returns the row summary.
-#[inline]
-fn split_row<T: Real>(z: &[T], temperature: T, x: &mut [T], c: &mut [T]) -> Row<T> {
-    let mut argmax = 0;
-    for (j, &v) in z.iter().enumerate() {
-        if v > z[argmax] {
-            argmax = j;
-        }
-    }
-    let m = z[argmax];
-    let mut rest = T::zero();
-    for j in 0..z.len() {
-        if j == argmax {
-            x[j] = T::zero();
-            c[j] = T::zero();
-            continue;
-        }
-        let (d, e) = two_sum(z[j], -m);
-        let q = d / temperature;
-        if !d.is_finite() || !q.is_finite() {
-            // z_j − m or its quotient by T overflows: halve before dividing. e^{q} = 0 here,
-            // so only log_softmax sees q, to within a few ulps; no correction is needed.
-            let two = T::one() + T::one();
-            x[j] = (z[j] / two - m / two) / temperature * two;
-            c[j] = T::zero();
-            continue;
-        }
-        let r = (-q).mul_add(temperature, d);
-        x[j] = q;
-        c[j] = (r + e) / temperature;
-        let ex = q.exp();
-        rest = rest + ex.mul_add(c[j], ex);
-    }
-    Row {
-        argmax,
-        log_sum: rest.ln_1p(),
-        rest,
-    }
+/// Per-row scratch: the leading parts x_j, the corrections c_j and the terms t_j.
+struct Scratch<T> {
+    x: Vec<T>,
+    c: Vec<T>,
+    t: Vec<T>,
 }
 
-/// e^{x}(1 + c), the row term t_j (1 exactly at j*).
-#[inline]
-fn term<T: Real>(x: T, c: T) -> T {
-    let ex = x.exp();
-    ex.mul_add(c, ex)
+impl<T: Real> Scratch<T> {
+    fn new(cols: usize) -> Scratch<T> {
+        Scratch {
+            x: vec![T::zero(); cols],
+            c: vec![T::zero(); cols],
+            t: vec![T::zero(); cols],
+        }
+    }
+
+    /// Splits row `z` (module docs): fills x, c and t = e^{x}(1 + c), one exp per entry.
+    #[inline]
+    fn split(&mut self, z: &[T], temperature: T) -> Row<T> {
+        let mut argmax = 0;
+        for (j, &v) in z.iter().enumerate() {
+            if v > z[argmax] {
+                argmax = j;
+            }
+        }
+        let m = z[argmax];
+        let unit_temperature = temperature == T::one();
+        let mut rest = T::zero();
+        for (j, &zj) in z.iter().enumerate() {
+            if j == argmax {
+                (self.x[j], self.c[j], self.t[j]) = (T::zero(), T::zero(), T::one());
+                continue;
+            }
+            let (d, e) = two_sum(zj, -m);
+            if unit_temperature && d.is_finite() {
+                // T = 1 (every softmax_ce row): the exponent is d + e, no division.
+                let ex = d.exp();
+                let t = ex + ex * e;
+                (self.x[j], self.c[j], self.t[j]) = (d, e, t);
+                rest = rest + t;
+                continue;
+            }
+            let q = d / temperature;
+            if !d.is_finite() || !q.is_finite() {
+                // z_j − m or its quotient by T overflows: halve before dividing. e^{q} = 0
+                // here, so only log_softmax sees q, to within a few ulps.
+                let two = T::one() + T::one();
+                (self.x[j], self.c[j], self.t[j]) = (
+                    (zj / two - m / two) / temperature * two,
+                    T::zero(),
+                    T::zero(),
+                );
+                continue;
+            }
+            let r = (-q).mul_add(temperature, d);
+            let c = (r + e) / temperature;
+            let ex = q.exp();
+            // e^{q}(1 + c): |c| ≲ ulp(q), so ex·c is a tiny correction whose own rounding is
+            // negligible and a plain multiply-add is as accurate as an FMA here.
+            let t = ex + ex * c;
+            (self.x[j], self.c[j], self.t[j]) = (q, c, t);
+            rest = rest + t;
+        }
+        Row {
+            argmax,
+            log_sum: rest.ln_1p(),
+            rest,
+        }
+    }
 }
 
 /// Row-wise softmax of `logits / temperature` into `out` (same length as `logits`).
@@ -125,12 +149,12 @@ pub fn softmax<T: Real>(logits: &[T], cols: usize, temperature: T, out: &mut [T]
     check_logits(logits, cols)?;
     check_temperature(temperature)?;
     check_out(out.len(), logits.len())?;
-    let mut c = vec![T::zero(); cols];
+    let mut s = Scratch::new(cols);
     for (z, o) in logits.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-        let row = split_row(z, temperature, o, &mut c);
+        let row = s.split(z, temperature);
         let total = T::one() + row.rest;
-        for j in 0..cols {
-            o[j] = term(o[j], c[j]) / total;
+        for (oj, &tj) in o.iter_mut().zip(&s.t) {
+            *oj = tj / total;
         }
     }
     Ok(())
@@ -149,11 +173,11 @@ pub fn log_softmax<T: Real>(
     check_logits(logits, cols)?;
     check_temperature(temperature)?;
     check_out(out.len(), logits.len())?;
-    let mut c = vec![T::zero(); cols];
+    let mut s = Scratch::new(cols);
     for (z, o) in logits.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
-        let row = split_row(z, temperature, o, &mut c);
-        for j in 0..cols {
-            o[j] = (o[j] - row.log_sum) + c[j];
+        let row = s.split(z, temperature);
+        for ((oj, &xj), &cj) in o.iter_mut().zip(&s.x).zip(&s.c) {
+            *oj = (xj - row.log_sum) + cj;
         }
     }
     Ok(())
@@ -199,14 +223,14 @@ pub fn softmax_ce_into<T: Real>(
         Reduction::Mean => T::of_usize(n),
         Reduction::Sum => T::one(),
     };
-    let mut c = vec![T::zero(); cols];
+    let mut s = Scratch::new(cols);
     let mut losses = Vec::with_capacity(n);
     for ((z, g), &y) in logits
         .chunks_exact(cols)
         .zip(grad.chunks_exact_mut(cols))
         .zip(labels)
     {
-        let row = split_row(z, T::one(), g, &mut c);
+        let row = s.split(z, T::one());
         // CE = ln1p(S′) + (m − z_y), with m − z_y = −(d_y + e_y) carried exactly.
         let (d_y, e_y) = two_sum(z[y], -z[row.argmax]);
         // |z_y − m| beyond the largest finite value: the loss is +∞ (correctly rounded), and
@@ -214,17 +238,15 @@ pub fn softmax_ce_into<T: Real>(
         let e_y = if d_y.is_finite() { e_y } else { T::zero() };
         losses.push(-d_y + (row.log_sum - e_y));
         let total = T::one() + row.rest;
-        for j in 0..cols {
-            let p = term(g[j], c[j]) / total;
-            let gj = if j != y {
-                p
-            } else if y == row.argmax {
-                -(row.rest / total)
-            } else {
-                p - T::one()
-            };
-            g[j] = gj / scale;
+        for (gj, &tj) in g.iter_mut().zip(&s.t) {
+            *gj = tj / total / scale;
         }
+        // ∂CE/∂z_y = p_y − 1: −S′/(1 + S′) at the argmax (no cancellation), else p_y − 1 with p_y ≤ ½.
+        g[y] = if y == row.argmax {
+            -(row.rest / total) / scale
+        } else {
+            (s.t[y] / total - T::one()) / scale
+        };
     }
     Ok(compensated_sum(losses) / scale)
 }
