@@ -30,34 +30,36 @@ pub struct Entry {
 pub const STALE_FACTOR: f64 = 4.0;
 
 /// The table. Errors are measured over the generated regimes of `tests/precision_table.rs`:
-/// moderate logits, logits up to ±1e3 (f64) or ±80 (f32), near-ties and a dominant target
-/// whose loss reaches 1e−300 (f64) or 1e−38 (f32), with temperatures 1/16 … 16.
+/// logits in ±10 and in ±1e3, near-ties (a few ulps or 1e−12 apart) and a dominant target
+/// whose loss reaches 1e−290 (f64) or f32's subnormals, with temperatures 1/16 … 16, C ≤ 12.
+/// Each entry covers the maximum of an extensive run (`LOSSREF_EXTENSIVE=60`, 28 800 batches
+/// per dtype) with some margin, and stays within [`STALE_FACTOR`] of the default run.
 pub const TABLE: &[Entry] = &[
     Entry {
         function: "softmax",
         dtype: "f64",
-        max_ulps: 3.0,
-        reason: "exp (≤ 1 ulp, glibc) of an exactly split exponent, one FMA correction, the row \
-                 sum 1 + S′ (≤ C·u relative, C ≤ 12 here, summed largest-first in practice) and \
+        max_ulps: 3.5,
+        reason: "exp (< 1 ulp in glibc) of the leading part of an exactly split exponent, the \
+                 first-order correction e^x·c, the row sum 1 + S′ (a few roundings for C ≤ 12) and \
                  one division",
     },
     Entry {
         function: "softmax",
         dtype: "f32",
-        max_ulps: 3.0,
-        reason: "as for f64: expf, the FMA correction, the row sum and the division",
+        max_ulps: 4.0,
+        reason: "as for f64, with expf",
     },
     Entry {
         function: "log_softmax",
         dtype: "f64",
-        max_ulps: 3.0,
+        max_ulps: 3.5,
         reason: "(x_j − ln1p(S′)) + c_j: two roundings and the error of ln1p(S′), which is \
                  small against |x_j| except at j*, where −ln1p(S′) is the whole value",
     },
     Entry {
         function: "log_softmax",
         dtype: "f32",
-        max_ulps: 3.0,
+        max_ulps: 4.0,
         reason: "as for f64, with log1pf",
     },
     Entry {
@@ -79,14 +81,14 @@ pub const TABLE: &[Entry] = &[
     Entry {
         function: "softmax_ce.grad",
         dtype: "f64",
-        max_ulps: 3.0,
+        max_ulps: 3.5,
         reason: "the softmax error, then p − 1 (benign: p ≤ ½ off the argmax, −S′/(1+S′) at \
                  it) and one division by N",
     },
     Entry {
         function: "softmax_ce.grad",
         dtype: "f32",
-        max_ulps: 3.0,
+        max_ulps: 4.0,
         reason: "as for f64",
     },
 ];

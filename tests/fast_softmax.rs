@@ -91,7 +91,7 @@ fn a_dominant_target_gives_a_tiny_positive_loss_not_zero() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(64)))]
 
     /// T5 on the fast path: probabilities sum to 1 and gradient rows sum to 0, to rounding.
     #[test]

@@ -24,3 +24,20 @@ fn golden_reference_values() {
         insta::assert_snapshot!(name, json);
     }
 }
+
+/// Coverage: every loss that `lossref eval` accepts has at least one golden case.
+#[test]
+fn every_implemented_loss_has_a_golden_case() {
+    let losses: Vec<lossref::spec::LossId> = std::fs::read_dir("fixtures/golden")
+        .expect("fixtures/golden exists")
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter_map(|text| parse_case(&text).ok())
+        .map(|case| case.loss())
+        .collect();
+    for loss in lossref::spec::LossId::ALL {
+        assert!(
+            losses.contains(loss),
+            "no golden case for `{loss}` in fixtures/golden/"
+        );
+    }
+}

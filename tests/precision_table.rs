@@ -15,7 +15,7 @@ use lossref::spec::Reduction;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
-/// Generated inputs per regime and dtype.
+/// Generated inputs per regime and dtype (times `LOSSREF_EXTENSIVE`).
 const CASES: u32 = 120;
 
 /// The worst error seen for one (function, dtype), with the input that produced it.
@@ -63,7 +63,7 @@ fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
             T::MIN_SUBNORMAL_EXP,
         )
     };
-    let mut runner = deterministic_runner(CASES);
+    let mut runner = deterministic_runner(common::cases(CASES));
     let strategy = (batch(regime, is_f32), temperature(), proptest::bool::ANY);
     runner
         .run(&strategy, |(b, t, sum): (Batch, f64, bool)| {

@@ -243,7 +243,7 @@ fn any_temperature() -> impl Strategy<Value = f64> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(32))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(32)))]
 
     #[test]
     fn softmax_ce_agrees_with_independent_definition(b in any_batch(false), sum in any::<bool>()) {
@@ -257,7 +257,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(12)))]
 
     #[test]
     fn softmax_ce_gradient_matches_numdiff(b in any_batch(false), sum in any::<bool>()) {

@@ -48,7 +48,7 @@ fn bits(xs: &[lossref::mp::certify::Certified]) -> Vec<(u64, String)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
 
     /// T5: softmax(z + c) = softmax(z), so the certified roundings agree bit for bit.
     #[test]

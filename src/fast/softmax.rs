@@ -7,7 +7,7 @@
 //! remainder r = d − qT exactly by one FMA (skipped for T = 1), so (z_j − m)/T = q + (r + e)/T with a tiny
 //! correction c_j = (r + e)/T. Then t_j = e^{x_j}(1 + c_j) is accurate to about one ulp
 //! even when |z_j − m| is 10³ (a plain fl(z_j − m) would cost |z_j − m| ulps).
-//! S′ = Σ_{j≠j*} t_j, so that Σ_j t_j = 1 + S′ and
+//! S′ = Σ_{j≠j*} t_j (a compensated sum, so its error does not grow with C), so that Σ_j t_j = 1 + S′ and
 //!
 //! * p_j = t_j / (1 + S′), log p_j = (x_j − ln1p(S′)) + c_j;
 //! * CE = ln1p(S′) + (m − z_y), which keeps full relative accuracy for a dominant target
@@ -96,7 +96,13 @@ impl<T: Real> Scratch<T> {
         }
         let m = z[argmax];
         let unit_temperature = temperature == T::one();
-        let mut rest = T::zero();
+        // S′ is summed with Neumaier compensation, so its error does not grow with C.
+        let (mut rest, mut comp) = (T::zero(), T::zero());
+        let mut add = |t: T| {
+            let (s, e) = two_sum(rest, t);
+            rest = s;
+            comp = comp + e;
+        };
         for (j, &zj) in z.iter().enumerate() {
             if j == argmax {
                 (self.x[j], self.c[j], self.t[j]) = (T::zero(), T::zero(), T::one());
@@ -108,7 +114,7 @@ impl<T: Real> Scratch<T> {
                 let ex = d.exp();
                 let t = ex + ex * e;
                 (self.x[j], self.c[j], self.t[j]) = (d, e, t);
-                rest = rest + t;
+                add(t);
                 continue;
             }
             let q = d / temperature;
@@ -130,8 +136,9 @@ impl<T: Real> Scratch<T> {
             // negligible and a plain multiply-add is as accurate as an FMA here.
             let t = ex + ex * c;
             (self.x[j], self.c[j], self.t[j]) = (q, c, t);
-            rest = rest + t;
+            add(t);
         }
+        let rest = rest + comp;
         Row {
             argmax,
             log_sum: rest.ln_1p(),

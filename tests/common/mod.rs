@@ -142,6 +142,15 @@ pub fn temperature() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// `base` test cases, times `LOSSREF_EXTENSIVE` when that is set (the opt-in extensive
+/// tier: `LOSSREF_EXTENSIVE=50 cargo test --release` runs fifty times as many inputs).
+pub fn cases(base: u32) -> u32 {
+    let factor = std::env::var("LOSSREF_EXTENSIVE")
+        .ok()
+        .map_or(1, |v| v.parse().unwrap_or(10));
+    base.saturating_mul(factor.max(1))
+}
+
 /// A runner with a fixed seed, so a measurement over `cases` inputs is reproducible.
 pub fn deterministic_runner(cases: u32) -> TestRunner {
     TestRunner::new_with_rng(
