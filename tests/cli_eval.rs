@@ -41,6 +41,18 @@ fn rejects(case: &str, expected: &str) {
     );
 }
 
+/// Runs `lossref ARGS` on `stdin`, asserts success and returns the printed JSON.
+fn eval_ok(args: &[&str], stdin: &str) -> serde_json::Value {
+    let out = lossref(args, stdin);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?} {stdin}\nstderr: {err}"
+    );
+    serde_json::from_slice(&out.stdout).expect("eval prints JSON")
+}
+
 fn significant_digits(s: &str) -> usize {
     s.split('e')
         .next()
@@ -62,14 +74,7 @@ fn all_strings(v: &serde_json::Value, out: &mut Vec<String>) {
 
 #[test]
 fn shipped_example_prints_the_spec_object() {
-    let out = lossref(&["eval", "fixtures/examples/softmax_ce.json"], "");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = eval_ok(&["eval", "fixtures/examples/softmax_ce.json"], "");
     let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["loss", "outputs", "gradients", "certificate"]);
     assert_eq!(v["loss"], "softmax_ce");
@@ -90,17 +95,10 @@ fn shipped_example_prints_the_spec_object() {
 
 #[test]
 fn standard_input_and_binary64_option() {
-    let out = lossref(
+    let v = eval_ok(
         &["eval", "-", "--binary64"],
         r#"{"loss": "softmax", "params": {"temperature": 2}, "inputs": {"logits": [[0, 0]]}}"#,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["outputs"]["probabilities"][0][0],
         "0.500000000000000000000000000000000000"

@@ -10,6 +10,7 @@ use common::{
     Regime,
 };
 use lossref::fast::{self, Real};
+use lossref::mp::certify::Certified;
 use lossref::precision::{judge, lookup, ulps, TABLE};
 use lossref::spec::Reduction;
 use std::cell::RefCell;
@@ -55,7 +56,7 @@ fn convert<T: Real>(xs: &[f64]) -> Vec<T> {
 
 fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
     let is_f32 = T::NAME == "f32";
-    let err = |got: T, exact: &lossref::mp::certify::Certified| {
+    let err = |got: T, exact: &Certified| {
         ulps(
             got.as_f64(),
             &exact.enclosure.mid(),
@@ -76,20 +77,21 @@ fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
             let t_exact = t_t.as_f64();
             let soft = certify_softmax(&b.logits, t_exact);
             let mut out = vec![T::zero(); z.len()];
+            let witness = |k: usize, g: T, e: &Certified| {
+                format!(
+                    "{regime:?} T={t_exact} logits={:?} entry {k}: got {} want {}",
+                    b.logits,
+                    show(g.as_f64()),
+                    e.decimal
+                )
+            };
             fast::softmax::softmax(&z, cols, t_t, &mut out).expect("valid batch");
             for (k, (g, e)) in out
                 .iter()
                 .zip(values(&soft, "outputs", "probabilities"))
                 .enumerate()
             {
-                m.record("softmax", T::NAME, err(*g, e), || {
-                    format!(
-                        "{regime:?} T={t_exact} logits={:?} entry {k}: got {} want {}",
-                        b.logits,
-                        show(g.as_f64()),
-                        e.decimal
-                    )
-                });
+                m.record("softmax", T::NAME, err(*g, e), || witness(k, *g, e));
             }
             fast::softmax::log_softmax(&z, cols, t_t, &mut out).expect("valid batch");
             for (k, (g, e)) in out
@@ -97,14 +99,7 @@ fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
                 .zip(values(&soft, "outputs", "log_probabilities"))
                 .enumerate()
             {
-                m.record("log_softmax", T::NAME, err(*g, e), || {
-                    format!(
-                        "{regime:?} T={t_exact} logits={:?} entry {k}: got {} want {}",
-                        b.logits,
-                        show(g.as_f64()),
-                        e.decimal
-                    )
-                });
+                m.record("log_softmax", T::NAME, err(*g, e), || witness(k, *g, e));
             }
             let reduction = if sum { Reduction::Sum } else { Reduction::Mean };
             let ce = certify_ce(&b, reduction);

@@ -21,6 +21,11 @@ use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::spec::{Reduction, SoftmaxCase, SoftmaxCeCase};
 
+/// The working precision of a computation on these enclosures: the largest of theirs.
+fn working_precision<'a>(xs: impl IntoIterator<Item = &'a Interval>) -> u32 {
+    xs.into_iter().map(Interval::prec).max().unwrap_or(64)
+}
+
 /// Per row: the shifted exponents s_j = (z_j − m)/T, ln Σ_j e^{s_j}, and the shift m/T.
 struct RowExponents {
     scaled: Vec<Interval>,
@@ -29,12 +34,7 @@ struct RowExponents {
 }
 
 fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
-    let prec = row
-        .iter()
-        .map(Interval::prec)
-        .max()
-        .unwrap_or(64)
-        .max(temperature.prec());
+    let prec = working_precision(row).max(temperature.prec());
     // An exact shift: the largest upper end. Any exact number would do.
     let top = (0..row.len())
         .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
@@ -75,12 +75,7 @@ pub fn softmax(
 
 /// The per-sample cross-entropies CE(z_i, y_i) = ln Σ_k e^{z_ik} − z_{i,y_i}.
 pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Interval> {
-    let prec = logits
-        .as_slice()
-        .iter()
-        .map(Interval::prec)
-        .max()
-        .unwrap_or(64);
+    let prec = working_precision(logits.as_slice());
     let one = Interval::from_i64(prec, 1);
     logits
         .iter_rows()
@@ -95,7 +90,7 @@ pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Inter
 
 /// Applies a reduction to per-sample terms.
 pub fn reduce(terms: &[Interval], reduction: Reduction) -> Interval {
-    let prec = terms.iter().map(Interval::prec).max().unwrap_or(64);
+    let prec = working_precision(terms);
     let total = Interval::sum(prec, terms);
     match reduction {
         Reduction::Sum => total,
@@ -118,12 +113,7 @@ pub fn softmax_ce_grad(
     labels: &[usize],
     reduction: Reduction,
 ) -> Matrix<Interval> {
-    let prec = logits
-        .as_slice()
-        .iter()
-        .map(Interval::prec)
-        .max()
-        .unwrap_or(64);
+    let prec = working_precision(logits.as_slice());
     let (probs, log_probs) = softmax(logits, &Interval::from_i64(prec, 1));
     let n = logits.rows() as i64;
     Matrix::from_fn(logits.rows(), logits.cols(), |i, j| {
