@@ -36,7 +36,60 @@ pub fn parse_case(text: &str) -> Result<Case> {
             format!("not valid JSON: {e}"),
         )
     })?;
+    reject_duplicate_keys(text)?;
     case_from_json(&value)
+}
+
+/// JSON allows an object to repeat a key and most readers keep the last value silently; a
+/// case that says `"labels"` twice is ambiguous, so it is rejected. `text` is valid JSON.
+fn reject_duplicate_keys(text: &str) -> Result<()> {
+    let bytes = text.as_bytes();
+    // One entry per open container: the keys seen so far (None for an array) and whether
+    // the next string is a key.
+    let mut stack: Vec<(Option<Vec<String>>, bool)> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => stack.push((Some(Vec::new()), true)),
+            b'[' => stack.push((None, false)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => {
+                if let Some((Some(_), expect_key)) = stack.last_mut() {
+                    *expect_key = true;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some((Some(keys), expect_key)) = stack.last_mut() {
+                    if *expect_key {
+                        *expect_key = false;
+                        let raw = &text[start..=i.min(text.len() - 1)];
+                        let key: String =
+                            serde_json::from_str(raw).unwrap_or_else(|_| raw.to_string());
+                        if keys.contains(&key) {
+                            let line = text[..start].matches('\n').count() + 1;
+                            let column = start - text[..start].rfind('\n').map_or(0, |k| k + 1) + 1;
+                            return Err(Error::new(
+                                ErrorKind::Json,
+                                format!("line {line}, column {column}"),
+                                format!("the key {raw} appears twice in one object; a case must not be ambiguous"),
+                            ));
+                        }
+                        keys.push(key);
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Validates a parsed JSON value as a case.

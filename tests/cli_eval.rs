@@ -153,6 +153,24 @@ fn malformed_json_is_rejected_with_its_position() {
 }
 
 #[test]
+fn duplicate_keys_are_rejected() {
+    rejects(
+        r#"{"loss": "softmax", "inputs": {"logits": [[1, 2]]}, "loss": "softmax_ce"}"#,
+        "line 1, column 53: the key \"loss\" appears twice",
+    );
+    rejects(
+        "{\"loss\": \"softmax_ce\",\n \"inputs\": {\"logits\": [[1, 2]], \"labels\": [0], \"lab\\u0065ls\": [1]}}",
+        "line 2, column 48: the key \"lab\\u0065ls\" appears twice",
+    );
+    // The same key in different objects, and key-like strings inside values, are fine.
+    let v = eval_ok(
+        &["eval", "-"],
+        r#"{"loss": "softmax", "params": {"temperature": 1}, "inputs": {"logits": [[1, 2]]}}"#,
+    );
+    assert_eq!(v["loss"], "softmax");
+}
+
+#[test]
 fn unknown_and_unimplemented_losses_are_named() {
     rejects(
         r#"{"loss": "softmaxx", "inputs": {}}"#,
