@@ -4,10 +4,11 @@
 //! # Method (per row)
 //! With m = max_j z_j at column j*, each exponent (z_j − m)/T is carried as an unevaluated
 //! sum x_j + c_j: TwoSum gives z_j − m = d + e exactly, the division q = fl(d/T) has its
-//! remainder r = d − qT exactly by one FMA (skipped for T = 1), so (z_j − m)/T = q + (r + e)/T with a tiny
-//! correction c_j = (r + e)/T. Then t_j = e^{x_j}(1 + c_j) is accurate to about one ulp
-//! even when |z_j − m| is 10³ (a plain fl(z_j − m) would cost |z_j − m| ulps).
-//! S′ = Σ_{j≠j*} t_j (a compensated sum, so its error does not grow with C), so that Σ_j t_j = 1 + S′ and
+//! remainder r = d − qT exactly by one FMA (both skipped for T = 1), so that
+//! (z_j − m)/T = q + (r + e)/T, with x_j = q and a tiny correction c_j = (r + e)/T.
+//! Then t_j = e^{x_j}(1 + c_j) is accurate to about one ulp even when |z_j − m| is 10³
+//! (a plain fl(z_j − m) would cost up to |z_j − m| ulps). S′ = Σ_{j≠j*} t_j is a
+//! compensated sum, so its error does not grow with C, and Σ_j t_j = 1 + S′. Then
 //!
 //! * p_j = t_j / (1 + S′), log p_j = (x_j − ln1p(S′)) + c_j;
 //! * CE = ln1p(S′) + (m − z_y), which keeps full relative accuracy for a dominant target

@@ -78,14 +78,6 @@ pub struct Certified {
     pub decimal: String,
 }
 
-impl Certified {
-    /// The value rounded to nearest binary32 from the enclosure midpoint. This is the
-    /// correctly rounded f32 whenever both ends of the enclosure round to it.
-    pub fn f32(&self) -> f32 {
-        self.enclosure.mid().to_f32_round(Round::Nearest)
-    }
-}
-
 /// The certificate printed with every answer (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Certificate {
