@@ -1,6 +1,6 @@
 //! # lossref — ground truth for softmax-family classification losses
 //!
-//! * [`reference`]: every loss of SPEC §1 on certified MPFR intervals ([`mp`]), with
+//! * [`reference`](mod@reference): every loss of SPEC §1 on certified MPFR intervals ([`mp`]), with
 //!   gradients, evaluated by precision escalation until each value is correctly rounded.
 //! * [`fast`]: batched f32/f64 implementations, measured against the reference in ulps
 //!   with the limits of [`precision`].
