@@ -108,3 +108,20 @@ fn decimal_strings_are_positional_or_scientific() {
     assert_eq!(f(0.0), "0");
     assert_eq!(f(100000.0), "100000");
 }
+
+#[test]
+fn subnormal_results_round_to_nearest_even() {
+    // Exact points between subnormals: 1.5 and 2.5 units of 2^−1074 are ties (to even: 2, 2),
+    // 1.25 units rounds down to 1 unit; far below the smallest subnormal rounds to +0.
+    let unit = |k: f64| -> lossref::error::Result<Answer<Interval>> {
+        let mut x = Float::with_val(64, k);
+        x >>= 1074;
+        scalar(Interval::from_float(x))
+    };
+    for (k, want) in [(1.5, 2.0), (2.5, 2.0), (1.25, 1.0), (1e-30, 0.0)] {
+        let ans = certify(|_| unit(k)).unwrap();
+        let v = &ans.answer.output("value").unwrap().values()[0];
+        assert_eq!(v.f64, want * 2f64.powi(-1074), "{k} units of 2^-1074");
+        assert_eq!(ans.certificate.tier, Tier::CorrectlyRounded);
+    }
+}
