@@ -86,11 +86,6 @@ impl<T> Matrix<T> {
         &self.data
     }
 
-    /// The row-major data, consumed.
-    pub fn into_vec(self) -> Vec<T> {
-        self.data
-    }
-
     /// The same shape with every entry mapped.
     pub fn map<U>(&self, f: impl FnMut(&T) -> U) -> Matrix<U> {
         Matrix {

@@ -1,24 +1,12 @@
 //! `lossref eval` as a user runs it: valid cases print the SPEC §3 object; every malformed
 //! case is rejected with a message naming the place, exit status 1, and never a panic.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::Output;
 
 fn lossref(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lossref"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run lossref");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    common::run_with_stdin(env!("CARGO_BIN_EXE_lossref"), args, stdin).expect("run lossref")
 }
 
 fn eval_stdin(case: &str) -> Output {

@@ -11,26 +11,11 @@ use lossref::numdiff::agreement_digits;
 use proptest::strategy::{Strategy, ValueTree};
 use rug::Float;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 fn run(program: &str, args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program}: {e}; this test needs python3 with mpmath")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_with_stdin(program, args, stdin).unwrap_or_else(|e| {
+        panic!("cannot run {program}: {e}; this test needs python3 with mpmath")
+    });
     assert!(
         out.status.success(),
         "{program} {args:?} failed: {}\n(this test needs python3 with mpmath: python3 -m pip install mpmath)",

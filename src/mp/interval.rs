@@ -273,11 +273,6 @@ impl Interval {
         }
     }
 
-    /// `self × k` for an exact integer `k`.
-    pub fn mul_i64(&self, k: i64) -> Interval {
-        self.mul(&Interval::from_i64(self.prec().max(64), k))
-    }
-
     /// `self / other`. The whole line if `other` contains 0.
     pub fn div(&self, other: &Interval) -> Interval {
         let p = self.prec2(other);

@@ -8,6 +8,8 @@ use lossref::reference::certified;
 use lossref::spec::{Case, Reduction, SoftmaxCase, SoftmaxCeCase};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 
 /// The input regimes every softmax-family test draws from. Each is reached on purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,4 +202,21 @@ pub fn show(x: f64) -> String {
         lossref::report::hex_f64(x),
         x.to_bits()
     )
+}
+
+/// Runs `program ARGS` with `stdin` as its standard input and collects its output.
+/// `Err` when the program cannot be started.
+pub fn run_with_stdin(program: &str, args: &[&str], stdin: &str) -> std::io::Result<Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())?;
+    child.wait_with_output()
 }
