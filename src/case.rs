@@ -7,7 +7,10 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
-use crate::spec::{Case, LossId, Reduction, SoftmaxCase, SoftmaxCeCase, SPEC_LOSSES};
+use crate::spec::{
+    Boundary, Case, LossId, Margin, MarginGrad, NormalizedCase, Reduction, SoftmaxCase,
+    SoftmaxCeCase, SPEC_LOSSES,
+};
 use serde_json::{Map, Value};
 
 /// The largest case file `lossref` reads, in bytes (64 MiB). Larger inputs are refused
@@ -146,10 +149,85 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
                 labels,
             })
         }
+        LossId::NormFace
+        | LossId::CosFace
+        | LossId::AmSoftmax
+        | LossId::ArcFace
+        | LossId::Combined => normalized_case(loss, &mut params, &mut inputs)?,
     };
     params.finish(&format!("`{loss}` takes the parameters {}", params.taken()))?;
     inputs.finish(&format!("`{loss}` takes the inputs {}", inputs.taken()))?;
     Ok(case)
+}
+
+/// The parameters and inputs of the normalized-margin family, with the defaults of SPEC §1.
+fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Result<Case> {
+    let default_scale = match loss {
+        LossId::NormFace => 16.0,
+        LossId::AmSoftmax => 30.0,
+        _ => 64.0,
+    };
+    let scale = params.positive("scale", default_scale)?;
+    let margin = match loss {
+        LossId::CosFace | LossId::AmSoftmax => Margin::Additive {
+            m: params.finite("margin", 0.35)?,
+        },
+        LossId::ArcFace => Margin::Angular {
+            m: params.finite("margin", 0.5)?,
+            boundary: params
+                .choice(
+                    "boundary",
+                    Boundary::from_name,
+                    "\"none\", \"thmm\" or \"easy\"",
+                )?
+                .unwrap_or_default(),
+            grad: params
+                .choice(
+                    "margin_grad",
+                    MarginGrad::from_name,
+                    "\"full\" or \"detached\"",
+                )?
+                .unwrap_or_default(),
+        },
+        LossId::Combined => Margin::Combined {
+            m1: params.finite("m1", 1.0)?,
+            m2: params.finite("m2", 0.5)?,
+            m3: params.finite("m3", 0.0)?,
+        },
+        _ => Margin::None,
+    };
+    let reduction = params.reduction()?;
+    let features = inputs.unit_rows("features")?;
+    let weights = inputs.unit_rows("weights")?;
+    if weights.cols() != features.cols() {
+        return Err(Error::invalid(
+            "inputs.weights",
+            format!(
+                "has D = {} columns but features has D = {}; each class weight lives in the feature space",
+                weights.cols(),
+                features.cols()
+            ),
+        ));
+    }
+    if weights.rows() < 2 {
+        return Err(Error::invalid(
+            "inputs.weights",
+            format!(
+                "has C = {} class(es); a softmax needs C ≥ 2",
+                weights.rows()
+            ),
+        ));
+    }
+    let labels = inputs.labels("labels", features.rows(), weights.rows())?;
+    Ok(Case::Normalized(NormalizedCase {
+        loss,
+        scale,
+        margin,
+        reduction,
+        features,
+        weights,
+        labels,
+    }))
 }
 
 /// A short description of a JSON value's kind, for messages.
@@ -241,18 +319,50 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// `reduction`: `mean` (default) or `sum`.
-    fn reduction(&mut self) -> Result<Reduction> {
-        let Some(v) = self.optional("reduction") else {
-            return Ok(Reduction::default());
+    /// A finite real parameter (any sign).
+    fn finite(&mut self, key: &'static str, default: f64) -> Result<f64> {
+        match self.optional(key) {
+            Some(v) => number(v, &self.place(key)),
+            None => Ok(default),
+        }
+    }
+
+    /// A string parameter from a fixed set; `None` when omitted.
+    fn choice<T>(
+        &mut self,
+        key: &'static str,
+        parse: fn(&str) -> Option<T>,
+        allowed: &str,
+    ) -> Result<Option<T>> {
+        let Some(v) = self.optional(key) else {
+            return Ok(None);
         };
-        let place = self.place("reduction");
-        v.as_str().and_then(Reduction::from_name).ok_or_else(|| {
+        v.as_str().and_then(parse).map(Some).ok_or_else(|| {
             Error::invalid(
-                place,
-                format!("must be \"mean\" or \"sum\", got {}", describe(v)),
+                self.place(key),
+                format!("must be {allowed}, got {}", describe(v)),
             )
         })
+    }
+
+    /// A matrix whose rows are normalized by the loss: every row needs a non-zero norm.
+    fn unit_rows(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+        let place = self.place(key);
+        let m = matrix(self.required(key)?, &place)?;
+        if let Some(i) = (0..m.rows()).find(|&i| m.row(i).iter().all(|&x| x == 0.0)) {
+            return Err(Error::invalid(
+                format!("{place}[{i}]"),
+                "is a zero-norm row; cos θ = w·x / (‖w‖‖x‖) is undefined for it (SPEC §1, undefined points)",
+            ));
+        }
+        Ok(m)
+    }
+
+    /// `reduction`: `mean` (default) or `sum`.
+    fn reduction(&mut self) -> Result<Reduction> {
+        Ok(self
+            .choice("reduction", Reduction::from_name, "\"mean\" or \"sum\"")?
+            .unwrap_or_default())
     }
 
     /// A logits matrix: N ≥ 1 rows of C ≥ 2 finite numbers.

@@ -28,17 +28,40 @@ pub enum LossId {
     Softmax,
     /// `softmax_ce`: CE(z, y) = logsumexp(z) − z_y, reduced over the batch.
     SoftmaxCe,
+    /// `normface`: CE(s·cos θ_i, y_i), with the gradient with respect to the scale s.
+    NormFace,
+    /// `cosface`: the target logit is s(cos θ − m).
+    CosFace,
+    /// `amsoftmax`: the same mathematics as `cosface`, with other defaults.
+    AmSoftmax,
+    /// `arcface`: the target logit is s·g(θ) with g = cos(θ + m) and a `boundary` rule.
+    ArcFace,
+    /// `combined`: the target logit is s(cos(m1·θ + m2) − m3).
+    Combined,
 }
 
 impl LossId {
     /// All implemented losses.
-    pub const ALL: &'static [LossId] = &[LossId::Softmax, LossId::SoftmaxCe];
+    pub const ALL: &'static [LossId] = &[
+        LossId::Softmax,
+        LossId::SoftmaxCe,
+        LossId::NormFace,
+        LossId::CosFace,
+        LossId::AmSoftmax,
+        LossId::ArcFace,
+        LossId::Combined,
+    ];
 
     /// The SPEC §1 id.
     pub fn as_str(self) -> &'static str {
         match self {
             LossId::Softmax => "softmax",
             LossId::SoftmaxCe => "softmax_ce",
+            LossId::NormFace => "normface",
+            LossId::CosFace => "cosface",
+            LossId::AmSoftmax => "amsoftmax",
+            LossId::ArcFace => "arcface",
+            LossId::Combined => "combined",
         }
     }
 
@@ -103,6 +126,119 @@ pub struct SoftmaxCeCase {
     pub labels: Vec<usize>,
 }
 
+/// ArcFace's rule past the point where cos(θ + m) stops decreasing (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Boundary {
+    /// g = cos(θ + m) everywhere (the paper's formula).
+    #[default]
+    None,
+    /// g = cos(θ + m) when cos θ > cos(π − m), else cos θ − m·sin m (insightface before
+    /// 2022); the tie takes the fallback.
+    Thmm,
+    /// g = cos(θ + m) when cos θ > 0, else cos θ (the "easy margin").
+    Easy,
+}
+
+impl Boundary {
+    /// Every value, for messages and generators.
+    pub const ALL: [Boundary; 3] = [Boundary::None, Boundary::Thmm, Boundary::Easy];
+
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Boundary::None => "none",
+            Boundary::Thmm => "thmm",
+            Boundary::Easy => "easy",
+        }
+    }
+
+    /// Parses `none`, `thmm` or `easy`.
+    pub fn from_name(name: &str) -> Option<Boundary> {
+        Boundary::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+}
+
+/// How ArcFace differentiates its target logit (SPEC §1, `margin_grad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MarginGrad {
+    /// The derivative of g(θ(cos θ)) itself.
+    #[default]
+    Full,
+    /// The offset g(θ) − cos θ is held constant: the gradient of NormFace with the target
+    /// logit shifted (insightface's arcface_torch since 2022, opensphere).
+    Detached,
+}
+
+impl MarginGrad {
+    /// Every value.
+    pub const ALL: [MarginGrad; 2] = [MarginGrad::Full, MarginGrad::Detached];
+
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginGrad::Full => "full",
+            MarginGrad::Detached => "detached",
+        }
+    }
+
+    /// Parses `full` or `detached`.
+    pub fn from_name(name: &str) -> Option<MarginGrad> {
+        MarginGrad::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+}
+
+/// The target-logit rule of the normalized-margin family (SPEC §1): the logit of class j
+/// is s·cos θ_ij for j ≠ y_i and s·g(θ_iy) for the target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Margin {
+    /// `normface`: g = cos θ.
+    None,
+    /// `cosface` / `amsoftmax`: g = cos θ − m.
+    Additive {
+        /// m (radians are irrelevant here: m is subtracted from a cosine).
+        m: f64,
+    },
+    /// `arcface`: g = cos(θ + m) with a boundary rule and a gradient mode.
+    Angular {
+        /// m, in radians.
+        m: f64,
+        /// Past-the-boundary rule.
+        boundary: Boundary,
+        /// Full or detached margin gradient.
+        grad: MarginGrad,
+    },
+    /// `combined`: g = cos(m1·θ + m2) − m3.
+    Combined {
+        /// Multiplicative angular margin (SphereFace-like).
+        m1: f64,
+        /// Additive angular margin (ArcFace-like), radians.
+        m2: f64,
+        /// Additive cosine margin (CosFace-like).
+        m3: f64,
+    },
+}
+
+/// A case of the normalized-margin family: `normface`, `cosface`, `amsoftmax`, `arcface`
+/// or `combined` (SPEC §1). Logits are z_ij = s·cos θ_ij, the target's replaced by
+/// s·g(θ_iy); the loss is `reduction` over CE(z_i, y_i).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormalizedCase {
+    /// Which of the five losses (the margin rule alone cannot tell cosface from amsoftmax).
+    pub loss: LossId,
+    /// s > 0.
+    pub scale: f64,
+    /// The target-logit rule.
+    pub margin: Margin,
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×D features, every row of non-zero norm.
+    pub features: Matrix<f64>,
+    /// C×D class weights, C ≥ 2, every row of non-zero norm.
+    pub weights: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
+
 /// One validated case (SPEC §3), typed by loss.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Case {
@@ -110,6 +246,8 @@ pub enum Case {
     Softmax(SoftmaxCase),
     /// See [`SoftmaxCeCase`].
     SoftmaxCe(SoftmaxCeCase),
+    /// See [`NormalizedCase`].
+    Normalized(NormalizedCase),
 }
 
 impl Case {
@@ -118,6 +256,7 @@ impl Case {
         match self {
             Case::Softmax(_) => LossId::Softmax,
             Case::SoftmaxCe(_) => LossId::SoftmaxCe,
+            Case::Normalized(c) => c.loss,
         }
     }
 }

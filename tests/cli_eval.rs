@@ -167,8 +167,8 @@ fn unknown_and_unimplemented_losses_are_named() {
     rejects(r#"{"loss": 3, "inputs": {}}"#, "loss: expected a string");
     rejects(r#"{"inputs": {}}"#, "loss: missing");
     rejects(
-        r#"{"loss": "cosface", "inputs": {}}"#,
-        "`cosface` is in SPEC §1 but this version",
+        r#"{"loss": "distill", "inputs": {}}"#,
+        "`distill` is in SPEC §1 but this version",
     );
 }
 
@@ -336,4 +336,138 @@ fn usage_errors_exit_with_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = lossref(&["frobnicate"], "");
     assert_eq!(out.status.code(), Some(2));
+}
+
+const FEATURES: &str = r#""features": [[0.5, -1.25], [2.0, 0.75]]"#;
+const WEIGHTS: &str = r#""weights": [[1.0, 0.0], [0.0, 1.0], [-1.0, -1.0]]"#;
+
+fn margin_case(loss: &str, params: &str, inputs: &str) -> String {
+    format!(r#"{{"loss": "{loss}", "params": {{{params}}}, "inputs": {{{inputs}}}}}"#)
+}
+
+#[test]
+fn every_normalized_margin_loss_and_variant_evaluates() {
+    let inputs = format!(r#"{FEATURES}, {WEIGHTS}, "labels": [0, 2]"#);
+    let mut params = vec![
+        ("normface", String::new()),
+        ("cosface", r#""margin": -0.1"#.to_string()),
+        (
+            "amsoftmax",
+            r#""scale": 10, "reduction": "sum""#.to_string(),
+        ),
+        (
+            "combined",
+            r#""m1": 0.9, "m2": 0.4, "m3": 0.15"#.to_string(),
+        ),
+    ];
+    for boundary in ["none", "thmm", "easy"] {
+        for grad in ["full", "detached"] {
+            params.push((
+                "arcface",
+                format!(r#""boundary": "{boundary}", "margin_grad": "{grad}""#),
+            ));
+        }
+    }
+    for (loss, p) in params {
+        let v = eval_ok(&["eval", "-"], &margin_case(loss, &p, &inputs));
+        let mut keys: Vec<&str> = v["gradients"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let want: &[&str] = if loss == "normface" {
+            &["features", "scale", "weights"]
+        } else {
+            &["features", "weights"]
+        };
+        assert_eq!(keys, want, "{loss} {p}");
+        assert_eq!(v["certificate"]["tier"], "correctly_rounded");
+    }
+}
+
+#[test]
+fn normalized_margin_cases_are_validated() {
+    let ok_inputs = format!(r#"{FEATURES}, {WEIGHTS}, "labels": [0, 2]"#);
+    rejects(
+        &margin_case("arcface", r#""boundary": "soft""#, &ok_inputs),
+        r#"params.boundary: must be "none", "thmm" or "easy", got the string "soft""#,
+    );
+    rejects(
+        &margin_case("arcface", r#""margin_grad": true"#, &ok_inputs),
+        r#"params.margin_grad: must be "full" or "detached""#,
+    );
+    rejects(
+        &margin_case("cosface", r#""boundary": "none""#, &ok_inputs),
+        "params.boundary: unknown key; `cosface` takes the parameters scale, margin, reduction",
+    );
+    rejects(
+        &margin_case("normface", r#""margin": 0.2"#, &ok_inputs),
+        "params.margin: unknown key; `normface` takes the parameters scale, reduction",
+    );
+    rejects(
+        &margin_case("cosface", r#""scale": 0"#, &ok_inputs),
+        "params.scale: must be a number > 0, got 0",
+    );
+    rejects(
+        &margin_case("combined", r#""m2": "0.5""#, &ok_inputs),
+        "params.m2: expected a number",
+    );
+    rejects(
+        &margin_case(
+            "cosface",
+            "",
+            &format!(r#""features": [[0.5, -1.25], [0.0, -0.0]], {WEIGHTS}, "labels": [0, 2]"#),
+        ),
+        "inputs.features[1]: is a zero-norm row",
+    );
+    rejects(
+        &margin_case(
+            "cosface",
+            "",
+            &format!(r#"{FEATURES}, "weights": [[1, 0], [0, 0]], "labels": [0, 1]"#),
+        ),
+        "inputs.weights[1]: is a zero-norm row",
+    );
+    rejects(
+        &margin_case(
+            "cosface",
+            "",
+            &format!(r#"{FEATURES}, "weights": [[1, 0, 2], [0, 1, 0]], "labels": [0, 1]"#),
+        ),
+        "inputs.weights: has D = 3 columns but features has D = 2",
+    );
+    rejects(
+        &margin_case(
+            "cosface",
+            "",
+            &format!(r#"{FEATURES}, "weights": [[1, 0]], "labels": [0, 0]"#),
+        ),
+        "inputs.weights: has C = 1 class(es)",
+    );
+    rejects(
+        &margin_case(
+            "arcface",
+            "",
+            &format!(r#"{FEATURES}, {WEIGHTS}, "labels": [0, 3]"#),
+        ),
+        "inputs.labels[1]: label 3 is out of range 0..3",
+    );
+    rejects(
+        &margin_case("arcface", "", &format!(r#"{FEATURES}, {WEIGHTS}"#)),
+        "inputs.labels: missing",
+    );
+    rejects(
+        &margin_case(
+            "arcface",
+            "",
+            &format!(r#""features": [[0.5, -1.25], [4.0, 0.0]], {WEIGHTS}, "labels": [0, 0]"#),
+        ),
+        "inputs.features[1]: cos θ to its class weight inputs.weights[0] is exactly 1 (x ∥ w)",
+    );
+    rejects(
+        &margin_case("arcface", r#""boundary": "easy""#, &format!(r#""features": [[0.5, -1.25], [0.0, 3.0]], {WEIGHTS}, "labels": [0, 0]"#)),
+        "inputs.features[1]: cos θ to its class weight inputs.weights[0] is exactly 0, the `easy` switch",
+    );
 }

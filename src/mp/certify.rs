@@ -131,7 +131,8 @@ fn printable(iv: &Interval) -> bool {
 /// scientific (`1.5e-300`) otherwise. An exact zero prints as `0`.
 pub fn decimal_string(x: &Float, digits: usize) -> String {
     let (negative, mantissa, exp) = x.to_sign_string_exp(10, Some(digits));
-    let sign = if negative { "-" } else { "" };
+    // An exact zero is the real number 0, which has no sign.
+    let sign = if negative && !x.is_zero() { "-" } else { "" };
     let Some(exp) = exp else {
         // zero, infinity or NaN: MPFR's own spelling.
         return format!("{sign}{mantissa}");
@@ -165,6 +166,12 @@ fn certify_value(iv: &Interval, final_try: bool) -> Option<Certified> {
     }
     let decimal = decimal_string(&iv.mid(), DECIMAL_DIGITS);
     if let Some(f64) = rounds_to_one_double(iv) {
+        // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
+        let f64 = if f64 == 0.0 && iv.is_point() {
+            0.0
+        } else {
+            f64
+        };
         return Some(Certified {
             enclosure: iv.clone(),
             f64,

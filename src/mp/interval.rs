@@ -105,6 +105,15 @@ impl Interval {
         }
     }
 
+    /// The tightest enclosure of the exact `x` at `prec` bits (the point itself when it
+    /// fits).
+    pub fn enclosing(prec: u32, x: &Float) -> Interval {
+        Interval {
+            lo: down(prec, x),
+            hi: up(prec, x),
+        }
+    }
+
     /// An enclosure of π at `prec` bits.
     pub fn pi(prec: u32) -> Interval {
         Interval {
@@ -211,6 +220,24 @@ impl Interval {
         } else {
             None
         }
+    }
+
+    /// The smallest interval that contains both: the enclosure of a value known to be one of
+    /// two (an undecided branch).
+    pub fn hull(&self, other: &Interval) -> Interval {
+        let p = self.prec2(other);
+        Interval {
+            lo: down(p, min_f(self.lo.clone(), other.lo.clone())),
+            hi: up(p, max_f(self.hi.clone(), other.hi.clone())),
+        }
+    }
+
+    /// `self ∩ other`: the enclosure narrowed by a known range (for instance cos θ ∈ [−1, 1]).
+    /// `None` when they are disjoint.
+    pub fn intersect(&self, other: &Interval) -> Option<Interval> {
+        let lo = max_f(self.lo.clone(), other.lo.clone());
+        let hi = min_f(self.hi.clone(), other.hi.clone());
+        Interval::new(lo, hi)
     }
 
     /// `self + other`.

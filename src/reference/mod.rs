@@ -3,6 +3,7 @@
 //! precision; [`certified`] runs it through the escalation loop of
 //! [`crate::mp::certify`].
 
+pub mod normalized;
 pub mod softmax;
 
 use crate::answer::Answer;
@@ -19,6 +20,7 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
     Ok(match case {
         Case::Softmax(c) => softmax::evaluate_softmax(c, prec),
         Case::SoftmaxCe(c) => softmax::evaluate_softmax_ce(c, prec),
+        Case::Normalized(c) => normalized::evaluate(c, prec)?,
     })
 }
 

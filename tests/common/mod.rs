@@ -2,6 +2,8 @@
 //! helpers that run the certified reference.
 #![allow(dead_code)]
 
+pub mod geometry;
+
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};
 use lossref::reference::certified;

@@ -1,0 +1,486 @@
+//! Reference `normface`, `cosface`, `amsoftmax`, `arcface` and `combined` (SPEC §1) on the
+//! certified interval core.
+//!
+//! With x̂_i = x_i/‖x_i‖, ŵ_j = w_j/‖w_j‖ and c_ij = cos θ_ij = x̂_i·ŵ_j, the logits are
+//! z_ij = s·c_ij for j ≠ y_i and z_iy = s·g(c_iy), where g is the target rule of
+//! [`Margin`]:
+//!
+//! | loss | g(θ) | dg/dcos θ |
+//! |---|---|---|
+//! | normface | cos θ | 1 |
+//! | cosface, amsoftmax | cos θ − m | 1 |
+//! | arcface (`none`) | cos(θ + m) | sin(θ + m)/sin θ |
+//! | arcface (`thmm`) | as `none` if cos θ > cos(π − m), else cos θ − m·sin m | …, else 1 |
+//! | arcface (`easy`) | as `none` if cos θ > 0, else cos θ | …, else 1 |
+//! | combined | cos(m1·θ + m2) − m3 | m1·sin(m1·θ + m2)/sin θ |
+//!
+//! (`margin_grad = detached` takes dg/dcos θ = 1: the offset g − cos θ is held constant.)
+//! The loss is `reduction` over CE(z_i, y_i) (the softmax module). Its gradient goes back
+//! through the chain G_ij = ∂L/∂c_ij = s·∂L/∂z_ij (times dg/dcos θ at the target) and the
+//! normalization:
+//!
+//! ∂c_ij/∂x_i = (ŵ_j − c_ij x̂_i)/‖x_i‖,   ∂c_ij/∂w_j = (x̂_i − c_ij ŵ_j)/‖w_j‖,
+//!
+//! and, for `normface`, ∂L/∂s = Σ_ij ∂L/∂z_ij · c_ij. Each pair's direction term is
+//! computed as written, so that a pair with cos θ exactly ±1 contributes an exact zero.
+//!
+//! **Deciding exactly.** Three questions have exact answers that an enclosure alone cannot
+//! give, and the answers change the formula:
+//! * whether x_i·w_j is 0 (the `easy` switch): when the enclosure of the dot product
+//!   contains 0, it is recomputed exactly from the binary64 inputs;
+//! * whether cos θ is exactly ±1 (x_i and w_j parallel), where dθ/dcos θ is infinite: tested
+//!   exactly by the 2×2 minors x_k·w_p − x_p·w_k; at such a point a target rule that needs
+//!   dθ is an error naming the row (SPEC §1, undefined points), except where the limit of
+//!   dg/dcos θ exists (m1 = 0, or m2 = 0 at θ = 0, or m2 = 0 and integer m1 at θ = π);
+//! * which side of the `thmm` switch cos θ is on: cos θ is algebraic in the inputs and
+//!   cos(π − m) is transcendental for m ≠ 0 (Lindemann), so they never tie, and the
+//!   escalation loop decides. While the enclosures overlap, the value is the hull of both
+//!   branches, which no precision certifies. At the exact `easy` tie cos θ = 0 (with m ≠ 0)
+//!   the loss jumps by sin m, so the full gradient does not exist: an error.
+
+use crate::answer::{Answer, Tensor};
+use crate::error::{Error, Result};
+use crate::matrix::Matrix;
+use crate::mp::interval::Interval;
+use crate::reference::softmax::{cross_entropies, points, reduce, softmax_ce_grad};
+use crate::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
+use rug::Float;
+use std::cmp::Ordering;
+
+/// A row's squared norm ‖v‖², its norm, and ‖v‖³.
+struct RowNorm {
+    squared: Interval,
+    norm: Interval,
+    cubed: Interval,
+}
+
+fn row_norms(m: &Matrix<Interval>, prec: u32) -> Vec<RowNorm> {
+    m.iter_rows()
+        .map(|row| {
+            let squares: Vec<Interval> = row.iter().map(|v| v.powi(2)).collect();
+            let squared = Interval::sum(prec, &squares);
+            let norm = squared.sqrt();
+            let cubed = squared.mul(&norm);
+            RowNorm {
+                squared,
+                norm,
+                cubed,
+            }
+        })
+        .collect()
+}
+
+/// cos θ of one pair; `pole` is `Some(±1)` when the vectors are exactly (anti)parallel.
+#[derive(Clone)]
+struct Cosine {
+    value: Interval,
+    pole: Option<i32>,
+}
+
+/// The exact product of point enclosures (`None` if one is not a point).
+fn exact_product(factors: &[&Interval]) -> Option<Float> {
+    let mut p = Float::with_val(64, 1);
+    for f in factors {
+        if !f.is_point() {
+            return None;
+        }
+        p = Float::with_val(p.prec() + f.prec(), &p * f.lo());
+    }
+    Some(p)
+}
+
+/// The exact dot product of two rows of point enclosures, rounded outward to `prec` bits;
+/// `None` if an entry is not a point.
+fn exact_dot(x: &[Interval], w: &[Interval], prec: u32) -> Option<Interval> {
+    let products: Option<Vec<Float>> = x
+        .iter()
+        .zip(w)
+        .map(|(a, b)| exact_product(&[a, b]))
+        .collect();
+    exact_sum(&products?, prec)
+}
+
+/// The exact sum of exact numbers, rounded outward to `prec` bits.
+fn exact_sum(products: &[Float], prec: u32) -> Option<Interval> {
+    let exps = products.iter().filter_map(Float::get_exp);
+    let (lo, hi) = exps.fold((i32::MAX, i32::MIN), |(l, h), e| (l.min(e), h.max(e)));
+    if lo > hi {
+        return Some(Interval::from_i64(prec, 0));
+    }
+    let width = products.iter().map(Float::prec).max().unwrap_or(64);
+    // Every product is a multiple of 2^(lo − width) below 2^hi, so their sum (with carries
+    // from at most 2^64 terms) is exact at this precision.
+    let exact_prec = u32::try_from(i64::from(hi) - i64::from(lo)).ok()? + width + 66;
+    let mut sum = Float::with_val(exact_prec, 0);
+    for p in products {
+        sum += p;
+    }
+    Some(Interval::enclosing(prec, &sum))
+}
+
+/// `Some(+1)` when x = λw with λ > 0, `Some(−1)` when λ < 0, `None` otherwise (or when an
+/// entry is not a point). Exact: all 2×2 minors x_k·w_p − x_p·w_k vanish.
+fn parallel(x: &[Interval], w: &[Interval]) -> Option<i32> {
+    if !x.iter().chain(w).all(Interval::is_point) {
+        return None;
+    }
+    let p = (0..w.len()).max_by(|&a, &b| {
+        let (a, b) = (w[a].lo().clone().abs(), w[b].lo().clone().abs());
+        a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+    })?;
+    let (xp, wp) = (x[p].lo(), w[p].lo());
+    if xp.is_zero() || wp.is_zero() {
+        return None;
+    }
+    let exact = |a: &Float, b: &Float| Float::with_val(a.prec() + b.prec(), a * b);
+    let minors_vanish = (0..w.len()).all(|k| exact(x[k].lo(), wp) == exact(xp, w[k].lo()));
+    minors_vanish.then(|| {
+        if xp.is_sign_negative() == wp.is_sign_negative() {
+            1
+        } else {
+            -1
+        }
+    })
+}
+
+fn cosine(
+    x: &[Interval],
+    w: &[Interval],
+    xn: &RowNorm,
+    wn: &RowNorm,
+    prec: u32,
+) -> (Interval, Cosine) {
+    let mut dot = Interval::from_i64(prec, 0);
+    for (a, b) in x.iter().zip(w) {
+        dot = dot.add(&a.mul(b));
+    }
+    if dot.contains_zero() {
+        dot = exact_dot(x, w, prec).unwrap_or(dot);
+    }
+    let c = dot.div(&xn.norm.mul(&wn.norm));
+    let unit = Interval::from_i64(prec, -1).hull(&Interval::from_i64(prec, 1));
+    let c = c.intersect(&unit).unwrap_or(c);
+    let may_be_pole = *c.hi() >= 1 || *c.lo() <= -1;
+    let cos = match may_be_pole.then(|| parallel(x, w)).flatten() {
+        Some(sign) => Cosine {
+            value: Interval::from_i64(prec, i64::from(sign)),
+            pole: Some(sign),
+        },
+        None => Cosine {
+            value: c,
+            pole: None,
+        },
+    };
+    (dot, cos)
+}
+
+/// ‖a‖²·b_k − (a·b)·a_k, the numerator of ∂cos θ/∂a_k = (b̂_k − cos θ·â_k)/‖a‖ =
+/// (‖a‖²b_k − (a·b)a_k)/(‖a‖³‖b‖). It vanishes exactly in the direction of a (an
+/// axis-aligned a has exact zeros), so an enclosure that contains 0 is recomputed exactly
+/// as Σ_l a_l·(a_l·b_k − b_l·a_k).
+fn direction_numerator(
+    a: &[Interval],
+    b: &[Interval],
+    a_sq: &Interval,
+    dot: &Interval,
+    k: usize,
+    prec: u32,
+) -> Interval {
+    let p = a_sq.mul(&b[k]).sub(&dot.mul(&a[k]));
+    if !p.contains_zero() {
+        return p;
+    }
+    let terms: Option<Vec<Float>> = (0..a.len())
+        .flat_map(|l| {
+            let plus = exact_product(&[&a[l], &a[l], &b[k]]);
+            let minus = exact_product(&[&a[l], &b[l], &a[k]]).map(|m| -m);
+            [plus, minus]
+        })
+        .collect();
+    terms.and_then(|t| exact_sum(&t, prec)).unwrap_or(p)
+}
+
+/// Why a target rule has no derivative at a pole; the caller names the row.
+struct NoSlope;
+
+/// g = cos(m1·θ + m2) − m3 and dg/dcos θ = m1·sin(m1·θ + m2)/sin θ, with the limits at
+/// θ ∈ {0, π} where they exist.
+fn angular(
+    c: &Cosine,
+    m1: f64,
+    m2: f64,
+    m3: f64,
+) -> std::result::Result<(Interval, Interval), NoSlope> {
+    let prec = c.value.prec();
+    let num = |x: f64| Interval::from_f64(prec, x);
+    let angle = num(m1).mul(&c.value.acos()).add(&num(m2));
+    let value = angle.cos().sub(&num(m3));
+    let slope = if m1 == 0.0 {
+        num(0.0)
+    } else if let Some(sign) = c.pole {
+        // θ → 0: cos(m1θ) = 1 − m1²θ²/2 + …, cos θ = 1 − θ²/2 + …, so the slope → m1².
+        // θ → π, integer m1: sin(m1θ)/sin θ → −m1·(−1)^m1, so the slope → m1²·(−1)^(m1+1).
+        if m2 != 0.0 || (sign < 0 && m1.fract() != 0.0) {
+            return Err(NoSlope);
+        }
+        let square = num(m1).powi(2);
+        if sign < 0 && m1 % 2.0 == 0.0 {
+            square.neg()
+        } else {
+            square
+        }
+    } else {
+        let one = num(1.0);
+        let sin_theta = one.sub(&c.value).mul(&one.add(&c.value)).sqrt();
+        num(m1).mul(&angle.sin()).div(&sin_theta)
+    };
+    Ok((value, slope))
+}
+
+/// The target logit's g and dg/dcos θ for row `i` (see the module docs).
+fn target(margin: &Margin, c: &Cosine, i: usize, y: usize) -> Result<(Interval, Interval)> {
+    let prec = c.value.prec();
+    let one = Interval::from_i64(prec, 1);
+    let num = |x: f64| Interval::from_f64(prec, x);
+    let pole_error = |what: &str, remedy: &str| {
+        let side = if c.pole == Some(1) {
+            "1 (x ∥ w)"
+        } else {
+            "−1 (x ∥ −w)"
+        };
+        Error::invalid(
+            format!("inputs.features[{i}]"),
+            format!(
+                "cos θ to its class weight inputs.weights[{y}] is exactly {side}, where {what} has no \
+                 derivative with respect to cos θ (dθ/dcos θ is infinite): the gradient does not \
+                 exist (SPEC §1, undefined points){remedy}"
+            ),
+        )
+    };
+    match *margin {
+        Margin::None => Ok((c.value.clone(), one)),
+        Margin::Additive { m } => Ok((c.value.sub(&num(m)), one)),
+        Margin::Combined { m1, m2, m3 } => angular(c, m1, m2, m3)
+            .map_err(|NoSlope| pole_error("the target logit cos(m1·θ + m2) − m3", "")),
+        Margin::Angular { m, boundary, grad } => {
+            let zero = num(0.0);
+            let m_iv = num(m);
+            let margin_branch = || match angular(c, 1.0, m, 0.0) {
+                Ok(v) => Ok(v),
+                // The value exists at a pole; only the slope does not.
+                Err(NoSlope) if grad == MarginGrad::Detached => {
+                    Ok((c.value.acos().add(&m_iv).cos(), one.clone()))
+                }
+                Err(NoSlope) => Err(pole_error(
+                    "arcface's cos(θ + m)",
+                    "; margin_grad = \"detached\" defines it",
+                )),
+            };
+            let (fallback_shift, threshold) = match boundary {
+                Boundary::None => {
+                    let (g, slope) = margin_branch()?;
+                    return Ok(detach(grad, g, slope, &one));
+                }
+                // cos θ − m·sin m when cos θ ≤ cos(π − m)
+                Boundary::Thmm => (m_iv.mul(&m_iv.sin()), Interval::pi(prec).sub(&m_iv).cos()),
+                // cos θ when cos θ ≤ 0
+                Boundary::Easy => (zero.clone(), zero.clone()),
+            };
+            let fallback = (c.value.sub(&fallback_shift), one.clone());
+            let (g, slope) = match c.value.compare(&threshold) {
+                Some(Ordering::Greater) => margin_branch()?,
+                Some(Ordering::Equal)
+                    if boundary == Boundary::Easy && m != 0.0 && grad == MarginGrad::Full =>
+                {
+                    return Err(Error::invalid(
+                        format!("inputs.features[{i}]"),
+                        format!(
+                            "cos θ to its class weight inputs.weights[{y}] is exactly 0, the `easy` \
+                             switch, where arcface's target logit jumps from cos θ to cos(θ + m) = −sin m: \
+                             the gradient does not exist (SPEC §1, undefined points); margin_grad = \
+                             \"detached\" defines it"
+                        ),
+                    ));
+                }
+                Some(_) => fallback,
+                // Undecided at this precision: the hull of both branches, which the escalation
+                // loop refines (the `thmm` switch is never an exact tie for m ≠ 0).
+                None => {
+                    let (g, slope) = margin_branch()?;
+                    (g.hull(&fallback.0), slope.hull(&fallback.1))
+                }
+            };
+            Ok(detach(grad, g, slope, &one))
+        }
+    }
+}
+
+fn detach(grad: MarginGrad, g: Interval, slope: Interval, one: &Interval) -> (Interval, Interval) {
+    match grad {
+        MarginGrad::Full => (g, slope),
+        MarginGrad::Detached => (g, one.clone()),
+    }
+}
+
+/// Everything the loss and its gradients share: the geometry and the logits.
+struct Forward {
+    xs: Vec<RowNorm>,
+    ws: Vec<RowNorm>,
+    dots: Matrix<Interval>,
+    cos: Matrix<Cosine>,
+    /// dg/dcos θ at each row's target.
+    slopes: Vec<Interval>,
+    logits: Matrix<Interval>,
+}
+
+/// The parameters of a normalized-margin loss, apart from its inputs.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// The target rule.
+    pub margin: Margin,
+    /// `mean` or `sum`.
+    pub reduction: Reduction,
+}
+
+fn forward(
+    rule: &Rule,
+    features: &Matrix<Interval>,
+    weights: &Matrix<Interval>,
+    labels: &[usize],
+    scale: &Interval,
+    prec: u32,
+) -> Result<Forward> {
+    let xs = row_norms(features, prec);
+    let ws = row_norms(weights, prec);
+    let pairs = Matrix::from_fn(features.rows(), weights.rows(), |i, j| {
+        cosine(features.row(i), weights.row(j), &xs[i], &ws[j], prec)
+    });
+    let dots = pairs.map(|(d, _)| d.clone());
+    let cos = pairs.map(|(_, c)| c.clone());
+    let mut slopes = Vec::with_capacity(labels.len());
+    let mut targets = Vec::with_capacity(labels.len());
+    for (i, &y) in labels.iter().enumerate() {
+        let (g, slope) = target(&rule.margin, cos.get(i, y), i, y)?;
+        targets.push(g);
+        slopes.push(slope);
+    }
+    let logits = Matrix::from_fn(features.rows(), weights.rows(), |i, j| {
+        let c = if j == labels[i] {
+            &targets[i]
+        } else {
+            &cos.get(i, j).value
+        };
+        scale.mul(c)
+    });
+    Ok(Forward {
+        xs,
+        ws,
+        dots,
+        cos,
+        slopes,
+        logits,
+    })
+}
+
+/// The reduced loss at arbitrary enclosures of the inputs and the scale (used by
+/// numerical differentiation, which perturbs them).
+///
+/// # Errors
+/// An undefined point of the target rule, naming the row.
+pub fn loss(
+    rule: &Rule,
+    features: &Matrix<Interval>,
+    weights: &Matrix<Interval>,
+    labels: &[usize],
+    scale: &Interval,
+) -> Result<Interval> {
+    let prec = features
+        .as_slice()
+        .iter()
+        .chain(weights.as_slice())
+        .map(Interval::prec)
+        .max()
+        .unwrap_or(64);
+    let f = forward(rule, features, weights, labels, scale, prec)?;
+    Ok(reduce(&cross_entropies(&f.logits, labels), rule.reduction))
+}
+
+/// A normalized-margin case at `prec` bits: output `loss`; gradients `features`,
+/// `weights` and, for `normface`, `scale`.
+///
+/// # Errors
+/// An undefined point, naming the row.
+pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
+    let rule = Rule {
+        margin: case.margin,
+        reduction: case.reduction,
+    };
+    let features = points(&case.features, prec);
+    let weights = points(&case.weights, prec);
+    let scale = Interval::from_f64(prec, case.scale);
+    let labels = &case.labels;
+    let f = forward(&rule, &features, &weights, labels, &scale, prec)?;
+    let loss = reduce(&cross_entropies(&f.logits, labels), rule.reduction);
+    let dz = softmax_ce_grad(&f.logits, labels, rule.reduction);
+    // G_ij = ∂L/∂c_ij
+    let g = Matrix::from_fn(dz.rows(), dz.cols(), |i, j| {
+        let d = scale.mul(dz.get(i, j));
+        if j == labels[i] {
+            d.mul(&f.slopes[i])
+        } else {
+            d
+        }
+    });
+    let zero = Interval::from_i64(prec, 0);
+    // ∂L/∂x_ik = Σ_j G_ij/‖w_j‖ · (‖x_i‖²w_jk − (x_i·w_j)x_ik) / ‖x_i‖³, and symmetrically.
+    let grad_features = Matrix::from_fn(features.rows(), features.cols(), |i, k| {
+        let mut acc = zero.clone();
+        for (j, wj) in f.ws.iter().enumerate() {
+            if f.cos.get(i, j).pole.is_none() {
+                let n = direction_numerator(
+                    features.row(i),
+                    weights.row(j),
+                    &f.xs[i].squared,
+                    f.dots.get(i, j),
+                    k,
+                    prec,
+                );
+                acc = acc.add(&g.get(i, j).div(&wj.norm).mul(&n));
+            }
+        }
+        acc.div(&f.xs[i].cubed)
+    });
+    let grad_weights = Matrix::from_fn(weights.rows(), weights.cols(), |j, k| {
+        let mut acc = zero.clone();
+        for (i, xi) in f.xs.iter().enumerate() {
+            if f.cos.get(i, j).pole.is_none() {
+                let n = direction_numerator(
+                    weights.row(j),
+                    features.row(i),
+                    &f.ws[j].squared,
+                    f.dots.get(i, j),
+                    k,
+                    prec,
+                );
+                acc = acc.add(&g.get(i, j).div(&xi.norm).mul(&n));
+            }
+        }
+        acc.div(&f.ws[j].cubed)
+    });
+    let mut gradients = vec![
+        ("features", Tensor::Matrix(grad_features)),
+        ("weights", Tensor::Matrix(grad_weights)),
+    ];
+    if case.loss == LossId::NormFace {
+        // ∂L/∂s = Σ_ij ∂L/∂z_ij · z_ij/s, and z/s = cos θ for normface.
+        let terms: Vec<Interval> = (0..dz.rows())
+            .flat_map(|i| (0..dz.cols()).map(move |j| (i, j)))
+            .map(|(i, j)| dz.get(i, j).mul(&f.cos.get(i, j).value))
+            .collect();
+        gradients.push(("scale", Tensor::Scalar(Interval::sum(prec, &terms))));
+    }
+    Ok(Answer {
+        outputs: vec![("loss", Tensor::Scalar(loss))],
+        gradients,
+    })
+}
