@@ -20,13 +20,13 @@ fn naive<T: Real>(z: &[T], cols: usize, labels: &[usize], grad: &mut [T]) -> T {
         let mut s = T::zero();
         for (gj, &zj) in g.iter_mut().zip(row) {
             *gj = (zj - m).exp();
-            s = s + *gj;
+            s += *gj;
         }
         loss = loss + s.ln() + m - row[y];
         for gj in g.iter_mut() {
             *gj = *gj / s / n;
         }
-        g[y] = g[y] - T::one() / n;
+        g[y] -= T::one() / n;
     }
     loss / n
 }

@@ -160,8 +160,19 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
     Ok(case)
 }
 
-/// The parameters and inputs of the normalized-margin family, with the defaults of SPEC §1.
-fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Result<Case> {
+/// The parameters of a normalized-margin loss (`scale`, the margin rule, `reduction`) from
+/// a JSON `params` object, with the defaults of SPEC §1.
+///
+/// # Errors
+/// A parameter of the wrong type or range, or one the loss does not take, named.
+pub fn margin_params(loss: LossId, params: &Value) -> Result<(f64, Margin, Reduction)> {
+    let mut fields = Fields::new(params, "params")?;
+    let parsed = read_margin_params(loss, &mut fields)?;
+    fields.finish(&format!("`{loss}` takes the parameters {}", fields.taken()))?;
+    Ok(parsed)
+}
+
+fn read_margin_params(loss: LossId, params: &mut Fields) -> Result<(f64, Margin, Reduction)> {
     let default_scale = match loss {
         LossId::NormFace => 16.0,
         LossId::AmSoftmax => 30.0,
@@ -194,9 +205,21 @@ fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Re
             m2: params.finite("m2", 0.5)?,
             m3: params.finite("m3", 0.0)?,
         },
-        _ => Margin::None,
+        LossId::NormFace => Margin::None,
+        other => {
+            return Err(Error::invalid(
+                "loss",
+                format!("`{other}` is not a normalized-margin loss (normface, cosface, amsoftmax, arcface, combined)"),
+            ))
+        }
     };
     let reduction = params.reduction()?;
+    Ok((scale, margin, reduction))
+}
+
+/// The parameters and inputs of the normalized-margin family, with the defaults of SPEC §1.
+fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Result<Case> {
+    let (scale, margin, reduction) = read_margin_params(loss, params)?;
     let features = inputs.unit_rows("features")?;
     let weights = inputs.unit_rows("weights")?;
     if weights.cols() != features.cols() {

@@ -7,6 +7,7 @@
 //! * [`case`] and [`spec`]: the case format of SPEC §3 and the typed catalogue.
 //! * [`numdiff`]: high-precision central differences, the independent check of every
 //!   analytic gradient.
+//! * [`bench`](mod@bench): the fused margin losses timed against their three GEMMs.
 //!
 //! ```
 //! let case = lossref::case::parse_case(
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod answer;
+pub mod bench;
 pub mod case;
 pub mod cli;
 pub mod error;

@@ -24,12 +24,69 @@ enum Command {
         #[arg(long)]
         binary64: bool,
     },
+    /// Time the fused forward + backward of a normalized-margin loss against the three plain
+    /// GEMMs of the same shapes (X·Wᵀ, G·W, Gᵀ·X), in the same run, and print JSON with both
+    /// medians and their ratio.
+    Bench {
+        /// normface, cosface, amsoftmax, arcface or combined.
+        loss: String,
+        /// Batch size B.
+        #[arg(long)]
+        batch: usize,
+        /// Feature dimension D.
+        #[arg(long)]
+        dim: usize,
+        /// Number of classes C.
+        #[arg(long)]
+        classes: usize,
+        /// f32 or f64.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        /// Threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// SPEC §3 parameters as a JSON object, e.g. '{"margin": 0.3}' (SPEC defaults otherwise).
+        #[arg(long, default_value = "")]
+        params: String,
+        /// Untimed rounds before measuring.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Timed rounds; the medians are reported.
+        #[arg(long, default_value_t = 9)]
+        repeats: usize,
+        /// Seed of the generated inputs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Eval { case, binary64 } => cli::eval::run(&case, binary64),
+        Command::Bench {
+            loss,
+            batch,
+            dim,
+            classes,
+            dtype,
+            threads,
+            params,
+            warmup,
+            repeats,
+            seed,
+        } => cli::bench::run(&cli::bench::Request {
+            loss,
+            params,
+            batch,
+            dim,
+            classes,
+            dtype,
+            threads,
+            warmup,
+            repeats,
+            seed,
+        }),
     };
     match result {
         Ok(text) => println!("{text}"),

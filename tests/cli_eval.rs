@@ -471,3 +471,89 @@ fn normalized_margin_cases_are_validated() {
         "inputs.features[1]: cos θ to its class weight inputs.weights[0] is exactly 0, the `easy` switch",
     );
 }
+
+#[test]
+fn bench_reports_the_fused_time_against_three_gemms() {
+    let v = eval_ok(
+        &[
+            "bench",
+            "arcface",
+            "--batch",
+            "8",
+            "--dim",
+            "16",
+            "--classes",
+            "50",
+            "--dtype",
+            "f64",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "3",
+            "--params",
+            r#"{"boundary": "easy"}"#,
+        ],
+        "",
+    );
+    assert_eq!(v["loss"], "arcface");
+    assert_eq!(v["params"]["boundary"], "easy");
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["runs"]["fused_ms"].as_array().unwrap().len(), 3);
+    let (fused, gemms, ratio) = (
+        v["fused_ms"].as_f64().unwrap(),
+        v["gemms_ms"].as_f64().unwrap(),
+        v["ratio"].as_f64().unwrap(),
+    );
+    assert!(
+        fused > 0.0 && gemms > 0.0 && (ratio - fused / gemms).abs() < 1e-9 * ratio,
+        "{v}"
+    );
+}
+
+#[test]
+fn bench_rejects_what_it_cannot_time() {
+    let bad = |args: &[&str], expected: &str| {
+        let out = lossref(args, "");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    };
+    let shape = ["--batch", "4", "--dim", "8", "--classes", "10"];
+    bad(
+        &[&["bench", "softmax_ce"], &shape[..]].concat(),
+        "LOSS: `softmax_ce`: bench times the GEMM-based losses",
+    );
+    bad(
+        &[&["bench", "cosface", "--dtype", "f16"], &shape[..]].concat(),
+        "--dtype: must be f32 or f64",
+    );
+    bad(
+        &[
+            &["bench", "cosface", "--params", r#"{"scale": -1}"#],
+            &shape[..],
+        ]
+        .concat(),
+        "params.scale: must be a number > 0",
+    );
+    bad(
+        &[
+            "bench",
+            "cosface",
+            "--batch",
+            "4",
+            "--dim",
+            "8",
+            "--classes",
+            "1",
+        ],
+        "--classes: a softmax needs C ≥ 2",
+    );
+    let out = lossref(&["bench", "cosface"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "missing --batch is a usage error"
+    );
+}

@@ -170,7 +170,11 @@ fn precision_table_holds_and_is_tight() {
             }
         }
     }
-    for entry in TABLE {
+    // This file measures the softmax rows; tests/precision_table_margin.rs the others.
+    for entry in TABLE
+        .iter()
+        .filter(|e| e.function.starts_with("softmax") || e.function == "log_softmax")
+    {
         if !m
             .worst
             .contains_key(&(entry.function.to_string(), entry.dtype))

@@ -1,5 +1,6 @@
 //! The `lossref` command line: one module per subcommand.
 
+pub mod bench;
 pub mod eval;
 
 use crate::error::{Error, ErrorKind, Result};

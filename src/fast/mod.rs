@@ -2,7 +2,9 @@
 //! code. Batched over row-major N×C data, numerically stable, and accurate to the ulps
 //! recorded in [`crate::precision`], which the test suite measures against the reference.
 
+pub mod normalized;
 pub mod real;
 pub mod softmax;
 
+pub use normalized::{MarginGradients, MarginLoss, Workspace};
 pub use real::Real;

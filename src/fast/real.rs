@@ -4,7 +4,9 @@
 use std::fmt::{Debug, Display};
 
 /// f32 or f64.
-pub trait Real: num_traits::Float + Debug + Display + Default + Send + Sync + 'static {
+pub trait Real:
+    num_traits::Float + faer::traits::ComplexField + Debug + Display + Default + Send + Sync + 'static
+{
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;
     /// Bits of significand precision (24 or 53).
@@ -64,7 +66,7 @@ pub fn compensated_sum<T: Real>(items: impl IntoIterator<Item = T>) -> T {
     for x in items {
         let (s, e) = two_sum(sum, x);
         sum = s;
-        comp = comp + e;
+        comp += e;
     }
     // An infinite partial sum makes the error terms NaN; the sum itself is then the answer.
     if sum.is_finite() {

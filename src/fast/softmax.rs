@@ -102,7 +102,7 @@ impl<T: Real> Scratch<T> {
         let mut add = |t: T| {
             let (s, e) = two_sum(rest, t);
             rest = s;
-            comp = comp + e;
+            comp += e;
         };
         for (j, &zj) in z.iter().enumerate() {
             if j == argmax {

@@ -133,7 +133,22 @@ fn narrow(x: f64, f32: bool) -> f64 {
 /// (`margin` places the `thmm` switch). With `f32`, every entry is an f32 value, and the
 /// closest approaches are 10^−5 rather than 10^−12 (f32 cannot resolve more).
 pub fn problem(angle: Angle, margin: f64, f32: bool) -> BoxedStrategy<Problem> {
-    (1usize..=3, 2usize..=5, 2usize..=4, any::<u64>())
+    sized_problem(angle, margin, f32, (3, 5, 4))
+}
+
+/// As [`problem`], with N, C and D up to `most` = (N, C, D).
+pub fn sized_problem(
+    angle: Angle,
+    margin: f64,
+    f32: bool,
+    most: (usize, usize, usize),
+) -> BoxedStrategy<Problem> {
+    (
+        1usize..=most.0,
+        2usize..=most.1,
+        2usize..=most.2,
+        any::<u64>(),
+    )
         .prop_map(move |(n, c, d, seed)| {
             let mut mix = Mix(seed);
             let weights: Vec<Vec<f64>> = (0..c).map(|_| mix.vector(d)).collect();

@@ -1,0 +1,134 @@
+//! `lossref bench LOSS --batch B --dim D --classes C --dtype f32|f64 [--threads T]`: the
+//! fused forward + backward of a normalized-margin loss against its three GEMMs, as JSON.
+
+use crate::bench::{time, Inputs, Timing};
+use crate::case::margin_params;
+use crate::error::{Error, Result};
+use crate::fast::{MarginLoss, Real};
+use crate::spec::{LossId, Margin};
+use serde_json::{json, Value};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// A normalized-margin loss id.
+    pub loss: String,
+    /// SPEC §3 parameters as a JSON object (defaults when empty).
+    pub params: String,
+    /// B.
+    pub batch: usize,
+    /// D.
+    pub dim: usize,
+    /// C.
+    pub classes: usize,
+    /// `f32` or `f64`.
+    pub dtype: String,
+    /// Threads (0: all cores).
+    pub threads: usize,
+    /// Untimed rounds.
+    pub warmup: usize,
+    /// Timed rounds.
+    pub repeats: usize,
+    /// Seed of the generated inputs.
+    pub seed: u64,
+}
+
+/// Runs the benchmark and returns its JSON report.
+///
+/// # Errors
+/// An unknown or unsupported loss, bad parameters, a zero dimension, or an unknown dtype.
+pub fn run(r: &Request) -> Result<String> {
+    let loss = LossId::from_name(&r.loss)
+        .filter(|l| matches!(l, LossId::NormFace | LossId::CosFace | LossId::AmSoftmax | LossId::ArcFace | LossId::Combined))
+        .ok_or_else(|| {
+            Error::invalid(
+                "LOSS",
+                format!(
+                    "`{}`: bench times the GEMM-based losses normface, cosface, amsoftmax, arcface, combined",
+                    r.loss
+                ),
+            )
+        })?;
+    let params: Value = if r.params.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(&r.params)
+            .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
+    };
+    let (scale, margin, reduction) = margin_params(loss, &params)?;
+    for (name, v) in [
+        ("--batch", r.batch),
+        ("--dim", r.dim),
+        ("--classes", r.classes),
+    ] {
+        if v == 0 {
+            return Err(Error::invalid(name, "must be at least 1"));
+        }
+    }
+    if r.classes < 2 {
+        return Err(Error::invalid("--classes", "a softmax needs C ≥ 2"));
+    }
+    if r.repeats == 0 {
+        return Err(Error::invalid("--repeats", "must be at least 1"));
+    }
+    let fused = MarginLoss {
+        scale,
+        margin,
+        reduction,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(r.threads)
+        .build()
+        .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))?;
+    let threads = pool.current_num_threads();
+    let timing = match r.dtype.as_str() {
+        "f32" => pool.install(|| measure::<f32>(&fused, r, threads))?,
+        "f64" => pool.install(|| measure::<f64>(&fused, r, threads))?,
+        other => {
+            return Err(Error::invalid(
+                "--dtype",
+                format!("must be f32 or f64, got {other:?}"),
+            ))
+        }
+    };
+    let flops = 6.0 * r.batch as f64 * r.classes as f64 * r.dim as f64;
+    let ms = |v: &[f64]| v.iter().map(|s| s * 1e3).collect::<Vec<f64>>();
+    let report = json!({
+        "loss": loss.as_str(),
+        "params": describe(scale, &margin, reduction.as_str()),
+        "dtype": r.dtype,
+        "batch": r.batch,
+        "dim": r.dim,
+        "classes": r.classes,
+        "threads": threads,
+        "warmup": r.warmup,
+        "repeats": r.repeats,
+        "fused_ms": timing.fused() * 1e3,
+        "gemms_ms": timing.gemms() * 1e3,
+        "ratio": timing.ratio(),
+        "fused_gflops": flops / timing.fused() / 1e9,
+        "gemms_gflops": flops / timing.gemms() / 1e9,
+        "runs": {"fused_ms": ms(&timing.fused_runs), "gemms_ms": ms(&timing.gemm_runs)},
+        "note": "medians; fused = forward + backward of the loss; gemms = X·Wᵀ, G·W, Gᵀ·X of the same shapes, timed alternately in the same run; ratio = fused / gemms",
+    });
+    Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+}
+
+fn measure<T: Real>(fused: &MarginLoss, r: &Request, threads: usize) -> Result<Timing> {
+    let inputs = Inputs::<T>::generate(r.batch, r.dim, r.classes, r.seed);
+    time(fused, &inputs, threads, r.warmup, r.repeats)
+}
+
+fn describe(scale: f64, margin: &Margin, reduction: &str) -> Value {
+    let mut v = match *margin {
+        Margin::None => json!({}),
+        Margin::Additive { m } => json!({"margin": m}),
+        Margin::Angular { m, boundary, grad } => {
+            json!({"margin": m, "boundary": boundary.as_str(), "margin_grad": grad.as_str()})
+        }
+        Margin::Combined { m1, m2, m3 } => json!({"m1": m1, "m2": m2, "m3": m3}),
+    };
+    v["scale"] = json!(scale);
+    v["reduction"] = json!(reduction);
+    v
+}

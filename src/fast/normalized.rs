@@ -1,0 +1,680 @@
+//! Fast f32/f64 forward + backward of the normalized-margin family (SPEC §1: `normface`,
+//! `cosface`, `amsoftmax`, `arcface` in every variant, `combined`), for training loops and
+//! for comparison with third-party code.
+//!
+//! The computation is three GEMMs (faer, multi-threaded) around cheap row-wise work:
+//!
+//! 1. x̂_i = x_i/‖x_i‖ for the N features, and only 1/‖w_j‖ for the C weights: the C×D
+//!    weights are used raw, with 1/‖w_j‖ applied to the logits and to G below (norms are
+//!    computed without overflow or underflow);
+//! 2. per tile of batch rows: A = X̂·Wᵀ (GEMM 1) and cos θ_ij = A_ij/‖w_j‖; the target
+//!    logit s·g(cos θ_iy) in the label column only; a log-sum-exp per row (the max, then
+//!    the exponentials, while the row is in cache); and G′_ij = G_ij/‖w_j‖ written over the
+//!    tile in place, where G_ij = ∂L/∂cos θ_ij = r·s·(p_ij − [j = y_i]), times dg/dcos θ at
+//!    the target (r = 1/N for `mean`);
+//! 3. ∂L/∂X̂ = G′·W (GEMM 2) for the tile's rows, and Gᵀ·X̂/‖w‖ = G′ᵀ·X̂ (GEMM 3), summed
+//!    over tiles;
+//! 4. back through the normalization: ∂L/∂x_i = (ĝ_i − (ĝ_i·x̂_i)x̂_i)/‖x_i‖ with
+//!    ĝ_i = ∂L/∂x̂_i, and ∂L/∂w_j = a_j − (a_j·w_j)w_j/‖w_j‖² with a_j = (G′ᵀ·X̂)_j.
+//!
+//! Tiles run over batch rows, not classes: a tile holds all C logits of its rows, so its
+//! softmax is final and G follows without recomputing the cosines (a class-tiled online
+//! log-sum-exp must recompute them for the backward pass, a fourth GEMM). At most
+//! [`TILE_LOGITS`] logits are held at a time, so C = 100 000 classes costs one tile of
+//! ~160 rows, not N×C.
+//!
+//! The row-wise loops are compiled for AVX2 + FMA where the CPU has them (chosen at run
+//! time; no FMA contraction is ever implied, so both builds give the same bits): after
+//! faer's AVX kernels, plain SSE code pays a state-transition penalty on every instruction.
+//!
+//! The target rules and their slopes are evaluated in f64 for both dtypes (N values), from
+//! the cosine that the GEMM produced. Accuracy is measured against the certified reference
+//! in [`crate::precision`].
+
+use crate::error::{Error, Result};
+use crate::fast::real::{compensated_sum, Real};
+use crate::spec::{Boundary, Margin, MarginGrad, NormalizedCase, Reduction};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+/// The most logits (rows × classes) held at once.
+pub const TILE_LOGITS: usize = 1 << 24;
+
+/// A normalized-margin loss: scale, target rule and reduction (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MarginLoss {
+    /// s > 0.
+    pub scale: f64,
+    /// The target rule.
+    pub margin: Margin,
+    /// `mean` or `sum`.
+    pub reduction: Reduction,
+}
+
+/// The loss and its gradients, row-major like the inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MarginGradients<T> {
+    /// The reduced loss.
+    pub loss: T,
+    /// ∂L/∂features, N×D.
+    pub features: Vec<T>,
+    /// ∂L/∂weights, C×D.
+    pub weights: Vec<T>,
+    /// ∂L/∂s = Σ_ij ∂L/∂z_ij · cos θ_ij, for `normface` (which learns s); `None` otherwise.
+    pub scale: Option<T>,
+}
+
+/// Buffers that [`MarginLoss::forward_backward_into`] reuses between calls: the unit rows
+/// and norms of features and weights, one tile of logits and per-row scratch.
+#[derive(Clone, Debug)]
+pub struct Workspace<T> {
+    tile_logits: usize,
+    xhat: Vec<T>,
+    xnorm: Vec<T>,
+    winv: Vec<T>,
+    tile: Vec<T>,
+    row_losses: Vec<f64>,
+    radial: Vec<f64>,
+}
+
+impl<T: Real> Default for Workspace<T> {
+    fn default() -> Workspace<T> {
+        Workspace::with_tile_logits(TILE_LOGITS)
+    }
+}
+
+impl<T: Real> Workspace<T> {
+    /// An empty workspace that holds at most `tile_logits` logits (at least one row).
+    pub fn with_tile_logits(tile_logits: usize) -> Workspace<T> {
+        Workspace {
+            tile_logits: tile_logits.max(1),
+            xhat: Vec::new(),
+            xnorm: Vec::new(),
+            winv: Vec::new(),
+            tile: Vec::new(),
+            row_losses: Vec::new(),
+            radial: Vec::new(),
+        }
+    }
+}
+
+impl MarginLoss {
+    /// The loss of a case.
+    pub fn of_case(case: &NormalizedCase) -> MarginLoss {
+        MarginLoss {
+            scale: case.scale,
+            margin: case.margin,
+            reduction: case.reduction,
+        }
+    }
+
+    /// Forward and backward for features (N×D, row-major), weights (C×D) and labels (N),
+    /// on `threads` threads of the current rayon pool (0: all of them).
+    ///
+    /// # Errors
+    /// Inconsistent shapes, C < 2, a label out of range, a non-finite input, a zero-norm
+    /// row, or a target whose cos θ rounds to ±1 where the rule's slope is unbounded (each
+    /// naming the row).
+    pub fn forward_backward<T: Real>(
+        &self,
+        features: &[T],
+        weights: &[T],
+        labels: &[usize],
+        dim: usize,
+        threads: usize,
+    ) -> Result<MarginGradients<T>> {
+        self.forward_backward_tiled(features, weights, labels, dim, threads, TILE_LOGITS)
+    }
+
+    /// [`MarginLoss::forward_backward`] holding at most `tile_logits` logits at a time (at
+    /// least one row): a smaller tile saves memory for a huge C and costs GEMM efficiency.
+    ///
+    /// # Errors
+    /// As [`MarginLoss::forward_backward`].
+    pub fn forward_backward_tiled<T: Real>(
+        &self,
+        features: &[T],
+        weights: &[T],
+        labels: &[usize],
+        dim: usize,
+        threads: usize,
+        tile_logits: usize,
+    ) -> Result<MarginGradients<T>> {
+        let mut ws = Workspace::with_tile_logits(tile_logits);
+        let mut gx = vec![T::zero(); features.len()];
+        let mut gw = vec![T::zero(); weights.len()];
+        let (loss, scale) = self.forward_backward_into(
+            &mut ws, features, weights, labels, dim, threads, &mut gx, &mut gw,
+        )?;
+        Ok(MarginGradients {
+            loss,
+            features: gx,
+            weights: gw,
+            scale,
+        })
+    }
+
+    /// Forward and backward into caller-owned buffers, as a training loop calls it: `ws`
+    /// keeps the normalized rows and the logit tile between calls, and the gradients are
+    /// written to `grad_features` (N×D) and `grad_weights` (C×D). Returns the loss and, for
+    /// `normface`, ∂L/∂s.
+    ///
+    /// # Errors
+    /// As [`MarginLoss::forward_backward`], and gradient buffers of the wrong length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_backward_into<T: Real>(
+        &self,
+        ws: &mut Workspace<T>,
+        features: &[T],
+        weights: &[T],
+        labels: &[usize],
+        dim: usize,
+        threads: usize,
+        grad_features: &mut [T],
+        grad_weights: &mut [T],
+    ) -> Result<(T, Option<T>)> {
+        let n = labels.len();
+        let shape = check_shapes(features, weights, labels, dim)?;
+        let c = shape.classes;
+        if grad_features.len() != features.len() || grad_weights.len() != weights.len() {
+            return Err(Error::invalid(
+                "gradients",
+                "the gradient buffers must have the lengths of features and weights",
+            ));
+        }
+        let par = Par::rayon(threads);
+        normalize(features, dim, "features", &mut ws.xhat, &mut ws.xnorm)?;
+        // W is never normalized in memory: its GEMMs use the raw rows, and the row pass
+        // divides by ‖w_j‖ (saving a C×D write and read).
+        inverse_norms(weights, dim, "weights", &mut ws.winv)?;
+        let rows_per_tile = (ws.tile_logits / c).clamp(1, n);
+        ws.tile.resize(rows_per_tile * c, T::zero());
+        ws.row_losses.resize(n, 0.0);
+        let r = match self.reduction {
+            Reduction::Mean => 1.0 / n as f64,
+            Reduction::Sum => 1.0,
+        };
+        let w_ref = MatRef::from_row_major_slice(weights, c, dim);
+        let winv = &ws.winv;
+        for start in (0..n).step_by(rows_per_tile) {
+            let rows = rows_per_tile.min(n - start);
+            let x_tile = MatRef::from_row_major_slice(
+                &ws.xhat[start * dim..(start + rows) * dim],
+                rows,
+                dim,
+            );
+            let logits = &mut ws.tile[..rows * c];
+            matmul(
+                MatMut::from_row_major_slice_mut(logits, rows, c),
+                Accum::Replace,
+                x_tile,
+                w_ref.transpose(),
+                T::one(),
+                par,
+            );
+            logits
+                .par_chunks_mut(c)
+                .zip(&mut ws.row_losses[start..start + rows])
+                .enumerate()
+                .try_for_each(|(k, (row, loss))| {
+                    let i = start + k;
+                    *loss = self.row_into_gradient(row, winv, labels[i], r, i)?;
+                    Ok::<(), Error>(())
+                })?;
+            let g = MatRef::from_row_major_slice(&ws.tile[..rows * c], rows, c);
+            matmul(
+                MatMut::from_row_major_slice_mut(
+                    &mut grad_features[start * dim..(start + rows) * dim],
+                    rows,
+                    dim,
+                ),
+                Accum::Replace,
+                g,
+                w_ref,
+                T::one(),
+                par,
+            );
+            matmul(
+                MatMut::from_row_major_slice_mut(grad_weights, c, dim),
+                if start == 0 {
+                    Accum::Replace
+                } else {
+                    Accum::Add
+                },
+                g.transpose(),
+                x_tile,
+                T::one(),
+                par,
+            );
+        }
+        // For normface, ∂L/∂s = Σ_i (ĝ_i·x̂_i)/s: the radial part of ∂L/∂X̂ is
+        // Σ_j G_ij c_ij = s·Σ_j ∂L/∂z_ij c_ij.
+        project_out(grad_features, &ws.xhat, &ws.xnorm, dim, &mut ws.radial);
+        let scale_grad = compensated_sum(ws.radial.iter().copied()) / self.scale;
+        // grad_weights holds Σ_i G_ij x̂_i/‖w_j‖ = ĝ_j/‖w_j‖, so ∂L/∂w_j is that minus its
+        // component along w_j.
+        project_out_raw(grad_weights, weights, &ws.winv, dim);
+        let total = compensated_sum(ws.row_losses.iter().copied()) * r;
+        Ok((
+            T::of_f64(total),
+            (self.margin == Margin::None).then(|| T::of_f64(scale_grad)),
+        ))
+    }
+
+    /// Turns one row of x̂_i·w_j into its row of G_ij/‖w_j‖ (G = ∂L/∂cos θ), in place, and
+    /// returns the row's cross-entropy (in f64). The work is compiled for AVX2 + FMA when the CPU has
+    /// them (selected at run time): after faer's AVX kernels, plain SSE code pays a
+    /// state-transition penalty on every instruction, ten times this loop's cost.
+    fn row_into_gradient<T: Real>(
+        &self,
+        row: &mut [T],
+        inv_norms: &[T],
+        y: usize,
+        r: f64,
+        i: usize,
+    ) -> Result<f64> {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the target features were detected at run time.
+            return unsafe { self.row_avx2(row, inv_norms, y, r, i) };
+        }
+        self.row_portable(row, inv_norms, y, r, i)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn row_avx2<T: Real>(
+        &self,
+        row: &mut [T],
+        inv_norms: &[T],
+        y: usize,
+        r: f64,
+        i: usize,
+    ) -> Result<f64> {
+        self.row_portable(row, inv_norms, y, r, i)
+    }
+
+    /// See [`MarginLoss::row_into_gradient`]; no intermediate call, so that it is compiled
+    /// with its caller's target features.
+    #[inline(always)]
+    fn row_portable<T: Real>(
+        &self,
+        row: &mut [T],
+        inv_norms: &[T],
+        y: usize,
+        r: f64,
+        i: usize,
+    ) -> Result<f64> {
+        let s = self.scale;
+        // The GEMM gave x̂_i·w_j; cos θ_ij = x̂_i·w_j / ‖w_j‖.
+        let cos_y = (row[y] * inv_norms[y]).as_f64();
+        let (g, slope) = target(&self.margin, cos_y).map_err(|what| {
+            Error::invalid(
+                format!("features[{i}]"),
+                format!(
+                    "cos θ to its class weight weights[{y}] rounds to {cos_y} in {}, where {what} has an \
+                     unbounded derivative (dθ/dcos θ is infinite); margin_grad = \"detached\" defines it",
+                    T::NAME
+                ),
+            )
+        })?;
+        let s_t = T::of_f64(s);
+        let z_y = T::of_f64(s * g);
+        // The row is in cache: logits and their max, then the exponentials.
+        let mut m = z_y;
+        for ((j, v), &inv) in row.iter_mut().enumerate().zip(inv_norms) {
+            let z = s_t * (*v * inv);
+            *v = z;
+            if j != y {
+                m = m.max(z);
+            }
+        }
+        let mut others = T::zero();
+        for (j, v) in row.iter_mut().enumerate() {
+            if j != y {
+                *v = (*v - m).exp();
+                others += *v;
+            }
+        }
+        let e_y = (z_y - m).exp();
+        let total = others + e_y;
+        let scale = T::of_f64(r * s) / total;
+        // G_ij/‖w_j‖, ready for G·W and Gᵀ·X̂ with the raw weights.
+        for ((j, v), &inv) in row.iter_mut().enumerate().zip(inv_norms) {
+            if j != y {
+                *v = *v * scale * inv;
+            }
+        }
+        // p_y − 1 = −Σ_{j≠y} p_j, without the cancellation of 1 − p_y at p_y ≈ 1.
+        row[y] = -(others * scale) * T::of_f64(slope) * inv_norms[y];
+        // CE = ln Σ_j e^{z_j − m} + (m − z_y); ln1p(Σ_{j≠y}) when the target is the max.
+        Ok(if m == z_y {
+            others.as_f64().ln_1p()
+        } else {
+            total.as_f64().ln() + (m.as_f64() - z_y.as_f64())
+        })
+    }
+}
+
+/// g(cos θ) and dg/dcos θ in f64 (SPEC §1); `Err` names the formula whose slope is
+/// unbounded when sin θ rounds to 0.
+fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static str> {
+    let c = c.clamp(-1.0, 1.0);
+    let angular = |m1: f64, m2: f64, m3: f64| {
+        let theta = c.acos();
+        let a = m1 * theta + m2;
+        let value = a.cos() - m3;
+        let sin_theta = ((1.0 - c) * (1.0 + c)).sqrt();
+        if m1 == 0.0 {
+            return Some((value, 0.0));
+        }
+        if sin_theta == 0.0 {
+            // the limits of m1·sin(m1θ + m2)/sin θ, as in the reference
+            if m2 != 0.0 || (c < 0.0 && m1.fract() != 0.0) {
+                return None;
+            }
+            let sq = m1 * m1;
+            return Some((value, if c < 0.0 && m1 % 2.0 == 0.0 { -sq } else { sq }));
+        }
+        Some((value, m1 * a.sin() / sin_theta))
+    };
+    match *margin {
+        Margin::None => Ok((c, 1.0)),
+        Margin::Additive { m } => Ok((c - m, 1.0)),
+        Margin::Combined { m1, m2, m3 } => angular(m1, m2, m3).ok_or("cos(m1·θ + m2) − m3"),
+        Margin::Angular { m, boundary, grad } => {
+            let use_margin = match boundary {
+                Boundary::None => true,
+                Boundary::Thmm => c > (std::f64::consts::PI - m).cos(),
+                Boundary::Easy => c > 0.0,
+            };
+            let (value, slope) = if use_margin {
+                match angular(1.0, m, 0.0) {
+                    Some(v) => v,
+                    None if grad == MarginGrad::Detached => ((c.acos() + m).cos(), 1.0),
+                    None => return Err("arcface's cos(θ + m)"),
+                }
+            } else if boundary == Boundary::Thmm {
+                (c - m * m.sin(), 1.0)
+            } else {
+                (c, 1.0)
+            };
+            Ok(match grad {
+                MarginGrad::Full => (value, slope),
+                MarginGrad::Detached => (value, 1.0),
+            })
+        }
+    }
+}
+
+struct Shape {
+    classes: usize,
+}
+
+fn check_shapes<T: Real>(
+    features: &[T],
+    weights: &[T],
+    labels: &[usize],
+    dim: usize,
+) -> Result<Shape> {
+    let n = labels.len();
+    if n == 0 || dim == 0 {
+        return Err(Error::invalid(
+            "features",
+            "is empty; a batch needs N ≥ 1 rows of D ≥ 1",
+        ));
+    }
+    if features.len() != n * dim {
+        return Err(Error::invalid(
+            "features",
+            format!(
+                "has {} values, but N = {n} labels × D = {dim} needs {}",
+                features.len(),
+                n * dim
+            ),
+        ));
+    }
+    if weights.len() % dim != 0 {
+        return Err(Error::invalid(
+            "weights",
+            format!("has {} values, not a multiple of D = {dim}", weights.len()),
+        ));
+    }
+    let classes = weights.len() / dim;
+    if classes < 2 {
+        return Err(Error::invalid(
+            "weights",
+            format!("has C = {classes} class(es); a softmax needs C ≥ 2"),
+        ));
+    }
+    if let Some((i, &y)) = labels.iter().enumerate().find(|&(_, &y)| y >= classes) {
+        return Err(Error::invalid(
+            format!("labels[{i}]"),
+            format!("label {y} is out of range 0..{classes}"),
+        ));
+    }
+    Ok(Shape { classes })
+}
+
+/// Unit rows and norms into `unit` and `norms`. Each row is scaled by the power of two
+/// 2^−k nearest its largest |entry| first, exactly, so that Σ v² neither overflows nor
+/// underflows; then v̂ = v·(2^−k/√Σ(2^−k v)²) and ‖v‖ = 2^k·√Σ(2^−k v)².
+fn normalize<T: Real>(
+    m: &[T],
+    dim: usize,
+    name: &str,
+    unit: &mut Vec<T>,
+    norms: &mut Vec<T>,
+) -> Result<()> {
+    unit.resize(m.len(), T::zero());
+    norms.resize(m.len() / dim, T::zero());
+    m.par_chunks(dim)
+        .zip(unit.par_chunks_mut(dim))
+        .zip(norms.par_iter_mut())
+        .enumerate()
+        .try_for_each(|(i, ((row, out), norm))| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the target feature was detected at run time.
+                return unsafe { normalize_row_avx2(row, out, norm, name, i) };
+            }
+            normalize_row(row, out, norm, name, i)
+        })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn normalize_row_avx2<T: Real>(
+    row: &[T],
+    out: &mut [T],
+    norm: &mut T,
+    name: &str,
+    i: usize,
+) -> Result<()> {
+    normalize_row(row, out, norm, name, i)
+}
+
+#[inline(always)]
+fn normalize_row<T: Real>(
+    row: &[T],
+    out: &mut [T],
+    norm: &mut T,
+    name: &str,
+    i: usize,
+) -> Result<()> {
+    let a = row.iter().fold(T::zero(), |acc, v| acc.max(v.abs()));
+    if !a.is_finite() || row.iter().any(|v| v.is_nan()) {
+        return Err(Error::invalid(
+            format!("{name}[{i}]"),
+            "has a non-finite entry",
+        ));
+    }
+    if a == T::zero() {
+        return Err(Error::invalid(
+            format!("{name}[{i}]"),
+            "is a zero-norm row; cos θ is undefined for it (SPEC §1, undefined points)",
+        ));
+    }
+    // 2^−k with 2^k ≈ a: exact scaling.
+    let (_, exp, _) = num_traits::Float::integer_decode(a);
+    let bits = T::MANTISSA_BITS as i32 - 1;
+    let k = i32::from(exp) + bits;
+    let down = T::of_f64(2f64.powi(-k));
+    let sum = row.iter().fold(T::zero(), |acc, &v| {
+        let t = v * down;
+        acc + t * t
+    });
+    let root = sum.sqrt();
+    let factor = down / root;
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = v * factor;
+    }
+    *norm = root * T::of_f64(2f64.powi(k));
+    Ok(())
+}
+
+/// 1/‖w_j‖ for every row into `inv`, with ‖w_j‖ accumulated in f64 (rescaled by the
+/// largest |entry| when the plain sum of squares would overflow or underflow).
+fn inverse_norms<T: Real>(m: &[T], dim: usize, name: &str, inv: &mut Vec<T>) -> Result<()> {
+    inv.resize(m.len() / dim, T::zero());
+    m.par_chunks(dim)
+        .zip(inv.par_iter_mut())
+        .enumerate()
+        .try_for_each(|(i, (row, out))| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the target feature was detected at run time.
+                return unsafe { inverse_norm_avx2(row, out, name, i) };
+            }
+            inverse_norm(row, out, name, i)
+        })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn inverse_norm_avx2<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()> {
+    inverse_norm(row, out, name, i)
+}
+
+#[inline(always)]
+fn inverse_norm<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()> {
+    let place = || format!("{name}[{i}]");
+    let sum = row
+        .iter()
+        .fold(0.0f64, |acc, v| acc + v.as_f64() * v.as_f64());
+    let norm = if sum.is_finite() && sum > 1e-290 {
+        sum.sqrt()
+    } else {
+        let a = row.iter().fold(0.0f64, |acc, v| acc.max(v.as_f64().abs()));
+        if !a.is_finite() || row.iter().any(|v| v.is_nan()) {
+            return Err(Error::invalid(place(), "has a non-finite entry"));
+        }
+        if a == 0.0 {
+            return Err(Error::invalid(
+                place(),
+                "is a zero-norm row; cos θ is undefined for it (SPEC §1, undefined points)",
+            ));
+        }
+        let scaled = row.iter().fold(0.0f64, |acc, v| {
+            let t = v.as_f64() / a;
+            acc + t * t
+        });
+        a * scaled.sqrt()
+    };
+    let inverse = T::of_f64(1.0 / norm);
+    if !inverse.is_finite() || inverse == T::zero() {
+        return Err(Error::invalid(
+            place(),
+            format!(
+                "has norm {norm:e}, whose inverse is outside {}'s range; cos θ does not depend on \
+                 the norm, so rescale the row",
+                T::NAME
+            ),
+        ));
+    }
+    *out = inverse;
+    Ok(())
+}
+
+/// Replaces each row a_j of `grad` by a_j − (a_j·w_j)·w_j/‖w_j‖², removing its component
+/// along the raw row w_j.
+fn project_out_raw<T: Real>(grad: &mut [T], raw: &[T], inv_norms: &[T], dim: usize) {
+    grad.par_chunks_mut(dim)
+        .zip(raw.par_chunks(dim))
+        .zip(inv_norms.par_iter())
+        .for_each(|((g, w), &inv)| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the target feature was detected at run time.
+                unsafe { project_raw_row_avx2(g, w, inv) };
+                return;
+            }
+            project_raw_row(g, w, inv);
+        });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn project_raw_row_avx2<T: Real>(g: &mut [T], w: &[T], inv: T) {
+    project_raw_row(g, w, inv);
+}
+
+#[inline(always)]
+fn project_raw_row<T: Real>(g: &mut [T], w: &[T], inv: T) {
+    let radial = g
+        .iter()
+        .zip(w)
+        .fold(0.0f64, |acc, (a, b)| acc + a.as_f64() * b.as_f64());
+    let inv = inv.as_f64();
+    let coef = T::of_f64(radial * inv * inv);
+    for (gk, &wk) in g.iter_mut().zip(w) {
+        *gk -= coef * wk;
+    }
+}
+
+/// Replaces each row ĝ of `grad` (with respect to the unit row v̂) by (ĝ − (ĝ·v̂)v̂)/‖v‖, the
+/// gradient with respect to v, and leaves the radial parts ĝ·v̂ (in f64) in `radial`.
+fn project_out<T: Real>(
+    grad: &mut [T],
+    unit: &[T],
+    norms: &[T],
+    dim: usize,
+    radial: &mut Vec<f64>,
+) {
+    radial.resize(norms.len(), 0.0);
+    grad.par_chunks_mut(dim)
+        .zip(unit.par_chunks(dim))
+        .zip(norms.par_iter())
+        .zip(radial.par_iter_mut())
+        .for_each(|(((g, u), &norm), rad)| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the target feature was detected at run time.
+                *rad = unsafe { project_row_avx2(g, u, norm) };
+                return;
+            }
+            *rad = project_row(g, u, norm);
+        });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn project_row_avx2<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 {
+    project_row(g, u, norm)
+}
+
+#[inline(always)]
+fn project_row<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 {
+    let radial = g
+        .iter()
+        .zip(u)
+        .fold(0.0f64, |acc, (a, b)| acc + a.as_f64() * b.as_f64());
+    let rad_t = T::of_f64(radial);
+    let inv = T::one() / norm;
+    for (gk, &uk) in g.iter_mut().zip(u) {
+        *gk = (*gk - rad_t * uk) * inv;
+    }
+    radial
+}
