@@ -161,6 +161,7 @@ pub fn time<T: Real>(
     loss: &MarginLoss,
     inputs: &Inputs<T>,
     threads: usize,
+    tile_logits: usize,
     warmup: usize,
     repeats: usize,
 ) -> Result<Timing> {
@@ -169,7 +170,7 @@ pub fn time<T: Real>(
     let par = Par::rayon(threads);
     let mut gemms = Gemms::new(b, d, c);
     // Buffers are reused across rounds on both sides, as in a training loop.
-    let mut ws = Workspace::<T>::default();
+    let mut ws = Workspace::<T>::with_tile_logits(tile_logits);
     let mut gx = vec![T::zero(); b * d];
     let mut gw = vec![T::zero(); c * d];
     let mut timing = Timing {

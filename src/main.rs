@@ -48,6 +48,9 @@ enum Command {
         /// SPEC §3 parameters as a JSON object, e.g. '{"margin": 0.3}' (SPEC defaults otherwise).
         #[arg(long, default_value = "")]
         params: String,
+        /// The most logits (rows × classes) the fused path holds at once.
+        #[arg(long, default_value_t = lossref::fast::normalized::TILE_LOGITS)]
+        tile_logits: usize,
         /// Untimed rounds before measuring.
         #[arg(long, default_value_t = 2)]
         warmup: usize,
@@ -72,6 +75,7 @@ fn main() {
             dtype,
             threads,
             params,
+            tile_logits,
             warmup,
             repeats,
             seed,
@@ -83,6 +87,7 @@ fn main() {
             classes,
             dtype,
             threads,
+            tile_logits,
             warmup,
             repeats,
             seed,

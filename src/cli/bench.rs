@@ -25,6 +25,8 @@ pub struct Request {
     pub dtype: String,
     /// Threads (0: all cores).
     pub threads: usize,
+    /// The most logits the fused path holds at once.
+    pub tile_logits: usize,
     /// Untimed rounds.
     pub warmup: usize,
     /// Timed rounds.
@@ -101,6 +103,7 @@ pub fn run(r: &Request) -> Result<String> {
         "dim": r.dim,
         "classes": r.classes,
         "threads": threads,
+        "tile_logits": r.tile_logits,
         "warmup": r.warmup,
         "repeats": r.repeats,
         "fused_ms": timing.fused() * 1e3,
@@ -116,7 +119,7 @@ pub fn run(r: &Request) -> Result<String> {
 
 fn measure<T: Real>(fused: &MarginLoss, r: &Request, threads: usize) -> Result<Timing> {
     let inputs = Inputs::<T>::generate(r.batch, r.dim, r.classes, r.seed);
-    time(fused, &inputs, threads, r.warmup, r.repeats)
+    time(fused, &inputs, threads, r.tile_logits, r.warmup, r.repeats)
 }
 
 fn describe(scale: f64, margin: &Margin, reduction: &str) -> Value {

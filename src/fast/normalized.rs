@@ -188,7 +188,9 @@ impl MarginLoss {
         // W is never normalized in memory: its GEMMs use the raw rows, and the row pass
         // divides by ‖w_j‖ (saving a C×D write and read).
         inverse_norms(weights, dim, "weights", &mut ws.winv)?;
-        let rows_per_tile = (ws.tile_logits / c).clamp(1, n);
+        // Equal tiles of at most tile_logits / C rows (so the last is not a sliver).
+        let most = (ws.tile_logits / c).clamp(1, n);
+        let rows_per_tile = n.div_ceil(n.div_ceil(most));
         ws.tile.resize(rows_per_tile * c, T::zero());
         ws.row_losses.resize(n, 0.0);
         let r = match self.reduction {
