@@ -6,7 +6,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use faer::Par;
 use lossref::bench::{Gemms, Inputs};
-use lossref::fast::{MarginLoss, Real};
+use lossref::fast::{MarginLoss, Real, Workspace};
 use lossref::spec::{Boundary, Margin, MarginGrad, Reduction};
 use std::hint::black_box;
 use std::time::Duration;
@@ -53,14 +53,20 @@ fn bench<T: Real>(
             margin: *margin,
             reduction: Reduction::Mean,
         };
+        // Buffers reused across iterations, as in a training loop (and as the GEMMs' are).
+        let mut ws = Workspace::<T>::default();
+        let (mut gx, mut gw) = (vec![T::zero(); b * d], vec![T::zero(); classes * d]);
         group.bench_function(BenchmarkId::new("fused", name), |bench| {
             bench.iter(|| {
-                loss.forward_backward(
+                loss.forward_backward_into(
+                    &mut ws,
                     black_box(&inputs.features),
                     &inputs.weights,
                     &inputs.labels,
                     d,
                     0,
+                    &mut gx,
+                    &mut gw,
                 )
                 .expect("generated inputs are valid")
             })
