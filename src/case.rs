@@ -8,14 +8,18 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
 use crate::spec::{
-    Boundary, Case, LossId, Margin, MarginGrad, NormalizedCase, Reduction, SoftmaxCase,
-    SoftmaxCeCase, SPEC_LOSSES,
+    Boundary, Case, CenterCase, DistillCase, LossId, Margin, MarginGrad, MultiplicativeCase,
+    NormalizedCase, Reduction, SoftTerm, SoftmaxCase, SoftmaxCeCase, SPEC_LOSSES,
 };
 use serde_json::{Map, Value};
 
 /// The largest case file `lossref` reads, in bytes (64 MiB). Larger inputs are refused
 /// before parsing, so a stray multi-gigabyte file cannot exhaust memory.
 pub const MAX_CASE_BYTES: usize = 64 << 20;
+
+/// The largest integer margin m of `lsoftmax`/`sphereface`: cos(mθ) is a degree-m
+/// polynomial whose coefficients grow like 2^m, and published models use m ≤ 6.
+pub const MAX_INTEGER_MARGIN: u32 = 64;
 
 /// Parses and validates one case from JSON text.
 ///
@@ -112,16 +116,10 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
         )
     })?;
     let loss = LossId::from_name(loss_name).ok_or_else(|| {
-        let reason = if SPEC_LOSSES.contains(&loss_name) {
-            format!(
-                "`{loss_name}` is in SPEC §1 but this version of lossref does not evaluate it yet"
-            )
-        } else {
-            format!(
-                "unknown loss `{loss_name}`; SPEC §1 lists {}",
-                SPEC_LOSSES.join(", ")
-            )
-        };
+        let reason = format!(
+            "unknown loss `{loss_name}`; SPEC §1 lists {}",
+            SPEC_LOSSES.join(", ")
+        );
         Error::invalid("loss", reason)
     })?;
     let empty = Value::Object(Map::new());
@@ -146,6 +144,90 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
             Case::SoftmaxCe(SoftmaxCeCase {
                 reduction,
                 logits,
+                labels,
+            })
+        }
+        LossId::Distill => {
+            let temperature = params.positive("temperature", 4.0)?;
+            let alpha = params.unit_interval("alpha", 0.9)?;
+            let soft = params
+                .choice("soft", SoftTerm::from_name, "\"kl\" or \"ce\"")?
+                .unwrap_or_default();
+            let reduction = params.reduction()?;
+            let student = inputs.logits("student_logits")?;
+            let teacher = inputs.logits("teacher_logits")?;
+            if (teacher.rows(), teacher.cols()) != (student.rows(), student.cols()) {
+                return Err(Error::invalid(
+                    "inputs.teacher_logits",
+                    format!(
+                        "is {}×{} but student_logits is {}×{}; both are N×C",
+                        teacher.rows(),
+                        teacher.cols(),
+                        student.rows(),
+                        student.cols()
+                    ),
+                ));
+            }
+            let labels = inputs.labels("labels", student.rows(), student.cols())?;
+            Case::Distill(DistillCase {
+                temperature,
+                alpha,
+                soft,
+                reduction,
+                student,
+                teacher,
+                labels,
+            })
+        }
+        LossId::LSoftmax | LossId::SphereFace => {
+            let default = if loss == LossId::LSoftmax { 2 } else { 4 };
+            let margin = params.integer_margin(default)?;
+            let lambda = params.non_negative("lambda", 0.0)?;
+            let reduction = params.reduction()?;
+            let features = inputs.unit_rows("features")?;
+            let weights = if loss == LossId::SphereFace {
+                inputs.unit_rows("weights")?
+            } else {
+                let place = inputs.place("weights");
+                matrix(inputs.required("weights")?, &place)?
+            };
+            check_classes(&features, &weights, "weights")?;
+            let labels = inputs.labels("labels", features.rows(), weights.rows())?;
+            // L-Softmax normalizes only at the target: a zero weight row is undefined
+            // where it is some sample's class.
+            if let Some(&y) = labels
+                .iter()
+                .find(|&&y| weights.row(y).iter().all(|&v| v == 0.0))
+            {
+                return Err(Error::invalid(
+                    format!("inputs.weights[{y}]"),
+                    "is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
+                ));
+            }
+            Case::Multiplicative(MultiplicativeCase {
+                loss,
+                margin,
+                lambda,
+                reduction,
+                features,
+                weights,
+                labels,
+            })
+        }
+        LossId::Center => {
+            let alpha = params.unit_interval("alpha", 0.5)?;
+            let reduction = params.reduction()?;
+            let place = inputs.place("features");
+            let features = matrix(inputs.required("features")?, &place)?;
+            let place = inputs.place("centers");
+            let centers = matrix(inputs.required("centers")?, &place)?;
+            check_classes(&features, &centers, "centers")?;
+            let labels = inputs.labels("labels", features.rows(), centers.rows())?;
+            Case::Center(CenterCase {
+                alpha,
+                reduction,
+                features,
+                centers,
                 labels,
             })
         }
@@ -222,25 +304,7 @@ fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Re
     let (scale, margin, reduction) = read_margin_params(loss, params)?;
     let features = inputs.unit_rows("features")?;
     let weights = inputs.unit_rows("weights")?;
-    if weights.cols() != features.cols() {
-        return Err(Error::invalid(
-            "inputs.weights",
-            format!(
-                "has D = {} columns but features has D = {}; each class weight lives in the feature space",
-                weights.cols(),
-                features.cols()
-            ),
-        ));
-    }
-    if weights.rows() < 2 {
-        return Err(Error::invalid(
-            "inputs.weights",
-            format!(
-                "has C = {} class(es); a softmax needs C ≥ 2",
-                weights.rows()
-            ),
-        ));
-    }
+    check_classes(&features, &weights, "weights")?;
     let labels = inputs.labels("labels", features.rows(), weights.rows())?;
     Ok(Case::Normalized(NormalizedCase {
         loss,
@@ -251,6 +315,31 @@ fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Re
         weights,
         labels,
     }))
+}
+
+/// The class matrix (`weights` or `centers`, C×D) against the features (N×D): the same D,
+/// and C ≥ 2.
+fn check_classes(features: &Matrix<f64>, classes: &Matrix<f64>, name: &str) -> Result<()> {
+    if classes.cols() != features.cols() {
+        return Err(Error::invalid(
+            format!("inputs.{name}"),
+            format!(
+                "has D = {} columns but features has D = {}; each row lives in the feature space",
+                classes.cols(),
+                features.cols()
+            ),
+        ));
+    }
+    if classes.rows() < 2 {
+        return Err(Error::invalid(
+            format!("inputs.{name}"),
+            format!(
+                "has C = {} class(es); a softmax needs C ≥ 2",
+                classes.rows()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A short description of a JSON value's kind, for messages.
@@ -338,6 +427,54 @@ impl<'a> Fields<'a> {
             Err(Error::invalid(
                 place,
                 format!("must be a number > 0, got {x}"),
+            ))
+        }
+    }
+
+    /// A real parameter in [0, 1].
+    fn unit_interval(&mut self, key: &'static str, default: f64) -> Result<f64> {
+        let Some(v) = self.optional(key) else {
+            return Ok(default);
+        };
+        let place = self.place(key);
+        let x = number(v, &place)?;
+        if (0.0..=1.0).contains(&x) {
+            Ok(x)
+        } else {
+            Err(Error::invalid(place, format!("must be in [0, 1], got {x}")))
+        }
+    }
+
+    /// A finite real parameter ≥ 0.
+    fn non_negative(&mut self, key: &'static str, default: f64) -> Result<f64> {
+        let Some(v) = self.optional(key) else {
+            return Ok(default);
+        };
+        let place = self.place(key);
+        let x = number(v, &place)?;
+        if x >= 0.0 {
+            Ok(x)
+        } else {
+            Err(Error::invalid(
+                place,
+                format!("must be a number ≥ 0, got {x}"),
+            ))
+        }
+    }
+
+    /// The integer margin m of L-Softmax / A-Softmax: 1 ≤ m ≤ [`MAX_INTEGER_MARGIN`].
+    fn integer_margin(&mut self, default: u32) -> Result<u32> {
+        let Some(v) = self.optional("margin") else {
+            return Ok(default);
+        };
+        let place = self.place("margin");
+        let x = number(v, &place)?;
+        if x.fract() == 0.0 && (1.0..=f64::from(MAX_INTEGER_MARGIN)).contains(&x) {
+            Ok(x as u32)
+        } else {
+            Err(Error::invalid(
+                place,
+                format!("must be an integer from 1 to {MAX_INTEGER_MARGIN}, got {x}"),
             ))
         }
     }

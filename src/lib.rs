@@ -8,6 +8,7 @@
 //! * [`numdiff`]: high-precision central differences, the independent check of every
 //!   analytic gradient.
 //! * [`bench`](mod@bench): the fused margin losses timed against their three GEMMs.
+//! * [`schedule`]: SphereFace's λ annealing schedule.
 //!
 //! ```
 //! let case = lossref::case::parse_case(
@@ -32,4 +33,5 @@ pub mod numdiff;
 pub mod precision;
 pub mod reference;
 pub mod report;
+pub mod schedule;
 pub mod spec;

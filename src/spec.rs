@@ -5,8 +5,7 @@
 use crate::matrix::Matrix;
 use std::fmt;
 
-/// Every loss id that SPEC §1 lists, in catalogue order. Ids not in [`LossId`] are part of
-/// the contract but not implemented in this version; `lossref eval` says so by name.
+/// Every loss id that SPEC §1 lists, in catalogue order (each is a [`LossId`]).
 pub const SPEC_LOSSES: &[&str] = &[
     "softmax",
     "softmax_ce",
@@ -21,13 +20,21 @@ pub const SPEC_LOSSES: &[&str] = &[
     "combined",
 ];
 
-/// The losses this version evaluates.
+/// The losses of SPEC §1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LossId {
     /// `softmax`: probabilities and log-probabilities of `logits / T`.
     Softmax,
     /// `softmax_ce`: CE(z, y) = logsumexp(z) − z_y, reduced over the batch.
     SoftmaxCe,
+    /// `distill`: α·T²·soft + (1 − α)·CE of the student (knowledge distillation).
+    Distill,
+    /// `lsoftmax`: L-Softmax, the target logit ‖w‖‖x‖(λ cos θ + ψ_m(θ))/(1 + λ).
+    LSoftmax,
+    /// `sphereface`: A-Softmax, `lsoftmax` with every ‖w_j‖ replaced by 1.
+    SphereFace,
+    /// `center`: ½‖x_i − c_{y_i}‖², with the center update `centers_next`.
+    Center,
     /// `normface`: CE(s·cos θ_i, y_i), with the gradient with respect to the scale s.
     NormFace,
     /// `cosface`: the target logit is s(cos θ − m).
@@ -41,10 +48,14 @@ pub enum LossId {
 }
 
 impl LossId {
-    /// All implemented losses.
+    /// All losses, in catalogue order.
     pub const ALL: &'static [LossId] = &[
         LossId::Softmax,
         LossId::SoftmaxCe,
+        LossId::Distill,
+        LossId::LSoftmax,
+        LossId::SphereFace,
+        LossId::Center,
         LossId::NormFace,
         LossId::CosFace,
         LossId::AmSoftmax,
@@ -57,6 +68,10 @@ impl LossId {
         match self {
             LossId::Softmax => "softmax",
             LossId::SoftmaxCe => "softmax_ce",
+            LossId::Distill => "distill",
+            LossId::LSoftmax => "lsoftmax",
+            LossId::SphereFace => "sphereface",
+            LossId::Center => "center",
             LossId::NormFace => "normface",
             LossId::CosFace => "cosface",
             LossId::AmSoftmax => "amsoftmax",
@@ -122,6 +137,96 @@ pub struct SoftmaxCeCase {
     pub reduction: Reduction,
     /// N×C logits, C ≥ 2, all finite.
     pub logits: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
+
+/// The soft term of `distill` (SPEC §1, `soft`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SoftTerm {
+    /// KL(q_t ‖ q_s) = Σ q_t (log q_t − log q_s) (Hinton et al.; PyTorch's `kl_div`).
+    #[default]
+    Kl,
+    /// −Σ q_t log q_s: the cross-entropy with soft targets, KL plus the teacher's entropy.
+    Ce,
+}
+
+impl SoftTerm {
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SoftTerm::Kl => "kl",
+            SoftTerm::Ce => "ce",
+        }
+    }
+
+    /// Parses `kl` or `ce`.
+    pub fn from_name(name: &str) -> Option<SoftTerm> {
+        [SoftTerm::Kl, SoftTerm::Ce]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
+/// A `distill` case (SPEC §1): per sample α·T²·soft_i + (1 − α)·CE(s_i, y_i) with
+/// q = softmax(·/T), reduced; the gradient is with respect to the student's logits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistillCase {
+    /// T > 0, default 4.
+    pub temperature: f64,
+    /// α ∈ [0, 1], default 0.9.
+    pub alpha: f64,
+    /// `kl` (default) or `ce`.
+    pub soft: SoftTerm,
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×C student logits.
+    pub student: Matrix<f64>,
+    /// N×C teacher logits.
+    pub teacher: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
+
+/// An `lsoftmax` or `sphereface` case (SPEC §1): CE(f_i, y_i) with f_ij = ν_j‖x_i‖cos θ_ij
+/// off the target and f_iy = ν_y‖x_i‖(λ cos θ_iy + ψ_m(θ_iy))/(1 + λ), where ν_j = ‖w_j‖
+/// (`lsoftmax`) or 1 (`sphereface`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiplicativeCase {
+    /// `lsoftmax` or `sphereface`.
+    pub loss: LossId,
+    /// The integer margin m ≥ 1 (default 2 for lsoftmax, 4 for sphereface).
+    pub margin: u32,
+    /// λ ≥ 0, default 0: the blend with cos θ of the annealing schedule.
+    pub lambda: f64,
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×D features, non-zero rows.
+    pub features: Matrix<f64>,
+    /// C×D weights, C ≥ 2.
+    pub weights: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
+
+impl MultiplicativeCase {
+    /// Whether the weights are normalized (`sphereface`).
+    pub fn normalized_weights(&self) -> bool {
+        self.loss == LossId::SphereFace
+    }
+}
+
+/// A `center` case (SPEC §1): ½‖x_i − c_{y_i}‖², reduced, with the update `centers_next`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CenterCase {
+    /// α ∈ [0, 1], default 0.5: the rate of the center update.
+    pub alpha: f64,
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×D features.
+    pub features: Matrix<f64>,
+    /// C×D centers, C ≥ 2.
+    pub centers: Matrix<f64>,
     /// N labels in `0..C`.
     pub labels: Vec<usize>,
 }
@@ -248,6 +353,12 @@ pub enum Case {
     SoftmaxCe(SoftmaxCeCase),
     /// See [`NormalizedCase`].
     Normalized(NormalizedCase),
+    /// See [`DistillCase`].
+    Distill(DistillCase),
+    /// See [`MultiplicativeCase`].
+    Multiplicative(MultiplicativeCase),
+    /// See [`CenterCase`].
+    Center(CenterCase),
 }
 
 impl Case {
@@ -257,6 +368,9 @@ impl Case {
             Case::Softmax(_) => LossId::Softmax,
             Case::SoftmaxCe(_) => LossId::SoftmaxCe,
             Case::Normalized(c) => c.loss,
+            Case::Distill(_) => LossId::Distill,
+            Case::Multiplicative(c) => c.loss,
+            Case::Center(_) => LossId::Center,
         }
     }
 }

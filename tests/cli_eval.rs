@@ -159,7 +159,7 @@ fn duplicate_keys_are_rejected() {
 }
 
 #[test]
-fn unknown_and_unimplemented_losses_are_named() {
+fn unknown_losses_are_named_and_every_spec_loss_is_implemented() {
     rejects(
         r#"{"loss": "softmaxx", "inputs": {}}"#,
         "loss: unknown loss `softmaxx`",
@@ -167,9 +167,15 @@ fn unknown_and_unimplemented_losses_are_named() {
     rejects(r#"{"loss": 3, "inputs": {}}"#, "loss: expected a string");
     rejects(r#"{"inputs": {}}"#, "loss: missing");
     rejects(
-        r#"{"loss": "distill", "inputs": {}}"#,
-        "`distill` is in SPEC §1 but this version",
+        r#"{"loss": "softmaxx", "inputs": {}}"#,
+        "SPEC §1 lists softmax, softmax_ce, distill, lsoftmax, sphereface, center, normface",
     );
+    for id in lossref::spec::SPEC_LOSSES {
+        assert!(
+            lossref::spec::LossId::from_name(id).is_some(),
+            "{id} is in SPEC §1 but not implemented"
+        );
+    }
 }
 
 #[test]
@@ -556,4 +562,88 @@ fn bench_rejects_what_it_cannot_time() {
         Some(2),
         "missing --batch is a usage error"
     );
+}
+
+#[test]
+fn distill_lsoftmax_sphereface_center_parameters_are_validated() {
+    let distill = |params: &str| {
+        format!(
+            r#"{{"loss": "distill", "params": {{{params}}}, "inputs": {{"student_logits": [[1, 2]], "teacher_logits": [[2, 1]], "labels": [0]}}}}"#
+        )
+    };
+    rejects(
+        &distill(r#""temperature": 0"#),
+        "params.temperature: must be a number > 0, got 0",
+    );
+    rejects(
+        &distill(r#""temperature": -2"#),
+        "params.temperature: must be a number > 0",
+    );
+    rejects(
+        &distill(r#""alpha": 1.5"#),
+        "params.alpha: must be in [0, 1], got 1.5",
+    );
+    rejects(
+        &distill(r#""alpha": -0.1"#),
+        "params.alpha: must be in [0, 1]",
+    );
+    rejects(
+        &distill(r#""soft": "mse""#),
+        r#"params.soft: must be "kl" or "ce", got the string "mse""#,
+    );
+    rejects(
+        r#"{"loss": "distill", "inputs": {"student_logits": [[1, 2]], "teacher_logits": [[2, 1, 0]], "labels": [0]}}"#,
+        "inputs.teacher_logits: is 1×3 but student_logits is 1×2",
+    );
+    let psi = |loss: &str, params: &str| {
+        format!(
+            r#"{{"loss": "{loss}", "params": {{{params}}}, "inputs": {{"features": [[1, 2]], "weights": [[2, 1], [0, 1]], "labels": [0]}}}}"#
+        )
+    };
+    for loss in ["lsoftmax", "sphereface"] {
+        rejects(
+            &psi(loss, r#""margin": 2.5"#),
+            "params.margin: must be an integer from 1 to 64, got 2.5",
+        );
+        rejects(
+            &psi(loss, r#""margin": 0"#),
+            "params.margin: must be an integer from 1 to 64, got 0",
+        );
+        rejects(
+            &psi(loss, r#""margin": -3"#),
+            "params.margin: must be an integer",
+        );
+        rejects(
+            &psi(loss, r#""lambda": -1"#),
+            "params.lambda: must be a number ≥ 0, got -1",
+        );
+        rejects(&psi(loss, r#""scale": 2"#), &format!("params.scale: unknown key; `{loss}` takes the parameters margin, lambda, reduction"));
+    }
+    rejects(
+        r#"{"loss": "lsoftmax", "inputs": {"features": [[1, 2]], "weights": [[0, 0], [0, 1]], "labels": [0]}}"#,
+        "inputs.weights[0]: is a zero-norm row and a label's class",
+    );
+    eval_ok(
+        &["eval", "-"],
+        r#"{"loss": "lsoftmax", "inputs": {"features": [[1, 2]], "weights": [[0, 0], [0, 1]], "labels": [1]}}"#,
+    );
+    rejects(
+        r#"{"loss": "sphereface", "inputs": {"features": [[1, 2]], "weights": [[0, 0], [0, 1]], "labels": [1]}}"#,
+        "inputs.weights[0]: is a zero-norm row",
+    );
+    let center = |params: &str| {
+        format!(
+            r#"{{"loss": "center", "params": {{{params}}}, "inputs": {{"features": [[1, 2]], "centers": [[2, 1], [0, 1]], "labels": [0]}}}}"#
+        )
+    };
+    rejects(
+        &center(r#""alpha": 2"#),
+        "params.alpha: must be in [0, 1], got 2",
+    );
+    rejects(
+        r#"{"loss": "center", "inputs": {"features": [[1, 2]], "centers": [[2, 1, 0], [0, 1, 0]], "labels": [0]}}"#,
+        "inputs.centers: has D = 3 columns but features has D = 2",
+    );
+    let v = eval_ok(&["eval", "-"], &center(""));
+    assert!(v["outputs"]["centers_next"].is_array());
 }

@@ -57,6 +57,34 @@ fn cases() -> Vec<Value> {
         json!({"loss": "arcface", "params": {"boundary": "thmm", "margin_grad": "detached"}}),
         json!({"loss": "combined", "params": {"m1": 1.35, "m2": 0.25, "m3": 0.1}}),
     ];
+    out.extend([
+        json!({"loss": "distill", "inputs": {"student_logits": [[1.5, -0.25, 3.0], [0.5, 0.5, -2.0]],
+            "teacher_logits": [[2.0, 0.0, 1.0], [-1.0, 4.0, 0.25]], "labels": [2, 0]}}),
+        json!({"loss": "distill", "params": {"temperature": 2.5, "alpha": 0.3, "soft": "ce", "reduction": "sum"},
+            "inputs": {"student_logits": [[10.0, -3.0, 0.125, 7.5]], "teacher_logits": [[9.0, -1.0, 2.0, 2.0]], "labels": [3]}}),
+        json!({"loss": "center", "params": {"alpha": 0.25}, "inputs": {"features": [[1.5, -2.0], [0.25, 3.0], [4.0, 4.0]],
+            "centers": [[1.0, -1.0], [0.0, 2.5], [7.0, 7.0]], "labels": [0, 1, 1]}}),
+        json!({"loss": "center", "params": {"reduction": "sum"}, "inputs": {"features": [[1.0, 2.0, 3.0]],
+            "centers": [[0.5, 0.5, 0.5], [-1.0, -1.0, -1.0]], "labels": [1]}}),
+    ]);
+    for (k, angle) in Angle::ALL.into_iter().enumerate() {
+        let p = problem(angle, 0.5, false)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let rows = |m: &lossref::matrix::Matrix<f64>| {
+            m.iter_rows().map(<[f64]>::to_vec).collect::<Vec<_>>()
+        };
+        let (loss, m, lambda) = [
+            ("lsoftmax", 2, 0.0),
+            ("sphereface", 4, 0.0),
+            ("lsoftmax", 3, 1.5),
+            ("sphereface", 5, 0.25),
+            ("lsoftmax", 6, 0.0),
+        ][k];
+        out.push(json!({"loss": loss, "params": {"margin": m, "lambda": lambda},
+            "inputs": {"features": rows(&p.features), "weights": rows(&p.weights), "labels": p.labels}}));
+    }
     for (k, angle) in Angle::ALL.into_iter().enumerate() {
         for (v, variant) in variants.iter().enumerate() {
             if (k + v) % 2 == 1 {

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""An independent reference for softmax, softmax_ce and the normalized-margin family
-(normface, cosface, amsoftmax, arcface, combined), in mpmath (no MPFR, no Rust).
+"""An independent reference for every loss of SPEC §1 (softmax, softmax_ce, distill,
+lsoftmax, sphereface, center, normface, cosface, amsoftmax, arcface, combined), in mpmath
+(no MPFR, no Rust).
 
 Reads one SPEC §3 case per line (JSON) on standard input and prints, per line, a JSON
 object with the same keys as `lossref eval` ("outputs", "gradients"), every value a
 decimal string of 40 significant digits. It evaluates the literal definitions
 (e^{z_j/T} / Σ e^{z_k/T}, ln Σ e^{z_k} − z_y, p − onehot) at 1500 decimal digits, which
 covers the cancellation of a loss of 1e−300 beside logits of 1e3.
-For the normalized-margin family the loss is the literal formula (acos, cos, the
-`boundary` branch), and every gradient is a central difference with step 1e-120 at 400
-digits (truncation error ~1e-240): nothing is shared with lossref's analytic gradients.
+For the other losses the loss is the literal formula (acos, cos(mθ) and the segment k of
+ψ from θ, the `boundary` branch, the KL sum), and every gradient is a central difference
+with step 1e-120 at 400 digits (truncation error ~1e-240): nothing is shared with
+lossref's analytic gradients.
 `margin_grad = detached` differentiates with the target offset g − cos θ held constant.
 Used by tests/mpmath_crosscheck.rs.
 """
@@ -132,9 +134,123 @@ def normalized(case):
         return {"outputs": {"loss": s(value)}, "gradients": grads}
 
 
+def finite_difference(loss, mats, name):
+    """Central differences of loss(mats) with respect to every entry of mats[name]."""
+    h = mpmath.mpf(10) ** -120
+    out = []
+    for i, row in enumerate(mats[name]):
+        out_row = []
+        for k in range(len(row)):
+            old = row[k]
+            row[k] = old + h
+            up = loss(mats)
+            row[k] = old - h
+            down = loss(mats)
+            row[k] = old
+            out_row.append(s((up - down) / (2 * h)))
+        out.append(out_row)
+    return out
+
+
+def reduce(total, n, p):
+    return total / n if p.get("reduction", "mean") == "mean" else total
+
+
+def softmax_row(z, t):
+    e = [mpmath.exp(v / t) for v in z]
+    total = mpmath.fsum(e)
+    return [v / total for v in e]
+
+
+def distill(case):
+    p = dict({"temperature": 4, "alpha": 0.9, "soft": "kl"}, **case.get("params", {}))
+    inputs = case["inputs"]
+    labels = inputs["labels"]
+    with mpmath.workdps(400):
+        t, a = mpmath.mpf(p["temperature"]), mpmath.mpf(p["alpha"])
+        mats = {"student_logits": [[mpmath.mpf(v) for v in r] for r in inputs["student_logits"]]}
+        teacher = [[mpmath.mpf(v) for v in r] for r in inputs["teacher_logits"]]
+
+        def loss(m):
+            total = mpmath.mpf(0)
+            for srow, trow, y in zip(m["student_logits"], teacher, labels):
+                qs, qt = softmax_row(srow, t), softmax_row(trow, t)
+                if p["soft"] == "kl":
+                    soft = mpmath.fsum(b * (mpmath.log(b) - mpmath.log(c)) for b, c in zip(qt, qs))
+                else:
+                    soft = -mpmath.fsum(b * mpmath.log(c) for b, c in zip(qt, qs))
+                ce = -mpmath.log(softmax_row(srow, 1)[y])
+                total += a * t * t * soft + (1 - a) * ce
+            return reduce(total, len(labels), p)
+
+        return {"outputs": {"loss": s(loss(mats))},
+                "gradients": {"student_logits": finite_difference(loss, mats, "student_logits")}}
+
+
+def center(case):
+    p = dict({"alpha": 0.5}, **case.get("params", {}))
+    inputs = case["inputs"]
+    labels = inputs["labels"]
+    with mpmath.workdps(400):
+        mats = {"features": [[mpmath.mpf(v) for v in r] for r in inputs["features"]],
+                "centers": [[mpmath.mpf(v) for v in r] for r in inputs["centers"]]}
+
+        def loss(m):
+            total = mpmath.fsum(mpmath.fsum((a - b) ** 2 for a, b in zip(x, m["centers"][y])) / 2
+                                for x, y in zip(m["features"], labels))
+            return reduce(total, len(labels), p)
+
+        alpha = mpmath.mpf(p["alpha"])
+        nxt = []
+        for j, c in enumerate(mats["centers"]):
+            members = [x for x, y in zip(mats["features"], labels) if y == j]
+            nxt.append([s(c[k] - alpha * mpmath.fsum(c[k] - x[k] for x in members) / (1 + len(members)))
+                        for k in range(len(c))])
+        return {"outputs": {"loss": s(loss(mats)), "centers_next": nxt},
+                "gradients": {"features": finite_difference(loss, mats, "features"),
+                              "centers": finite_difference(loss, mats, "centers")}}
+
+
+def multiplicative(case):
+    loss_id = case["loss"]
+    p = dict({"margin": 2 if loss_id == "lsoftmax" else 4, "lambda": 0}, **case.get("params", {}))
+    inputs = case["inputs"]
+    labels = inputs["labels"]
+    m_int = int(p["margin"])
+    with mpmath.workdps(400):
+        lam = mpmath.mpf(p["lambda"])
+        mats = {"features": [[mpmath.mpf(v) for v in r] for r in inputs["features"]],
+                "weights": [[mpmath.mpf(v) for v in r] for r in inputs["weights"]]}
+
+        def psi(theta):
+            k = min(int(mpmath.floor(theta * m_int / mpmath.pi)), m_int - 1)
+            return (-1) ** k * mpmath.cos(m_int * theta) - 2 * k
+
+        def loss(m):
+            total = mpmath.mpf(0)
+            for x, y in zip(m["features"], labels):
+                nx = mpmath.sqrt(mpmath.fsum(v * v for v in x))
+                logits = []
+                for j, w in enumerate(m["weights"]):
+                    nw = mpmath.sqrt(mpmath.fsum(v * v for v in w))
+                    nu = nw if loss_id == "lsoftmax" else 1
+                    c = mpmath.fsum(a * b for a, b in zip(x, w)) / (nx * nw)
+                    if j == y:
+                        theta = mpmath.acos(c)
+                        c = (lam * c + psi(theta)) / (1 + lam)
+                    logits.append(nu * nx * c)
+                total += mpmath.log(mpmath.fsum(mpmath.exp(z) for z in logits)) - logits[y]
+            return reduce(total, len(labels), p)
+
+        return {"outputs": {"loss": s(loss(mats))},
+                "gradients": {"features": finite_difference(loss, mats, "features"),
+                              "weights": finite_difference(loss, mats, "weights")}}
+
+
 for line in sys.stdin:
     if line.strip():
         case = json.loads(line)
-        evaluate = {"softmax": softmax, "softmax_ce": softmax_ce}.get(case["loss"], normalized)
+        evaluate = {"softmax": softmax, "softmax_ce": softmax_ce, "distill": distill, "center": center,
+                    "lsoftmax": multiplicative, "sphereface": multiplicative}.get(case["loss"], normalized)
         answer = evaluate(case)
         print(json.dumps(answer), flush=True)

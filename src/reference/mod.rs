@@ -3,7 +3,11 @@
 //! precision; [`certified`] runs it through the escalation loop of
 //! [`crate::mp::certify`].
 
+pub mod center;
+pub mod distill;
+pub mod geometry;
 pub mod normalized;
+pub mod psi;
 pub mod softmax;
 
 use crate::answer::Answer;
@@ -21,6 +25,9 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
         Case::Softmax(c) => softmax::evaluate_softmax(c, prec),
         Case::SoftmaxCe(c) => softmax::evaluate_softmax_ce(c, prec),
         Case::Normalized(c) => normalized::evaluate(c, prec)?,
+        Case::Distill(c) => distill::evaluate(c, prec),
+        Case::Multiplicative(c) => psi::evaluate(c, prec),
+        Case::Center(c) => center::evaluate(c, prec),
     })
 }
 

@@ -1,0 +1,167 @@
+//! Geometry on exact inputs, shared by the losses that normalize rows (SPEC §1:
+//! `normface` … `combined`, `lsoftmax`, `sphereface`): norms, cos θ with the exact
+//! decisions an enclosure cannot make (a dot product of 0, parallel rows), and the
+//! direction terms of ∂cos θ, which vanish exactly along a row.
+
+use crate::matrix::Matrix;
+use crate::mp::interval::Interval;
+use rug::Float;
+use std::cmp::Ordering;
+
+/// A row's squared norm ‖v‖², its norm, and ‖v‖³.
+pub struct RowNorm {
+    /// ‖v‖²
+    pub squared: Interval,
+    /// ‖v‖
+    pub norm: Interval,
+    /// ‖v‖³
+    pub cubed: Interval,
+}
+
+pub fn row_norms(m: &Matrix<Interval>, prec: u32) -> Vec<RowNorm> {
+    m.iter_rows()
+        .map(|row| {
+            let squares: Vec<Interval> = row.iter().map(|v| v.powi(2)).collect();
+            let squared = Interval::sum(prec, &squares);
+            let norm = squared.sqrt();
+            let cubed = squared.mul(&norm);
+            RowNorm {
+                squared,
+                norm,
+                cubed,
+            }
+        })
+        .collect()
+}
+
+/// cos θ of one pair; `pole` is `Some(±1)` when the vectors are exactly (anti)parallel.
+#[derive(Clone)]
+pub struct Cosine {
+    /// The enclosure of cos θ, within [−1, 1].
+    pub value: Interval,
+    /// `Some(±1)` when cos θ is exactly ±1.
+    pub pole: Option<i32>,
+}
+
+/// The exact product of point enclosures (`None` if one is not a point).
+pub fn exact_product(factors: &[&Interval]) -> Option<Float> {
+    let mut p = Float::with_val(64, 1);
+    for f in factors {
+        if !f.is_point() {
+            return None;
+        }
+        p = Float::with_val(p.prec() + f.prec(), &p * f.lo());
+    }
+    Some(p)
+}
+
+/// The exact dot product of two rows of point enclosures, rounded outward to `prec` bits;
+/// `None` if an entry is not a point.
+pub fn exact_dot(x: &[Interval], w: &[Interval], prec: u32) -> Option<Interval> {
+    let products: Option<Vec<Float>> = x
+        .iter()
+        .zip(w)
+        .map(|(a, b)| exact_product(&[a, b]))
+        .collect();
+    exact_sum(&products?, prec)
+}
+
+/// The exact sum of exact numbers, rounded outward to `prec` bits.
+pub fn exact_sum(products: &[Float], prec: u32) -> Option<Interval> {
+    let exps = products.iter().filter_map(Float::get_exp);
+    let (lo, hi) = exps.fold((i32::MAX, i32::MIN), |(l, h), e| (l.min(e), h.max(e)));
+    if lo > hi {
+        return Some(Interval::from_i64(prec, 0));
+    }
+    let width = products.iter().map(Float::prec).max().unwrap_or(64);
+    // Every product is a multiple of 2^(lo − width) below 2^hi, so their sum (with carries
+    // from at most 2^64 terms) is exact at this precision.
+    let exact_prec = u32::try_from(i64::from(hi) - i64::from(lo)).ok()? + width + 66;
+    let mut sum = Float::with_val(exact_prec, 0);
+    for p in products {
+        sum += p;
+    }
+    Some(Interval::enclosing(prec, &sum))
+}
+
+/// `Some(+1)` when x = λw with λ > 0, `Some(−1)` when λ < 0, `None` otherwise (or when an
+/// entry is not a point). Exact: all 2×2 minors x_k·w_p − x_p·w_k vanish.
+pub fn parallel(x: &[Interval], w: &[Interval]) -> Option<i32> {
+    if !x.iter().chain(w).all(Interval::is_point) {
+        return None;
+    }
+    let p = (0..w.len()).max_by(|&a, &b| {
+        let (a, b) = (w[a].lo().clone().abs(), w[b].lo().clone().abs());
+        a.partial_cmp(&b).unwrap_or(Ordering::Equal)
+    })?;
+    let (xp, wp) = (x[p].lo(), w[p].lo());
+    if xp.is_zero() || wp.is_zero() {
+        return None;
+    }
+    let exact = |a: &Float, b: &Float| Float::with_val(a.prec() + b.prec(), a * b);
+    let minors_vanish = (0..w.len()).all(|k| exact(x[k].lo(), wp) == exact(xp, w[k].lo()));
+    minors_vanish.then(|| {
+        if xp.is_sign_negative() == wp.is_sign_negative() {
+            1
+        } else {
+            -1
+        }
+    })
+}
+
+pub fn cosine(
+    x: &[Interval],
+    w: &[Interval],
+    xn: &RowNorm,
+    wn: &RowNorm,
+    prec: u32,
+) -> (Interval, Cosine) {
+    let mut dot = Interval::from_i64(prec, 0);
+    for (a, b) in x.iter().zip(w) {
+        dot = dot.add(&a.mul(b));
+    }
+    if dot.contains_zero() {
+        dot = exact_dot(x, w, prec).unwrap_or(dot);
+    }
+    let c = dot.div(&xn.norm.mul(&wn.norm));
+    let unit = Interval::from_i64(prec, -1).hull(&Interval::from_i64(prec, 1));
+    let c = c.intersect(&unit).unwrap_or(c);
+    let may_be_pole = *c.hi() >= 1 || *c.lo() <= -1;
+    let cos = match may_be_pole.then(|| parallel(x, w)).flatten() {
+        Some(sign) => Cosine {
+            value: Interval::from_i64(prec, i64::from(sign)),
+            pole: Some(sign),
+        },
+        None => Cosine {
+            value: c,
+            pole: None,
+        },
+    };
+    (dot, cos)
+}
+
+/// ‖a‖²·b_k − (a·b)·a_k, the numerator of ∂cos θ/∂a_k = (b̂_k − cos θ·â_k)/‖a‖ =
+/// (‖a‖²b_k − (a·b)a_k)/(‖a‖³‖b‖). It vanishes exactly in the direction of a (an
+/// axis-aligned a has exact zeros), so an enclosure that contains 0 is recomputed exactly
+/// as Σ_l a_l·(a_l·b_k − b_l·a_k).
+pub fn direction_numerator(
+    a: &[Interval],
+    b: &[Interval],
+    a_sq: &Interval,
+    dot: &Interval,
+    k: usize,
+    prec: u32,
+) -> Interval {
+    let p = a_sq.mul(&b[k]).sub(&dot.mul(&a[k]));
+    if !p.contains_zero() {
+        return p;
+    }
+    let terms: Option<Vec<Float>> = (0..a.len())
+        .flat_map(|l| {
+            let plus = exact_product(&[&a[l], &a[l], &b[k]]);
+            let minus = exact_product(&[&a[l], &b[l], &a[k]]).map(|m| -m);
+            [plus, minus]
+        })
+        .collect();
+    terms.and_then(|t| exact_sum(&t, prec)).unwrap_or(p)
+}
