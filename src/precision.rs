@@ -25,6 +25,17 @@
 //! Errors of O(s) such ulps are expected: ∂L/∂z is a softmax of logits that carry absolute
 //! errors of a few ulps of s.
 //!
+//! The other losses (`tests/precision_table_seed_losses.rs` states each measure exactly):
+//! * `distill.*`: ulps of the magnitudes summed — the loss of r·Σ(αT²·Σ_j q_t(|log q_t| +
+//!   |log q_s|) + (1 − α)·CE), each gradient entry of r·(αT(q_s + q_t) + (1 − α)(p + [j = y]));
+//! * `center.*`: the loss and ∂L/∂x in plain ulps; ∂L/∂c in ulps of r·Σ|x − c|;
+//!   `centers_next` in ulps of |c| + α·Σ|x − c|/(1 + n);
+//! * `lsoftmax.*`, `sphereface.*`: as the margin family, with row i's logits carrying
+//!   absolute errors of a few ulps of Φ_i = max(max_j |f_ij|, ν‖x_i‖·(λ + m²)/(1 + λ)) (the
+//!   target logit moves with cos θ at a slope bounded by m², Markov's inequality): the loss
+//!   in ulps of max(|L|, r·Σ_i Φ_i), each gradient entry in ulps of what its row sums times
+//!   max(1, Φ_i).
+//!
 //! The table is enforced both ways by `tests/precision_table.rs`: a measured maximum above
 //! an entry fails, and so does an entry more than [`STALE_FACTOR`] times the measured
 //! maximum (a stale entry hides regressions). The measurement uses fixed seeds, so it is
@@ -220,6 +231,114 @@ pub const TABLE: &[Entry] = &[
         function: "combined.grad",
         dtype: "f32",
         max_ulps: 160.0,
+        reason: "as for f64",
+    },
+    Entry {
+        function: "distill.loss",
+        dtype: "f64",
+        max_ulps: 3.0,
+        reason: "per row the compensated KL (or soft CE) sum of q_t·(log q_t − log q_s) from the split-exponent softmax, plus the fast softmax_ce; measured against the magnitudes summed",
+    },
+    Entry {
+        function: "distill.loss",
+        dtype: "f32",
+        max_ulps: 5.0,
+        reason: "as for f64, in f32",
+    },
+    Entry {
+        function: "distill.grad",
+        dtype: "f64",
+        max_ulps: 4.0,
+        reason: "α·T·(q_s − q_t) + (1 − α)·(p − onehot), each from the fast softmax (≤ 3.5 ulps), in ulps of the terms' magnitudes",
+    },
+    Entry {
+        function: "distill.grad",
+        dtype: "f32",
+        max_ulps: 8.0,
+        reason: "as for f64, in f32, with T up to 20 amplifying the q error",
+    },
+    Entry {
+        function: "center.loss",
+        dtype: "f64",
+        max_ulps: 3.0,
+        reason: "compensated sums of ½(x − c)², where x − c is exact or one rounding",
+    },
+    Entry {
+        function: "center.loss",
+        dtype: "f32",
+        max_ulps: 3.0,
+        reason: "as for f64",
+    },
+    Entry {
+        function: "center.grad",
+        dtype: "f64",
+        max_ulps: 3.0,
+        reason: "r·(x − c) (a rounding each), and −r·Σ(x − c) compensated, in ulps of r·Σ|x − c|",
+    },
+    Entry {
+        function: "center.grad",
+        dtype: "f32",
+        max_ulps: 3.0,
+        reason: "as for f64",
+    },
+    Entry {
+        function: "center.centers_next",
+        dtype: "f64",
+        max_ulps: 2.0,
+        reason: "c + α·Σ(x − c)/(1 + n): three roundings after a compensated sum",
+    },
+    Entry {
+        function: "center.centers_next",
+        dtype: "f32",
+        max_ulps: 2.0,
+        reason: "as for f64",
+    },
+    Entry {
+        function: "lsoftmax.loss",
+        dtype: "f64",
+        max_ulps: 3.5,
+        reason: "the GEMM logits w·x, the target's ‖w‖‖x‖h(cos θ) in f64 (Chebyshev recurrence), and a row log-sum-exp, in ulps of the logits' error scale Φ",
+    },
+    Entry {
+        function: "lsoftmax.loss",
+        dtype: "f32",
+        max_ulps: 3.0,
+        reason: "as for f64; the target logit is computed in f64 and rounded once",
+    },
+    Entry {
+        function: "lsoftmax.grad",
+        dtype: "f64",
+        max_ulps: 3.5,
+        reason: "two GEMMs with the target column zeroed, plus the target's terms in f64",
+    },
+    Entry {
+        function: "lsoftmax.grad",
+        dtype: "f32",
+        max_ulps: 3.3,
+        reason: "as for f64",
+    },
+    Entry {
+        function: "sphereface.loss",
+        dtype: "f64",
+        max_ulps: 3.0,
+        reason: "as lsoftmax.loss, with the logits divided by ‖w_j‖",
+    },
+    Entry {
+        function: "sphereface.loss",
+        dtype: "f32",
+        max_ulps: 2.0,
+        reason: "as for f64",
+    },
+    Entry {
+        function: "sphereface.grad",
+        dtype: "f64",
+        max_ulps: 3.5,
+        reason: "as lsoftmax.grad, plus the projection of ∂L/∂W off w_j",
+    },
+    Entry {
+        function: "sphereface.grad",
+        dtype: "f32",
+        max_ulps: 3.3,
         reason: "as for f64",
     },
 ];

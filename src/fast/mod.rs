@@ -2,7 +2,10 @@
 //! code. Batched over row-major N×C data, numerically stable, and accurate to the ulps
 //! recorded in [`crate::precision`], which the test suite measures against the reference.
 
+pub mod center;
+pub mod distill;
 pub mod normalized;
+pub mod psi;
 pub mod real;
 pub mod softmax;
 
