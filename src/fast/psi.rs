@@ -188,7 +188,7 @@ impl MultiplicativeLoss {
                 .enumerate()
                 .for_each(|(k, ((row, target), loss))| {
                     let i = start + k;
-                    *loss = self.row(row, &column, &wnorm, xnorm[i], labels[i], r, target);
+                    *loss = self.row_dispatch(row, &column, &wnorm, xnorm[i], labels[i], r, target);
                 });
             let g = MatRef::from_row_major_slice(&tile[..rows * c], rows, c);
             matmul(
@@ -243,9 +243,49 @@ impl MultiplicativeLoss {
         })
     }
 
+    /// [`MultiplicativeLoss::row`], compiled for AVX2 + FMA where the CPU has them (as in
+    /// [`crate::fast::normalized`]: after faer's AVX kernels, SSE code pays a transition
+    /// penalty).
+    #[allow(clippy::too_many_arguments)]
+    fn row_dispatch<T: Real>(
+        &self,
+        row: &mut [T],
+        column: &[T],
+        wnorm: &[f64],
+        xnorm: f64,
+        y: usize,
+        r: f64,
+        target: &mut Target,
+    ) -> f64 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the target features were detected at run time.
+            return unsafe { self.row_avx2(row, column, wnorm, xnorm, y, r, target) };
+        }
+        self.row(row, column, wnorm, xnorm, y, r, target)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn row_avx2<T: Real>(
+        &self,
+        row: &mut [T],
+        column: &[T],
+        wnorm: &[f64],
+        xnorm: f64,
+        y: usize,
+        r: f64,
+        target: &mut Target,
+    ) -> f64 {
+        self.row(row, column, wnorm, xnorm, y, r, target)
+    }
+
     /// One row of A = x_i·W into G̃ (target column zeroed); returns CE_i and fills the
     /// target's G_iy, h, h′ and cos θ.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn row<T: Real>(
         &self,
         row: &mut [T],
