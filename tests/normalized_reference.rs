@@ -8,7 +8,7 @@
 mod common;
 
 use common::deterministic_runner;
-use common::geometry::{problem, Angle, Problem};
+use common::geometry::{margin_variants, problem, Angle, Problem, ARC_M};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};
 use lossref::mp::interval::Interval;
@@ -21,49 +21,6 @@ use rug::Float;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::f64::consts::PI;
-
-const ARC_M: f64 = 0.5;
-
-/// Every variant of the family, with a representative scale.
-fn variants() -> Vec<(LossId, Margin, f64)> {
-    let mut v = vec![
-        (LossId::NormFace, Margin::None, 16.0),
-        (LossId::CosFace, Margin::Additive { m: 0.35 }, 64.0),
-        (LossId::AmSoftmax, Margin::Additive { m: 0.35 }, 30.0),
-        (
-            LossId::Combined,
-            Margin::Combined {
-                m1: 1.0,
-                m2: 0.3,
-                m3: 0.2,
-            },
-            64.0,
-        ),
-        (
-            LossId::Combined,
-            Margin::Combined {
-                m1: 1.35,
-                m2: 0.25,
-                m3: 0.1,
-            },
-            30.0,
-        ),
-    ];
-    for boundary in Boundary::ALL {
-        for grad in MarginGrad::ALL {
-            v.push((
-                LossId::ArcFace,
-                Margin::Angular {
-                    m: ARC_M,
-                    boundary,
-                    grad,
-                },
-                64.0,
-            ));
-        }
-    }
-    v
-}
 
 fn case(
     p: &Problem,
@@ -274,7 +231,7 @@ fn check_numdiff(c: &NormalizedCase) {
 #[test]
 fn gradients_match_numerical_differentiation_in_every_regime_and_variant() {
     let reached = RefCell::new(BTreeSet::new());
-    for (k, (loss, margin, scale)) in variants().into_iter().enumerate() {
+    for (k, (loss, margin, scale)) in margin_variants().into_iter().enumerate() {
         for angle in Angle::ALL {
             let mut runner = deterministic_runner(common::cases(3));
             runner
@@ -424,7 +381,7 @@ fn positive_rescaling_of_any_row_changes_nothing_but_that_rows_gradient() {
     runner
         .run(&strategy, |((angle, v, k, row, on_weights), p)| {
             let _ = angle;
-            let (loss, margin, s) = variants()[v];
+            let (loss, margin, s) = margin_variants()[v];
             let base = case(&p, loss, margin, s, Reduction::Sum);
             let mut moved = base.clone();
             let (rows, name) = if on_weights { (p.weights.rows(), "weights") } else { (p.features.rows(), "features") };
@@ -462,7 +419,7 @@ type Draw = (Angle, usize, i32, usize, bool);
 fn drawn() -> BoxedStrategy<(Draw, Problem)> {
     (
         proptest::sample::select(Angle::ALL.to_vec()),
-        0usize..variants().len(),
+        0usize..margin_variants().len(),
         -30i32..30,
         0usize..8,
         proptest::bool::ANY,
@@ -477,7 +434,7 @@ fn permuting_classes_permutes_the_answer() {
     let strategy = drawn();
     runner
         .run(&strategy, |((_, v, _, rot, _), p)| {
-            let (loss, margin, s) = variants()[v];
+            let (loss, margin, s) = margin_variants()[v];
             let c = p.weights.rows();
             // class j moves to position (j + rot) mod C
             let perm = |j: usize| (j + rot) % c;

@@ -7,7 +7,7 @@
 mod common;
 
 use common::deterministic_runner;
-use common::geometry::{problem, sized_problem, Angle, Problem};
+use common::geometry::{margin_variants, problem, sized_problem, Angle, Problem, ARC_M};
 use lossref::fast::{MarginLoss, Real};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::CertifiedAnswer;
@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Generated inputs per (variant, regime, dtype), times `LOSSREF_EXTENSIVE`.
 const CASES: u32 = 12;
-const ARC_M: f64 = 0.5;
 
 /// The table's name for a loss (amsoftmax is cosface's mathematics).
 fn family(loss: LossId) -> &'static str {
@@ -30,46 +29,6 @@ fn family(loss: LossId) -> &'static str {
         LossId::ArcFace => "arcface",
         _ => "combined",
     }
-}
-
-fn variants() -> Vec<(LossId, Margin, f64)> {
-    let mut v = vec![
-        (LossId::NormFace, Margin::None, 16.0),
-        (LossId::CosFace, Margin::Additive { m: 0.35 }, 64.0),
-        (LossId::AmSoftmax, Margin::Additive { m: 0.35 }, 30.0),
-        (
-            LossId::Combined,
-            Margin::Combined {
-                m1: 1.0,
-                m2: 0.3,
-                m3: 0.2,
-            },
-            64.0,
-        ),
-        (
-            LossId::Combined,
-            Margin::Combined {
-                m1: 1.25,
-                m2: 0.25,
-                m3: 0.125,
-            },
-            32.0,
-        ),
-    ];
-    for boundary in Boundary::ALL {
-        for grad in MarginGrad::ALL {
-            v.push((
-                LossId::ArcFace,
-                Margin::Angular {
-                    m: ARC_M,
-                    boundary,
-                    grad,
-                },
-                64.0,
-            ));
-        }
-    }
-    v
 }
 
 /// The regimes measured for a rule. The angular rules (arcface, combined) go through
@@ -330,7 +289,7 @@ fn case(
 fn margin_precision_table_holds_and_is_tight() {
     let worst = RefCell::new(BTreeMap::new());
     let reached = RefCell::new(BTreeSet::new());
-    for (v, (loss, margin, scale)) in variants().into_iter().enumerate() {
+    for (v, (loss, margin, scale)) in margin_variants().into_iter().enumerate() {
         for angle in regimes(&margin) {
             for f32 in [false, true] {
                 let mut runner = deterministic_runner(common::cases(CASES));
@@ -363,7 +322,7 @@ fn margin_precision_table_holds_and_is_tight() {
         }
     }
     // Wider problems (C up to 96, D up to 80), where the GEMMs block and vectorize.
-    for (v, (loss, margin, scale)) in variants().into_iter().enumerate().step_by(2) {
+    for (v, (loss, margin, scale)) in margin_variants().into_iter().enumerate().step_by(2) {
         for f32 in [false, true] {
             let mut runner = deterministic_runner(common::cases(1));
             runner

@@ -8,6 +8,7 @@ pub mod normalized;
 pub mod psi;
 pub mod real;
 pub mod softmax;
+pub mod tiles;
 
 pub use normalized::{MarginGradients, MarginLoss, Workspace};
 pub use real::Real;

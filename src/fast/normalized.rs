@@ -33,13 +33,12 @@
 
 use crate::error::{Error, Result};
 use crate::fast::real::{compensated_sum, Real};
+use crate::fast::tiles::row_tiles;
 use crate::spec::{Boundary, Margin, MarginGrad, NormalizedCase, Reduction};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::Par;
 use rayon::prelude::*;
 
-/// The most logits (rows × classes) held at once.
-pub const TILE_LOGITS: usize = 1 << 24;
+pub use crate::fast::tiles::TILE_LOGITS;
 
 /// A normalized-margin loss: scale, target rule and reduction (SPEC §1).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,8 +174,7 @@ impl MarginLoss {
         grad_weights: &mut [T],
     ) -> Result<(T, Option<T>)> {
         let n = labels.len();
-        let shape = check_shapes(features, weights, labels, dim)?;
-        let c = shape.classes;
+        check_shapes(features, weights, labels, dim)?;
         if grad_features.len() != features.len() || grad_weights.len() != weights.len() {
             return Err(Error::invalid(
                 "gradients",
@@ -188,68 +186,24 @@ impl MarginLoss {
         // W is never normalized in memory: its GEMMs use the raw rows, and the row pass
         // divides by ‖w_j‖ (saving a C×D write and read).
         inverse_norms(weights, dim, "weights", &mut ws.winv)?;
-        // Equal tiles of at most tile_logits / C rows (so the last is not a sliver).
-        let most = (ws.tile_logits / c).clamp(1, n);
-        let rows_per_tile = n.div_ceil(n.div_ceil(most));
-        ws.tile.resize(rows_per_tile * c, T::zero());
         ws.row_losses.resize(n, 0.0);
         let r = match self.reduction {
             Reduction::Mean => 1.0 / n as f64,
             Reduction::Sum => 1.0,
         };
-        let w_ref = MatRef::from_row_major_slice(weights, c, dim);
         let winv = &ws.winv;
-        for start in (0..n).step_by(rows_per_tile) {
-            let rows = rows_per_tile.min(n - start);
-            let x_tile = MatRef::from_row_major_slice(
-                &ws.xhat[start * dim..(start + rows) * dim],
-                rows,
-                dim,
-            );
-            let logits = &mut ws.tile[..rows * c];
-            matmul(
-                MatMut::from_row_major_slice_mut(logits, rows, c),
-                Accum::Replace,
-                x_tile,
-                w_ref.transpose(),
-                T::one(),
-                par,
-            );
-            logits
-                .par_chunks_mut(c)
-                .zip(&mut ws.row_losses[start..start + rows])
-                .enumerate()
-                .try_for_each(|(k, (row, loss))| {
-                    let i = start + k;
-                    *loss = self.row_into_gradient(row, winv, labels[i], r, i)?;
-                    Ok::<(), Error>(())
-                })?;
-            let g = MatRef::from_row_major_slice(&ws.tile[..rows * c], rows, c);
-            matmul(
-                MatMut::from_row_major_slice_mut(
-                    &mut grad_features[start * dim..(start + rows) * dim],
-                    rows,
-                    dim,
-                ),
-                Accum::Replace,
-                g,
-                w_ref,
-                T::one(),
-                par,
-            );
-            matmul(
-                MatMut::from_row_major_slice_mut(grad_weights, c, dim),
-                if start == 0 {
-                    Accum::Replace
-                } else {
-                    Accum::Add
-                },
-                g.transpose(),
-                x_tile,
-                T::one(),
-                par,
-            );
-        }
+        row_tiles(
+            &ws.xhat,
+            weights,
+            dim,
+            ws.tile_logits,
+            par,
+            &mut ws.tile,
+            &mut ws.row_losses,
+            grad_features,
+            grad_weights,
+            |i, row| self.row_into_gradient(row, winv, labels[i], r, i),
+        )?;
         // For normface, ∂L/∂s = Σ_i (ĝ_i·x̂_i)/s: the radial part of ∂L/∂X̂ is
         // Σ_j G_ij c_ij = s·Σ_j ∂L/∂z_ij c_ij.
         project_out(grad_features, &ws.xhat, &ws.xnorm, dim, &mut ws.radial);
@@ -411,16 +365,12 @@ fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static s
     }
 }
 
-struct Shape {
-    classes: usize,
-}
-
 fn check_shapes<T: Real>(
     features: &[T],
     weights: &[T],
     labels: &[usize],
     dim: usize,
-) -> Result<Shape> {
+) -> Result<()> {
     let n = labels.len();
     if n == 0 || dim == 0 {
         return Err(Error::invalid(
@@ -457,7 +407,7 @@ fn check_shapes<T: Real>(
             format!("label {y} is out of range 0..{classes}"),
         ));
     }
-    Ok(Shape { classes })
+    Ok(())
 }
 
 /// Unit rows and norms into `unit` and `norms`. Each row is scaled by the power of two

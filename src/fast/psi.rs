@@ -13,13 +13,10 @@
 
 use crate::error::{Error, Result};
 use crate::fast::real::{compensated_sum, Real};
+use crate::fast::tiles::{row_tiles, TILE_LOGITS};
 use crate::spec::{MultiplicativeCase, Reduction};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::Par;
 use rayon::prelude::*;
-
-/// The most logits held at once (as [`crate::fast::normalized::TILE_LOGITS`]).
-pub const TILE_LOGITS: usize = 1 << 24;
 
 /// An L-Softmax / A-Softmax loss (SPEC §1).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -154,68 +151,32 @@ impl MultiplicativeLoss {
             })
             .collect();
         let par = Par::rayon(threads);
-        let rows_per_tile = n.div_ceil(n.div_ceil((TILE_LOGITS / c).clamp(1, n)));
-        let mut tile = vec![T::zero(); rows_per_tile * c];
         let mut gx = vec![T::zero(); n * dim];
         let mut gw = vec![T::zero(); c * dim];
-        let mut targets = vec![Target::default(); n];
-        let mut row_losses = vec![0.0f64; n];
+        let mut rows = vec![(0.0f64, Target::default()); n];
         let r = match self.reduction {
             Reduction::Mean => 1.0 / n as f64,
             Reduction::Sum => 1.0,
         };
-        let w_ref = MatRef::from_row_major_slice(weights, c, dim);
-        for start in (0..n).step_by(rows_per_tile) {
-            let rows = rows_per_tile.min(n - start);
-            let x_tile = MatRef::from_row_major_slice(
-                &features[start * dim..(start + rows) * dim],
-                rows,
-                dim,
-            );
-            let logits = &mut tile[..rows * c];
-            matmul(
-                MatMut::from_row_major_slice_mut(logits, rows, c),
-                Accum::Replace,
-                x_tile,
-                w_ref.transpose(),
-                T::one(),
-                par,
-            );
-            logits
-                .par_chunks_mut(c)
-                .zip(&mut targets[start..start + rows])
-                .zip(&mut row_losses[start..start + rows])
-                .enumerate()
-                .for_each(|(k, ((row, target), loss))| {
-                    let i = start + k;
-                    *loss = self.row_dispatch(row, &column, &wnorm, xnorm[i], labels[i], r, target);
-                });
-            let g = MatRef::from_row_major_slice(&tile[..rows * c], rows, c);
-            matmul(
-                MatMut::from_row_major_slice_mut(
-                    &mut gx[start * dim..(start + rows) * dim],
-                    rows,
-                    dim,
-                ),
-                Accum::Replace,
-                g,
-                w_ref,
-                T::one(),
-                par,
-            );
-            matmul(
-                MatMut::from_row_major_slice_mut(&mut gw, c, dim),
-                if start == 0 {
-                    Accum::Replace
-                } else {
-                    Accum::Add
-                },
-                g.transpose(),
-                x_tile,
-                T::one(),
-                par,
-            );
-        }
+        let mut tile = Vec::new();
+        row_tiles(
+            features,
+            weights,
+            dim,
+            TILE_LOGITS,
+            par,
+            &mut tile,
+            &mut rows,
+            &mut gx,
+            &mut gw,
+            |i, row| {
+                let mut target = Target::default();
+                let loss =
+                    self.row_dispatch(row, &column, &wnorm, xnorm[i], labels[i], r, &mut target);
+                Ok((loss, target))
+            },
+        )?;
+        let (row_losses, targets): (Vec<f64>, Vec<Target>) = rows.into_iter().unzip();
         if self.normalized_weights {
             // ∂f_ij/∂w_j = (x_i − (x_i·ŵ_j)ŵ_j)/‖w_j‖: remove each row's component along w_j.
             gw.par_chunks_mut(dim)

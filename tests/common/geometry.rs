@@ -2,8 +2,55 @@
 //! angles θ_iy land in named regimes on purpose (SPEC §1's switch points and poles).
 
 use lossref::matrix::Matrix;
+use lossref::spec::{Boundary, LossId, Margin, MarginGrad};
 use proptest::prelude::*;
 use std::f64::consts::PI;
+
+/// ArcFace's margin in the generated variants (and the place of the `thmm` switch).
+pub const ARC_M: f64 = 0.5;
+
+/// Every variant of the normalized-margin family with a representative scale: normface,
+/// cosface, amsoftmax, two combined margins and arcface with every boundary and margin
+/// gradient. All parameters are exact in f32.
+pub fn margin_variants() -> Vec<(LossId, Margin, f64)> {
+    let mut v = vec![
+        (LossId::NormFace, Margin::None, 16.0),
+        (LossId::CosFace, Margin::Additive { m: 0.35 }, 64.0),
+        (LossId::AmSoftmax, Margin::Additive { m: 0.35 }, 30.0),
+        (
+            LossId::Combined,
+            Margin::Combined {
+                m1: 1.0,
+                m2: 0.3,
+                m3: 0.2,
+            },
+            64.0,
+        ),
+        (
+            LossId::Combined,
+            Margin::Combined {
+                m1: 1.25,
+                m2: 0.25,
+                m3: 0.125,
+            },
+            32.0,
+        ),
+    ];
+    for boundary in Boundary::ALL {
+        for grad in MarginGrad::ALL {
+            v.push((
+                LossId::ArcFace,
+                Margin::Angular {
+                    m: ARC_M,
+                    boundary,
+                    grad,
+                },
+                64.0,
+            ));
+        }
+    }
+    v
+}
 
 /// Where the target angles θ_iy are put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
