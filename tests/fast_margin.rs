@@ -41,6 +41,14 @@ fn invalid_inputs_are_errors_that_name_the_place() {
     let mut x = X;
     x[3] = f64::NAN;
     assert!(error(&l, &x, &W, &[0, 2], 2).starts_with("features[1]: has a non-finite entry"));
+    let bad_scale = MarginLoss { scale: -1.0, ..l };
+    assert!(error(&bad_scale, &X, &W, &[0, 2], 2)
+        .starts_with("scale: must be a finite number > 0, got -1"));
+    let bad_margin = MarginLoss {
+        margin: Margin::Additive { m: f64::NAN },
+        ..l
+    };
+    assert!(error(&bad_margin, &X, &W, &[0, 2], 2).starts_with("margin: must be finite"));
     let mut w = W;
     w[0] = f64::INFINITY;
     assert!(error(&l, &X, &w, &[0, 2], 2).starts_with("weights[0]: has a non-finite entry"));

@@ -32,6 +32,11 @@ fn distill_rejects_bad_inputs_by_name() {
     };
     assert!(message(bad.forward_backward(&s, &s, 3, &[0, 1]))
         .starts_with("params: needs temperature > 0"));
+    let nan = [1.0f64, f64::NAN, 3.0, 0.5, 0.25, -1.0];
+    assert!(message(d.forward_backward(&s, &nan, 3, &[0, 1]))
+        .starts_with("teacher_logits[0][1]: is not finite"));
+    assert!(message(d.forward_backward(&nan, &s, 3, &[0, 1]))
+        .starts_with("student_logits[0][1]: is not finite"));
     let (loss, grad) = d.forward_backward(&s, &s, 3, &[0, 1]).unwrap();
     assert!(loss.is_finite() && grad.iter().all(|g| g.is_finite()));
 }
@@ -47,6 +52,11 @@ fn center_rejects_bad_inputs_by_name() {
     assert!(
         message(center(&x, &c[..3], &[0, 1], 2, 0.5, Reduction::Mean)).starts_with("features:")
     );
+    let nan = [1.0f32, f32::NAN, 3.0, 4.0];
+    assert!(message(center(&nan, &c, &[0, 1], 2, 0.5, Reduction::Mean))
+        .starts_with("features[0][1]: is not finite"));
+    assert!(message(center(&x, &nan, &[0, 1], 2, 0.5, Reduction::Mean))
+        .starts_with("centers[0][1]: is not finite"));
     let out = center(&x, &c, &[0, 0], 2, 0.5, Reduction::Sum).unwrap();
     // class 1 has no sample: it does not move
     assert_eq!(&out.centers_next[2..], &c[2..]);

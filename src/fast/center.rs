@@ -48,6 +48,14 @@ pub fn center<T: Real>(
             format!("must be in [0, 1], got {alpha}"),
         ));
     }
+    for (name, m) in [("features", features), ("centers", centers)] {
+        if let Some(k) = m.iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                format!("{name}[{}][{}]", k / dim, k % dim),
+                "is not finite",
+            ));
+        }
+    }
     let classes = centers.len() / dim;
     if let Some((i, &y)) = labels.iter().enumerate().find(|&(_, &y)| y >= classes) {
         return Err(Error::invalid(

@@ -54,6 +54,14 @@ impl Distill {
                 "needs temperature > 0 and alpha in [0, 1]",
             ));
         }
+        for (name, m) in [("student_logits", student), ("teacher_logits", teacher)] {
+            if let Some(k) = m.iter().position(|v| !v.is_finite()) {
+                return Err(Error::invalid(
+                    format!("{name}[{}][{}]", k / cols.max(1), k % cols.max(1)),
+                    "is not finite",
+                ));
+            }
+        }
         let t = T::of_f64(self.temperature);
         let alpha = T::of_f64(self.alpha);
         let mut grad = vec![T::zero(); student.len()];

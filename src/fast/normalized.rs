@@ -175,6 +175,7 @@ impl MarginLoss {
     ) -> Result<(T, Option<T>)> {
         let n = labels.len();
         check_shapes(features, weights, labels, dim)?;
+        self.check_params()?;
         if grad_features.len() != features.len() || grad_weights.len() != weights.len() {
             return Err(Error::invalid(
                 "gradients",
@@ -216,6 +217,30 @@ impl MarginLoss {
             T::of_f64(total),
             (self.margin == Margin::None).then(|| T::of_f64(scale_grad)),
         ))
+    }
+
+    /// Rejects a scale that is not finite and positive, or a non-finite margin (the fields
+    /// are public, so a caller can build any value).
+    fn check_params(&self) -> Result<()> {
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return Err(Error::invalid(
+                "scale",
+                format!("must be a finite number > 0, got {}", self.scale),
+            ));
+        }
+        let finite = match self.margin {
+            Margin::None => true,
+            Margin::Additive { m } | Margin::Angular { m, .. } => m.is_finite(),
+            Margin::Combined { m1, m2, m3 } => m1.is_finite() && m2.is_finite() && m3.is_finite(),
+        };
+        if finite {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "margin",
+                format!("must be finite, got {:?}", self.margin),
+            ))
+        }
     }
 
     /// Turns one row of x̂_i·w_j into its row of G_ij/‖w_j‖ (G = ∂L/∂cos θ), in place, and
