@@ -33,7 +33,7 @@
 
 use crate::error::{Error, Result};
 use crate::fast::real::{compensated_sum, Real};
-use crate::fast::tiles::row_tiles;
+use crate::fast::tiles::{check_batch, row_norm, row_tiles, softmax_gradient_row};
 use crate::spec::{Boundary, Margin, MarginGrad, NormalizedCase, Reduction};
 use faer::Par;
 use rayon::prelude::*;
@@ -174,7 +174,7 @@ impl MarginLoss {
         grad_weights: &mut [T],
     ) -> Result<(T, Option<T>)> {
         let n = labels.len();
-        check_shapes(features, weights, labels, dim)?;
+        check_batch(features, weights, labels, dim)?;
         self.check_params()?;
         if grad_features.len() != features.len() || grad_weights.len() != weights.len() {
             return Err(Error::invalid(
@@ -303,39 +303,15 @@ impl MarginLoss {
         })?;
         let s_t = T::of_f64(s);
         let z_y = T::of_f64(s * g);
-        // The row is in cache: logits and their max, then the exponentials.
-        let mut m = z_y;
-        for ((j, v), &inv) in row.iter_mut().enumerate().zip(inv_norms) {
-            let z = s_t * (*v * inv);
-            *v = z;
-            if j != y {
-                m = m.max(z);
-            }
+        // The GEMM gave x̂_i·w_j: the logits are s·x̂_i·w_j/‖w_j‖; G_ij/‖w_j‖ is what
+        // G·W and Gᵀ·X̂ need with the raw weights.
+        for (v, &inv) in row.iter_mut().zip(inv_norms) {
+            *v = s_t * (*v * inv);
         }
-        let mut others = T::zero();
-        for (j, v) in row.iter_mut().enumerate() {
-            if j != y {
-                *v = (*v - m).exp();
-                others += *v;
-            }
-        }
-        let e_y = (z_y - m).exp();
-        let total = others + e_y;
-        let scale = T::of_f64(r * s) / total;
-        // G_ij/‖w_j‖, ready for G·W and Gᵀ·X̂ with the raw weights.
-        for ((j, v), &inv) in row.iter_mut().enumerate().zip(inv_norms) {
-            if j != y {
-                *v = *v * scale * inv;
-            }
-        }
-        // p_y − 1 = −Σ_{j≠y} p_j, without the cancellation of 1 − p_y at p_y ≈ 1.
-        row[y] = -(others * scale) * T::of_f64(slope) * inv_norms[y];
-        // CE = ln Σ_j e^{z_j − m} + (m − z_y); ln1p(Σ_{j≠y}) when the target is the max.
-        Ok(if m == z_y {
-            others.as_f64().ln_1p()
-        } else {
-            total.as_f64().ln() + (m.as_f64() - z_y.as_f64())
-        })
+        let (loss, rest) = softmax_gradient_row(row, y, z_y, r * s, |j| inv_norms[j]);
+        // p_y − 1 = −Σ_{j≠y} p_j
+        row[y] = -rest * T::of_f64(slope) * inv_norms[y];
+        Ok(loss)
     }
 }
 
@@ -388,51 +364,6 @@ fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static s
             })
         }
     }
-}
-
-fn check_shapes<T: Real>(
-    features: &[T],
-    weights: &[T],
-    labels: &[usize],
-    dim: usize,
-) -> Result<()> {
-    let n = labels.len();
-    if n == 0 || dim == 0 {
-        return Err(Error::invalid(
-            "features",
-            "is empty; a batch needs N ≥ 1 rows of D ≥ 1",
-        ));
-    }
-    if features.len() != n * dim {
-        return Err(Error::invalid(
-            "features",
-            format!(
-                "has {} values, but N = {n} labels × D = {dim} needs {}",
-                features.len(),
-                n * dim
-            ),
-        ));
-    }
-    if weights.len() % dim != 0 {
-        return Err(Error::invalid(
-            "weights",
-            format!("has {} values, not a multiple of D = {dim}", weights.len()),
-        ));
-    }
-    let classes = weights.len() / dim;
-    if classes < 2 {
-        return Err(Error::invalid(
-            "weights",
-            format!("has C = {classes} class(es); a softmax needs C ≥ 2"),
-        ));
-    }
-    if let Some((i, &y)) = labels.iter().enumerate().find(|&(_, &y)| y >= classes) {
-        return Err(Error::invalid(
-            format!("labels[{i}]"),
-            format!("label {y} is out of range 0..{classes}"),
-        ));
-    }
-    Ok(())
 }
 
 /// Unit rows and norms into `unit` and `norms`. Each row is scaled by the power of two
@@ -538,28 +469,13 @@ unsafe fn inverse_norm_avx2<T: Real>(row: &[T], out: &mut T, name: &str, i: usiz
 #[inline(always)]
 fn inverse_norm<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()> {
     let place = || format!("{name}[{i}]");
-    let sum = row
-        .iter()
-        .fold(0.0f64, |acc, v| acc + v.as_f64() * v.as_f64());
-    let norm = if sum.is_finite() && sum > 1e-290 {
-        sum.sqrt()
-    } else {
-        let a = row.iter().fold(0.0f64, |acc, v| acc.max(v.as_f64().abs()));
-        if !a.is_finite() || row.iter().any(|v| v.is_nan()) {
-            return Err(Error::invalid(place(), "has a non-finite entry"));
-        }
-        if a == 0.0 {
-            return Err(Error::invalid(
-                place(),
-                "is a zero-norm row; cos θ is undefined for it (SPEC §1, undefined points)",
-            ));
-        }
-        let scaled = row.iter().fold(0.0f64, |acc, v| {
-            let t = v.as_f64() / a;
-            acc + t * t
-        });
-        a * scaled.sqrt()
-    };
+    let norm = row_norm(row, name, i)?;
+    if norm == 0.0 {
+        return Err(Error::invalid(
+            place(),
+            "is a zero-norm row; cos θ is undefined for it (SPEC §1, undefined points)",
+        ));
+    }
     let inverse = T::of_f64(1.0 / norm);
     if !inverse.is_finite() || inverse == T::zero() {
         return Err(Error::invalid(

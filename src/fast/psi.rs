@@ -13,7 +13,7 @@
 
 use crate::error::{Error, Result};
 use crate::fast::real::{compensated_sum, Real};
-use crate::fast::tiles::{row_tiles, TILE_LOGITS};
+use crate::fast::tiles::{check_batch, row_norm, row_tiles, softmax_gradient_row, TILE_LOGITS};
 use crate::spec::{MultiplicativeCase, Reduction};
 use faer::Par;
 use rayon::prelude::*;
@@ -95,29 +95,7 @@ impl MultiplicativeLoss {
         threads: usize,
     ) -> Result<PsiGradients<T>> {
         let n = labels.len();
-        if n == 0 || dim == 0 || features.len() != n * dim || weights.len() % dim != 0 {
-            return Err(Error::invalid(
-                "features",
-                format!(
-                    "N = {n} labels and D = {dim} do not match {} features and {} weight values",
-                    features.len(),
-                    weights.len()
-                ),
-            ));
-        }
-        let c = weights.len() / dim;
-        if c < 2 {
-            return Err(Error::invalid(
-                "weights",
-                format!("has C = {c} class(es); a softmax needs C ≥ 2"),
-            ));
-        }
-        if let Some((i, &y)) = labels.iter().enumerate().find(|&(_, &y)| y >= c) {
-            return Err(Error::invalid(
-                format!("labels[{i}]"),
-                format!("label {y} is out of range 0..{c}"),
-            ));
-        }
+        let c = check_batch(features, weights, labels, dim)?;
         if self.margin == 0 || self.lambda.is_nan() || self.lambda < 0.0 {
             return Err(Error::invalid(
                 "params",
@@ -269,41 +247,20 @@ impl MultiplicativeLoss {
         let dh = (self.lambda + dpsi) / blend;
         let z_y = T::of_f64(nu * xnorm * h);
         let sphere = self.normalized_weights;
-        let mut m = z_y;
-        for (j, (v, &col)) in row.iter_mut().zip(column).enumerate() {
-            if j != y {
-                if sphere {
-                    *v *= col;
-                }
-                m = m.max(*v);
+        if sphere {
+            for (v, &col) in row.iter_mut().zip(column) {
+                *v *= col;
             }
         }
-        let mut others = T::zero();
-        for (j, v) in row.iter_mut().enumerate() {
-            if j != y {
-                *v = (*v - m).exp();
-                others += *v;
-            }
-        }
-        let total = others + (z_y - m).exp();
-        let scale = T::of_f64(r) / total;
-        for (j, (v, &col)) in row.iter_mut().zip(column).enumerate() {
-            if j != y {
-                *v = *v * scale * col;
-            }
-        }
+        let (loss, rest) = softmax_gradient_row(row, y, z_y, r, |j| column[j]);
         row[y] = T::zero();
         *target = Target {
-            g: -(others * scale).as_f64(),
+            g: -rest.as_f64(),
             h,
             dh,
             cos,
         };
-        if m == z_y {
-            others.as_f64().ln_1p()
-        } else {
-            total.as_f64().ln() + (m.as_f64() - z_y.as_f64())
-        }
+        loss
     }
 
     /// Adds G_iy·∂f_iy/∂x_i and G_iy·∂f_iy/∂w_y (in f64).
@@ -340,27 +297,10 @@ impl MultiplicativeLoss {
     }
 }
 
-/// ‖row‖ for every row, in f64 (rescaled when the plain sum would overflow or underflow);
-/// 0 for a zero row.
+/// ‖row‖ for every row, in f64 (0 for a zero row).
 fn norms<T: Real>(m: &[T], dim: usize, name: &str) -> Result<Vec<f64>> {
     m.par_chunks(dim)
         .enumerate()
-        .map(|(i, row)| {
-            let a = row.iter().fold(0.0f64, |acc, v| acc.max(v.as_f64().abs()));
-            if !a.is_finite() || row.iter().any(|v| v.is_nan()) {
-                return Err(Error::invalid(
-                    format!("{name}[{i}]"),
-                    "has a non-finite entry",
-                ));
-            }
-            if a == 0.0 {
-                return Ok(0.0);
-            }
-            let s = row.iter().fold(0.0f64, |acc, v| {
-                let t = v.as_f64() / a;
-                acc + t * t
-            });
-            Ok(a * s.sqrt())
-        })
+        .map(|(i, row)| row_norm(row, name, i))
         .collect()
 }

@@ -14,7 +14,7 @@
 //! log-sum-exp needs that fourth GEMM). Tiles are equal, of at most `tile_logits / C`
 //! rows, so the last one is not a sliver.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::fast::real::Real;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -100,4 +100,125 @@ pub fn row_tiles<T: Real, R: Send>(
         );
     }
     Ok(())
+}
+
+/// Checks a batch for the GEMM-based losses: N = `labels.len()` ≥ 1 rows of D ≥ 1 features,
+/// C ≥ 2 class rows of D, every label in 0..C. Returns C.
+///
+/// # Errors
+/// The first inconsistency, naming `features`, `weights` or `labels[i]`.
+pub fn check_batch<T: Real>(
+    features: &[T],
+    weights: &[T],
+    labels: &[usize],
+    dim: usize,
+) -> Result<usize> {
+    let n = labels.len();
+    if n == 0 || dim == 0 {
+        return Err(Error::invalid(
+            "features",
+            "is empty; a batch needs N ≥ 1 rows of D ≥ 1",
+        ));
+    }
+    if features.len() != n * dim {
+        return Err(Error::invalid(
+            "features",
+            format!(
+                "has {} values, but N = {n} labels × D = {dim} needs {}",
+                features.len(),
+                n * dim
+            ),
+        ));
+    }
+    if weights.len() % dim != 0 {
+        return Err(Error::invalid(
+            "weights",
+            format!("has {} values, not a multiple of D = {dim}", weights.len()),
+        ));
+    }
+    let classes = weights.len() / dim;
+    if classes < 2 {
+        return Err(Error::invalid(
+            "weights",
+            format!("has C = {classes} class(es); a softmax needs C ≥ 2"),
+        ));
+    }
+    if let Some((i, &y)) = labels.iter().enumerate().find(|&(_, &y)| y >= classes) {
+        return Err(Error::invalid(
+            format!("labels[{i}]"),
+            format!("label {y} is out of range 0..{classes}"),
+        ));
+    }
+    Ok(classes)
+}
+
+/// ‖row‖ in f64: the plain sum of squares, rescaled by the largest |entry| when that sum
+/// would overflow or underflow; 0 for a zero row.
+///
+/// # Errors
+/// A non-finite entry, naming `name[i]`.
+#[inline(always)]
+pub fn row_norm<T: Real>(row: &[T], name: &str, i: usize) -> Result<f64> {
+    let sum = row
+        .iter()
+        .fold(0.0f64, |acc, v| acc + v.as_f64() * v.as_f64());
+    if sum.is_finite() && sum > 1e-290 {
+        return Ok(sum.sqrt());
+    }
+    let a = row.iter().fold(0.0f64, |acc, v| acc.max(v.as_f64().abs()));
+    if !a.is_finite() || row.iter().any(|v| v.is_nan()) {
+        return Err(Error::invalid(
+            format!("{name}[{i}]"),
+            "has a non-finite entry",
+        ));
+    }
+    if a == 0.0 {
+        return Ok(0.0);
+    }
+    let scaled = row.iter().fold(0.0f64, |acc, v| {
+        let t = v.as_f64() / a;
+        acc + t * t
+    });
+    Ok(a * scaled.sqrt())
+}
+
+/// The softmax part of a row function: `row` holds the logits z_j for j ≠ y (row[y] is
+/// ignored), `z_y` the target's. Writes `scale`·p_j·`column(j)` over each z_j (j ≠ y)
+/// and returns CE = ln Σ_j e^{z_j} − z_y (ln1p of the others when the target is the max)
+/// and `scale`·Σ_{j≠y} p_j = `scale`·(1 − p_y), without the cancellation of 1 − p_y.
+/// The caller writes row[y]. The row is in cache: one pass for the max, one for the
+/// exponentials, one for the scaling.
+#[inline(always)]
+pub fn softmax_gradient_row<T: Real>(
+    row: &mut [T],
+    y: usize,
+    z_y: T,
+    scale: f64,
+    column: impl Fn(usize) -> T,
+) -> (f64, T) {
+    let m = row
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != y)
+        .fold(z_y, |m, (_, v)| m.max(*v));
+    let mut others = T::zero();
+    for (j, v) in row.iter_mut().enumerate() {
+        if j != y {
+            *v = (*v - m).exp();
+            others += *v;
+        }
+    }
+    let total = others + (z_y - m).exp();
+    let factor = T::of_f64(scale) / total;
+    for (j, v) in row.iter_mut().enumerate() {
+        if j != y {
+            *v = *v * factor * column(j);
+        }
+    }
+    let loss = if m == z_y {
+        others.as_f64().ln_1p()
+    } else {
+        total.as_f64().ln() + (m.as_f64() - z_y.as_f64())
+    };
+    (loss, others * factor)
 }
