@@ -5,13 +5,14 @@
 
 mod common;
 
+use common::table::Worsts;
 use common::{
     batch, certify_ce, certify_softmax, deterministic_runner, show, temperature, values, Batch,
     Regime,
 };
 use lossref::fast::{self, Real};
 use lossref::mp::certify::Certified;
-use lossref::precision::{judge, lookup, ulps, TABLE};
+use lossref::precision::ulps;
 use lossref::spec::Reduction;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -19,16 +20,9 @@ use std::collections::{BTreeMap, HashSet};
 /// Generated inputs per regime and dtype (times `LOSSREF_EXTENSIVE`).
 const CASES: u32 = 120;
 
-/// The worst error seen for one (function, dtype), with the input that produced it.
-#[derive(Default, Clone)]
-struct Worst {
-    ulps: f64,
-    witness: String,
-}
-
 #[derive(Default)]
 struct Measurements {
-    worst: BTreeMap<(String, &'static str), Worst>,
+    worst: Worsts,
     regimes: HashSet<(Regime, &'static str)>,
     /// The smallest exact loss seen per dtype (the dominant-target regime must reach tiny ones).
     smallest_loss: BTreeMap<&'static str, f64>,
@@ -42,11 +36,7 @@ impl Measurements {
         err: f64,
         witness: impl FnOnce() -> String,
     ) {
-        let w = self.worst.entry((function.to_string(), dtype)).or_default();
-        if err > w.ulps || w.witness.is_empty() {
-            w.ulps = w.ulps.max(err);
-            w.witness = witness();
-        }
+        self.worst.record(function, dtype, err, witness);
     }
 }
 
@@ -158,42 +148,7 @@ fn precision_table_holds_and_is_tight() {
             ));
         }
     }
-    for ((function, dtype), worst) in &m.worst {
-        match lookup(function, dtype) {
-            None => failures.push(format!(
-                "{function} {dtype} is measured but has no table entry"
-            )),
-            Some(entry) => {
-                if let Err(msg) = judge(entry, worst.ulps) {
-                    failures.push(format!("{msg}\n    worst input: {}", worst.witness));
-                }
-            }
-        }
-    }
-    // This file measures the softmax rows; tests/precision_table_margin.rs the others.
-    for entry in TABLE
-        .iter()
-        .filter(|e| e.function.starts_with("softmax") || e.function == "log_softmax")
-    {
-        if !m
-            .worst
-            .contains_key(&(entry.function.to_string(), entry.dtype))
-        {
-            failures.push(format!(
-                "table entry {} {} is never measured: delete it or test it",
-                entry.function, entry.dtype
-            ));
-        }
-    }
-    let summary: Vec<String> = m
-        .worst
-        .iter()
-        .map(|((f, d), w)| format!("{f} {d}: {:.3} ulps", w.ulps))
-        .collect();
-    eprintln!("measured maxima:\n  {}", summary.join("\n  "));
-    assert!(
-        failures.is_empty(),
-        "precision table violations:\n  {}",
-        failures.join("\n  ")
-    );
+    // This file measures the softmax rows; the other precision_table_* files the others.
+    m.worst
+        .enforce(|f| f.starts_with("softmax") || f == "log_softmax", failures);
 }

@@ -8,15 +8,16 @@ mod common;
 
 use common::deterministic_runner;
 use common::geometry::{margin_variants, problem, sized_problem, Angle, Problem, ARC_M};
+use common::table::Worsts;
 use lossref::fast::{MarginLoss, Real};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::CertifiedAnswer;
-use lossref::precision::{judge, lookup, scaled_ulps, TABLE};
+use lossref::precision::scaled_ulps;
 use lossref::reference::certified;
 use lossref::spec::{Boundary, Case, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
 use rug::Float;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// Generated inputs per (variant, regime, dtype), times `LOSSREF_EXTENSIVE`.
 const CASES: u32 = 12;
@@ -43,26 +44,6 @@ fn regimes(margin: &Margin) -> Vec<Angle> {
         .collect()
 }
 
-#[derive(Default)]
-struct Worst {
-    ulps: f64,
-    witness: String,
-}
-
-fn record(
-    worst: &mut BTreeMap<(String, &'static str), Worst>,
-    function: String,
-    dtype: &'static str,
-    err: f64,
-    witness: impl FnOnce() -> String,
-) {
-    let w = worst.entry((function, dtype)).or_default();
-    if err > w.ulps || w.witness.is_empty() {
-        w.ulps = w.ulps.max(err);
-        w.witness = witness();
-    }
-}
-
 fn exact(answer: &CertifiedAnswer, name: &str) -> Vec<Float> {
     let t = if name == "loss" {
         answer.answer.output(name)
@@ -77,11 +58,7 @@ fn exact(answer: &CertifiedAnswer, name: &str) -> Vec<Float> {
 }
 
 /// Measures one problem in dtype T; `tile` forces several row tiles when small.
-fn measure<T: Real>(
-    c: &NormalizedCase,
-    tile: usize,
-    worst: &mut BTreeMap<(String, &'static str), Worst>,
-) {
+fn measure<T: Real>(c: &NormalizedCase, tile: usize, worst: &mut Worsts) {
     let answer = certified(&Case::Normalized(c.clone()))
         .unwrap_or_else(|e| panic!("reference failed on {c:?}: {e}"));
     let conv = |m: &Matrix<f64>| {
@@ -110,8 +87,7 @@ fn measure<T: Real>(
         .map(|i| kappa(&c.margin, cosine(c, i)))
         .fold(1.0, f64::max);
     let loss_scale = Float::with_val(64, loss.clone().abs()).max(&Float::with_val(64, c.scale * k));
-    record(
-        worst,
+    worst.record(
         format!("{name}.loss"),
         T::NAME,
         err(fast.loss, loss, &loss_scale),
@@ -131,8 +107,7 @@ fn measure<T: Real>(
         for (row, (g, w)) in got.chunks(d).zip(want.chunks(d)).enumerate() {
             let scale = Float::with_val(64, scales[row]);
             for (k, (gk, wk)) in g.iter().zip(w).enumerate() {
-                record(
-                    worst,
+                worst.record(
                     format!("{name}.grad"),
                     T::NAME,
                     err(*gk, wk, &scale),
@@ -149,9 +124,8 @@ fn measure<T: Real>(
         } else {
             2.0 * c.labels.len() as f64
         };
-        record(
-            worst,
-            "normface.grad_scale".into(),
+        worst.record(
+            "normface.grad_scale",
             T::NAME,
             err(got, want, &Float::with_val(64, terms)),
             || format!("{c:?}: got {:e} want {want}", got.as_f64()),
@@ -287,7 +261,7 @@ fn case(
 
 #[test]
 fn margin_precision_table_holds_and_is_tight() {
-    let worst = RefCell::new(BTreeMap::new());
+    let worst = RefCell::new(Worsts::default());
     let reached = RefCell::new(BTreeSet::new());
     for (v, (loss, margin, scale)) in margin_variants().into_iter().enumerate() {
         for angle in regimes(&margin) {
@@ -357,40 +331,12 @@ fn margin_precision_table_holds_and_is_tight() {
         Angle::ALL.into_iter().collect(),
         "a regime was never reached"
     );
-    let mut failures = Vec::new();
-    for ((function, dtype), w) in &worst {
-        match lookup(function, dtype) {
-            None => failures.push(format!(
-                "{function} {dtype} ({:.3} ulps) is measured but has no table entry",
-                w.ulps
-            )),
-            Some(entry) => {
-                if let Err(msg) = judge(entry, w.ulps) {
-                    failures.push(format!("{msg}\n    worst input: {}", w.witness));
-                }
-            }
-        }
-    }
-    for entry in TABLE.iter().filter(|e| {
-        ["normface.", "cosface.", "arcface.", "combined."]
-            .iter()
-            .any(|f| e.function.starts_with(f))
-    }) {
-        if !worst.contains_key(&(entry.function.to_string(), entry.dtype)) {
-            failures.push(format!(
-                "table entry {} {} is never measured: delete it or test it",
-                entry.function, entry.dtype
-            ));
-        }
-    }
-    let summary: Vec<String> = worst
-        .iter()
-        .map(|((f, d), w)| format!("{f} {d}: {:.3} ulps  ({})", w.ulps, w.witness))
-        .collect();
-    eprintln!("measured maxima:\n  {}", summary.join("\n  "));
-    assert!(
-        failures.is_empty(),
-        "precision table violations:\n  {}",
-        failures.join("\n  ")
+    worst.enforce(
+        |f| {
+            ["normface.", "cosface.", "arcface.", "combined."]
+                .iter()
+                .any(|family| f.starts_with(family))
+        },
+        Vec::new(),
     );
 }

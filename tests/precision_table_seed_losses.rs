@@ -7,13 +7,14 @@ mod common;
 
 use common::deterministic_runner;
 use common::geometry::{problem, Angle};
+use common::table::Worsts;
 use lossref::fast::center::center;
 use lossref::fast::distill::Distill;
 use lossref::fast::psi::MultiplicativeLoss;
 use lossref::fast::Real;
 use lossref::matrix::Matrix;
 use lossref::mp::certify::CertifiedAnswer;
-use lossref::precision::{judge, lookup, scaled_ulps, TABLE};
+use lossref::precision::scaled_ulps;
 use lossref::reference::certified;
 use lossref::spec::{
     Case, CenterCase, DistillCase, LossId, MultiplicativeCase, Reduction, SoftTerm,
@@ -21,27 +22,8 @@ use lossref::spec::{
 use proptest::prelude::*;
 use rug::Float;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 const FAMILIES: [&str; 4] = ["distill.", "center.", "lsoftmax.", "sphereface."];
-
-type Worst = BTreeMap<(String, &'static str), (f64, String)>;
-
-fn record(
-    worst: &mut Worst,
-    function: &str,
-    dtype: &'static str,
-    err: f64,
-    witness: impl FnOnce() -> String,
-) {
-    let w = worst
-        .entry((function.to_string(), dtype))
-        .or_insert((0.0, String::new()));
-    if err > w.0 || w.1.is_empty() {
-        w.0 = w.0.max(err);
-        w.1 = witness();
-    }
-}
 
 fn exact(a: &CertifiedAnswer, section: &str, name: &str) -> Vec<Float> {
     let t = if section == "outputs" {
@@ -87,7 +69,7 @@ fn softmax_row(z: &[f64], t: f64) -> Vec<f64> {
 
 /// distill: the loss in ulps of r·Σ_i (αT²·Σ_j q_t(|log q_t| + |log q_s|) + (1 − α)·CE_i) (the
 /// magnitudes summed); each gradient entry in ulps of r·(αT(q_s + q_t) + (1 − α)(p + [j = y])).
-fn measure_distill<T: Real>(c: &DistillCase, worst: &mut Worst) {
+fn measure_distill<T: Real>(c: &DistillCase, worst: &mut Worsts) {
     let a = certified(&Case::Distill(c.clone())).unwrap();
     let cols = c.student.cols();
     let (loss, grad) = Distill {
@@ -132,20 +114,16 @@ fn measure_distill<T: Real>(c: &DistillCase, worst: &mut Worst) {
         }
     }
     let want = &exact(&a, "outputs", "loss")[0];
-    record(
-        worst,
-        "distill.loss",
-        T::NAME,
-        err(loss, want, loss_scale),
-        || format!("{c:?}: got {:e} want {want}", loss.as_f64()),
-    );
+    worst.record("distill.loss", T::NAME, err(loss, want, loss_scale), || {
+        format!("{c:?}: got {:e} want {want}", loss.as_f64())
+    });
     for (k, ((g, w), s)) in grad
         .iter()
         .zip(exact(&a, "gradients", "student_logits"))
         .zip(grad_scale)
         .enumerate()
     {
-        record(worst, "distill.grad", T::NAME, err(*g, &w, s), || {
+        worst.record("distill.grad", T::NAME, err(*g, &w, s), || {
             format!("{c:?} [{k}]: got {:e} want {w}", g.as_f64())
         });
     }
@@ -153,7 +131,7 @@ fn measure_distill<T: Real>(c: &DistillCase, worst: &mut Worst) {
 
 /// center: the loss and ∂L/∂features in ulps of their values; ∂L/∂centers in ulps of
 /// r·Σ|x_i − c_j|; centers_next in ulps of |c_j| + α·Σ|x_i − c_j|/(1 + n_j).
-fn measure_center<T: Real>(c: &CenterCase, worst: &mut Worst) {
+fn measure_center<T: Real>(c: &CenterCase, worst: &mut Worsts) {
     let a = certified(&Case::Center(c.clone())).unwrap();
     let d = c.features.cols();
     let out = center(
@@ -173,15 +151,14 @@ fn measure_center<T: Real>(c: &CenterCase, worst: &mut Worst) {
     };
     let want = &exact(&a, "outputs", "loss")[0];
     let abs = |v: &Float| v.to_f64().abs();
-    record(
-        worst,
+    worst.record(
         "center.loss",
         T::NAME,
         err(out.loss, want, abs(want)),
         || format!("{c:?}: got {:e} want {want}", out.loss.as_f64()),
     );
     for (g, w) in out.features.iter().zip(exact(&a, "gradients", "features")) {
-        record(worst, "center.grad", T::NAME, err(*g, &w, abs(&w)), || {
+        worst.record("center.grad", T::NAME, err(*g, &w, abs(&w)), || {
             format!("{c:?}: features got {:e} want {w}", g.as_f64())
         });
     }
@@ -199,8 +176,7 @@ fn measure_center<T: Real>(c: &CenterCase, worst: &mut Worst) {
         .enumerate()
     {
         let (j, k) = (e / d, e % d);
-        record(
-            worst,
+        worst.record(
             "center.grad",
             T::NAME,
             err(*g, &w, r * spread(j, k)),
@@ -215,13 +191,9 @@ fn measure_center<T: Real>(c: &CenterCase, worst: &mut Worst) {
     {
         let (j, k) = (e / d, e % d);
         let scale = c.centers.get(j, k).abs() + c.alpha * spread(j, k) / (1.0 + members(j));
-        record(
-            worst,
-            "center.centers_next",
-            T::NAME,
-            err(*g, &w, scale),
-            || format!("{c:?}: centers_next[{e}] got {:e} want {w}", g.as_f64()),
-        );
+        worst.record("center.centers_next", T::NAME, err(*g, &w, scale), || {
+            format!("{c:?}: centers_next[{e}] got {:e} want {w}", g.as_f64())
+        });
     }
 }
 
@@ -231,7 +203,7 @@ fn measure_center<T: Real>(c: &CenterCase, worst: &mut Worst) {
 /// measured in ulps of max(|L|, r·Σ_i Φ_i), and each gradient entry in ulps of what its row
 /// sums, Σ_j |G_ij|·|∂f_ij/∂v| (the target's slope counted as (λ + m²)/(1 + λ) + 1), times
 /// max(1, Φ_i), because every G_ij of row i is a softmax of those logits.
-fn measure_psi<T: Real>(c: &MultiplicativeCase, worst: &mut Worst) {
+fn measure_psi<T: Real>(c: &MultiplicativeCase, worst: &mut Worsts) {
     let a = certified(&Case::Multiplicative(c.clone())).unwrap();
     let d = c.features.cols();
     let fast = MultiplicativeLoss::of_case(c)
@@ -314,9 +286,8 @@ fn measure_psi<T: Real>(c: &MultiplicativeCase, worst: &mut Worst) {
     }
     let want = &exact(&a, "outputs", "loss")[0];
     let loss_scale = want.to_f64().abs().max(loss_terms);
-    record(
-        worst,
-        &format!("{name}.loss"),
+    worst.record(
+        format!("{name}.loss"),
         T::NAME,
         err(fast.loss, want, loss_scale),
         || format!("{c:?}: got {:e} want {want}", fast.loss.as_f64()),
@@ -326,9 +297,8 @@ fn measure_psi<T: Real>(c: &MultiplicativeCase, worst: &mut Worst) {
         ("weights", &fast.weights, &col_scale),
     ] {
         for (e, (g, w)) in got.iter().zip(exact(&a, "gradients", grad)).enumerate() {
-            record(
-                worst,
-                &format!("{name}.grad"),
+            worst.record(
+                format!("{name}.grad"),
                 T::NAME,
                 err(*g, &w, scales[e / d]),
                 || format!("{c:?}: {grad}[{e}] got {:e} want {w}", g.as_f64()),
@@ -343,7 +313,7 @@ fn logits(n: usize, c: usize, lo: f64, hi: f64) -> impl Strategy<Value = Matrix<
 
 #[test]
 fn seed_losses_precision_table_holds_and_is_tight() {
-    let worst = RefCell::new(Worst::new());
+    let worst = RefCell::new(Worsts::default());
     for f32 in [false, true] {
         // distill: moderate logits, teacher close to the student, several T and α.
         let strategy = (1usize..=3, 2usize..=8).prop_flat_map(move |(n, c)| {
@@ -445,38 +415,8 @@ fn seed_losses_precision_table_holds_and_is_tight() {
         }
     }
     let worst = worst.into_inner();
-    let mut failures = Vec::new();
-    for ((function, dtype), (ulps, witness)) in &worst {
-        match lookup(function, dtype) {
-            None => failures.push(format!(
-                "{function} {dtype} ({ulps:.3} ulps) is measured but has no table entry"
-            )),
-            Some(entry) => {
-                if let Err(msg) = judge(entry, *ulps) {
-                    failures.push(format!("{msg}\n    worst input: {witness}"));
-                }
-            }
-        }
-    }
-    for entry in TABLE
-        .iter()
-        .filter(|e| FAMILIES.iter().any(|f| e.function.starts_with(f)))
-    {
-        if !worst.contains_key(&(entry.function.to_string(), entry.dtype)) {
-            failures.push(format!(
-                "table entry {} {} is never measured: delete it or test it",
-                entry.function, entry.dtype
-            ));
-        }
-    }
-    let summary: Vec<String> = worst
-        .iter()
-        .map(|((f, d), (u, w))| format!("{f} {d}: {u:.3} ulps  ({w})"))
-        .collect();
-    eprintln!("measured maxima:\n  {}", summary.join("\n  "));
-    assert!(
-        failures.is_empty(),
-        "precision table violations:\n  {}",
-        failures.join("\n  ")
+    worst.enforce(
+        |f| FAMILIES.iter().any(|family| f.starts_with(family)),
+        Vec::new(),
     );
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod geometry;
+pub mod table;
 
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};
