@@ -182,11 +182,11 @@ pub fn row_norm<T: Real>(row: &[T], name: &str, i: usize) -> Result<f64> {
     Ok(a * scaled.sqrt())
 }
 
-/// The softmax part of a row function: `row` holds the logits z_j for j ≠ y (row[y] is
+/// The softmax part of a row function: `row` holds the logits z_j for j ≠ y (`row[y]` is
 /// ignored), `z_y` the target's. Writes `scale`·p_j·`column(j)` over each z_j (j ≠ y)
 /// and returns CE = ln Σ_j e^{z_j} − z_y (ln1p of the others when the target is the max)
 /// and `scale`·Σ_{j≠y} p_j = `scale`·(1 − p_y), without the cancellation of 1 − p_y.
-/// The caller writes row[y]. The row is in cache: one pass for the max, one for the
+/// The caller writes `row[y]`. The row is in cache: one pass for the max, one for the
 /// exponentials, one for the scaling.
 #[inline(always)]
 pub fn softmax_gradient_row<T: Real>(
