@@ -4,9 +4,13 @@
 
 use lossref::answer::{Answer, Tensor};
 use lossref::error::ErrorKind;
-use lossref::mp::certify::{certify, certify_with_cap, decimal_string, Tier, START_PRECISION};
+use lossref::mp::certify::{
+    certify, certify_to, certify_with_cap, decide_sign, decimal_string, Goal, Tier,
+    DECIMAL_WIDTH_BITS, START_PRECISION,
+};
 use lossref::mp::interval::Interval;
 use rug::Float;
+use std::cmp::Ordering;
 
 fn scalar(iv: Interval) -> lossref::error::Result<Answer<Interval>> {
     Ok(Answer {
@@ -124,4 +128,60 @@ fn subnormal_results_round_to_nearest_even() {
         assert_eq!(v.f64, want * 2f64.powi(-1074), "{k} units of 2^-1074");
         assert_eq!(ans.certificate.tier, Tier::CorrectlyRounded);
     }
+}
+
+/// π to 120 significant digits (a published constant, not computed by MPFR here).
+const PI_120: &str = "3.14159265358979323846264338327950288419716939937510582097494459230781640628620899862803482534211706798214808651328230664";
+
+#[test]
+fn a_goal_of_more_digits_prints_them_true_to_the_last() {
+    // The eval goal is the loop's historical one: 36 digits, 2^-128 width, start at 192.
+    assert_eq!(Goal::digits(36).width_bits(), DECIMAL_WIDTH_BITS);
+    assert_eq!(Goal::digits(36).start_precision(), START_PRECISION);
+    assert_eq!(Goal::EVAL.digits, 36);
+    for digits in [36usize, 50, 100, 119] {
+        let ans = certify_to(Goal::digits(digits), |p| scalar(Interval::pi(p))).unwrap();
+        let d = &ans.answer.output("value").unwrap().values()[0].decimal;
+        let want = &PI_120[..digits + 1];
+        // within one unit of the last digit of the published digits
+        let got = Float::with_val(600, Float::parse(d).unwrap());
+        let exact = Float::with_val(600, Float::parse(PI_120).unwrap());
+        let unit = Float::with_val(600, Float::parse(format!("1e-{}", digits - 1)).unwrap());
+        assert!(
+            Float::with_val(600, &got - &exact).abs() <= unit,
+            "{digits}: {d} vs {want}"
+        );
+        assert_eq!(d.len(), digits + 1, "{d}");
+        assert!(ans.certificate.precision_bits >= Goal::digits(digits).start_precision());
+    }
+    // the cap grows with the goal
+    assert!(Goal::digits(100_000).cap > Goal::digits(100_000).start_precision());
+}
+
+#[test]
+fn signs_are_decided_at_rising_precision_or_reported_undecided() {
+    // π − 355/113 ≈ −2.7e−7: negative, decided at once.
+    let (sign, _) = decide_sign(1024, |p| {
+        let q = Interval::from_i64(p, 355).div(&Interval::from_i64(p, 113));
+        Ok(Interval::pi(p).sub(&q))
+    })
+    .unwrap();
+    assert_eq!(sign, Some(Ordering::Less));
+    // e^{2^-300} − 1 > 0 needs more than 300 bits
+    let (sign, iv) = decide_sign(1024, |p| {
+        let tiny = Interval::from_f64(p, 2f64.powi(-300));
+        Ok(tiny.exp().sub(&Interval::from_i64(p, 1)))
+    })
+    .unwrap();
+    assert_eq!(sign, Some(Ordering::Greater));
+    assert!(iv.prec() > 300);
+    // an exact zero is decided as Equal; a zero that is only ever enclosed is undecided
+    assert_eq!(
+        decide_sign(1024, |p| Ok(Interval::from_i64(p, 0)))
+            .unwrap()
+            .0,
+        Some(Ordering::Equal)
+    );
+    let (sign, _) = decide_sign(1024, |p| Ok(Interval::pi(p).sub(&Interval::pi(p)))).unwrap();
+    assert_eq!(sign, None);
 }

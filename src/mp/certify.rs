@@ -36,6 +36,57 @@ pub const DECIMAL_DIGITS: usize = 36;
 /// unit in the 36th digit (≥ 10^−36 relative), so the printed digits are true to ±1 unit.
 pub const DECIMAL_WIDTH_BITS: i32 = 128;
 
+/// The most significant digits a [`Goal`] may ask for (about 332 000 bits: MPFR's exp and
+/// log still take well under a second there).
+pub const MAX_DIGITS: usize = 100_000;
+
+/// What a certified evaluation must reach: `digits` significant decimal digits, true to
+/// within one unit of the last, found below the precision cap `cap`.
+///
+/// `lossref eval` uses [`Goal::EVAL`] (36 digits, [`MAX_PRECISION`]); `lossref bound
+/// --digits N` asks for more. A value is printable once its enclosure's relative width is
+/// at most 2^−w with w = ⌈N·log₂10⌉ + 8 (the 8 guard bits keep the enclosure below 1/256
+/// of a unit in the last digit, so printing the midpoint rounded to N digits is within one
+/// unit), and the loop starts 64 bits above w.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Goal {
+    /// Significant decimal digits to print.
+    pub digits: usize,
+    /// The precision cap, in bits.
+    pub cap: u32,
+}
+
+impl Goal {
+    /// The goal of `lossref eval`: [`DECIMAL_DIGITS`] digits below [`MAX_PRECISION`] bits.
+    pub const EVAL: Goal = Goal {
+        digits: DECIMAL_DIGITS,
+        cap: MAX_PRECISION,
+    };
+
+    /// `digits` significant digits (clamped to 1..=[`MAX_DIGITS`]), with a cap of at least
+    /// [`MAX_PRECISION`] and at least eight times the starting precision.
+    pub fn digits(digits: usize) -> Goal {
+        let digits = digits.clamp(1, MAX_DIGITS);
+        let start = Goal { digits, cap: 0 }.start_precision();
+        Goal {
+            digits,
+            cap: MAX_PRECISION.max(start.saturating_mul(8)),
+        }
+    }
+
+    /// w: a printable enclosure is narrower than 2^−w relative.
+    pub fn width_bits(self) -> i32 {
+        // ⌈digits·log₂10⌉, from an upper bound of log₂10 = 3.32192809488736…
+        let bits = (self.digits as u64 * 3_321_928_095).div_ceil(1_000_000_000);
+        i32::try_from(bits).unwrap_or(i32::MAX - 8) + 8
+    }
+
+    /// The first working precision: 64 guard bits over [`Goal::width_bits`].
+    pub fn start_precision(self) -> u32 {
+        self.width_bits().unsigned_abs() + 64
+    }
+}
+
 /// How strong a claim a value (or a whole answer, by its weakest value) makes (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Tier {
@@ -112,8 +163,8 @@ fn within_one_ulp(iv: &Interval) -> bool {
     d.is_finite() && u.is_finite() && (u == d || u == d.next_up())
 }
 
-/// The enclosure is a point, or its relative width is at most 2^−[`DECIMAL_WIDTH_BITS`].
-fn printable(iv: &Interval) -> bool {
+/// The enclosure is a point, or its relative width is at most 2^−`width_bits`.
+fn printable(iv: &Interval, width_bits: i32) -> bool {
     if iv.is_point() {
         return iv.is_finite();
     }
@@ -123,7 +174,7 @@ fn printable(iv: &Interval) -> bool {
     let smallest = Float::with_val(iv.prec(), iv.lo().abs_ref())
         .min(&Float::with_val(iv.prec(), iv.hi().abs_ref()));
     let mut bound = smallest;
-    bound >>= DECIMAL_WIDTH_BITS;
+    bound >>= width_bits;
     iv.width() <= bound
 }
 
@@ -160,11 +211,11 @@ pub fn decimal_string(x: &Float, digits: usize) -> String {
 
 /// Certifies one enclosure at the tier it reaches; `None` if it is not yet good enough for
 /// any tier, or only for `faithful` while `final_try` is false.
-fn certify_value(iv: &Interval, final_try: bool) -> Option<Certified> {
-    if !printable(iv) {
+fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified> {
+    if !printable(iv, goal.width_bits()) {
         return None;
     }
-    let decimal = decimal_string(&iv.mid(), DECIMAL_DIGITS);
+    let decimal = decimal_string(&iv.mid(), goal.digits);
     if let Some(f64) = rounds_to_one_double(iv) {
         // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
         let f64 = if f64 == 0.0 && iv.is_point() {
@@ -205,12 +256,33 @@ pub fn certify_with_cap(
     cap: u32,
     evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
 ) -> Result<CertifiedAnswer> {
-    let mut prec = START_PRECISION.min(cap);
+    certify_to(
+        Goal {
+            digits: DECIMAL_DIGITS,
+            cap,
+        },
+        evaluate,
+    )
+}
+
+/// The escalation loop for another [`Goal`]: `goal.digits` significant digits below
+/// `goal.cap` bits. [`certify`] is `certify_to(Goal::EVAL, …)`.
+///
+/// # Errors
+/// As [`certify`].
+pub fn certify_to(
+    goal: Goal,
+    evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
+) -> Result<CertifiedAnswer> {
+    let cap = goal.cap;
+    let digits = goal.digits;
+    let mut prec = goal.start_precision().min(cap);
     loop {
         let final_try = prec >= cap;
         let enclosures = evaluate(prec)?;
-        let attempt = enclosures
-            .try_map(|place, iv| certify_value(iv, final_try).ok_or_else(|| place.to_string()));
+        let attempt = enclosures.try_map(|place, iv| {
+            certify_value(iv, goal, final_try).ok_or_else(|| place.to_string())
+        });
         match attempt {
             Ok(answer) => {
                 let tier = answer
@@ -241,12 +313,37 @@ pub fn certify_with_cap(
                     place,
                     format!(
                         "the enclosure {detail} is still too wide at the precision cap of {cap} bits \
-                         to decide a binary64 or print {DECIMAL_DIGITS} true digits (the value may be \
+                         to decide a binary64 or print {digits} true digits (the value may be \
                          zero or beyond MPFR's exponent range)"
                     ),
                 ));
             }
             Err(_) => prec = (prec * 2).min(cap),
         }
+    }
+}
+
+/// Decides the sign of one real number from its enclosures at rising precision:
+/// `evaluate(p)` for p = 128, 256, … up to `cap`. Returns `Some(ordering)` against 0 as soon
+/// as the enclosure excludes 0 (or is the point 0), with the enclosure that decided it;
+/// `None` with the last enclosure when it still contains 0 at the cap, where the number
+/// is 0 or closer to it than the cap resolves (the caller says which it can prove).
+///
+/// # Errors
+/// The evaluator's own error.
+pub fn decide_sign(
+    cap: u32,
+    evaluate: impl Fn(u32) -> Result<Interval>,
+) -> Result<(Option<std::cmp::Ordering>, Interval)> {
+    let mut prec = 128u32.min(cap);
+    loop {
+        let iv = evaluate(prec)?;
+        if let Some(sign) = iv.sign() {
+            return Ok((Some(sign), iv));
+        }
+        if prec >= cap {
+            return Ok((None, iv));
+        }
+        prec = (prec * 2).min(cap);
     }
 }

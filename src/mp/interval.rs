@@ -88,6 +88,15 @@ impl Interval {
         }
     }
 
+    /// The tightest enclosure of the exact rational `q` at `prec` bits (the point itself
+    /// when it fits).
+    pub fn from_rational(prec: u32, q: &rug::Rational) -> Interval {
+        Interval {
+            lo: down(prec, q),
+            hi: up(prec, q),
+        }
+    }
+
     /// The point given by an exact `Float`, kept at its own precision.
     pub fn from_float(x: Float) -> Interval {
         Interval {
