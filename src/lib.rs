@@ -9,6 +9,9 @@
 //!   analytic gradient.
 //! * [`bench`](mod@bench): the fused margin losses timed against their three GEMMs.
 //! * [`schedule`]: SphereFace's λ annealing schedule.
+//! * [`bounds`]: the theorems of SPEC §2 (NormFace's lower bound and ceiling, CosFace's
+//!   scale bound, AdaCos's scale) certified to any number of digits, the configurations that
+//!   attain them, and a search that tries to beat them.
 //!
 //! ```
 //! let case = lossref::case::parse_case(
@@ -23,6 +26,7 @@
 
 pub mod answer;
 pub mod bench;
+pub mod bounds;
 pub mod case;
 pub mod cli;
 pub mod error;

@@ -61,6 +61,14 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Evaluate a theorem bound of SPEC §2, certified to any number of digits, and print JSON
+    /// (or, with --table, a sweep over the number of classes).
+    ///
+    /// normface (T1, needs --scale), normface-ceiling (T2), cosface-scale (T3, needs
+    /// --posterior), adacos-scale. Numbers are read as the exact decimals typed. Exit status:
+    /// 0 on success, 1 for an invalid argument, 2 for a usage error, 3 when a value cannot be
+    /// certified below the precision cap.
+    Bound(cli::bound::Request),
 }
 
 fn main() {
@@ -92,8 +100,10 @@ fn main() {
             repeats,
             seed,
         }),
+        Command::Bound(request) => cli::bound::run(&request),
     };
     match result {
+        Ok(text) if text.is_empty() => {}
         Ok(text) => println!("{text}"),
         Err(e) => {
             eprintln!("lossref: error: {e}");

@@ -172,3 +172,65 @@ fn eval_agrees_with_mpmath() {
         cases.len()
     );
 }
+
+#[test]
+fn bound_agrees_with_mpmath() {
+    // `lossref bound` at 40 digits against tests/mpmath_bounds.py at 120: the paper's
+    // figures and a spread of n, C, s and P (exact decimals on both sides).
+    let requests = [
+        json!({"bound": "normface", "classes": "10575", "scale": "1"}),
+        json!({"bound": "normface", "classes": "2", "scale": "0"}),
+        json!({"bound": "normface", "classes": "10", "scale": "16"}),
+        json!({"bound": "normface", "classes": "1000000", "scale": "0.3"}),
+        json!({"bound": "normface", "classes": "85742", "scale": "64"}),
+        json!({"bound": "normface-ceiling", "classes": "10"}),
+        json!({"bound": "normface-ceiling", "classes": "1000"}),
+        json!({"bound": "normface-ceiling", "classes": "123456789"}),
+        json!({"bound": "cosface-scale", "classes": "10575", "posterior": "0.9"}),
+        json!({"bound": "cosface-scale", "classes": "2", "posterior": "0.5001"}),
+        json!({"bound": "cosface-scale", "classes": "85742", "posterior": "0.999999"}),
+        json!({"bound": "cosface-scale", "classes": "100", "posterior": "0.001"}),
+        json!({"bound": "adacos-scale", "classes": "3"}),
+        json!({"bound": "adacos-scale", "classes": "10575"}),
+        json!({"bound": "adacos-scale", "classes": "1000000000"}),
+    ];
+    let lines: Vec<String> = requests.iter().map(Value::to_string).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mpmath_bounds.py");
+    let mpmath = run("python3", &[script], &(lines.join("\n") + "\n"));
+    let answers: Vec<Value> = mpmath
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), requests.len());
+    let mut worst = f64::INFINITY;
+    for (req, want) in requests.iter().zip(&answers) {
+        let mut args = vec![
+            "bound".to_string(),
+            req["bound"].as_str().unwrap().to_string(),
+        ];
+        for key in ["classes", "scale", "posterior"] {
+            if let Some(v) = req.get(key) {
+                args.push(format!("--{key}"));
+                args.push(v.as_str().unwrap().to_string());
+            }
+        }
+        args.extend(["--digits".to_string(), "40".to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let got: Value =
+            serde_json::from_str(&run(env!("CARGO_BIN_EXE_lossref"), &args, "")).unwrap();
+        for (key, w) in want.as_object().unwrap() {
+            let g = Float::with_val(512, Float::parse(got[key].as_str().unwrap()).unwrap());
+            let w = Float::with_val(512, Float::parse(w.as_str().unwrap()).unwrap());
+            let d = agreement_digits(&g, &w);
+            worst = worst.min(d);
+            assert!(
+                d >= 39.0,
+                "{req} {key}: lossref {g} vs mpmath {w}: {d:.1} digits"
+            );
+        }
+    }
+    eprintln!(
+        "{} bounds; the least agreement was {worst:.1} digits",
+        requests.len()
+    );
+}

@@ -1,6 +1,7 @@
 //! The `lossref` command line: one module per subcommand.
 
 pub mod bench;
+pub mod bound;
 pub mod eval;
 
 use crate::error::{Error, ErrorKind, Result};
