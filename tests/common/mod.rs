@@ -2,6 +2,7 @@
 //! helpers that run the certified reference.
 #![allow(dead_code)]
 
+pub mod bounds;
 pub mod geometry;
 pub mod table;
 
