@@ -7,11 +7,14 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
+use crate::npz;
 use crate::spec::{
     Boundary, Case, CenterCase, DistillCase, LossId, Margin, MarginGrad, MultiplicativeCase,
     NormalizedCase, Reduction, SoftTerm, SoftmaxCase, SoftmaxCeCase, SPEC_LOSSES,
 };
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The largest case file `lossref` reads, in bytes (64 MiB). Larger inputs are refused
 /// before parsing, so a stray multi-gigabyte file cannot exhaust memory.
@@ -27,6 +30,15 @@ pub const MAX_INTEGER_MARGIN: u32 = 64;
 /// [`ErrorKind::Json`] for text that is not JSON (with line and column), and
 /// [`ErrorKind::Invalid`] for JSON that is not a valid case, naming the place.
 pub fn parse_case(text: &str) -> Result<Case> {
+    parse_case_in(text, Path::new("."))
+}
+
+/// [`parse_case`] for a case whose `"inputs": "NAME.npz"` names an archive relative to the
+/// directory `base` (the case file's own).
+///
+/// # Errors
+/// As [`parse_case`], and an `.npz` that cannot be read or holds invalid inputs.
+pub fn parse_case_in(text: &str, base: &Path) -> Result<Case> {
     if text.len() > MAX_CASE_BYTES {
         return Err(Error::invalid(
             "case",
@@ -44,7 +56,7 @@ pub fn parse_case(text: &str) -> Result<Case> {
         )
     })?;
     reject_duplicate_keys(text)?;
-    case_from_json(&value)
+    case_from_json_in(&value, base)
 }
 
 /// JSON allows an object to repeat a key and most readers keep the last value silently; a
@@ -104,6 +116,14 @@ fn reject_duplicate_keys(text: &str) -> Result<()> {
 /// # Errors
 /// As [`parse_case`].
 pub fn case_from_json(value: &Value) -> Result<Case> {
+    case_from_json_in(value, Path::new("."))
+}
+
+/// [`case_from_json`] with `.npz` inputs resolved against `base`.
+///
+/// # Errors
+/// As [`parse_case_in`].
+pub fn case_from_json_in(value: &Value, base: &Path) -> Result<Case> {
     let mut top = Fields::new(value, "case")?;
     let loss_value = top.required("loss")?;
     let loss_name = loss_value.as_str().ok_or_else(|| {
@@ -127,7 +147,7 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
     let inputs_value = top.required("inputs")?;
     top.finish("a case has the keys loss, params, inputs")?;
     let mut params = Fields::new(params_value, "params")?;
-    let mut inputs = Fields::new(inputs_value, "inputs")?;
+    let mut inputs = Inputs::new(inputs_value, base)?;
     let case = match loss {
         LossId::Softmax => {
             let temperature = params.positive("temperature", 1.0)?;
@@ -158,7 +178,7 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
             let teacher = inputs.logits("teacher_logits")?;
             if (teacher.rows(), teacher.cols()) != (student.rows(), student.cols()) {
                 return Err(Error::invalid(
-                    "inputs.teacher_logits",
+                    inputs.place("teacher_logits"),
                     format!(
                         "is {}×{} but student_logits is {}×{}; both are N×C",
                         teacher.rows(),
@@ -188,10 +208,9 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
             let weights = if loss == LossId::SphereFace {
                 inputs.unit_rows("weights")?
             } else {
-                let place = inputs.place("weights");
-                matrix(inputs.required("weights")?, &place)?
+                inputs.matrix("weights")?
             };
-            check_classes(&features, &weights, "weights")?;
+            check_classes(&features, &weights, &inputs.place("weights"))?;
             let labels = inputs.labels("labels", features.rows(), weights.rows())?;
             // L-Softmax normalizes only at the target: a zero weight row is undefined
             // where it is some sample's class.
@@ -200,7 +219,7 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
                 .find(|&&y| weights.row(y).iter().all(|&v| v == 0.0))
             {
                 return Err(Error::invalid(
-                    format!("inputs.weights[{y}]"),
+                    format!("{}[{y}]", inputs.place("weights")),
                     "is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
                 ));
             }
@@ -217,11 +236,9 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
         LossId::Center => {
             let alpha = params.unit_interval("alpha", 0.5)?;
             let reduction = params.reduction()?;
-            let place = inputs.place("features");
-            let features = matrix(inputs.required("features")?, &place)?;
-            let place = inputs.place("centers");
-            let centers = matrix(inputs.required("centers")?, &place)?;
-            check_classes(&features, &centers, "centers")?;
+            let features = inputs.matrix("features")?;
+            let centers = inputs.matrix("centers")?;
+            check_classes(&features, &centers, &inputs.place("centers"))?;
             let labels = inputs.labels("labels", features.rows(), centers.rows())?;
             Case::Center(CenterCase {
                 alpha,
@@ -300,11 +317,11 @@ fn read_margin_params(loss: LossId, params: &mut Fields) -> Result<(f64, Margin,
 }
 
 /// The parameters and inputs of the normalized-margin family, with the defaults of SPEC §1.
-fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Result<Case> {
+fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<Case> {
     let (scale, margin, reduction) = read_margin_params(loss, params)?;
     let features = inputs.unit_rows("features")?;
     let weights = inputs.unit_rows("weights")?;
-    check_classes(&features, &weights, "weights")?;
+    check_classes(&features, &weights, &inputs.place("weights"))?;
     let labels = inputs.labels("labels", features.rows(), weights.rows())?;
     Ok(Case::Normalized(NormalizedCase {
         loss,
@@ -319,10 +336,10 @@ fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Fields) -> Re
 
 /// The class matrix (`weights` or `centers`, C×D) against the features (N×D): the same D,
 /// and C ≥ 2.
-fn check_classes(features: &Matrix<f64>, classes: &Matrix<f64>, name: &str) -> Result<()> {
+fn check_classes(features: &Matrix<f64>, classes: &Matrix<f64>, place: &str) -> Result<()> {
     if classes.cols() != features.cols() {
         return Err(Error::invalid(
-            format!("inputs.{name}"),
+            place,
             format!(
                 "has D = {} columns but features has D = {}; each row lives in the feature space",
                 classes.cols(),
@@ -332,7 +349,7 @@ fn check_classes(features: &Matrix<f64>, classes: &Matrix<f64>, name: &str) -> R
     }
     if classes.rows() < 2 {
         return Err(Error::invalid(
-            format!("inputs.{name}"),
+            place,
             format!(
                 "has C = {} class(es); a softmax needs C ≥ 2",
                 classes.rows()
@@ -505,80 +522,53 @@ impl<'a> Fields<'a> {
         })
     }
 
-    /// A matrix whose rows are normalized by the loss: every row needs a non-zero norm.
-    fn unit_rows(&mut self, key: &'static str) -> Result<Matrix<f64>> {
-        let place = self.place(key);
-        let m = matrix(self.required(key)?, &place)?;
-        if let Some(i) = (0..m.rows()).find(|&i| m.row(i).iter().all(|&x| x == 0.0)) {
-            return Err(Error::invalid(
-                format!("{place}[{i}]"),
-                "is a zero-norm row; cos θ = w·x / (‖w‖‖x‖) is undefined for it (SPEC §1, undefined points)",
-            ));
-        }
-        Ok(m)
-    }
-
     /// `reduction`: `mean` (default) or `sum`.
     fn reduction(&mut self) -> Result<Reduction> {
         Ok(self
             .choice("reduction", Reduction::from_name, "\"mean\" or \"sum\"")?
             .unwrap_or_default())
     }
+}
 
-    /// A logits matrix: N ≥ 1 rows of C ≥ 2 finite numbers.
-    fn logits(&mut self, key: &'static str) -> Result<Matrix<f64>> {
-        let place = self.place(key);
-        let m = matrix(self.required(key)?, &place)?;
-        if m.cols() < 2 {
-            return Err(Error::invalid(
-                place,
-                format!("has C = {} class(es); a softmax needs C ≥ 2", m.cols()),
-            ));
-        }
-        Ok(m)
+/// JSON labels: exactly `n` integers in `0..c`.
+fn json_labels(v: &Value, place: &str, n: usize, c: usize) -> Result<Vec<usize>> {
+    let place = place.to_string();
+    let items = v.as_array().ok_or_else(|| {
+        Error::invalid(
+            &place,
+            format!("expected an array of class indices, got {}", describe(v)),
+        )
+    })?;
+    if items.len() != n {
+        return Err(Error::invalid(
+            &place,
+            format!("has {} labels but the batch has N = {n} rows", items.len()),
+        ));
     }
-
-    /// Labels: exactly `n` integers in `0..c`.
-    fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
-        let place = self.place(key);
-        let v = self.required(key)?;
-        let items = v.as_array().ok_or_else(|| {
-            Error::invalid(
-                &place,
-                format!("expected an array of class indices, got {}", describe(v)),
-            )
-        })?;
-        if items.len() != n {
-            return Err(Error::invalid(
-                &place,
-                format!("has {} labels but the batch has N = {n} rows", items.len()),
-            ));
-        }
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| {
-                let at = format!("{place}[{i}]");
-                let Value::Number(num) = item else {
-                    return Err(Error::invalid(
-                        at,
-                        format!("expected a class index, got {}", describe(item)),
-                    ));
-                };
-                match num.as_str().parse::<u64>() {
-                    Ok(k) if (k as u128) < c as u128 => Ok(k as usize),
-                    Ok(k) => Err(Error::invalid(
-                        at,
-                        format!("label {k} is out of range 0..{c} (C = {c})"),
-                    )),
-                    Err(_) => Err(Error::invalid(
-                        at,
-                        format!("expected a non-negative integer class index, got {num}"),
-                    )),
-                }
-            })
-            .collect()
-    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = format!("{place}[{i}]");
+            let Value::Number(num) = item else {
+                return Err(Error::invalid(
+                    at,
+                    format!("expected a class index, got {}", describe(item)),
+                ));
+            };
+            match num.as_str().parse::<u64>() {
+                Ok(k) if (k as u128) < c as u128 => Ok(k as usize),
+                Ok(k) => Err(Error::invalid(
+                    at,
+                    format!("label {k} is out of range 0..{c} (C = {c})"),
+                )),
+                Err(_) => Err(Error::invalid(
+                    at,
+                    format!("expected a non-negative integer class index, got {num}"),
+                )),
+            }
+        })
+        .collect()
 }
 
 /// A JSON number as the binary64 its decimal text rounds to; ±∞ after rounding is an error.
@@ -647,4 +637,180 @@ fn matrix(v: &Value, place: &str) -> Result<Matrix<f64>> {
     let cols = cols.unwrap_or(0);
     Matrix::from_vec(rows.len(), cols, data)
         .ok_or_else(|| Error::invalid(place, "inconsistent shape"))
+}
+
+/// Where a case's inputs come from: its `inputs` object, or the `.npz` archive that
+/// `"inputs": "NAME.npz"` names (SPEC §3). Both give the same matrices and labels, with the
+/// same checks, and errors that name the place (`inputs.features[2][0]` or
+/// `case.npz:features[2][0]`).
+enum Inputs<'a> {
+    Json(Fields<'a>),
+    Npz {
+        /// The archive as the case names it.
+        file: String,
+        arrays: BTreeMap<String, npz::Array>,
+        taken: Vec<&'static str>,
+    },
+}
+
+impl<'a> Inputs<'a> {
+    fn new(value: &'a Value, base: &Path) -> Result<Inputs<'a>> {
+        let Value::String(name) = value else {
+            return Ok(Inputs::Json(Fields::new(value, "inputs")?));
+        };
+        if !name.ends_with(".npz") {
+            return Err(Error::invalid(
+                "inputs",
+                format!("expected an object of inputs or the name of a .npz archive, got the string {name:?}"),
+            ));
+        }
+        let arrays = npz::read(&base.join(name))?;
+        Ok(Inputs::Npz {
+            file: name.clone(),
+            arrays,
+            taken: Vec::new(),
+        })
+    }
+
+    fn place(&self, key: &str) -> String {
+        match self {
+            Inputs::Json(fields) => fields.place(key),
+            Inputs::Npz { file, .. } => format!("{file}:{key}"),
+        }
+    }
+
+    fn taken(&self) -> String {
+        match self {
+            Inputs::Json(fields) => fields.taken(),
+            Inputs::Npz { taken, .. } => taken.join(", "),
+        }
+    }
+
+    /// Rejects any input that was never read.
+    fn finish(&self, allowed: &str) -> Result<()> {
+        match self {
+            Inputs::Json(fields) => fields.finish(allowed),
+            Inputs::Npz { arrays, taken, .. } => {
+                match arrays.keys().find(|k| !taken.contains(&k.as_str())) {
+                    Some(extra) => Err(Error::invalid(
+                        self.place(extra),
+                        format!("unknown array; {allowed}"),
+                    )),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The array `key` of an archive, marked as read.
+    fn array(&mut self, key: &'static str) -> Result<&npz::Array> {
+        let place = self.place(key);
+        match self {
+            Inputs::Json(_) => Err(Error::invalid(place, "not an archive")),
+            Inputs::Npz { arrays, taken, .. } => {
+                taken.push(key);
+                arrays
+                    .get(key)
+                    .ok_or_else(|| Error::invalid(place, "missing from the archive"))
+            }
+        }
+    }
+
+    /// A non-empty matrix of finite numbers.
+    fn matrix(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+        let place = self.place(key);
+        if let Inputs::Json(fields) = self {
+            return matrix(fields.required(key)?, &place);
+        }
+        let a = self.array(key)?;
+        let (npz::Data::Float(values), [rows, cols]) = (&a.data, a.shape.as_slice()) else {
+            return Err(Error::invalid(
+                place,
+                format!(
+                    "expected a 2-dimensional float64 or float32 array, got shape {:?} of {}",
+                    a.shape,
+                    if matches!(a.data, npz::Data::Float(_)) {
+                        "floats"
+                    } else {
+                        "non-floats"
+                    }
+                ),
+            ));
+        };
+        if *rows == 0 {
+            return Err(Error::invalid(place, "is empty; a batch needs N ≥ 1 rows"));
+        }
+        if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                format!("{place}[{}][{}]", k / cols, k % cols),
+                format!("is {}; inputs must be finite", values[k]),
+            ));
+        }
+        Matrix::from_vec(*rows, *cols, values.clone())
+            .ok_or_else(|| Error::invalid(place, "inconsistent shape"))
+    }
+
+    /// A matrix whose rows are normalized by the loss: every row needs a non-zero norm.
+    fn unit_rows(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+        let place = self.place(key);
+        let m = self.matrix(key)?;
+        if let Some(i) = (0..m.rows()).find(|&i| m.row(i).iter().all(|&x| x == 0.0)) {
+            return Err(Error::invalid(
+                format!("{place}[{i}]"),
+                "is a zero-norm row; cos θ = w·x / (‖w‖‖x‖) is undefined for it (SPEC §1, undefined points)",
+            ));
+        }
+        Ok(m)
+    }
+
+    /// A logits matrix: N ≥ 1 rows of C ≥ 2 finite numbers.
+    fn logits(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+        let place = self.place(key);
+        let m = self.matrix(key)?;
+        if m.cols() < 2 {
+            return Err(Error::invalid(
+                place,
+                format!("has C = {} class(es); a softmax needs C ≥ 2", m.cols()),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// Labels: exactly `n` integers in `0..c`.
+    fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
+        let place = self.place(key);
+        if let Inputs::Json(fields) = self {
+            return json_labels(fields.required(key)?, &place, n, c);
+        }
+        let a = self.array(key)?;
+        let npz::Data::Int(values) = &a.data else {
+            return Err(Error::invalid(
+                place,
+                "expected an integer array of class indices",
+            ));
+        };
+        if a.shape.len() != 1 {
+            return Err(Error::invalid(
+                place,
+                format!("expected a 1-dimensional array, got shape {:?}", a.shape),
+            ));
+        }
+        if values.len() != n {
+            return Err(Error::invalid(
+                &place,
+                format!("has {} labels but the batch has N = {n} rows", values.len()),
+            ));
+        }
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &k)| match usize::try_from(k) {
+                Ok(k) if k < c => Ok(k),
+                _ => Err(Error::invalid(
+                    format!("{place}[{i}]"),
+                    format!("label {k} is out of range 0..{c} (C = {c})"),
+                )),
+            })
+            .collect()
+    }
 }

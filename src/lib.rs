@@ -33,6 +33,7 @@ pub mod error;
 pub mod fast;
 pub mod matrix;
 pub mod mp;
+pub mod npz;
 pub mod numdiff;
 pub mod precision;
 pub mod reference;

@@ -23,6 +23,13 @@ enum Command {
         /// Also print every value's binary64 rounding in hexadecimal (key `binary64`).
         #[arg(long)]
         binary64: bool,
+        /// Write the answer to this .npz instead of printing it: `outputs/NAME` and
+        /// `gradients/NAME` (binary64), `binary32/…` (binary32); the certificate is printed.
+        #[arg(long, value_name = "FILE.npz")]
+        output: Option<String>,
+        /// With --output, also store the decimal strings (`decimal/…`).
+        #[arg(long, requires = "output")]
+        decimals: bool,
     },
     /// Time the fused forward + backward of a normalized-margin loss against the three plain
     /// GEMMs of the same shapes (X·Wᵀ, G·W, Gᵀ·X), in the same run, and print JSON with both
@@ -74,7 +81,15 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Eval { case, binary64 } => cli::eval::run(&case, binary64),
+        Command::Eval {
+            case,
+            binary64,
+            output,
+            decimals,
+        } => match output {
+            Some(file) => cli::eval::run_to_npz(&case, &file, decimals),
+            None => cli::eval::run(&case, binary64),
+        },
         Command::Bench {
             loss,
             batch,

@@ -1,19 +1,96 @@
-//! `lossref eval CASE.json|-`: the certified answer of one case (SPEC §3).
+//! `lossref eval CASE.json|- [--output FILE.npz]`: the certified answer of one case (SPEC §3).
 
-use crate::case::{parse_case, MAX_CASE_BYTES};
+use crate::answer::Tensor;
+use crate::case::{parse_case_in, MAX_CASE_BYTES};
 use crate::error::Result;
+use crate::mp::certify::{Certified, CertifiedAnswer};
+use crate::npz::{self, Array, Data};
 use crate::reference::certified;
 use crate::report::eval_json;
+use serde_json::json;
+use std::path::Path;
 
 /// Evaluates the case in `path` (or standard input for `-`) and returns the JSON text.
+/// A case whose `inputs` name a `.npz` archive reads it relative to the case file's
+/// directory (the current directory for standard input).
 ///
 /// # Errors
 /// Unreadable input, invalid JSON or case (naming the place), or a value that cannot be
 /// certified below the precision cap.
 pub fn run(path: &str, with_binary64: bool) -> Result<String> {
-    let text = super::read_input(path, MAX_CASE_BYTES)?;
-    let case = parse_case(&text)?;
-    let answer = certified(&case)?;
-    let json = eval_json(case.loss(), &answer, with_binary64);
+    let answer = evaluate(path)?;
+    let json = eval_json(answer.0, &answer.1, with_binary64);
     Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
+}
+
+fn evaluate(path: &str) -> Result<(crate::spec::LossId, CertifiedAnswer)> {
+    let text = super::read_input(path, MAX_CASE_BYTES)?;
+    let base = match Path::new(path).parent() {
+        Some(dir) if path != "-" && !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let case = parse_case_in(&text, base)?;
+    Ok((case.loss(), certified(&case)?))
+}
+
+/// Evaluates the case and writes its answer to the `.npz` at `output` instead of printing
+/// it: `outputs/NAME` and `gradients/NAME` hold the binary64 roundings,
+/// `binary32/outputs/NAME` and `binary32/gradients/NAME` the binary32 roundings (each
+/// decided from the enclosure, not rounded twice), and with `decimals` also
+/// `decimal/outputs/NAME` and `decimal/gradients/NAME` the decimal strings. Returns the JSON
+/// that is still printed: the loss, the file and the certificate.
+///
+/// # Errors
+/// As [`run`], and a file that cannot be written.
+pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
+    let (loss, answer) = evaluate(path)?;
+    npz::write(Path::new(output), &answer_arrays(&answer, decimals))?;
+    let json = json!({
+        "loss": loss.as_str(),
+        "output": output,
+        "certificate": {
+            "tier": answer.certificate.tier.as_str(),
+            "precision_bits": answer.certificate.precision_bits,
+        },
+    });
+    Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
+}
+
+/// The arrays of an answer, in the layout of [`run_to_npz`].
+pub fn answer_arrays(answer: &CertifiedAnswer, decimals: bool) -> Vec<(String, Array)> {
+    let shape = |t: &Tensor<Certified>| match t {
+        Tensor::Scalar(_) => vec![],
+        Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+    };
+    let mut out = Vec::new();
+    for (section, name, t) in answer.answer.sections() {
+        let values = t.values();
+        out.push((
+            format!("{section}/{name}"),
+            Array {
+                shape: shape(t),
+                data: Data::Float(values.iter().map(|c| c.f64).collect()),
+                was_f32: false,
+            },
+        ));
+        out.push((
+            format!("binary32/{section}/{name}"),
+            Array {
+                shape: shape(t),
+                data: Data::Float(values.iter().map(|c| f64::from(c.f32)).collect()),
+                was_f32: true,
+            },
+        ));
+        if decimals {
+            out.push((
+                format!("decimal/{section}/{name}"),
+                Array {
+                    shape: shape(t),
+                    data: Data::Text(values.iter().map(|c| c.decimal.clone()).collect()),
+                    was_f32: false,
+                },
+            ));
+        }
+    }
+    out
 }

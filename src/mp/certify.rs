@@ -123,6 +123,10 @@ pub struct Certified {
     /// The binary64 that the value rounds to (tier `correctly_rounded`), or the nearest
     /// double to the enclosure's midpoint (tier `faithful`).
     pub f64: f64,
+    /// The binary32 that the value rounds to, decided the same way (a `correctly_rounded`
+    /// value is correctly rounded to binary32 too; a `faithful` one may be only faithful
+    /// there). Not a rounding of [`Certified::f64`], which could round twice.
+    pub f32: f32,
     /// The claim this value makes.
     pub tier: Tier,
     /// [`DECIMAL_DIGITS`] significant digits, true to within one unit of the last digit.
@@ -154,6 +158,20 @@ fn rounds_to_one_double(iv: &Interval) -> Option<f64> {
     // `==` identifies −0 and +0; an enclosure of a value too small for binary64 rounds to
     // a zero of either sign, and the value's own sign is taken from the midpoint.
     (a == b && !a.is_nan()).then(|| iv.mid().to_f64_round(Round::Nearest))
+}
+
+/// Round-to-nearest of both ends agrees in binary32.
+fn rounds_to_one_float(iv: &Interval) -> Option<f32> {
+    let a = iv.lo().to_f32_round(Round::Nearest);
+    let b = iv.hi().to_f32_round(Round::Nearest);
+    (a == b && !a.is_nan()).then(|| iv.mid().to_f32_round(Round::Nearest))
+}
+
+/// The enclosure lies within `[d, next_up(d)]` for some binary32 `d`.
+fn within_one_f32_ulp(iv: &Interval) -> bool {
+    let d = iv.lo().to_f32_round(Round::Down);
+    let u = iv.hi().to_f32_round(Round::Up);
+    d.is_finite() && u.is_finite() && (u == d || u == d.next_up())
 }
 
 /// The enclosure lies within `[d, next_up(d)]` for some double `d`.
@@ -216,23 +234,34 @@ fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified
         return None;
     }
     let decimal = decimal_string(&iv.mid(), goal.digits);
+    // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
+    let exact_zero = iv.is_point() && iv.lo().is_zero();
+    let f32_rounding = rounds_to_one_float(iv).map(|x| if exact_zero { 0.0 } else { x });
     if let Some(f64) = rounds_to_one_double(iv) {
-        // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
-        let f64 = if f64 == 0.0 && iv.is_point() {
-            0.0
-        } else {
-            f64
-        };
-        return Some(Certified {
+        let f64 = if exact_zero { 0.0 } else { f64 };
+        if let Some(f32) = f32_rounding {
+            return Some(Certified {
+                enclosure: iv.clone(),
+                f64,
+                f32,
+                tier: Tier::CorrectlyRounded,
+                decimal,
+            });
+        }
+        // The binary64 is decided but the binary32 is not (the enclosure straddles a
+        // binary32 rounding boundary): escalate, and at the cap settle for faithful.
+        return (final_try && within_one_f32_ulp(iv)).then(|| Certified {
             enclosure: iv.clone(),
             f64,
-            tier: Tier::CorrectlyRounded,
+            f32: iv.mid().to_f32_round(Round::Nearest),
+            tier: Tier::Faithful,
             decimal,
         });
     }
     (final_try && within_one_ulp(iv)).then(|| Certified {
         enclosure: iv.clone(),
         f64: iv.mid().to_f64_round(Round::Nearest),
+        f32: f32_rounding.unwrap_or_else(|| iv.mid().to_f32_round(Round::Nearest)),
         tier: Tier::Faithful,
         decimal,
     })

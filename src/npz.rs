@@ -1,0 +1,277 @@
+//! NumPy `.npz` archives (SPEC §3): large inputs that need not be JSON text, and answers
+//! written as their binary64 and binary32 roundings.
+//!
+//! Reading keeps every value exact: float64 arrays as they are, float32 widened to binary64
+//! (exact), integers as `i64`; C and Fortran order; either byte order. Every array's
+//! declared size is checked against the bytes the archive really holds before anything is
+//! allocated, so a forged header cannot exhaust memory, and the whole archive is bounded by
+//! [`MAX_NPZ_BYTES`]. Errors name the file and the array.
+
+use crate::error::{Error, ErrorKind, Result};
+use npyz::npz::{NpzArchive, NpzWriter};
+use npyz::{AutoSerialize, Deserialize, NpyFile, Order, WriterBuilder};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// The largest `.npz` archive lossref reads: 4 GiB of array data, uncompressed.
+pub const MAX_NPZ_BYTES: u64 = 4 << 30;
+
+/// An array's values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// float64 (or float32, widened exactly).
+    Float(Vec<f64>),
+    /// Any integer type.
+    Int(Vec<i64>),
+    /// Unicode strings (numpy `<U…`), written for decimal values.
+    Text(Vec<String>),
+}
+
+/// One named array: its shape (row-major) and values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    /// The shape, e.g. `[N, D]`; `[]` for a scalar.
+    pub shape: Vec<usize>,
+    /// The values in row-major (C) order.
+    pub data: Data,
+    /// True when the file stored float32 values.
+    pub was_f32: bool,
+}
+
+fn io_error(file: &str, reason: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Io, file, reason)
+}
+
+/// Reads every array of the `.npz` at `path`.
+///
+/// # Errors
+/// A file that cannot be opened or is not an `.npz`, an array of an unsupported type (only
+/// floats, integers and unicode strings are read), a pickled array, or a declared size larger than what
+/// the archive holds, each naming the file and the array.
+pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
+    let file = path.display().to_string();
+    let mut archive = NpzArchive::open(path)
+        .map_err(|e| io_error(&file, format!("cannot open as a numpy .npz archive: {e}")))?;
+    let zip = archive.zip_archive();
+    let mut total: u64 = 0;
+    let mut out = BTreeMap::new();
+    for index in 0..zip.len() {
+        let entry = zip
+            .by_index(index)
+            .map_err(|e| io_error(&file, format!("entry {index}: {e}")))?;
+        let entry_name = entry.name().to_string();
+        let Some(name) = entry_name.strip_suffix(".npy").map(str::to_string) else {
+            continue;
+        };
+        let stored = entry.size();
+        total = total.saturating_add(stored);
+        if total > MAX_NPZ_BYTES {
+            return Err(io_error(
+                &file,
+                format!("holds more than the limit of {MAX_NPZ_BYTES} bytes of arrays"),
+            ));
+        }
+        let place = format!("{file}:{name}");
+        let npy = NpyFile::new(entry.take(stored))
+            .map_err(|e| io_error(&place, format!("not a numpy array: {e}")))?;
+        out.insert(name, array(npy, stored, &place)?);
+    }
+    Ok(out)
+}
+
+fn array<R: Read>(npy: NpyFile<R>, stored: u64, place: &str) -> Result<Array> {
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| io_error(place, "a dimension does not fit in memory"))?;
+    let item = npy.dtype().num_bytes().unwrap_or(0) as u64;
+    let declared = npy.len().saturating_mul(item.max(1));
+    if declared > stored {
+        return Err(io_error(
+            place,
+            format!(
+                "declares {} values ({declared} bytes) but the archive holds only {stored} bytes",
+                npy.len()
+            ),
+        ));
+    }
+    let fortran = npy.order() == Order::Fortran;
+    let descr = npy.dtype().descr();
+    let bad_type = || {
+        io_error(
+            place,
+            format!(
+                "has dtype {descr}; lossref reads float64, float32, integer and unicode arrays"
+            ),
+        )
+    };
+    let read_err = |e: std::io::Error| io_error(place, format!("cannot read the values: {e}"));
+    let (data, was_f32) = match npy.try_data::<f64>() {
+        Ok(r) => (Data::Float(collect(r).map_err(read_err)?), false),
+        Err(npy) => match npy.try_data::<f32>() {
+            Ok(r) => (
+                Data::Float(
+                    collect(r)
+                        .map_err(read_err)?
+                        .into_iter()
+                        .map(f64::from)
+                        .collect(),
+                ),
+                true,
+            ),
+            Err(npy) => match npy.try_data::<String>() {
+                Ok(r) => (Data::Text(collect(r).map_err(read_err)?), false),
+                Err(npy) => (
+                    Data::Int(integers(npy).ok_or_else(bad_type)?.map_err(read_err)?),
+                    false,
+                ),
+            },
+        },
+    };
+    let data = if fortran && shape.len() == 2 {
+        transpose(data, shape[0], shape[1])
+    } else if fortran && shape.len() > 2 {
+        return Err(io_error(
+            place,
+            "is a Fortran-ordered array of more than 2 dimensions",
+        ));
+    } else {
+        data
+    };
+    Ok(Array {
+        shape,
+        data,
+        was_f32,
+    })
+}
+
+fn collect<T: Deserialize, R: Read>(r: npyz::NpyReader<T, R>) -> std::io::Result<Vec<T>> {
+    r.collect()
+}
+
+/// The values of an integer array of type `T`, widened to i64; the file back when its dtype
+/// is not `T`.
+fn widen<T, R>(npy: NpyFile<R>) -> std::result::Result<std::io::Result<Vec<i64>>, NpyFile<R>>
+where
+    T: Deserialize + TryInto<i64> + Copy + std::fmt::Display,
+    R: Read,
+{
+    npy.try_data::<T>().map(|r| {
+        r.map(|v| {
+            v.and_then(|x| {
+                x.try_into().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{x} does not fit in int64"),
+                    )
+                })
+            })
+        })
+        .collect()
+    })
+}
+
+/// Any integer dtype, widened to i64 (`None`: not an integer dtype).
+fn integers<R: Read>(npy: NpyFile<R>) -> Option<std::io::Result<Vec<i64>>> {
+    macro_rules! first_of {
+        ($npy:ident; $($t:ty),*) => {{
+            $(
+                let $npy = match widen::<$t, R>($npy) {
+                    Ok(values) => return Some(values),
+                    Err(file) => file,
+                };
+            )*
+            drop($npy);
+            None
+        }};
+    }
+    first_of!(npy; i64, i32, i16, i8, u64, u32, u16, u8)
+}
+
+/// One array entry of `dtype` and `shape`, its values in row-major order.
+fn entry<T, W>(
+    npz: &mut NpzWriter<W>,
+    name: &str,
+    dtype: npyz::DType,
+    shape: &[u64],
+    values: impl IntoIterator<Item = impl std::borrow::Borrow<T>>,
+) -> std::io::Result<()>
+where
+    T: npyz::Serialize + ?Sized,
+    W: std::io::Write + std::io::Seek,
+{
+    let mut w = npz
+        .array::<T>(name, Default::default())?
+        .dtype(dtype)
+        .shape(shape)
+        .begin_nd()?;
+    for v in values {
+        w.push(v.borrow())?;
+    }
+    w.finish()
+}
+
+fn transpose(data: Data, rows: usize, cols: usize) -> Data {
+    // Fortran order stores column by column: element (i, j) is at j·rows + i.
+    fn t<T: Clone>(v: Vec<T>, rows: usize, cols: usize) -> Vec<T> {
+        (0..rows * cols)
+            .map(|k| v[(k % cols) * rows + k / cols].clone())
+            .collect()
+    }
+    match data {
+        Data::Float(v) => Data::Float(t(v, rows, cols)),
+        Data::Int(v) => Data::Int(t(v, rows, cols)),
+        Data::Text(v) => Data::Text(t(v, rows, cols)),
+    }
+}
+
+/// Writes `arrays` as an uncompressed `.npz` (numpy's `savez`), in the given order:
+/// float arrays as float64, or float32 when `was_f32` is set (the values must then be
+/// binary32 numbers), integers as int64, text as fixed-width unicode.
+///
+/// # Errors
+/// The file cannot be written, naming it.
+pub fn write(path: &Path, arrays: &[(String, Array)]) -> Result<()> {
+    let file = path.display().to_string();
+    let fail = |e: std::io::Error| io_error(&file, format!("cannot write the .npz: {e}"));
+    let mut npz = NpzWriter::create(path).map_err(fail)?;
+    for (name, a) in arrays {
+        let shape: Vec<u64> = a.shape.iter().map(|&d| d as u64).collect();
+        let written = match &a.data {
+            Data::Float(v) if a.was_f32 => {
+                let dtype = <f32 as AutoSerialize>::default_dtype();
+                entry::<f32, _>(&mut npz, name, dtype, &shape, v.iter().map(|&x| x as f32))
+            }
+            Data::Float(v) => {
+                let dtype = <f64 as AutoSerialize>::default_dtype();
+                entry::<f64, _>(&mut npz, name, dtype, &shape, v.iter().copied())
+            }
+            Data::Int(v) => {
+                let dtype = <i64 as AutoSerialize>::default_dtype();
+                entry::<i64, _>(&mut npz, name, dtype, &shape, v.iter().copied())
+            }
+            Data::Text(v) => {
+                let width = v
+                    .iter()
+                    .map(|s| s.chars().count())
+                    .max()
+                    .unwrap_or(1)
+                    .max(1);
+                let dtype = npyz::DType::Plain(
+                    format!("<U{width}")
+                        .parse()
+                        .map_err(|e| io_error(&file, format!("text dtype: {e}")))?,
+                );
+                entry::<str, _>(&mut npz, name, dtype, &shape, v.iter().map(String::as_str))
+            }
+        };
+        written.map_err(fail)?;
+    }
+    npz.zip_writer()
+        .finish()
+        .map_err(|e| io_error(&file, format!("cannot finish the .npz: {e}")))?;
+    Ok(())
+}
