@@ -286,6 +286,43 @@ fn invalid_bound_arguments_exit_1_with_a_message() {
         assert!(!stderr.contains("panicked"), "{all:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{all:?} printed to stdout");
     }
+    for (args, message) in [
+        (
+            &["normface", "--classes", "100", "--scale", "1", "--evidence"][..],
+            "--evidence: T1's evidence is evaluated for at most 64 classes",
+        ),
+        (
+            &["normface", "--classes", "10", "--scale", "1", "--dim", "3"][..],
+            "--dim: is the dimension of `normface --evidence`",
+        ),
+        (
+            &[
+                "normface",
+                "--classes",
+                "10",
+                "--scale",
+                "1",
+                "--evidence",
+                "--dim",
+                "0",
+            ][..],
+            "--dim: must be between 1 and 100000",
+        ),
+        (
+            &["normface", "--table", "2..10", "--scale", "1", "--evidence"][..],
+            "--evidence: checks one bound at one number of classes",
+        ),
+    ] {
+        let mut all = vec!["bound"];
+        all.extend_from_slice(args);
+        let out = lossref(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{all:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{all:?}: expected «{message}» in {stderr}"
+        );
+    }
     // A value beyond MPFR's exponent range is uncertified (exit 3), never a wrong number.
     let out = lossref(&["bound", "normface", "--classes", "10", "--scale", "1e12"]);
     assert_eq!(
@@ -499,4 +536,67 @@ fn the_readme_plots_are_current() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn digits(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::INFINITY)
+}
+
+#[test]
+fn bound_evidence_checks_each_theorem_on_the_spot() {
+    // T1 at D = n − 1: the simplex meets the bound, and the descent gets within 1e-25
+    // without crossing.
+    let v = bound(&["normface", "--classes", "6", "--scale", "2", "--evidence"]);
+    let e = &v["evidence"];
+    assert!(
+        digits(&e["simplex"]["agrees_with_bound_to_digits"]) >= 40.0,
+        "{e}"
+    );
+    assert_eq!(e["descent"]["crossings"], 0);
+    assert_eq!(e["descent"]["dim"], 5);
+    let gap: f64 = e["descent"]["smallest_gap"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((0.0..1e-25).contains(&gap), "{e}");
+    // Below D = n − 1 there is no simplex and the gap stays clearly positive.
+    let v = bound(&[
+        "normface",
+        "--classes",
+        "6",
+        "--scale",
+        "2",
+        "--evidence",
+        "--dim",
+        "2",
+    ]);
+    let e = &v["evidence"];
+    assert_eq!(e["simplex"]["exists"], false);
+    assert_eq!(e["descent"]["crossings"], 0);
+    let gap: f64 = e["descent"]["smallest_gap"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(gap > 1e-3, "{e}");
+    // T2: the antipodal configuration reaches the ceiling.
+    let v = bound(&["normface-ceiling", "--classes", "1000", "--evidence"]);
+    assert!(digits(&v["evidence"]["agrees_with_ceiling_to_digits"]) >= 40.0);
+    assert_eq!(v["evidence"]["posterior"], v["value"]);
+    // T3: the simplex reaches P at the bound and falls below it just under.
+    let v = bound(&[
+        "cosface-scale",
+        "--classes",
+        "10",
+        "--posterior",
+        "0.9",
+        "--evidence",
+    ]);
+    assert!(digits(&v["evidence"]["agrees_with_p_to_digits"]) >= 40.0);
+    assert_eq!(v["evidence"]["which_is"], "below P");
+    // AdaCos: the simplex at √2·log(C−1) reaches the printed posterior.
+    let v = bound(&["adacos-scale", "--classes", "5", "--evidence"]);
+    assert!(digits(&v["evidence"]["agrees_with_posterior_to_digits"]) >= 40.0);
+    assert_eq!(v["evidence"]["posterior_at_scale"], v["posterior"]);
 }

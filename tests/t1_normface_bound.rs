@@ -8,7 +8,7 @@ mod common;
 
 use common::bounds::{agree_to, agreement, loss_at_f64_weights, loss_at_weights, weights};
 use common::deterministic_runner;
-use lossref::bounds::search::{descend, Descent, TiedNormFace};
+use lossref::bounds::search::{descend, seeded_start, Descent, TiedNormFace};
 use lossref::bounds::simplex::{integer_simplex, reflect, regular_simplex};
 use lossref::bounds::{normface_lower_bound, Bound, BoundId, ExactNumber};
 use lossref::matrix::Matrix;
@@ -255,17 +255,6 @@ fn t1_the_gap_grows_quadratically_away_from_the_simplex() {
     }
 }
 
-/// A deterministic start: entries from a fixed sequence.
-fn start(n: usize, d: usize, seed: u64) -> Matrix<f64> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    Matrix::from_fn(n, d, |_, _| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    })
-}
-
 #[test]
 fn t1_descent_approaches_the_bound_and_never_crosses_it() {
     let plan = Descent {
@@ -284,7 +273,12 @@ fn t1_descent_approaches_the_bound_and_never_crosses_it() {
         (10, 12, 1.0),
     ] {
         let objective = TiedNormFace::new(s).unwrap();
-        let r = descend(&objective, &start(n, d, n as u64 * 31 + d as u64), &plan).unwrap();
+        let r = descend(
+            &objective,
+            &seeded_start(n, d, n as u64 * 31 + d as u64),
+            &plan,
+        )
+        .unwrap();
         assert_eq!(
             r.crossings, 0,
             "n={n} D={d} s={s}: an iterate went below the bound"
@@ -329,7 +323,7 @@ fn t1_is_strict_below_dimension_n_minus_1() {
             cap: 2048,
         };
         let best = (0..6)
-            .map(|seed| descend(&objective, &start(4, 2, seed), &plan).unwrap())
+            .map(|seed| descend(&objective, &seeded_start(4, 2, seed), &plan).unwrap())
             .min_by(|a, b| a.loss.total_cmp(&b.loss))
             .unwrap();
         let square = 2.0 * (-s).exp().ln_1p();
@@ -357,7 +351,7 @@ fn t1_is_strict_below_dimension_n_minus_1() {
             cap: 2048,
         };
         let best = (0..3)
-            .map(|seed| descend(&objective, &start(10, d, 100 + seed), &plan).unwrap())
+            .map(|seed| descend(&objective, &seeded_start(10, d, 100 + seed), &plan).unwrap())
             .min_by(|a, b| a.loss.total_cmp(&b.loss))
             .unwrap();
         assert_eq!(best.crossings, 0);

@@ -27,6 +27,7 @@
 //! assert!(value.decimal.starts_with("8.266315928710399360578892167052736"));
 //! ```
 
+pub mod evidence;
 pub mod plot;
 pub mod search;
 pub mod simplex;

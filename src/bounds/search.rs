@@ -233,3 +233,16 @@ pub fn descend(
     report.loss = loss;
     Ok(report)
 }
+
+/// A reproducible start for [`descend`]: `n` rows in R^`d` with entries in [−½, ½) from a
+/// xorshift generator seeded by `seed` (integer arithmetic only, so every machine gets the
+/// same start).
+pub fn seeded_start(n: usize, d: usize, seed: u64) -> Matrix<f64> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    Matrix::from_fn(n, d, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    })
+}

@@ -1,6 +1,7 @@
 //! `lossref bound NAME [options]`: a theorem bound of SPEC §2, certified to any number of
 //! digits, one value, a sweep over the number of classes, or a plot.
 
+use crate::bounds::evidence::evidence;
 use crate::bounds::plot::svg;
 use crate::bounds::{
     bound_json, log_spaced, parse_classes, parse_range, Bound, BoundId, ExactNumber,
@@ -47,6 +48,13 @@ pub struct Request {
     /// Print the --table sweep as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Check the theorem on the spot with the reference normface loss (up to 64 classes):
+    /// where the bound is tight and, for T1, a certified descent that tries to cross it.
+    #[arg(long)]
+    pub evidence: bool,
+    /// The dimension D of T1's evidence (n − 1 by default).
+    #[arg(long, allow_hyphen_values = true)]
+    pub dim: Option<String>,
 }
 
 fn parse_count(place: &str, text: &str, least: usize, most: usize) -> Result<usize> {
@@ -127,6 +135,24 @@ pub fn run(req: &Request) -> Result<String> {
             }
         };
     let bound = Bound::new(id, classes, scale, posterior)?;
+    if req.evidence && range.is_some() {
+        return Err(Error::invalid(
+            "--evidence",
+            "checks one bound at one number of classes; give --classes, not --table",
+        ));
+    }
+    let dim = match &req.dim {
+        Some(t) if req.evidence && id == BoundId::NormFace => {
+            Some(parse_count("--dim", t, 1, 100_000)?)
+        }
+        Some(_) => {
+            return Err(Error::invalid(
+                "--dim",
+                "is the dimension of `normface --evidence`; give --evidence too",
+            ))
+        }
+        None => None,
+    };
     if let Some(path) = &req.plot {
         let (from, to) = range.unwrap_or(DEFAULT_PLOT_RANGE);
         let text = svg(&bound, from, to)?;
@@ -155,7 +181,10 @@ pub fn run(req: &Request) -> Result<String> {
         None if req.plot.is_some() && req.classes.is_none() => Ok(String::new()),
         None => {
             let answer = bound.certified(goal)?;
-            let v = bound_json(&bound, &answer, goal);
+            let mut v = bound_json(&bound, &answer, goal);
+            if req.evidence {
+                v["evidence"] = evidence(&bound, dim, goal)?;
+            }
             Ok(serde_json::to_string_pretty(&v).unwrap_or_else(|_| v.to_string()))
         }
     }
