@@ -29,6 +29,7 @@ pub mod bench;
 pub mod bounds;
 pub mod case;
 pub mod cli;
+pub mod corpus;
 pub mod error;
 pub mod fast;
 pub mod matrix;

@@ -76,6 +76,12 @@ enum Command {
     /// 0 on success, 1 for an invalid argument, 2 for a usage error, 3 when a value cannot be
     /// certified below the precision cap.
     Bound(cli::bound::Request),
+    /// The conformance corpus (SPEC §4): build it (deterministically, in parallel, with
+    /// --shard K/N for a split build), verify it against a fresh build, merge a split
+    /// build's manifests, or export the corpus this binary embeds into DIR.
+    ///
+    /// Exit status: 0 on success, 1 when verify finds a difference or an action fails.
+    Corpus(cli::corpus::Request),
 }
 
 fn main() {
@@ -116,6 +122,7 @@ fn main() {
             seed,
         }),
         Command::Bound(request) => cli::bound::run(&request),
+        Command::Corpus(request) => cli::corpus::run(&request),
     };
     match result {
         Ok(text) if text.is_empty() => {}

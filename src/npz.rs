@@ -203,8 +203,12 @@ where
     T: npyz::Serialize + ?Sized,
     W: std::io::Write + std::io::Seek,
 {
+    // Stored (numpy's savez) with a fixed timestamp, so equal arrays give equal bytes.
+    let options = zip::write::FileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .last_modified_time(zip::DateTime::default());
     let mut w = npz
-        .array::<T>(name, Default::default())?
+        .array::<T>(name, options)?
         .dtype(dtype)
         .shape(shape)
         .begin_nd()?;
@@ -228,7 +232,8 @@ fn transpose(data: Data, rows: usize, cols: usize) -> Data {
     }
 }
 
-/// Writes `arrays` as an uncompressed `.npz` (numpy's `savez`), in the given order:
+/// Writes `arrays` as an uncompressed `.npz` (numpy's `savez`), in the given order, with
+/// fixed timestamps so that the same arrays always give the same bytes:
 /// float arrays as float64, or float32 when `was_f32` is set (the values must then be
 /// binary32 numbers), integers as int64, text as fixed-width unicode.
 ///

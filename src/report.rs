@@ -3,6 +3,7 @@
 
 use crate::answer::{Answer, Tensor};
 use crate::mp::certify::{Certified, CertifiedAnswer};
+use crate::npz::{Array, Data};
 use crate::spec::LossId;
 use serde_json::{json, Map, Value};
 
@@ -81,4 +82,45 @@ pub fn hex_f64(x: f64) -> String {
     } else {
         format!("{sign}0x{lead}.{digits}p{e:+}")
     }
+}
+
+/// The arrays of a certified answer as `lossref eval --output` writes them (SPEC §3):
+/// `outputs/NAME` and `gradients/NAME` (binary64), `binary32/…` (binary32) and, with
+/// `decimals`, `decimal/…` (the decimal strings).
+pub fn answer_arrays(answer: &CertifiedAnswer, decimals: bool) -> Vec<(String, Array)> {
+    let shape = |t: &Tensor<Certified>| match t {
+        Tensor::Scalar(_) => vec![],
+        Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+    };
+    let mut out = Vec::new();
+    for (section, name, t) in answer.answer.sections() {
+        let values = t.values();
+        out.push((
+            format!("{section}/{name}"),
+            Array {
+                shape: shape(t),
+                data: Data::Float(values.iter().map(|c| c.f64).collect()),
+                was_f32: false,
+            },
+        ));
+        out.push((
+            format!("binary32/{section}/{name}"),
+            Array {
+                shape: shape(t),
+                data: Data::Float(values.iter().map(|c| f64::from(c.f32)).collect()),
+                was_f32: true,
+            },
+        ));
+        if decimals {
+            out.push((
+                format!("decimal/{section}/{name}"),
+                Array {
+                    shape: shape(t),
+                    data: Data::Text(values.iter().map(|c| c.decimal.clone()).collect()),
+                    was_f32: false,
+                },
+            ));
+        }
+    }
+    out
 }

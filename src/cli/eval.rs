@@ -1,12 +1,11 @@
 //! `lossref eval CASE.json|- [--output FILE.npz]`: the certified answer of one case (SPEC §3).
 
-use crate::answer::Tensor;
 use crate::case::{parse_case_in, MAX_CASE_BYTES};
 use crate::error::Result;
-use crate::mp::certify::{Certified, CertifiedAnswer};
-use crate::npz::{self, Array, Data};
+use crate::mp::certify::CertifiedAnswer;
+use crate::npz;
 use crate::reference::certified;
-use crate::report::eval_json;
+use crate::report::{answer_arrays, eval_json};
 use serde_json::json;
 use std::path::Path;
 
@@ -54,43 +53,4 @@ pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
         },
     });
     Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
-}
-
-/// The arrays of an answer, in the layout of [`run_to_npz`].
-pub fn answer_arrays(answer: &CertifiedAnswer, decimals: bool) -> Vec<(String, Array)> {
-    let shape = |t: &Tensor<Certified>| match t {
-        Tensor::Scalar(_) => vec![],
-        Tensor::Matrix(m) => vec![m.rows(), m.cols()],
-    };
-    let mut out = Vec::new();
-    for (section, name, t) in answer.answer.sections() {
-        let values = t.values();
-        out.push((
-            format!("{section}/{name}"),
-            Array {
-                shape: shape(t),
-                data: Data::Float(values.iter().map(|c| c.f64).collect()),
-                was_f32: false,
-            },
-        ));
-        out.push((
-            format!("binary32/{section}/{name}"),
-            Array {
-                shape: shape(t),
-                data: Data::Float(values.iter().map(|c| f64::from(c.f32)).collect()),
-                was_f32: true,
-            },
-        ));
-        if decimals {
-            out.push((
-                format!("decimal/{section}/{name}"),
-                Array {
-                    shape: shape(t),
-                    data: Data::Text(values.iter().map(|c| c.decimal.clone()).collect()),
-                    was_f32: false,
-                },
-            ));
-        }
-    }
-    out
 }

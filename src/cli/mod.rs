@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bound;
+pub mod corpus;
 pub mod eval;
 
 use crate::error::{Error, ErrorKind, Result};

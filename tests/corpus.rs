@@ -1,0 +1,307 @@
+//! The committed conformance corpus (`fixtures/corpus`, SPEC §4): a fresh build of any shard
+//! gives the same bytes, the manifest of a split build merges into the committed one, every
+//! tagged regime is really reached, the binary embeds and exports the same files, and the
+//! commands fail cleanly. (`.ci/run` verifies the whole corpus with `lossref corpus verify`.)
+
+use lossref::corpus::generate::{all_cases, Dtype};
+use lossref::corpus::{self, case_file, Shard, VERSION};
+use lossref::npz::{self, Data};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(corpus::COMMITTED)
+}
+
+fn manifest() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(root().join("manifest.json")).unwrap()).unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("lossref-corpus-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn a_fresh_build_of_a_shard_has_the_committed_bytes() {
+    // Two of 24 shards (every 24th case), rebuilt and compared entry by entry and byte by byte.
+    for k in [1, 13] {
+        let shard = Shard {
+            index: k,
+            count: 24,
+        };
+        let summary = corpus::verify(&root(), shard).unwrap();
+        assert!(summary.mismatches.is_empty(), "{:?}", summary.mismatches);
+        assert!(
+            summary.cases >= 15,
+            "shard {k}/24 has {} cases",
+            summary.cases
+        );
+    }
+}
+
+#[test]
+fn split_manifests_merge_into_the_committed_manifest() {
+    // The parts a 3-way split build writes, made from the committed entries, merge into the
+    // very bytes of manifest.json.
+    let m = manifest();
+    let dir = scratch("merge");
+    let cases = m["cases"].as_array().unwrap();
+    for k in 1..=3 {
+        let part: Vec<Value> = cases
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == k - 1)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let text = serde_json::to_string_pretty(&serde_json::json!({"cases": part})).unwrap();
+        std::fs::write(dir.join(format!("manifest.part-{k}-of-3.json")), text).unwrap();
+    }
+    corpus::merge(&dir).unwrap();
+    let merged = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    assert_eq!(
+        merged,
+        std::fs::read_to_string(root().join("manifest.json")).unwrap()
+    );
+    assert!(
+        !dir.join("manifest.part-1-of-3.json").exists(),
+        "the parts are removed"
+    );
+    // an incomplete split is refused
+    std::fs::write(dir.join("manifest.part-1-of-2.json"), "{\"cases\": []}").unwrap();
+    let err = corpus::merge(&dir).unwrap_err();
+    assert!(err.reason.contains("needs the parts 1 … 2"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_manifest_lists_every_generated_case_with_its_provenance() {
+    let m = manifest();
+    assert_eq!(m["version"], VERSION);
+    let ids: Vec<&str> = m["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    let generated: Vec<String> = all_cases().into_iter().map(|g| g.id).collect();
+    assert_eq!(ids, generated);
+    for c in m["cases"].as_array().unwrap() {
+        for key in [
+            "id",
+            "loss",
+            "dtype",
+            "params",
+            "tags",
+            "generator",
+            "seed",
+            "shapes",
+            "arrays",
+            "sha256",
+            "reference",
+        ] {
+            assert!(c.get(key).is_some(), "{}: no {key}", c["id"]);
+        }
+        assert_eq!(c["arrays"], case_file(c["id"].as_str().unwrap()));
+        assert!(c["generator"]["name"].is_string());
+        assert!(
+            ["correctly_rounded", "faithful"].contains(&c["reference"]["tier"].as_str().unwrap())
+        );
+    }
+    // every loss of SPEC §1, both dtypes, and the large-C cases
+    for loss in lossref::spec::SPEC_LOSSES {
+        for dtype in ["float32", "float64"] {
+            assert!(
+                m["cases"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["loss"] == *loss && c["dtype"] == dtype),
+                "no {loss} {dtype} case"
+            );
+        }
+    }
+    assert!(m["counts"]["by_tag"]["scale:large-C"].as_u64().unwrap() >= 8);
+}
+
+fn array(c: &Value, name: &str) -> (Vec<usize>, Vec<f64>) {
+    let arrays = npz::read(&root().join(c["arrays"].as_str().unwrap())).unwrap();
+    let a = &arrays[name];
+    let values = match &a.data {
+        Data::Float(v) => v.clone(),
+        Data::Int(v) => v.iter().map(|&x| x as f64).collect(),
+        Data::Text(_) => panic!("{name} is text"),
+    };
+    (a.shape.clone(), values)
+}
+
+/// cos θ_iy of every row of a margin case, in binary64.
+fn target_cosines(c: &Value) -> Vec<f64> {
+    let (xs, x) = array(c, "inputs/features");
+    let (_, w) = array(c, "inputs/weights");
+    let (_, labels) = array(c, "inputs/labels");
+    let d = xs[1];
+    (0..xs[0])
+        .map(|i| {
+            let xi = &x[i * d..(i + 1) * d];
+            let y = labels[i] as usize;
+            let wy = &w[y * d..(y + 1) * d];
+            let dot: f64 = xi.iter().zip(wy).map(|(a, b)| a * b).sum();
+            let n = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+            dot / (n(xi) * n(wy))
+        })
+        .collect()
+}
+
+#[test]
+fn every_tagged_regime_is_reached() {
+    let m = manifest();
+    let mut checked = 0;
+    for c in m["cases"].as_array().unwrap() {
+        let tags: Vec<&str> = c["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let f32 = c["dtype"] == "float32";
+        let margin = c["params"]["margin"].as_f64().unwrap_or(0.0);
+        for tag in tags {
+            let ok = match tag {
+                "edge:acos-near-1" => target_cosines(c)
+                    .iter()
+                    .all(|&v| 1.0 - v <= if f32 { 2e-3 } else { 2e-4 }),
+                "edge:acos-near-minus-1" => target_cosines(c)
+                    .iter()
+                    .all(|&v| 1.0 + v <= if f32 { 2e-3 } else { 2e-4 }),
+                "edge:easy-switch" => target_cosines(c).iter().all(|&v| v.abs() <= 2e-3),
+                "edge:thmm-switch" => target_cosines(c)
+                    .iter()
+                    .all(|&v| (v.acos() - (std::f64::consts::PI - margin)).abs() <= 2e-2),
+                "edge:tiny-norm" | "edge:huge-norm" => {
+                    let (s, x) = array(c, "inputs/features");
+                    let norms: Vec<f64> = x
+                        .chunks(s[1])
+                        .map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt())
+                        .collect();
+                    let (lo, hi) = if tag == "edge:tiny-norm" {
+                        (0.0, 1e-11)
+                    } else {
+                        (999.0, f64::INFINITY)
+                    };
+                    norms.iter().all(|n| (lo..=hi).contains(n))
+                }
+                "scale:large-C" => {
+                    let name = if c["loss"] == "softmax_ce" {
+                        "inputs/logits"
+                    } else {
+                        "inputs/weights"
+                    };
+                    let (s, _) = array(c, name);
+                    s[if c["loss"] == "softmax_ce" { 1 } else { 0 }] >= 10_000
+                }
+                _ => true,
+            };
+            assert!(ok, "{}: not in its regime {tag}", c["id"]);
+            checked += 1;
+        }
+        // a float32 case holds float32 inputs
+        if f32 {
+            let arrays = npz::read(&root().join(c["arrays"].as_str().unwrap())).unwrap();
+            for (name, a) in &arrays {
+                if name.starts_with("inputs/") && name != "inputs/labels" {
+                    assert!(a.was_f32, "{}: {name} is not float32", c["id"]);
+                }
+            }
+        }
+    }
+    assert!(checked > 400);
+    let _ = Dtype::ALL;
+}
+
+#[test]
+fn the_binary_embeds_the_committed_corpus_and_exports_it() {
+    let dir = scratch("export");
+    let out = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .args(["corpus", "export", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut files = 0;
+    for (name, bytes) in corpus::embedded() {
+        assert_eq!(&std::fs::read(root().join(name)).unwrap(), bytes, "{name}");
+        assert_eq!(&std::fs::read(dir.join(name)).unwrap(), bytes, "{name}");
+        files += 1;
+    }
+    assert_eq!(files, manifest()["cases"].as_array().unwrap().len() + 1);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn corpus_commands_fail_cleanly() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lossref"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (args, message) in [
+        (vec!["corpus", "bake"], "unknown action `bake`"),
+        (
+            vec!["corpus", "verify", "--shard", "0/3"],
+            "--shard: expected K/N with 1 ≤ K ≤ N",
+        ),
+        (
+            vec!["corpus", "verify", "--shard", "4/3"],
+            "--shard: expected K/N",
+        ),
+        (vec!["corpus", "export"], "needs the destination directory"),
+        (
+            vec!["corpus", "verify", "/nonexistent-corpus"],
+            "manifest.json: cannot read",
+        ),
+    ] {
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: expected «{message}» in {stderr}"
+        );
+    }
+    // a tampered copy fails verify, naming the case
+    let dir = scratch("tampered");
+    let m = manifest();
+    let first = &m["cases"][0];
+    let file = first["arrays"].as_str().unwrap();
+    std::fs::copy(root().join("manifest.json"), dir.join("manifest.json")).unwrap();
+    std::fs::create_dir_all(dir.join(file).parent().unwrap()).unwrap();
+    let mut bytes = std::fs::read(root().join(file)).unwrap();
+    let last = bytes.len() - 30;
+    bytes[last] ^= 1;
+    std::fs::write(dir.join(file), bytes).unwrap();
+    let out = run(&[
+        "corpus",
+        "verify",
+        dir.to_str().unwrap(),
+        "--shard",
+        "1/430",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: {file} differs from a fresh build",
+            first["id"].as_str().unwrap()
+        )),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
