@@ -82,6 +82,32 @@ enum Command {
     ///
     /// Exit status: 0 on success, 1 when verify finds a difference or an action fails.
     Corpus(cli::corpus::Request),
+    /// Judge an implementation's results (JSON or .npz, SPEC §4) against the conformance
+    /// corpus: a verdict per case, a summary table, diagnoses of failures, and optionally JSON
+    /// and JUnit reports.
+    ///
+    /// Exit status: 0 when every case passes, 1 when one fails, 2 for bad input or usage.
+    Check(cli::check::CheckRequest),
+    /// Run lossref's own fast f32/f64 paths over the corpus through the same judge and print
+    /// the table per loss, output and dtype.
+    ///
+    /// Exit status: 0 when every case passes, 1 when one fails, 2 for bad input.
+    Report(cli::check::ReportRequest),
+}
+
+/// Prints a judgement and exits 1 when it failed; its input errors exit 2.
+fn judged(result: lossref::error::Result<(String, bool)>) -> lossref::error::Result<String> {
+    match result {
+        Ok((text, true)) => Ok(text),
+        Ok((text, false)) => {
+            println!("{text}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("lossref: error: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn main() {
@@ -123,6 +149,8 @@ fn main() {
         }),
         Command::Bound(request) => cli::bound::run(&request),
         Command::Corpus(request) => cli::corpus::run(&request),
+        Command::Check(request) => judged(cli::check::run_check(&request)),
+        Command::Report(request) => judged(cli::check::run_report(&request)),
     };
     match result {
         Ok(text) if text.is_empty() => {}

@@ -51,8 +51,26 @@ fn io_error(file: &str, reason: impl Into<String>) -> Error {
 /// the archive holds, each naming the file and the array.
 pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
     let file = path.display().to_string();
-    let mut archive = NpzArchive::open(path)
+    let archive = NpzArchive::open(path)
         .map_err(|e| io_error(&file, format!("cannot open as a numpy .npz archive: {e}")))?;
+    read_archive(archive, &file)
+}
+
+/// [`read`] for an archive held in memory (the embedded corpus); `file` names it in errors.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_bytes(bytes: &[u8], file: &str) -> Result<BTreeMap<String, Array>> {
+    let archive = NpzArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| io_error(file, format!("cannot open as a numpy .npz archive: {e}")))?;
+    read_archive(archive, file)
+}
+
+fn read_archive<R: Read + std::io::Seek>(
+    mut archive: NpzArchive<R>,
+    file: &str,
+) -> Result<BTreeMap<String, Array>> {
+    let file = file.to_string();
     let zip = archive.zip_archive();
     let mut total: u64 = 0;
     let mut out = BTreeMap::new();

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bound;
+pub mod check;
 pub mod corpus;
 pub mod eval;
 

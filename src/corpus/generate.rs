@@ -342,6 +342,7 @@ pub fn all_cases() -> Vec<Generated> {
 
 /// Adds `count` cases of `name` in `regime`, each from `build(draw, k)` → (params, inputs,
 /// generator description).
+#[allow(clippy::too_many_arguments)]
 fn push(
     out: &mut Vec<Generated>,
     dtype: Dtype,

@@ -3,6 +3,7 @@
 //! recorded in [`crate::precision`], which the test suite measures against the reference.
 
 pub mod center;
+pub mod dispatch;
 pub mod distill;
 pub mod normalized;
 pub mod psi;

@@ -1,0 +1,198 @@
+//! `lossref check` and `lossref report`: results judged against the conformance corpus
+//! (SPEC §4), and lossref's own fast paths judged the same way.
+
+use crate::check::junit::junit;
+use crate::check::{check, read_expectations, CheckReport, Corpus, Groups, Results};
+use crate::corpus::generate::Dtype;
+use crate::error::{Error, ErrorKind, Result};
+use crate::fast::dispatch::evaluate;
+use std::path::Path;
+
+/// `lossref check` as typed.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CheckRequest {
+    /// The results file: JSON or .npz (SPEC §4).
+    #[arg(long)]
+    pub results: String,
+    /// The corpus directory (default: the corpus this binary embeds).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// Also write the full report as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<String>,
+    /// Also write JUnit XML to this file.
+    #[arg(long, value_name = "OUT")]
+    pub junit: Option<String>,
+    /// An expectation file (xfail and skip entries with reasons).
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<String>,
+    /// Skip the diagnosis of failures (faster on large failing results).
+    #[arg(long)]
+    pub no_diagnosis: bool,
+}
+
+/// `lossref report` as typed.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ReportRequest {
+    /// The corpus directory (default: the corpus this binary embeds).
+    #[arg(long)]
+    pub corpus: Option<String>,
+    /// An expectation file for the fast paths.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<String>,
+    /// Print the full report as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the fast paths' results as a SPEC §4 results file (an example of the
+    /// format, and input for `lossref check`).
+    #[arg(long, value_name = "FILE")]
+    pub write_results: Option<String>,
+}
+
+fn write(path: &str, text: &str) -> Result<()> {
+    std::fs::write(path, text)
+        .map_err(|e| Error::new(ErrorKind::Io, path, format!("cannot write: {e}")))
+}
+
+fn finish(report: &CheckReport, json: Option<&str>, junit_out: Option<&str>) -> Result<()> {
+    if let Some(p) = json {
+        write(
+            p,
+            &(serde_json::to_string_pretty(&report.json()).unwrap_or_default() + "\n"),
+        )?;
+    }
+    if let Some(p) = junit_out {
+        write(p, &junit(report))?;
+    }
+    Ok(())
+}
+
+/// Runs `lossref check`: the text report, and whether everything passed.
+///
+/// # Errors
+/// Unreadable or malformed results, corpus or expectations (exit status 2).
+pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
+    let corpus = Corpus::load(req.corpus.as_deref().map(Path::new))?;
+    let results = Results::read(Path::new(&req.results))?;
+    let unknown: Vec<&String> = results
+        .values
+        .keys()
+        .filter(|id| !corpus.cases.iter().any(|c| &c.id == *id))
+        .collect();
+    if let Some(id) = unknown.first() {
+        return Err(Error::invalid(
+            format!("{}: results.{id}", req.results),
+            format!(
+                "is not a case of corpus {} ({} such ids)",
+                corpus.version,
+                unknown.len()
+            ),
+        ));
+    }
+    let expectations = match &req.expect {
+        Some(p) => read_expectations(Path::new(p))?,
+        None => vec![],
+    };
+    let report = check(&corpus, &results, &expectations, !req.no_diagnosis)?;
+    finish(&report, req.json.as_deref(), req.junit.as_deref())?;
+    Ok((report.text(), report.passed()))
+}
+
+/// The fast paths' results over the corpus, each case in its own dtype.
+///
+/// # Errors
+/// A corpus case that cannot be loaded.
+pub fn fast_results(corpus: &Corpus) -> Result<Results> {
+    use rayon::prelude::*;
+    let values: Vec<(String, Option<Groups>)> = corpus
+        .cases
+        .par_iter()
+        .map(|c| {
+            let loaded = corpus.load_case(c)?;
+            let answer = match c.dtype {
+                Dtype::Float32 => evaluate::<f32>(&loaded.case),
+                Dtype::Float64 => evaluate::<f64>(&loaded.case),
+            };
+            let groups = answer.ok().map(|a| {
+                a.sections()
+                    .map(|(section, name, t)| {
+                        let shape = match t {
+                            crate::answer::Tensor::Scalar(_) => vec![],
+                            crate::answer::Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+                        };
+                        (format!("{section}/{name}"), (shape, t.values().to_vec()))
+                    })
+                    .collect()
+            });
+            Ok((c.id.clone(), groups))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Results {
+        implementation: format!("lossref {} fast paths", env!("CARGO_PKG_VERSION")),
+        values: values
+            .into_iter()
+            .map(|(id, g)| (id, g.unwrap_or_default()))
+            .collect(),
+    })
+}
+
+/// Results as the SPEC §4 JSON results file.
+pub fn results_json(results: &Results) -> serde_json::Value {
+    let mut all = serde_json::Map::new();
+    for (id, groups) in &results.values {
+        let mut case = serde_json::json!({"outputs": {}, "gradients": {}});
+        for (group, (shape, values)) in groups {
+            let Some((section, name)) = group.split_once('/') else {
+                continue;
+            };
+            let number = |x: f64| {
+                if x.is_finite() {
+                    serde_json::json!(x)
+                } else {
+                    serde_json::json!(if x.is_nan() {
+                        "nan".to_string()
+                    } else if x > 0.0 {
+                        "inf".to_string()
+                    } else {
+                        "-inf".to_string()
+                    })
+                }
+            };
+            case[section][name] = match shape.as_slice() {
+                [] => number(values[0]),
+                [_, cols] => serde_json::Value::Array(
+                    values
+                        .chunks((*cols).max(1))
+                        .map(|r| serde_json::Value::Array(r.iter().map(|&x| number(x)).collect()))
+                        .collect(),
+                ),
+                _ => serde_json::Value::Array(values.iter().map(|&x| number(x)).collect()),
+            };
+        }
+        all.insert(id.clone(), case);
+    }
+    serde_json::json!({"implementation": results.implementation, "results": all})
+}
+
+/// Runs `lossref report`: the table, and whether everything passed.
+///
+/// # Errors
+/// As [`run_check`].
+pub fn run_report(req: &ReportRequest) -> Result<(String, bool)> {
+    let corpus = Corpus::load(req.corpus.as_deref().map(Path::new))?;
+    let results = fast_results(&corpus)?;
+    if let Some(path) = &req.write_results {
+        write(path, &results_json(&results).to_string())?;
+    }
+    let expectations = match &req.expect {
+        Some(p) => read_expectations(Path::new(p))?,
+        None => vec![],
+    };
+    let report = check(&corpus, &results, &expectations, false)?;
+    let text = if req.json {
+        serde_json::to_string_pretty(&report.json()).unwrap_or_default()
+    } else {
+        report.text()
+    };
+    Ok((text, report.passed()))
+}

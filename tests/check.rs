@@ -1,0 +1,626 @@
+//! `lossref check` and `lossref report` (SPEC §4): lossref's fast paths pass the whole
+//! corpus; each deliberately wrong implementation (wrong reduction, margin in degrees,
+//! missing T², thmm instead of none, missing ½, detached instead of full, W transposed)
+//! fails with the right diagnosis; a textbook softmax cross-entropy is called unstable exactly
+//! where its formula cancels; expectations, malformed results and the reports behave.
+
+use lossref::check::junit::junit;
+use lossref::check::{check, glob, Corpus, CorpusCase, Expectation, Results, Verdict};
+use lossref::cli::check::fast_results;
+use lossref::corpus::generate::Dtype;
+use lossref::fast::dispatch::evaluate;
+use lossref::spec::{Boundary, Case, Margin, MarginGrad, Reduction};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+type Groups = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
+
+fn corpus() -> Corpus {
+    Corpus::load(Some(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus"),
+    ))
+    .unwrap()
+}
+
+fn groups(a: &lossref::answer::Answer<f64>) -> Groups {
+    a.sections()
+        .map(|(section, name, t)| {
+            let shape = match t {
+                lossref::answer::Tensor::Scalar(_) => vec![],
+                lossref::answer::Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+            };
+            (format!("{section}/{name}"), (shape, t.values().to_vec()))
+        })
+        .collect()
+}
+
+/// The fast path run on each selected case after `wrong` changes it: a wrong implementation.
+fn wrong_results(
+    corpus: &Corpus,
+    select: impl Fn(&CorpusCase) -> bool,
+    wrong: impl Fn(&mut Case) + Sync,
+) -> Results {
+    let mut values = BTreeMap::new();
+    for c in corpus.cases.iter().filter(|c| select(c)) {
+        let mut case = corpus.load_case(c).unwrap().case;
+        wrong(&mut case);
+        let answer = match c.dtype {
+            Dtype::Float32 => evaluate::<f32>(&case),
+            Dtype::Float64 => evaluate::<f64>(&case),
+        };
+        if let Ok(a) = answer {
+            values.insert(c.id.clone(), groups(&a));
+        }
+    }
+    Results {
+        implementation: "a wrong implementation".into(),
+        values,
+    }
+}
+
+fn diagnosis_of(results: &Results, corpus: &Corpus, loss: &str) -> String {
+    let report = check(corpus, results, &[], true).unwrap();
+    assert!(!report.passed(), "{loss}: the wrong implementation passed");
+    report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == loss)
+        .map(|d| d.text())
+        .unwrap_or_else(|| panic!("no diagnosis for {loss}"))
+}
+
+#[test]
+fn lossref_fast_paths_pass_every_corpus_case() {
+    let corpus = corpus();
+    let results = fast_results(&corpus).unwrap();
+    let report = check(&corpus, &results, &[], false).unwrap();
+    let failing: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.verdict.is_failure())
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(failing.is_empty(), "{failing:?}\n{}", report.text());
+    assert_eq!(report.cases.len(), corpus.cases.len());
+    // the table covers every loss output in both dtypes, with room below the tolerance
+    let table = report.table();
+    assert!(table.len() >= 40, "{} rows", table.len());
+    for row in &table {
+        assert!(
+            row.max <= 1.0 && row.max.is_finite() && row.p99 <= row.max && row.median <= row.p99,
+            "{row:?}"
+        );
+    }
+}
+
+#[test]
+fn a_wrong_reduction_is_diagnosed() {
+    let corpus = corpus();
+    let r = wrong_results(
+        &corpus,
+        |c| c.id.starts_with("softmax_ce-mean/"),
+        |case| {
+            if let Case::SoftmaxCe(c) = case {
+                c.reduction = Reduction::Sum;
+            }
+        },
+    );
+    let d = diagnosis_of(&r, &corpus, "softmax_ce");
+    assert!(
+        d.starts_with("matches if the loss is a sum over the batch, not a mean"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_margin_in_degrees_is_diagnosed() {
+    let corpus = corpus();
+    let r = wrong_results(
+        &corpus,
+        |c| c.id.starts_with("arcface-none-full/random/"),
+        |case| {
+            if let Case::Normalized(c) = case {
+                if let Margin::Angular { m, boundary, grad } = c.margin {
+                    c.margin = Margin::Angular {
+                        m: m.to_radians(),
+                        boundary,
+                        grad,
+                    };
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&r, &corpus, "arcface");
+    assert!(
+        d.starts_with("matches if the margin is read in degrees"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_missing_t_squared_is_diagnosed() {
+    let corpus = corpus();
+    // α·soft + (1 − α)·CE without T²: the fast path at α = 1 divided by T², plus α = 0.
+    let mut values = BTreeMap::new();
+    for c in corpus.cases.iter().filter(|c| {
+        c.id.starts_with("distill-kl/random/")
+            || c.id.starts_with("distill-kl/edge-large-temperature/")
+    }) {
+        let Case::Distill(d) = corpus.load_case(c).unwrap().case else {
+            unreachable!()
+        };
+        let (mut soft, mut hard) = (d.clone(), d.clone());
+        soft.alpha = 1.0;
+        hard.alpha = 0.0;
+        let s = groups(&evaluate::<f64>(&Case::Distill(soft)).unwrap());
+        let h = groups(&evaluate::<f64>(&Case::Distill(hard)).unwrap());
+        let t2 = d.temperature * d.temperature;
+        let combined: Groups = s
+            .iter()
+            .map(|(k, (shape, v))| {
+                (
+                    k.clone(),
+                    (
+                        shape.clone(),
+                        v.iter()
+                            .zip(&h[k].1)
+                            .map(|(a, b)| d.alpha * a / t2 + (1.0 - d.alpha) * b)
+                            .collect(),
+                    ),
+                )
+            })
+            .collect();
+        values.insert(c.id.clone(), combined);
+    }
+    let r = Results {
+        implementation: "distillation without T²".into(),
+        values,
+    };
+    let d = diagnosis_of(&r, &corpus, "distill");
+    assert!(
+        d.starts_with("matches if the soft term is missing its T² factor"),
+        "{d}"
+    );
+}
+
+#[test]
+fn thmm_instead_of_none_is_diagnosed() {
+    let corpus = corpus();
+    let r = wrong_results(
+        &corpus,
+        |c| c.id.starts_with("arcface-none-detached/"),
+        |case| {
+            if let Case::Normalized(c) = case {
+                if let Margin::Angular { m, grad, .. } = c.margin {
+                    c.margin = Margin::Angular {
+                        m,
+                        boundary: Boundary::Thmm,
+                        grad,
+                    };
+                }
+            }
+        },
+    );
+    let report = check(&corpus, &r, &[], true).unwrap();
+    let d = report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == "arcface")
+        .map(|d| d.text())
+        .unwrap_or_default();
+    // random angles rarely pass θ = π − m, so the rules agree on most cases; where they
+    // differ (acos near −1), the diagnosis names the boundary
+    assert!(
+        d.contains("ArcFace's boundary is `thmm`, not `none`"),
+        "{d}"
+    );
+}
+
+#[test]
+fn a_missing_half_is_diagnosed() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| id.starts_with("center/"));
+    for groups in r.values.values_mut() {
+        for (name, (_, v)) in groups.iter_mut() {
+            if name != "outputs/centers_next" {
+                v.iter_mut().for_each(|x| *x *= 2.0);
+            }
+        }
+    }
+    let d = diagnosis_of(&r, &corpus, "center");
+    assert!(d.starts_with("matches if the loss is missing its ½"), "{d}");
+}
+
+#[test]
+fn a_detached_gradient_instead_of_full_is_diagnosed() {
+    let corpus = corpus();
+    let r = wrong_results(
+        &corpus,
+        |c| {
+            c.id.starts_with("arcface-easy-full/random/")
+                || c.id.starts_with("arcface-none-full/random/")
+        },
+        |case| {
+            if let Case::Normalized(c) = case {
+                if let Margin::Angular { m, boundary, .. } = c.margin {
+                    c.margin = Margin::Angular {
+                        m,
+                        boundary,
+                        grad: MarginGrad::Detached,
+                    };
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&r, &corpus, "arcface");
+    assert!(
+        d.starts_with("matches if the margin gradient is `detached`, not `full`"),
+        "{d}"
+    );
+}
+
+#[test]
+fn transposed_weights_are_diagnosed() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| id.starts_with("normface/random/"));
+    for groups in r.values.values_mut() {
+        let (shape, v) = groups.get("gradients/weights").unwrap().clone();
+        let (rows, cols) = (shape[0], shape[1]);
+        let t: Vec<f64> = (0..rows * cols)
+            .map(|k| v[(k % rows) * cols + k / rows])
+            .collect();
+        groups.insert("gradients/weights".into(), (vec![cols, rows], t));
+    }
+    let report = check(&corpus, &r, &[], true).unwrap();
+    let case = report
+        .cases
+        .iter()
+        .find(|c| c.id.starts_with("normface/random/"))
+        .unwrap();
+    assert!(
+        matches!(&case.verdict, Verdict::Missing(why) if why.contains("transpose")),
+        "{:?}",
+        case.verdict
+    );
+    let d = report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == "normface")
+        .unwrap()
+        .text();
+    assert!(
+        d.starts_with("matches if the weights are laid out D×C (transposed), not C×D"),
+        "{d}"
+    );
+}
+
+/// The textbook softmax cross-entropy, in f64: lse(z) − z_y and softmax(z) − onehot.
+fn textbook_ce(logits: &[f64], cols: usize, labels: &[usize], mean: bool) -> (f64, Vec<f64>) {
+    let n = labels.len();
+    let r = if mean { 1.0 / n as f64 } else { 1.0 };
+    let mut loss = 0.0;
+    let mut grad = vec![0.0; logits.len()];
+    for (i, row) in logits.chunks(cols).enumerate() {
+        let top = row.iter().copied().fold(f64::MIN, f64::max);
+        let sum: f64 = row.iter().map(|z| (z - top).exp()).sum();
+        let lse = top + sum.ln();
+        loss += r * (lse - row[labels[i]]);
+        for j in 0..cols {
+            grad[i * cols + j] =
+                r * ((row[j] - top).exp() / sum - f64::from(u8::from(j == labels[i])));
+        }
+    }
+    (loss, grad)
+}
+
+#[test]
+fn the_textbook_cross_entropy_is_unstable_exactly_where_it_cancels() {
+    let corpus = corpus();
+    let mut values = BTreeMap::new();
+    for c in corpus
+        .cases
+        .iter()
+        .filter(|c| c.loss == "softmax_ce" && c.dtype == Dtype::Float64)
+    {
+        let Case::SoftmaxCe(s) = corpus.load_case(c).unwrap().case else {
+            unreachable!()
+        };
+        let cols = s.logits.cols();
+        let (loss, grad) = textbook_ce(
+            s.logits.as_slice(),
+            cols,
+            &s.labels,
+            s.reduction == Reduction::Mean,
+        );
+        let mut g = Groups::new();
+        g.insert("outputs/loss".into(), (vec![], vec![loss]));
+        g.insert(
+            "gradients/logits".into(),
+            (vec![s.logits.rows(), cols], grad),
+        );
+        values.insert(c.id.clone(), g);
+    }
+    let report = check(
+        &corpus,
+        &Results {
+            implementation: "textbook".into(),
+            values,
+        },
+        &[],
+        false,
+    )
+    .unwrap();
+    for c in &report.cases {
+        if c.verdict == Verdict::NotRun {
+            continue;
+        }
+        let dominant = c.tags.iter().any(|t| t == "edge:dominant-target");
+        if dominant {
+            assert!(
+                matches!(c.verdict, Verdict::Unstable(_)),
+                "{}: {:?}",
+                c.id,
+                c.verdict
+            );
+        } else {
+            assert!(
+                !c.verdict.is_failure() || matches!(c.verdict, Verdict::Unstable(_)),
+                "{}: {:?}",
+                c.id,
+                c.verdict
+            );
+        }
+    }
+}
+
+#[test]
+fn expectations_turn_failures_into_xfails_and_catch_unexpected_passes() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    let victim = "center/random/f64-0000".to_string();
+    r.values
+        .get_mut(&victim)
+        .unwrap()
+        .get_mut("outputs/loss")
+        .unwrap()
+        .1[0] += 1.0;
+    let xfail = |case: &str| Expectation {
+        case: case.into(),
+        category: "xfail".into(),
+        reason: "known".into(),
+    };
+    let report = check(&corpus, &r, &[xfail("center/random/f64-*")], false).unwrap();
+    let verdict = |id: &str| {
+        report
+            .cases
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .verdict
+            .clone()
+    };
+    assert_eq!(verdict(&victim), Verdict::Xfail("known".into()));
+    assert!(
+        matches!(
+            verdict("center/random/f64-0001"),
+            Verdict::UnexpectedPass(_)
+        ),
+        "an expected failure that passes must be reported"
+    );
+    assert!(!report.passed());
+    let skip = Expectation {
+        case: "center/*".into(),
+        category: "skip".into(),
+        reason: "not ours".into(),
+    };
+    assert!(check(&corpus, &r, &[skip], false).unwrap().passed());
+    assert!(
+        glob("a*c*e", "abcde") && glob("*", "x") && !glob("a*z", "abc") && glob("exact", "exact")
+    );
+}
+
+#[test]
+fn missing_partial_and_malformed_results_are_verdicts_or_clean_errors() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| id.starts_with("cosface/random/"));
+    let first = r.values.keys().next().unwrap().clone();
+    r.values
+        .get_mut(&first)
+        .unwrap()
+        .remove("gradients/weights");
+    let second = r.values.keys().nth(1).unwrap().clone();
+    r.values
+        .get_mut(&second)
+        .unwrap()
+        .get_mut("outputs/loss")
+        .unwrap()
+        .1[0] = f64::NAN;
+    let report = check(&corpus, &r, &[], false).unwrap();
+    let verdict = |id: &str| {
+        report
+            .cases
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap()
+            .verdict
+            .clone()
+    };
+    assert!(matches!(verdict(&first), Verdict::Missing(_)));
+    assert_eq!(verdict(&second), Verdict::Fail);
+    assert_eq!(verdict("softmax/random/f32-0000"), Verdict::NotRun);
+    // through the binary: bad JSON, unknown ids and NaN written as JSON text exit 2
+    let dir = std::env::temp_dir().join(format!("lossref-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |text: &str| {
+        let f = dir.join("results.json");
+        std::fs::write(&f, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_lossref"))
+            .args(["check", "--results", f.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    for (text, message) in [
+        ("{\"results\": {\"nope/0\": {}}}", "is not a case of corpus"),
+        (
+            "{\"results\": {\"softmax/random/f32-0000\": {\"outputs\": {\"loss\": NaN}}}}",
+            "NaN and Infinity are not JSON",
+        ),
+        ("[1, 2", "not valid JSON"),
+        (
+            "{\"implementation\": \"x\"}",
+            "expected an object of results by case id",
+        ),
+    ] {
+        let out = run(text);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{text}: expected «{message}» in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_cli_writes_json_and_junit_and_exits_by_verdict() {
+    let corpus = corpus();
+    let dir = std::env::temp_dir().join(format!("lossref-check-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values
+        .retain(|id, _| id.starts_with("softmax_ce-mean/random/"));
+    let to_json = |r: &Results| {
+        let results: serde_json::Map<String, serde_json::Value> = r
+            .values
+            .iter()
+            .map(|(id, g)| {
+                let mut o = serde_json::json!({"outputs": {}, "gradients": {}});
+                for (name, (shape, v)) in g {
+                    let (section, n) = name.split_once('/').unwrap();
+                    o[section][n] = if shape.is_empty() {
+                        serde_json::json!(v[0])
+                    } else {
+                        serde_json::json!(v.chunks(shape[1]).collect::<Vec<_>>())
+                    };
+                }
+                (id.clone(), o)
+            })
+            .collect();
+        serde_json::json!({"implementation": "test 1.0", "results": results}).to_string()
+    };
+    let f = dir.join("good.json");
+    std::fs::write(&f, to_json(&r)).unwrap();
+    let (json_out, junit_out) = (dir.join("report.json"), dir.join("report.xml"));
+    let out = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .args([
+            "check",
+            "--results",
+            f.to_str().unwrap(),
+            "--json",
+            json_out.to_str().unwrap(),
+            "--junit",
+            junit_out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_out).unwrap()).unwrap();
+    assert_eq!(report["passed"], true);
+    assert_eq!(report["implementation"], "test 1.0");
+    let xml = std::fs::read_to_string(&junit_out).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    assert!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .count()
+            >= 4
+    );
+    assert_eq!(
+        doc.descendants()
+            .filter(|n| n.has_tag_name("failure"))
+            .count(),
+        0
+    );
+    // a wrong one (a sum where the mean is asked: N times too large) exits 1, and its JUnit
+    // failure carries the diagnosis
+    for g in r.values.values_mut() {
+        let n = g["gradients/logits"].0[0] as f64;
+        g.get_mut("outputs/loss").unwrap().1[0] *= n;
+        g.get_mut("gradients/logits")
+            .unwrap()
+            .1
+            .iter_mut()
+            .for_each(|x| *x *= n);
+    }
+    std::fs::write(&f, to_json(&r)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .args([
+            "check",
+            "--results",
+            f.to_str().unwrap(),
+            "--junit",
+            junit_out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "diagnosis softmax_ce: matches if the loss is a sum over the batch, not a mean"
+        ),
+        "{stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit_out).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let failure = doc
+        .descendants()
+        .find(|n| n.has_tag_name("failure"))
+        .unwrap();
+    assert!(failure.text().unwrap_or("").contains("sum over the batch"));
+    let _ = junit;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn log_of_softmax_instead_of_log_softmax_is_diagnosed() {
+    // log(p) in the dtype is −∞ wherever p underflows there: huge logits, a small T.
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| {
+        id.starts_with("softmax/edge-huge-logit/")
+            || id.starts_with("softmax/edge-small-temperature/")
+    });
+    for g in r.values.values_mut() {
+        let p = g["outputs/probabilities"].1.clone();
+        g.get_mut("outputs/log_probabilities").unwrap().1 = p.iter().map(|x| x.ln()).collect();
+    }
+    let report = check(&corpus, &r, &[], true).unwrap();
+    assert!(!report.passed());
+    let d = report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == "softmax")
+        .unwrap();
+    // the top explanation, for most cases: where p is a float32 subnormal the fast path's p
+    // is a few subnormal ulps from the correctly rounded one, and log magnifies that
+    let (what, k) = &d.explained_by[0];
+    assert!(
+        what.starts_with("the log-probabilities are log(softmax(z))"),
+        "{}",
+        d.text()
+    );
+    assert!(2 * k > d.examined, "{}", d.text());
+}
