@@ -624,3 +624,40 @@ fn log_of_softmax_instead_of_log_softmax_is_diagnosed() {
     );
     assert!(2 * k > d.examined, "{}", d.text());
 }
+
+#[test]
+fn the_html_page_is_self_contained_with_a_scatter_per_loss() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    for (id, g) in r.values.iter_mut() {
+        if id.starts_with("center/") {
+            for (name, (_, v)) in g.iter_mut() {
+                if name != "outputs/centers_next" {
+                    v.iter_mut().for_each(|x| *x *= 2.0);
+                }
+            }
+        }
+    }
+    let report = check(&corpus, &r, &[], true).unwrap();
+    let page = lossref::check::html::html(&report);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(page.contains("<span class=\"fail\">FAILED</span>"));
+    assert!(page.contains("matches if the loss is missing its ½"));
+    // one scatter per loss, each an SVG with a point per value and the tolerance line
+    let losses: std::collections::BTreeSet<&str> =
+        corpus.cases.iter().map(|c| c.loss.as_str()).collect();
+    for loss in &losses {
+        let start = page
+            .find(&format!("id=\"scatter-{loss}\""))
+            .unwrap_or_else(|| panic!("no scatter for {loss}"));
+        let div = &page[start..start + page[start..].find("</div>").unwrap()];
+        assert!(
+            div.contains("<svg") && div.contains("<circle") && div.contains("#FF0000"),
+            "{loss}"
+        );
+    }
+    // self-contained: nothing to fetch
+    assert!(
+        !page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("<script")
+    );
+}

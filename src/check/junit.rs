@@ -41,8 +41,10 @@ pub fn junit(report: &CheckReport) -> String {
                         g.group.clone(),
                         g.verdict.clone(),
                         format!(
-                            "{:.3e}× the tolerance at {} ({:.3e} ulps)",
-                            g.worst_units, g.worst_at, g.worst_ulps
+                            "{:.3e}× the tolerance{} ({:.3e} ulps)",
+                            g.worst_units,
+                            super::at(&g.worst_at),
+                            g.worst_ulps
                         ),
                     )
                 })

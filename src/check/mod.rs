@@ -3,6 +3,7 @@
 //! with expectations, a summary table, diagnoses ([`diagnose`]) and JSON / JUnit reports.
 
 pub mod diagnose;
+pub mod html;
 pub mod junit;
 
 use crate::answer::{Answer, Tensor};
@@ -911,12 +912,12 @@ impl CheckReport {
             for c in failing.iter().take(40) {
                 for g in c.groups.iter().filter(|g| g.verdict.is_failure()) {
                     out.push_str(&format!(
-                        "  {} {}: {} ({:.3e}× the tolerance at {}){}\n",
+                        "  {} {}: {} ({:.3e}× the tolerance{}){}\n",
                         c.id,
                         g.group,
                         g.verdict.word(),
                         g.worst_units,
-                        g.worst_at,
+                        at(&g.worst_at),
                         match detail(&g.verdict) {
                             d if d.is_empty() => String::new(),
                             d => format!(": {d}"),
@@ -939,6 +940,15 @@ impl CheckReport {
             if self.passed() { "PASSED" } else { "FAILED" }
         ));
         out
+    }
+}
+
+/// " at `[i][j]`" for a matrix entry, nothing for a scalar.
+pub fn at(place: &str) -> String {
+    if place.is_empty() {
+        String::new()
+    } else {
+        format!(" at {place}")
     }
 }
 

@@ -23,6 +23,10 @@ pub struct CheckRequest {
     /// Also write JUnit XML to this file.
     #[arg(long, value_name = "OUT")]
     pub junit: Option<String>,
+    /// Also write a self-contained HTML page: the table, the diagnoses and per loss an SVG
+    /// scatter of each value's error against its condition number.
+    #[arg(long, value_name = "OUT")]
+    pub html: Option<String>,
     /// An expectation file (xfail and skip entries with reasons).
     #[arg(long, value_name = "FILE")]
     pub expect: Option<String>,
@@ -54,7 +58,15 @@ fn write(path: &str, text: &str) -> Result<()> {
         .map_err(|e| Error::new(ErrorKind::Io, path, format!("cannot write: {e}")))
 }
 
-fn finish(report: &CheckReport, json: Option<&str>, junit_out: Option<&str>) -> Result<()> {
+fn finish(
+    report: &CheckReport,
+    json: Option<&str>,
+    junit_out: Option<&str>,
+    html_out: Option<&str>,
+) -> Result<()> {
+    if let Some(p) = html_out {
+        write(p, &crate::check::html::html(report))?;
+    }
     if let Some(p) = json {
         write(
             p,
@@ -94,7 +106,12 @@ pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
         None => vec![],
     };
     let report = check(&corpus, &results, &expectations, !req.no_diagnosis)?;
-    finish(&report, req.json.as_deref(), req.junit.as_deref())?;
+    finish(
+        &report,
+        req.json.as_deref(),
+        req.junit.as_deref(),
+        req.html.as_deref(),
+    )?;
     Ok((report.text(), report.passed()))
 }
 
