@@ -124,6 +124,35 @@ pub fn case_from_json(value: &Value) -> Result<Case> {
 /// # Errors
 /// As [`parse_case_in`].
 pub fn case_from_json_in(value: &Value, base: &Path) -> Result<Case> {
+    case_with_inputs(value, |inputs_value| Inputs::new(inputs_value, base))
+}
+
+/// A case whose `inputs` are arrays already in memory (a corpus case's `inputs/…`, with the
+/// prefix removed), named `label` in errors; `value` holds `loss` and `params` (its
+/// `inputs`, if any, is ignored).
+///
+/// # Errors
+/// As [`parse_case`], with places such as `label:features[2][0]`.
+pub fn case_from_arrays(
+    value: &Value,
+    arrays: BTreeMap<String, npz::Array>,
+    label: &str,
+) -> Result<Case> {
+    let mut with_inputs = value.clone();
+    with_inputs["inputs"] = Value::String(label.to_string());
+    case_with_inputs(&with_inputs, |_| {
+        Ok(Inputs::Npz {
+            file: label.to_string(),
+            arrays,
+            taken: Vec::new(),
+        })
+    })
+}
+
+fn case_with_inputs<'a>(
+    value: &'a Value,
+    make_inputs: impl FnOnce(&'a Value) -> Result<Inputs<'a>>,
+) -> Result<Case> {
     let mut top = Fields::new(value, "case")?;
     let loss_value = top.required("loss")?;
     let loss_name = loss_value.as_str().ok_or_else(|| {
@@ -147,7 +176,7 @@ pub fn case_from_json_in(value: &Value, base: &Path) -> Result<Case> {
     let inputs_value = top.required("inputs")?;
     top.finish("a case has the keys loss, params, inputs")?;
     let mut params = Fields::new(params_value, "params")?;
-    let mut inputs = Inputs::new(inputs_value, base)?;
+    let mut inputs = make_inputs(inputs_value)?;
     let case = match loss {
         LossId::Softmax => {
             let temperature = params.positive("temperature", 1.0)?;

@@ -32,6 +32,8 @@
 //! unstable here".
 
 use crate::answer::Answer;
+use crate::corpus::generate::Dtype;
+use crate::precision::lookup;
 use crate::spec::{Case, Margin, MarginGrad, Reduction};
 
 /// Room over the fast path's measured worst case for a straightforward implementation.
@@ -62,6 +64,16 @@ impl Scale {
             unstable: None,
         }
     }
+}
+
+/// The allowed error of a value group, in ulps of its scale, before the summation factor.
+pub fn allowed_ulps(function: &str, dtype: Dtype) -> f64 {
+    let d = if dtype == Dtype::Float32 {
+        "f32"
+    } else {
+        "f64"
+    };
+    lookup(function, d).map_or(8.0, |e| e.max_ulps) * IMPLEMENTATION_FACTOR
 }
 
 /// g(n) = max(1, √(n/16)).

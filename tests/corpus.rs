@@ -305,3 +305,51 @@ fn corpus_commands_fail_cleanly() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn each_case_stores_the_tolerance_data_check_uses() {
+    use lossref::check::Corpus;
+    use lossref::corpus::generate::Dtype;
+    use lossref::tolerance::{allowed_ulps, scales, summation_factor, table_function};
+    let corpus = Corpus::load(Some(&root())).unwrap();
+    for c in corpus.cases.iter().step_by(7) {
+        let loaded = corpus.load_case(c).unwrap();
+        let stored = npz::read(&root().join(&c.arrays)).unwrap();
+        let floats = |key: &str| match &stored
+            .get(key)
+            .unwrap_or_else(|| panic!("{}: no {key}", c.id))
+            .data
+        {
+            Data::Float(v) => v.clone(),
+            _ => panic!("{key} is not float"),
+        };
+        for (group, values) in scales(&loaded.case, &loaded.reference) {
+            let (section, name) = group.split_once('/').unwrap();
+            let allowed = allowed_ulps(&table_function(&loaded.case, section, name), c.dtype);
+            let scale = floats(&format!("tolerance/scale/{group}"));
+            let kappa = floats(&format!("tolerance/kappa/{group}"));
+            let limit = floats(&format!("tolerance/limit_ulps/{group}"));
+            for (k, v) in values.iter().enumerate() {
+                assert_eq!(
+                    scale[k].to_bits(),
+                    v.scale.to_bits(),
+                    "{} {group}[{k}]",
+                    c.id
+                );
+                assert_eq!(
+                    kappa[k].to_bits(),
+                    v.kappa.to_bits(),
+                    "{} {group}[{k}]",
+                    c.id
+                );
+                assert_eq!(
+                    limit[k],
+                    allowed * summation_factor(v.terms),
+                    "{} {group}[{k}]",
+                    c.id
+                );
+            }
+        }
+        let _ = Dtype::ALL;
+    }
+}

@@ -7,17 +7,16 @@ pub mod html;
 pub mod junit;
 
 use crate::answer::{Answer, Tensor};
-use crate::case::case_from_json;
+use crate::case::case_from_arrays;
 use crate::corpus::generate::Dtype;
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
 use crate::npz::{self, Array, Data};
-use crate::precision::lookup;
 use crate::spec::Case;
 use crate::tolerance::{
-    scales, summation_factor, table_function, Scale, ILL_CONDITIONED, IMPLEMENTATION_FACTOR,
+    allowed_ulps, scales, summation_factor, table_function, Scale, ILL_CONDITIONED,
 };
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use statrs::statistics::{Data as Sample, OrderStatistics};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,7 +142,7 @@ impl Corpus {
     /// Unreadable arrays or an invalid case.
     pub fn load_case(&self, case: &CorpusCase) -> Result<Loaded> {
         let arrays = self.arrays(case)?;
-        let mut inputs = Map::new();
+        let mut inputs = BTreeMap::new();
         let mut reference = Answer {
             outputs: vec![],
             gradients: vec![],
@@ -154,7 +153,7 @@ impl Corpus {
         };
         for (key, a) in &arrays {
             if let Some(name) = key.strip_prefix("inputs/") {
-                inputs.insert(name.to_string(), array_json(a));
+                inputs.insert(name.to_string(), a.clone());
             }
             for (prefix, target) in [
                 ("reference/", &mut reference),
@@ -177,9 +176,8 @@ impl Corpus {
                 }
             }
         }
-        let text =
-            json!({"loss": case.loss, "params": case.params, "inputs": Value::Object(inputs)});
-        let parsed = case_from_json(&text)
+        let head = json!({"loss": case.loss, "params": case.params});
+        let parsed = case_from_arrays(&head, inputs, &case.arrays)
             .map_err(|e| Error::new(e.kind, format!("{}: {}", case.id, e.place), e.reason))?;
         Ok(Loaded {
             case: parsed,
@@ -211,17 +209,6 @@ pub struct Loaded {
     pub reference: Answer<f64>,
     /// The binary32 roundings.
     pub reference32: Answer<f64>,
-}
-
-fn array_json(a: &Array) -> Value {
-    match (&a.data, a.shape.as_slice()) {
-        (Data::Float(v), [_, cols]) => {
-            Value::Array(v.chunks((*cols).max(1)).map(|r| json!(r)).collect())
-        }
-        (Data::Int(v), _) => json!(v),
-        (Data::Float(v), _) => json!(v),
-        (Data::Text(v), _) => json!(v),
-    }
 }
 
 fn tensor(a: &Array) -> Option<Tensor<f64>> {
@@ -530,16 +517,6 @@ pub fn glob(pattern: &str, text: &str) -> bool {
         }
     }
     true
-}
-
-/// The allowed error of a value group, in ulps of its scale, before the summation factor.
-pub fn allowed_ulps(function: &str, dtype: Dtype) -> f64 {
-    let d = if dtype == Dtype::Float32 {
-        "f32"
-    } else {
-        "f64"
-    };
-    lookup(function, d).map_or(8.0, |e| e.max_ulps) * IMPLEMENTATION_FACTOR
 }
 
 fn ulp_of(x: f64, dtype: Dtype) -> f64 {
@@ -918,9 +895,18 @@ impl CheckReport {
                         g.verdict.word(),
                         g.worst_units,
                         at(&g.worst_at),
-                        match detail(&g.verdict) {
-                            d if d.is_empty() => String::new(),
-                            d => format!(": {d}"),
+                        match (detail(&g.verdict), g.kappa > ILL_CONDITIONED) {
+                            (d, true) => format!(
+                                ": ill-conditioned case (condition number {:.1e}){}",
+                                g.kappa,
+                                if d.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; {d}")
+                                }
+                            ),
+                            (d, false) if d.is_empty() => String::new(),
+                            (d, false) => format!(": {d}"),
                         }
                     ));
                 }

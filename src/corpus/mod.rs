@@ -13,7 +13,12 @@
 //!   float32 case, float64 otherwise; labels int64), and the reference:
 //!   `reference/outputs/<name>`, `reference/gradients/<name>` (binary64),
 //!   `reference/binary32/…` (binary32) and `reference/decimal/…` (the decimal strings, for
-//!   tensors of at most [`DECIMALS_UP_TO`] values).
+//!   tensors of at most [`DECIMALS_UP_TO`] values), and the tolerance model's data per value
+//!   ([`crate::tolerance`]): `tolerance/scale/<group>` (the error scale S),
+//!   `tolerance/kappa/<group>` (the condition number folded into it),
+//!   `tolerance/limit_ulps/<group>` (the allowed error in ulps of S in the case's dtype) and,
+//!   where a named textbook formula is unstable, `tolerance/unstable_scale/<group>` (the
+//!   manifest's `unstable_formulas` names it).
 
 pub mod generate;
 
@@ -22,6 +27,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::npz::{self, Array, Data};
 use crate::reference::certified;
 use crate::report::answer_arrays;
+use crate::tolerance::{allowed_ulps, scales, summation_factor, table_function, Scale};
 use generate::{all_cases, Dtype, Generated};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -155,6 +161,40 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
         }
         arrays.push((format!("reference/{name}"), a));
     }
+    // the tolerance model's data per value (SPEC §4), for the case's own dtype
+    let binary64 = answer
+        .answer
+        .try_map(|_, c| Ok::<f64, ()>(c.f64))
+        .map_err(|()| Error::invalid(&g.id, "no binary64 answer"))?;
+    let mut formulas = Map::new();
+    for (group, values) in scales(&case, &binary64) {
+        let (section, name) = group.split_once('/').unwrap_or(("", ""));
+        let shape = arrays
+            .iter()
+            .find(|(k, _)| *k == format!("reference/{group}"))
+            .map(|(_, a)| a.shape.clone())
+            .unwrap_or_default();
+        let function = table_function(&case, section, name);
+        let column = |f: &dyn Fn(&Scale) -> f64| Array {
+            shape: shape.clone(),
+            data: Data::Float(values.iter().map(f).collect()),
+            was_f32: false,
+        };
+        let allowed = allowed_ulps(&function, g.dtype);
+        arrays.push((format!("tolerance/scale/{group}"), column(&|v| v.scale)));
+        arrays.push((format!("tolerance/kappa/{group}"), column(&|v| v.kappa)));
+        arrays.push((
+            format!("tolerance/limit_ulps/{group}"),
+            column(&|v| allowed * summation_factor(v.terms)),
+        ));
+        if let Some((_, formula)) = values.iter().find_map(|v| v.unstable) {
+            arrays.push((
+                format!("tolerance/unstable_scale/{group}"),
+                column(&|v| v.unstable.map_or(0.0, |u| u.0)),
+            ));
+            formulas.insert(group.clone(), json!(formula));
+        }
+    }
     let file = case_file(&g.id);
     let tmp = scratch.join(format!("{}.npz", generate::seed_of(&g.id)));
     npz::write(&tmp, &arrays)?;
@@ -182,6 +222,7 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
             "precision_bits": answer.certificate.precision_bits,
             "scalars": Value::Object(scalars),
         },
+        "unstable_formulas": Value::Object(formulas),
     });
     Ok(Built { entry, file, bytes })
 }
