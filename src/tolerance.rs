@@ -366,6 +366,10 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
             );
             let mut rows = vec![0.0; n];
             let mut cols = vec![0.0; classes];
+            // the same sums where the target's p_y − 1 is computed as softmax − onehot,
+            // with the absolute error of a rounding of 1 (the textbook gradient)
+            let mut naive_rows = vec![0.0; n];
+            let mut naive_cols = vec![0.0; classes];
             let mut kappa_max: f64 = 1.0;
             let mut kappas = vec![1.0; n];
             for i in 0..n {
@@ -398,28 +402,45 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
                     let gij = r * c.scale * size.max(f64::MIN_POSITIVE);
                     rows[i] += gij / norm(x);
                     cols[j] += gij / norm(c.weights.row(j));
+                    let naive = if j == y {
+                        r * c.scale * (rest + 1.0) * slope.abs().max(1.0) * k * k
+                    } else {
+                        gij
+                    };
+                    naive_rows[i] += naive / norm(x);
+                    naive_cols[j] += naive / norm(c.weights.row(j));
                 }
             }
             let loss = value("outputs", "loss")[0].abs();
             let mut loss_scale = Scale::plain(loss.max(c.scale * kappa_max), classes.max(d));
             loss_scale.kappa = kappa_max;
             out.push(("outputs/loss".into(), vec![loss_scale]));
-            let grad = |scale: f64, kappa: f64, terms: usize| Scale {
+            let grad = |scale: f64, naive: f64, kappa: f64, terms: usize| Scale {
                 scale: scale.max(f64::MIN_POSITIVE),
                 kappa,
                 terms,
-                unstable: None,
+                unstable: Some((
+                    naive,
+                    "softmax(z) − onehot: p_y − 1 cancels when the target dominates its row",
+                )),
             };
             out.push((
                 "gradients/features".into(),
                 (0..n * d)
-                    .map(|e| grad(rows[e / d], kappas[e / d], classes.max(d)))
+                    .map(|e| {
+                        grad(
+                            rows[e / d],
+                            naive_rows[e / d],
+                            kappas[e / d],
+                            classes.max(d),
+                        )
+                    })
                     .collect(),
             ));
             out.push((
                 "gradients/weights".into(),
                 (0..classes * d)
-                    .map(|e| grad(cols[e / d], kappa_max, n.max(d)))
+                    .map(|e| grad(cols[e / d], naive_cols[e / d], kappa_max, n.max(d)))
                     .collect(),
             ));
             if value("gradients", "scale").len() == 1 {
