@@ -430,6 +430,22 @@ pub struct GroupReport {
     pub points: Vec<(f64, f64)>,
 }
 
+impl GroupReport {
+    /// A group the results lack, or hold in the wrong shape.
+    fn missing(group: &str, function: String, why: String) -> GroupReport {
+        GroupReport {
+            group: group.to_string(),
+            function,
+            verdict: Verdict::Missing(why),
+            worst_units: f64::INFINITY,
+            worst_ulps: f64::INFINITY,
+            worst_at: String::new(),
+            kappa: 1.0,
+            points: vec![],
+        }
+    }
+}
+
 /// The judgement of one case.
 #[derive(Clone, Debug)]
 pub struct CaseReport {
@@ -645,16 +661,10 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
         let expected_shape: Vec<usize> = if cols == 0 { vec![] } else { vec![rows, cols] };
         let g = match got.get(&group) {
             None => {
-                report.groups.push(GroupReport {
-                    group: group.clone(),
-                    function,
-                    verdict: Verdict::Missing("missing from the results".into()),
-                    worst_units: f64::INFINITY,
-                    worst_ulps: f64::INFINITY,
-                    worst_at: String::new(),
-                    kappa: 1.0,
-                    points: vec![],
-                });
+                let why = "missing from the results".to_string();
+                report
+                    .groups
+                    .push(GroupReport::missing(&group, function, why));
                 continue;
             }
             Some(g) => g,
@@ -676,16 +686,9 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
                     g.0, expected_shape
                 )
             };
-            report.groups.push(GroupReport {
-                group: group.clone(),
-                function,
-                verdict: Verdict::Missing(why),
-                worst_units: f64::INFINITY,
-                worst_ulps: f64::INFINITY,
-                worst_at: String::new(),
-                kappa: 1.0,
-                points: vec![],
-            });
+            report
+                .groups
+                .push(GroupReport::missing(&group, function, why));
             continue;
         }
         report.groups.push(judge_group(
