@@ -65,11 +65,11 @@ fn reject_duplicate_keys(text: &str) -> Result<()> {
     let bytes = text.as_bytes();
     // One entry per open container: the keys seen so far (None for an array) and whether
     // the next string is a key.
-    let mut stack: Vec<(Option<Vec<String>>, bool)> = Vec::new();
+    let mut stack: Vec<(Option<std::collections::HashSet<String>>, bool)> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'{' => stack.push((Some(Vec::new()), true)),
+            b'{' => stack.push((Some(std::collections::HashSet::new()), true)),
             b'[' => stack.push((None, false)),
             b'}' | b']' => {
                 stack.pop();
@@ -100,7 +100,7 @@ fn reject_duplicate_keys(text: &str) -> Result<()> {
                                 format!("the key {raw} appears twice in one object; a case must not be ambiguous"),
                             ));
                         }
-                        keys.push(key);
+                        keys.insert(key);
                     }
                 }
             }

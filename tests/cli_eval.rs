@@ -556,6 +556,33 @@ fn bench_rejects_what_it_cannot_time() {
         ],
         "--classes: a softmax needs C ≥ 2",
     );
+    // sizes whose products overflow, or would allocate too much, are refused up front
+    bad(
+        &[
+            "bench",
+            "cosface",
+            "--batch",
+            "100000000000",
+            "--dim",
+            "100000000000",
+            "--classes",
+            "10",
+        ],
+        "--batch: B·D + C·D + B·C = more than usize values",
+    );
+    bad(
+        &[
+            "bench",
+            "cosface",
+            "--batch",
+            "100000",
+            "--dim",
+            "100000",
+            "--classes",
+            "10",
+        ],
+        "is more than the 2147483648 a benchmark allocates",
+    );
     let out = lossref(&["bench", "cosface"], "");
     assert_eq!(
         out.status.code(),
@@ -646,4 +673,24 @@ fn distill_lsoftmax_sphereface_center_parameters_are_validated() {
     );
     let v = eval_ok(&["eval", "-"], &center(""));
     assert!(v["outputs"]["centers_next"].is_array());
+}
+
+#[test]
+fn an_object_with_many_keys_is_handled_in_linear_time() {
+    // 100 000 distinct keys: the duplicate-key check keeps a hash set per object (it used to
+    // compare every key with every other, 12.5 s here); one repeated key at the end is still
+    // found. The bound is generous: it guards against the quadratic behaviour, not speed.
+    let keys: Vec<String> = (0..100_000).map(|k| format!("\"k{k}\": 0")).collect();
+    let case = format!(
+        "{{\"loss\": \"softmax\", \"params\": {{{}}}, \"inputs\": {{\"logits\": [[1, 2]]}}}}",
+        keys.join(", ")
+    );
+    let start = std::time::Instant::now();
+    let out = lossref(&["eval", "-"], &case);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("params.k0: unknown key"));
+    let repeated = case.replacen("\"k99999\": 0", "\"k7\": 1", 1);
+    let out = lossref(&["eval", "-"], &repeated);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the key \"k7\" appears twice"));
+    assert!(start.elapsed().as_secs_f64() < 5.0, "{:?}", start.elapsed());
 }

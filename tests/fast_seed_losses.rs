@@ -57,6 +57,11 @@ fn center_rejects_bad_inputs_by_name() {
         .starts_with("features[0][1]: is not finite"));
     assert!(message(center(&x, &nan, &[0, 1], 2, 0.5, Reduction::Mean))
         .starts_with("centers[0][1]: is not finite"));
+    // an empty batch has no mean: an error, not NaN
+    assert!(
+        message(center::<f32>(&[], &c, &[], 2, 0.5, Reduction::Mean))
+            .starts_with("labels: the batch is empty (N = 0)")
+    );
     let out = center(&x, &c, &[0, 0], 2, 0.5, Reduction::Sum).unwrap();
     // class 1 has no sample: it does not move
     assert_eq!(&out.centers_next[2..], &c[2..]);

@@ -37,8 +37,12 @@ pub struct Request {
 
 /// Runs the benchmark and returns its JSON report.
 ///
+/// The most values (inputs, logits and gradients) `lossref bench` allocates: 2^31.
+pub const MAX_BENCH_VALUES: usize = 1 << 31;
+
 /// # Errors
-/// An unknown or unsupported loss, bad parameters, a zero dimension, or an unknown dtype.
+/// An unknown or unsupported loss, bad parameters, a zero dimension, sizes whose products
+/// exceed [`MAX_BENCH_VALUES`], or an unknown dtype.
 pub fn run(r: &Request) -> Result<String> {
     let loss = LossId::from_name(&r.loss)
         .filter(|l| matches!(l, LossId::NormFace | LossId::CosFace | LossId::AmSoftmax | LossId::ArcFace | LossId::Combined))
@@ -69,6 +73,24 @@ pub fn run(r: &Request) -> Result<String> {
     }
     if r.classes < 2 {
         return Err(Error::invalid("--classes", "a softmax needs C ≥ 2"));
+    }
+    // B·D + C·D + B·C values must exist before anything is allocated
+    let values = [(r.batch, r.dim), (r.classes, r.dim), (r.batch, r.classes)]
+        .iter()
+        .try_fold(0usize, |acc, &(a, b)| {
+            a.checked_mul(b).and_then(|p| acc.checked_add(p))
+        });
+    match values {
+        Some(v) if v <= MAX_BENCH_VALUES => {}
+        _ => {
+            return Err(Error::invalid(
+                "--batch",
+                format!(
+                    "B·D + C·D + B·C = {} values is more than the {MAX_BENCH_VALUES} a benchmark allocates",
+                    values.map_or("more than usize".into(), |v| v.to_string())
+                ),
+            ))
+        }
     }
     if r.repeats == 0 {
         return Err(Error::invalid("--repeats", "must be at least 1"));

@@ -32,6 +32,12 @@ pub fn center<T: Real>(
     reduction: Reduction,
 ) -> Result<CenterOutput<T>> {
     let n = labels.len();
+    if n == 0 {
+        return Err(Error::invalid(
+            "labels",
+            "the batch is empty (N = 0); SPEC §1 defines no loss without samples",
+        ));
+    }
     if dim == 0 || features.len() != n * dim || centers.len() % dim != 0 {
         return Err(Error::invalid(
             "features",
