@@ -5,7 +5,9 @@
 //! where its formula cancels; expectations, malformed results and the reports behave.
 
 use lossref::check::junit::junit;
-use lossref::check::{check, glob, Corpus, CorpusCase, Expectation, Results, Verdict};
+use lossref::check::{
+    check, glob, groups_of, Corpus, CorpusCase, Expectation, Groups, Results, Verdict,
+};
 use lossref::cli::check::fast_results;
 use lossref::corpus::generate::Dtype;
 use lossref::fast::dispatch::evaluate;
@@ -14,25 +16,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-type Groups = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
-
 fn corpus() -> Corpus {
     Corpus::load(Some(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus"),
     ))
     .unwrap()
-}
-
-fn groups(a: &lossref::answer::Answer<f64>) -> Groups {
-    a.sections()
-        .map(|(section, name, t)| {
-            let shape = match t {
-                lossref::answer::Tensor::Scalar(_) => vec![],
-                lossref::answer::Tensor::Matrix(m) => vec![m.rows(), m.cols()],
-            };
-            (format!("{section}/{name}"), (shape, t.values().to_vec()))
-        })
-        .collect()
 }
 
 /// The fast path run on each selected case after `wrong` changes it: a wrong implementation.
@@ -50,7 +38,7 @@ fn wrong_results(
             Dtype::Float64 => evaluate::<f64>(&case),
         };
         if let Ok(a) = answer {
-            values.insert(c.id.clone(), groups(&a));
+            values.insert(c.id.clone(), groups_of(&a));
         }
     }
     Results {
@@ -153,8 +141,8 @@ fn a_missing_t_squared_is_diagnosed() {
         let (mut soft, mut hard) = (d.clone(), d.clone());
         soft.alpha = 1.0;
         hard.alpha = 0.0;
-        let s = groups(&evaluate::<f64>(&Case::Distill(soft)).unwrap());
-        let h = groups(&evaluate::<f64>(&Case::Distill(hard)).unwrap());
+        let s = groups_of(&evaluate::<f64>(&Case::Distill(soft)).unwrap());
+        let h = groups_of(&evaluate::<f64>(&Case::Distill(hard)).unwrap());
         let t2 = d.temperature * d.temperature;
         let combined: Groups = s
             .iter()
@@ -495,25 +483,8 @@ fn the_cli_writes_json_and_junit_and_exits_by_verdict() {
     let mut r = fast_results(&corpus).unwrap();
     r.values
         .retain(|id, _| id.starts_with("softmax_ce-mean/random/"));
-    let to_json = |r: &Results| {
-        let results: serde_json::Map<String, serde_json::Value> = r
-            .values
-            .iter()
-            .map(|(id, g)| {
-                let mut o = serde_json::json!({"outputs": {}, "gradients": {}});
-                for (name, (shape, v)) in g {
-                    let (section, n) = name.split_once('/').unwrap();
-                    o[section][n] = if shape.is_empty() {
-                        serde_json::json!(v[0])
-                    } else {
-                        serde_json::json!(v.chunks(shape[1]).collect::<Vec<_>>())
-                    };
-                }
-                (id.clone(), o)
-            })
-            .collect();
-        serde_json::json!({"implementation": "test 1.0", "results": results}).to_string()
-    };
+    r.implementation = "test 1.0".into();
+    let to_json = |r: &Results| r.json().to_string();
     let f = dir.join("good.json");
     std::fs::write(&f, to_json(&r)).unwrap();
     let (json_out, junit_out) = (dir.join("report.json"), dir.join("report.xml"));

@@ -224,6 +224,20 @@ fn tensor(a: &Array) -> Option<Tensor<f64>> {
 /// One case's values by group (`outputs/loss`): each its shape and row-major values.
 pub type Groups = BTreeMap<String, (Vec<usize>, Vec<f64>)>;
 
+/// An answer's values by group, as a results file holds them.
+pub fn groups_of(answer: &Answer<f64>) -> Groups {
+    answer
+        .sections()
+        .map(|(section, name, t)| {
+            let shape = match t {
+                Tensor::Scalar(_) => vec![],
+                Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+            };
+            (format!("{section}/{name}"), (shape, t.values().to_vec()))
+        })
+        .collect()
+}
+
 /// The values an implementation returned, per case id and value group (`outputs/loss`).
 #[derive(Clone, Debug, Default)]
 pub struct Results {
@@ -291,6 +305,47 @@ fn json_tensor(v: &Value, place: &str) -> Result<(Vec<usize>, Vec<f64>)> {
 }
 
 impl Results {
+    /// The results as a SPEC §4 JSON results file (non-finite values as the strings
+    /// `"nan"`, `"inf"`, `"-inf"`, which [`Results::read`] accepts).
+    pub fn json(&self) -> Value {
+        let mut all = serde_json::Map::new();
+        for (id, groups) in &self.values {
+            let mut case = serde_json::json!({"outputs": {}, "gradients": {}});
+            for (group, (shape, values)) in groups {
+                let Some((section, name)) = group.split_once('/') else {
+                    continue;
+                };
+                let number = |x: f64| {
+                    if x.is_finite() {
+                        serde_json::json!(x)
+                    } else {
+                        serde_json::json!(if x.is_nan() {
+                            "nan".to_string()
+                        } else if x > 0.0 {
+                            "inf".to_string()
+                        } else {
+                            "-inf".to_string()
+                        })
+                    }
+                };
+                case[section][name] = match shape.as_slice() {
+                    [] => number(values[0]),
+                    [_, cols] => serde_json::Value::Array(
+                        values
+                            .chunks((*cols).max(1))
+                            .map(|r| {
+                                serde_json::Value::Array(r.iter().map(|&x| number(x)).collect())
+                            })
+                            .collect(),
+                    ),
+                    _ => serde_json::Value::Array(values.iter().map(|&x| number(x)).collect()),
+                };
+            }
+            all.insert(id.clone(), case);
+        }
+        serde_json::json!({"implementation": self.implementation, "results": all})
+    }
+
     /// Reads a results file: JSON (`{"implementation", "results": {id: {"outputs": …,
     /// "gradients": …}}}`) or `.npz` (keys `<id>/outputs/<name>`, `<id>/gradients/<name>`).
     ///

@@ -2,7 +2,7 @@
 //! (SPEC §4), and lossref's own fast paths judged the same way.
 
 use crate::check::junit::junit;
-use crate::check::{check, read_expectations, CheckReport, Corpus, Groups, Results};
+use crate::check::{check, groups_of, read_expectations, CheckReport, Corpus, Groups, Results};
 use crate::corpus::generate::Dtype;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fast::dispatch::evaluate;
@@ -130,17 +130,7 @@ pub fn fast_results(corpus: &Corpus) -> Result<Results> {
                 Dtype::Float32 => evaluate::<f32>(&loaded.case),
                 Dtype::Float64 => evaluate::<f64>(&loaded.case),
             };
-            let groups = answer.ok().map(|a| {
-                a.sections()
-                    .map(|(section, name, t)| {
-                        let shape = match t {
-                            crate::answer::Tensor::Scalar(_) => vec![],
-                            crate::answer::Tensor::Matrix(m) => vec![m.rows(), m.cols()],
-                        };
-                        (format!("{section}/{name}"), (shape, t.values().to_vec()))
-                    })
-                    .collect()
-            });
+            let groups = answer.ok().map(|a| groups_of(&a));
             Ok((c.id.clone(), groups))
         })
         .collect::<Result<_>>()?;
@@ -153,44 +143,6 @@ pub fn fast_results(corpus: &Corpus) -> Result<Results> {
     })
 }
 
-/// Results as the SPEC §4 JSON results file.
-pub fn results_json(results: &Results) -> serde_json::Value {
-    let mut all = serde_json::Map::new();
-    for (id, groups) in &results.values {
-        let mut case = serde_json::json!({"outputs": {}, "gradients": {}});
-        for (group, (shape, values)) in groups {
-            let Some((section, name)) = group.split_once('/') else {
-                continue;
-            };
-            let number = |x: f64| {
-                if x.is_finite() {
-                    serde_json::json!(x)
-                } else {
-                    serde_json::json!(if x.is_nan() {
-                        "nan".to_string()
-                    } else if x > 0.0 {
-                        "inf".to_string()
-                    } else {
-                        "-inf".to_string()
-                    })
-                }
-            };
-            case[section][name] = match shape.as_slice() {
-                [] => number(values[0]),
-                [_, cols] => serde_json::Value::Array(
-                    values
-                        .chunks((*cols).max(1))
-                        .map(|r| serde_json::Value::Array(r.iter().map(|&x| number(x)).collect()))
-                        .collect(),
-                ),
-                _ => serde_json::Value::Array(values.iter().map(|&x| number(x)).collect()),
-            };
-        }
-        all.insert(id.clone(), case);
-    }
-    serde_json::json!({"implementation": results.implementation, "results": all})
-}
-
 /// Runs `lossref report`: the table, and whether everything passed.
 ///
 /// # Errors
@@ -199,7 +151,7 @@ pub fn run_report(req: &ReportRequest) -> Result<(String, bool)> {
     let corpus = Corpus::load(req.corpus.as_deref().map(Path::new))?;
     let results = fast_results(&corpus)?;
     if let Some(path) = &req.write_results {
-        write(path, &results_json(&results).to_string())?;
+        write(path, &results.json().to_string())?;
     }
     let expectations = match &req.expect {
         Some(p) => read_expectations(Path::new(p))?,
