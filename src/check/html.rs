@@ -4,18 +4,11 @@
 //! so that "unstable here" (high error, low condition number) and "ill-conditioned here"
 //! (high condition number) are told apart at a glance.
 
-use super::{at, detail, CheckReport};
+use super::{escape_markup, CheckReport};
 use crate::corpus::generate::Dtype;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The error floor drawn for exact values (0 error has no place on a log axis).
 const FLOOR: f64 = 1e-6;
@@ -83,7 +76,7 @@ pub fn html(report: &CheckReport) -> String {
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>lossref check: {}</title>\n<style>body{{font-family:sans-serif;margin:2em;max-width:80em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:right}}td:first-child,th:first-child{{text-align:left}}.fail{{color:#b00}}.pass{{color:#070}}</style></head><body>\n",
-        escape(&report.implementation)
+        escape_markup(&report.implementation)
     );
     let verdict = if report.passed() {
         "<span class=\"pass\">PASSED</span>"
@@ -98,9 +91,9 @@ pub fn html(report: &CheckReport) -> String {
     let _ = write!(
         out,
         "<h1>lossref check: {}</h1>\n<p id=\"verdict\">{verdict} against corpus {} — cases: {}</p>\n",
-        escape(&report.implementation),
-        escape(&report.corpus_version),
-        escape(&counts.join(", "))
+        escape_markup(&report.implementation),
+        escape_markup(&report.corpus_version),
+        escape_markup(&counts.join(", "))
     );
     out.push_str("<h2>Summary</h2>\n<table id=\"summary\"><tr><th>function</th><th>dtype</th><th>values</th><th>max (tolerance units)</th><th>median</th><th>p99</th><th>max ulps</th><th>failures</th><th>worst</th></tr>\n");
     for r in report.table() {
@@ -108,7 +101,7 @@ pub fn html(report: &CheckReport) -> String {
             out,
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.3e}</td><td>{:.3e}</td><td>{:.3e}</td><td>{:.3e}</td><td>{}</td><td>{}</td></tr>",
             if r.failures > 0 { "fail" } else { "pass" },
-            escape(&r.function),
+            escape_markup(&r.function),
             r.dtype.as_str(),
             r.values,
             r.max,
@@ -116,7 +109,7 @@ pub fn html(report: &CheckReport) -> String {
             r.p99,
             r.max_ulps,
             r.failures,
-            escape(&r.worst_case)
+            escape_markup(&r.worst_case)
         );
     }
     out.push_str("</table>\n");
@@ -126,8 +119,8 @@ pub fn html(report: &CheckReport) -> String {
             let _ = writeln!(
                 out,
                 "<li><b>{}</b>: {}</li>",
-                escape(&d.loss),
-                escape(&d.text())
+                escape_markup(&d.loss),
+                escape_markup(&d.text())
             );
         }
         out.push_str("</ul>\n");
@@ -141,16 +134,8 @@ pub fn html(report: &CheckReport) -> String {
         out.push_str("<h2>Failures</h2>\n<ul id=\"failures\">\n");
         for c in failing {
             for g in c.groups.iter().filter(|g| g.verdict.is_failure()) {
-                let _ = writeln!(
-                    out,
-                    "<li>{} {}: {} ({:.3e}× the tolerance{}) {}</li>",
-                    escape(&c.id),
-                    escape(&g.group),
-                    g.verdict.word(),
-                    g.worst_units,
-                    escape(&at(&g.worst_at)),
-                    escape(&detail(&g.verdict))
-                );
+                let line = format!("{} {}: {}", c.id, g.group, g.summary());
+                let _ = writeln!(out, "<li>{}</li>", escape_markup(&line));
             }
         }
         out.push_str("</ul>\n");
@@ -169,7 +154,7 @@ pub fn html(report: &CheckReport) -> String {
         let _ = writeln!(
             out,
             "<div class=\"scatter\" id=\"scatter-{}\">{}</div>",
-            escape(loss),
+            escape_markup(loss),
             scatter(loss, &points)
         );
     }

@@ -1,16 +1,9 @@
 //! JUnit XML for CI systems: one test suite per loss, one test case per corpus case × value
 //! group, a failure element with the verdict and its diagnosis.
 
-use super::{detail, CheckReport, Verdict};
+use super::{detail, escape_markup, CheckReport, Verdict};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// The report as JUnit XML.
 pub fn junit(report: &CheckReport) -> String {
@@ -51,10 +44,10 @@ pub fn junit(report: &CheckReport) -> String {
                 .collect()
         };
         for (group, verdict, size) in groups {
-            let name = escape(&format!("{} {group}", c.id));
+            let name = escape_markup(&format!("{} {group}", c.id));
             let mut tc = format!(
                 "    <testcase classname=\"{}\" name=\"{name}\">",
-                escape(&c.loss)
+                escape_markup(&c.loss)
             );
             match &verdict {
                 v if v.is_failure() => {
@@ -70,8 +63,8 @@ pub fn junit(report: &CheckReport) -> String {
                     let _ = write!(
                         tc,
                         "<failure message=\"{}\">{}</failure>",
-                        escape(&message),
-                        escape(&diagnosis(&c.loss))
+                        escape_markup(&message),
+                        escape_markup(&diagnosis(&c.loss))
                     );
                 }
                 Verdict::NotRun | Verdict::Skipped(_) | Verdict::Xfail(_) => {
@@ -79,7 +72,7 @@ pub fn junit(report: &CheckReport) -> String {
                     let _ = write!(
                         tc,
                         "<skipped message=\"{}\"/>",
-                        escape(&format!("{} {}", verdict.word(), detail(&verdict)))
+                        escape_markup(&format!("{} {}", verdict.word(), detail(&verdict)))
                     );
                 }
                 _ => {}
@@ -91,14 +84,14 @@ pub fn junit(report: &CheckReport) -> String {
     let total: usize = by_loss.values().map(Vec::len).sum();
     let mut out = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"lossref check: {}\" tests=\"{total}\" failures=\"{}\">\n",
-        escape(&report.implementation),
+        escape_markup(&report.implementation),
         failures.values().sum::<usize>()
     );
     for (loss, cases) in &by_loss {
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" skipped=\"{}\">",
-            escape(loss),
+            escape_markup(loss),
             cases.len(),
             failures.get(loss).copied().unwrap_or(0),
             skipped.get(loss).copied().unwrap_or(0)

@@ -69,13 +69,9 @@ impl Corpus {
                 (t, p.display().to_string())
             }
             None => {
-                let bytes = crate::corpus::embedded()
-                    .iter()
-                    .find(|(n, _)| *n == "manifest.json")
-                    .map(|(_, b)| *b)
-                    .ok_or_else(|| {
-                        Error::invalid("corpus", "this binary embeds no corpus; give --corpus DIR")
-                    })?;
+                let bytes = crate::corpus::embedded_file("manifest.json").ok_or_else(|| {
+                    Error::invalid("corpus", "this binary embeds no corpus; give --corpus DIR")
+                })?;
                 (
                     String::from_utf8_lossy(bytes).into_owned(),
                     "embedded manifest.json".to_string(),
@@ -124,13 +120,9 @@ impl Corpus {
         match &self.root {
             Some(root) => npz::read(&root.join(&case.arrays)),
             None => {
-                let bytes = crate::corpus::embedded()
-                    .iter()
-                    .find(|(n, _)| *n == case.arrays)
-                    .map(|(_, b)| *b)
-                    .ok_or_else(|| {
-                        Error::invalid(&case.id, format!("{} is not embedded", case.arrays))
-                    })?;
+                let bytes = crate::corpus::embedded_file(&case.arrays).ok_or_else(|| {
+                    Error::invalid(&case.id, format!("{} is not embedded", case.arrays))
+                })?;
                 npz::read_bytes(bytes, &case.arrays)
             }
         }
@@ -486,6 +478,30 @@ pub struct GroupReport {
 }
 
 impl GroupReport {
+    /// The verdict in words: `FAIL (2.1e3× the tolerance at [0][4]): …`, naming an
+    /// ill-conditioned case and the verdict's detail.
+    pub fn summary(&self) -> String {
+        let why = match (detail(&self.verdict), self.kappa > ILL_CONDITIONED) {
+            (d, true) => format!(
+                ": ill-conditioned case (condition number {:.1e}){}",
+                self.kappa,
+                if d.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {d}")
+                }
+            ),
+            (d, false) if d.is_empty() => String::new(),
+            (d, false) => format!(": {d}"),
+        };
+        format!(
+            "{} ({:.3e}× the tolerance{}){why}",
+            self.verdict.word(),
+            self.worst_units,
+            at(&self.worst_at)
+        )
+    }
+
     /// A group the results lack, or hold in the wrong shape.
     fn missing(group: &str, function: String, why: String) -> GroupReport {
         GroupReport {
@@ -946,27 +962,7 @@ impl CheckReport {
             out.push_str(&format!("\nfailures ({}):\n", failing.len()));
             for c in failing.iter().take(40) {
                 for g in c.groups.iter().filter(|g| g.verdict.is_failure()) {
-                    out.push_str(&format!(
-                        "  {} {}: {} ({:.3e}× the tolerance{}){}\n",
-                        c.id,
-                        g.group,
-                        g.verdict.word(),
-                        g.worst_units,
-                        at(&g.worst_at),
-                        match (detail(&g.verdict), g.kappa > ILL_CONDITIONED) {
-                            (d, true) => format!(
-                                ": ill-conditioned case (condition number {:.1e}){}",
-                                g.kappa,
-                                if d.is_empty() {
-                                    String::new()
-                                } else {
-                                    format!("; {d}")
-                                }
-                            ),
-                            (d, false) if d.is_empty() => String::new(),
-                            (d, false) => format!(": {d}"),
-                        }
-                    ));
+                    out.push_str(&format!("  {} {}: {}\n", c.id, g.group, g.summary()));
                 }
                 if let Verdict::UnexpectedPass(why) = &c.verdict {
                     out.push_str(&format!("  {}: {why}\n", c.id));
@@ -985,6 +981,14 @@ impl CheckReport {
         ));
         out
     }
+}
+
+/// `s` with the characters XML and HTML reserve escaped.
+pub fn escape_markup(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// " at `[i][j]`" for a matrix entry, nothing for a scalar.

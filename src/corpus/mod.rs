@@ -488,6 +488,11 @@ pub fn embedded() -> &'static [(&'static str, &'static [u8])] {
 
 include!(concat!(env!("OUT_DIR"), "/embedded_corpus.rs"));
 
+/// One embedded file by its path within the corpus.
+pub fn embedded_file(name: &str) -> Option<&'static [u8]> {
+    embedded().iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
 /// Writes the embedded corpus into `dir` (created if needed).
 ///
 /// # Errors
