@@ -151,33 +151,57 @@ pub struct CertifiedAnswer {
     pub certificate: Certificate,
 }
 
-/// Round-to-nearest of both ends agrees: the value is correctly rounded to that double.
-fn rounds_to_one_double(iv: &Interval) -> Option<f64> {
-    let a = iv.lo().to_f64_round(Round::Nearest);
-    let b = iv.hi().to_f64_round(Round::Nearest);
-    // `==` identifies −0 and +0; an enclosure of a value too small for binary64 rounds to
+/// binary64 or binary32, as a rounding target of an enclosure.
+trait Binary: Copy + PartialEq {
+    fn rounded(x: &Float, round: Round) -> Self;
+    fn is_nan(self) -> bool;
+    fn is_finite(self) -> bool;
+    fn next_up(self) -> Self;
+}
+
+impl Binary for f64 {
+    fn rounded(x: &Float, round: Round) -> f64 {
+        x.to_f64_round(round)
+    }
+    fn is_nan(self) -> bool {
+        f64::is_nan(self)
+    }
+    fn is_finite(self) -> bool {
+        f64::is_finite(self)
+    }
+    fn next_up(self) -> f64 {
+        f64::next_up(self)
+    }
+}
+
+impl Binary for f32 {
+    fn rounded(x: &Float, round: Round) -> f32 {
+        x.to_f32_round(round)
+    }
+    fn is_nan(self) -> bool {
+        f32::is_nan(self)
+    }
+    fn is_finite(self) -> bool {
+        f32::is_finite(self)
+    }
+    fn next_up(self) -> f32 {
+        f32::next_up(self)
+    }
+}
+
+/// Round-to-nearest of both ends agrees: the value is correctly rounded to that number.
+fn rounds_to_one<B: Binary>(iv: &Interval) -> Option<B> {
+    let a = B::rounded(iv.lo(), Round::Nearest);
+    let b = B::rounded(iv.hi(), Round::Nearest);
+    // `==` identifies −0 and +0; an enclosure of a value too small for the format rounds to
     // a zero of either sign, and the value's own sign is taken from the midpoint.
-    (a == b && !a.is_nan()).then(|| iv.mid().to_f64_round(Round::Nearest))
+    (a == b && !a.is_nan()).then(|| B::rounded(&iv.mid(), Round::Nearest))
 }
 
-/// Round-to-nearest of both ends agrees in binary32.
-fn rounds_to_one_float(iv: &Interval) -> Option<f32> {
-    let a = iv.lo().to_f32_round(Round::Nearest);
-    let b = iv.hi().to_f32_round(Round::Nearest);
-    (a == b && !a.is_nan()).then(|| iv.mid().to_f32_round(Round::Nearest))
-}
-
-/// The enclosure lies within `[d, next_up(d)]` for some binary32 `d`.
-fn within_one_f32_ulp(iv: &Interval) -> bool {
-    let d = iv.lo().to_f32_round(Round::Down);
-    let u = iv.hi().to_f32_round(Round::Up);
-    d.is_finite() && u.is_finite() && (u == d || u == d.next_up())
-}
-
-/// The enclosure lies within `[d, next_up(d)]` for some double `d`.
-fn within_one_ulp(iv: &Interval) -> bool {
-    let d = iv.lo().to_f64_round(Round::Down);
-    let u = iv.hi().to_f64_round(Round::Up);
+/// The enclosure lies within `[d, next_up(d)]` for some `d` of the format.
+fn within_one_ulp<B: Binary>(iv: &Interval) -> bool {
+    let d = B::rounded(iv.lo(), Round::Down);
+    let u = B::rounded(iv.hi(), Round::Up);
     d.is_finite() && u.is_finite() && (u == d || u == d.next_up())
 }
 
@@ -236,8 +260,8 @@ fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified
     let decimal = decimal_string(&iv.mid(), goal.digits);
     // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
     let exact_zero = iv.is_point() && iv.lo().is_zero();
-    let f32_rounding = rounds_to_one_float(iv).map(|x| if exact_zero { 0.0 } else { x });
-    if let Some(f64) = rounds_to_one_double(iv) {
+    let f32_rounding = rounds_to_one::<f32>(iv).map(|x| if exact_zero { 0.0 } else { x });
+    if let Some(f64) = rounds_to_one::<f64>(iv) {
         let f64 = if exact_zero { 0.0 } else { f64 };
         if let Some(f32) = f32_rounding {
             return Some(Certified {
@@ -250,7 +274,7 @@ fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified
         }
         // The binary64 is decided but the binary32 is not (the enclosure straddles a
         // binary32 rounding boundary): escalate, and at the cap settle for faithful.
-        return (final_try && within_one_f32_ulp(iv)).then(|| Certified {
+        return (final_try && within_one_ulp::<f32>(iv)).then(|| Certified {
             enclosure: iv.clone(),
             f64,
             f32: iv.mid().to_f32_round(Round::Nearest),
@@ -258,7 +282,7 @@ fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified
             decimal,
         });
     }
-    (final_try && within_one_ulp(iv)).then(|| Certified {
+    (final_try && within_one_ulp::<f64>(iv)).then(|| Certified {
         enclosure: iv.clone(),
         f64: iv.mid().to_f64_round(Round::Nearest),
         f32: f32_rounding.unwrap_or_else(|| iv.mid().to_f32_round(Round::Nearest)),
