@@ -41,22 +41,49 @@ fn rule(reduction: Reduction) -> Rule {
     }
 }
 
-/// The significant digits to which a and b agree (`None`: no difference at all).
-fn agreement(a: &Interval, b: &Interval) -> Value {
+/// The significant digits to which the enclosures a and b provably agree:
+/// −log₁₀(max |a − b| / max |b|), ∞ when both are the same point.
+pub fn agreement_digits(a: &Interval, b: &Interval) -> f64 {
     let diff = a.sub(b).mag();
     if diff.is_zero() {
-        return json!("all");
+        return f64::INFINITY;
     }
-    let rel = diff / b.mag();
-    json!((-rel.to_f64().log10() * 10.0).floor() / 10.0)
+    -(diff / b.mag()).to_f64().log10()
 }
 
-/// p_y = e^{−CE} of class `y`'s sample at its class weight.
-fn posterior(weights: &Matrix<Interval>, y: usize, s: &Interval) -> Result<Interval> {
-    let x = Matrix::from_vec(1, weights.cols(), weights.row(y).to_vec()).expect("one row");
+/// [`agreement_digits`] for the report: to a tenth of a digit, or `"all"`.
+fn agreement(a: &Interval, b: &Interval) -> Value {
+    let digits = agreement_digits(a, b);
+    if digits.is_infinite() {
+        json!("all")
+    } else {
+        json!((digits * 10.0).floor() / 10.0)
+    }
+}
+
+/// p_y = e^{−CE} of one sample with feature `feature` and label `y`: the reference
+/// `normface` loss of that single sample (reduction `sum`) at scale `s`.
+///
+/// # Errors
+/// A zero-norm row.
+pub fn posterior(
+    feature: &[Interval],
+    weights: &Matrix<Interval>,
+    y: usize,
+    s: &Interval,
+) -> Result<Interval> {
+    let x = Matrix::from_vec(1, feature.len(), feature.to_vec()).expect("one row");
     Ok(loss(&rule(Reduction::Sum), &x, weights, &[y], s)?
         .neg()
         .exp())
+}
+
+/// The posterior of class `y`'s sample at its own class weight.
+///
+/// # Errors
+/// A zero-norm row.
+pub fn posterior_at_weight(weights: &Matrix<Interval>, y: usize, s: &Interval) -> Result<Interval> {
+    posterior(weights.row(y), weights, y, s)
 }
 
 fn small_enough(classes: u64, what: &str) -> Result<usize> {
@@ -145,7 +172,7 @@ pub fn evidence(bound: &Bound, dim: Option<usize>, goal: Goal) -> Result<Value> 
             let w = Matrix::from_fn(n, 1, |j, _| {
                 Interval::from_i64(prec, if j == 0 { 1 } else { -1 })
             });
-            let p = posterior(&w, 0, &Interval::from_i64(prec, 1))?;
+            let p = posterior_at_weight(&w, 0, &Interval::from_i64(prec, 1))?;
             let ceiling = normface_ceiling(*classes, prec);
             Ok(
                 json!({"configuration": "x = w_0 = (1), every other w_j = (−1), s = 1",
@@ -161,9 +188,9 @@ pub fn evidence(bound: &Bound, dim: Option<usize>, goal: Goal) -> Result<Value> 
             let w = regular_simplex(c, c - 1, prec)?;
             let s = cosface_scale_bound(*classes, &p.value, prec);
             let p_iv = Interval::from_rational(prec, &p.value);
-            let at = posterior(&w, 0, &s)?;
+            let at = posterior_at_weight(&w, 0, &s)?;
             let shrink = Interval::from_rational(prec, &Rational::from((999_999, 1_000_000)));
-            let below = posterior(&w, 0, &s.mul(&shrink))?;
+            let below = posterior_at_weight(&w, 0, &s.mul(&shrink))?;
             let decided = match below.compare(&p_iv) {
                 Some(Ordering::Less) => "below P",
                 Some(_) => "not below P",
@@ -181,7 +208,7 @@ pub fn evidence(bound: &Bound, dim: Option<usize>, goal: Goal) -> Result<Value> 
             let c = small_enough(*classes, "AdaCos's evidence")?;
             let w = regular_simplex(c, c - 1, prec)?;
             let s = adacos_scale(*classes, prec);
-            let at = posterior(&w, 0, &s)?;
+            let at = posterior_at_weight(&w, 0, &s)?;
             let want = cosface_posterior_ceiling(*classes, &s);
             Ok(json!({
                 "simplex": {"classes": c, "dim": c - 1},

@@ -1,6 +1,7 @@
 //! Support for the theorem tests (T1–T3): the reference `normface` loss on the theorems'
 //! configurations, posteriors, digit agreement of enclosures, and strategies for weight sets.
 
+use lossref::bounds::evidence;
 use lossref::bounds::simplex::{features_at_weights, integer_simplex};
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
@@ -46,19 +47,15 @@ pub fn loss_at_f64_weights(
     )
 }
 
-/// p_y = e^{−CE} for one sample with feature `feature` and label `y`: the reference
-/// `normface` loss of that single sample (reduction `sum`).
+/// p_y = e^{−CE} for one sample with feature `feature` and label `y`
+/// (`lossref::bounds::evidence::posterior`).
 pub fn posterior(
     feature: &[Interval],
     weights: &Matrix<Interval>,
     y: usize,
     scale: &Interval,
 ) -> Interval {
-    let x = Matrix::from_vec(1, feature.len(), feature.to_vec()).expect("one row");
-    loss(&normface(Reduction::Sum), &x, weights, &[y], scale)
-        .expect("normface is defined for nonzero rows")
-        .neg()
-        .exp()
+    evidence::posterior(feature, weights, y, scale).expect("normface is defined for nonzero rows")
 }
 
 /// The posterior of class `y` with its feature at its class weight.
@@ -81,13 +78,7 @@ pub fn agree_to(a: &Interval, b: &Interval, digits: u32) -> bool {
 
 /// The number of significant digits to which a and b provably agree (for reports).
 pub fn agreement(a: &Interval, b: &Interval) -> f64 {
-    let diff = a.sub(b).mag().to_f64();
-    let scale = b.mag().to_f64();
-    if diff == 0.0 {
-        f64::INFINITY
-    } else {
-        -(diff / scale).log10()
-    }
+    evidence::agreement_digits(a, b)
 }
 
 /// A binary64 weight set of `c` rows in R^`d` with no zero row: entries in [−4, 4].
