@@ -111,6 +111,22 @@ impl Reduction {
         }
     }
 
+    /// The weight of each per-sample term in binary64: 1/N for `mean`, 1 for `sum`.
+    pub fn weight(self, n: usize) -> f64 {
+        match self {
+            Reduction::Mean => 1.0 / n as f64,
+            Reduction::Sum => 1.0,
+        }
+    }
+
+    /// The other reduction.
+    pub fn other(self) -> Reduction {
+        match self {
+            Reduction::Mean => Reduction::Sum,
+            Reduction::Sum => Reduction::Mean,
+        }
+    }
+
     /// Parses `mean` or `sum`.
     pub fn from_name(name: &str) -> Option<Reduction> {
         match name {
@@ -362,6 +378,18 @@ pub enum Case {
 }
 
 impl Case {
+    /// The case's `reduction`, for the losses that have one (all but `softmax`).
+    pub fn reduction_mut(&mut self) -> Option<&mut Reduction> {
+        match self {
+            Case::Softmax(_) => None,
+            Case::SoftmaxCe(c) => Some(&mut c.reduction),
+            Case::Normalized(c) => Some(&mut c.reduction),
+            Case::Distill(c) => Some(&mut c.reduction),
+            Case::Multiplicative(c) => Some(&mut c.reduction),
+            Case::Center(c) => Some(&mut c.reduction),
+        }
+    }
+
     /// The loss this case evaluates.
     pub fn loss(&self) -> LossId {
         match self {

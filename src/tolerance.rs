@@ -103,13 +103,6 @@ pub fn table_function(case: &Case, section: &str, name: &str) -> String {
     }
 }
 
-fn r_of(reduction: Reduction, n: usize) -> f64 {
-    match reduction {
-        Reduction::Mean => 1.0 / n as f64,
-        Reduction::Sum => 1.0,
-    }
-}
-
 fn norm(v: &[f64]) -> f64 {
     v.iter().map(|a| a * a).sum::<f64>().sqrt()
 }
@@ -168,7 +161,7 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
         }
         Case::SoftmaxCe(c) => {
             let (n, cols) = (c.labels.len(), c.logits.cols());
-            let r = r_of(c.reduction, n);
+            let r = c.reduction.weight(n);
             let mut loss_scale = 0.0;
             let mut naive = 0.0;
             let mut grads = Vec::new();
@@ -206,7 +199,7 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
         }
         Case::Distill(c) => {
             let (n, cols) = (c.labels.len(), c.student.cols());
-            let r = r_of(c.reduction, n);
+            let r = c.reduction.weight(n);
             let (t, al) = (c.temperature, c.alpha);
             let mut loss_scale = 0.0;
             let mut grads = Vec::new();
@@ -248,7 +241,7 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
         }
         Case::Center(c) => {
             let (n, d) = (c.labels.len(), c.features.cols());
-            let r = r_of(c.reduction, n);
+            let r = c.reduction.weight(n);
             let mut sums = vec![0.0; c.centers.rows() * d];
             let mut counts = vec![0usize; c.centers.rows()];
             let mut loss_scale = 0.0;
@@ -279,7 +272,7 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
         }
         Case::Multiplicative(c) => {
             let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
-            let r = r_of(c.reduction, n);
+            let r = c.reduction.weight(n);
             let m = f64::from(c.margin);
             let slope_bound = (c.lambda + m * m) / (1.0 + c.lambda);
             let nu = |j: usize| {
@@ -355,7 +348,7 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<(String, Vec<Scale>)>
         }
         Case::Normalized(c) => {
             let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
-            let r = r_of(c.reduction, n);
+            let r = c.reduction.weight(n);
             let angular = matches!(c.margin, Margin::Angular { .. } | Margin::Combined { .. });
             let detached = matches!(
                 c.margin,

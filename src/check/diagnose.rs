@@ -84,31 +84,22 @@ fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<(String, Answer<f64>, Case
             out.push((what.to_string(), a, c));
         }
     };
-    // reduction
-    let flip = |r: Reduction| {
-        if r == Reduction::Mean {
-            Reduction::Sum
-        } else {
-            Reduction::Mean
-        }
-    };
-    let reduction_name = |r: Reduction| {
-        if r == Reduction::Mean {
-            "the loss is a sum over the batch, not a mean"
-        } else {
-            "the loss is a mean over the batch, not a sum"
-        }
-    };
+    // every loss but softmax: the other reduction
+    let mut flipped = case.clone();
+    if let Some(r) = flipped.reduction_mut() {
+        let asked = *r;
+        *r = asked.other();
+        with(
+            if asked == Reduction::Mean {
+                "the loss is a sum over the batch, not a mean"
+            } else {
+                "the loss is a mean over the batch, not a sum"
+            },
+            flipped,
+        );
+    }
     match case.clone() {
-        Case::SoftmaxCe(mut c) => {
-            let r = c.reduction;
-            c.reduction = flip(r);
-            with(reduction_name(r), Case::SoftmaxCe(c));
-        }
         Case::Distill(c) => {
-            let mut d = c.clone();
-            d.reduction = flip(c.reduction);
-            with(reduction_name(c.reduction), Case::Distill(d));
             let mut d = c.clone();
             d.soft = if c.soft == SoftTerm::Kl {
                 SoftTerm::Ce
@@ -139,10 +130,7 @@ fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<(String, Answer<f64>, Case
                 ));
             }
         }
-        Case::Center(c) => {
-            let mut d = c.clone();
-            d.reduction = flip(c.reduction);
-            with(reduction_name(c.reduction), Case::Center(d));
+        Case::Center(_) => {
             if let Some(a) = midpoints(case) {
                 out.push((
                     "the loss is missing its ½ (‖x − c‖² instead of ½‖x − c‖²)".into(),
@@ -151,15 +139,7 @@ fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<(String, Answer<f64>, Case
                 ));
             }
         }
-        Case::Multiplicative(c) => {
-            let mut d = c.clone();
-            d.reduction = flip(c.reduction);
-            with(reduction_name(c.reduction), Case::Multiplicative(d));
-        }
         Case::Normalized(c) => {
-            let mut d = c.clone();
-            d.reduction = flip(c.reduction);
-            with(reduction_name(c.reduction), Case::Normalized(d));
             let degrees = std::f64::consts::PI / 180.0;
             match c.margin {
                 Margin::Additive { m } => {
@@ -232,6 +212,8 @@ fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<(String, Answer<f64>, Case
                 Margin::None => {}
             }
         }
+        // the reduction is their only convention
+        Case::SoftmaxCe(_) | Case::Multiplicative(_) => {}
         Case::Softmax(_) => {
             // log(softmax(z)) in the dtype: −∞ wherever the probability underflows there
             if let Some(a) = midpoints(case) {

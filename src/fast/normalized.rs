@@ -188,10 +188,7 @@ impl MarginLoss {
         // divides by ‖w_j‖ (saving a C×D write and read).
         inverse_norms(weights, dim, "weights", &mut ws.winv)?;
         ws.row_losses.resize(n, 0.0);
-        let r = match self.reduction {
-            Reduction::Mean => 1.0 / n as f64,
-            Reduction::Sum => 1.0,
-        };
+        let r = self.reduction.weight(n);
         let winv = &ws.winv;
         row_tiles(
             &ws.xhat,

@@ -132,10 +132,7 @@ impl MultiplicativeLoss {
         let mut gx = vec![T::zero(); n * dim];
         let mut gw = vec![T::zero(); c * dim];
         let mut rows = vec![(0.0f64, Target::default()); n];
-        let r = match self.reduction {
-            Reduction::Mean => 1.0 / n as f64,
-            Reduction::Sum => 1.0,
-        };
+        let r = self.reduction.weight(n);
         let mut tile = Vec::new();
         row_tiles(
             features,
