@@ -51,6 +51,19 @@ impl<V> Tensor<V> {
     }
 }
 
+/// Where one value sits in an [`Answer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Place {
+    /// `outputs` or `gradients`.
+    pub section: &'static str,
+    /// The output or gradient name.
+    pub name: &'static str,
+    /// The value's row-major index in its tensor.
+    pub index: usize,
+    /// The readable place, e.g. `gradients.features[0][1]`.
+    pub label: String,
+}
+
 /// The outputs and gradients of one case, in catalogue order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer<V> {
@@ -89,12 +102,27 @@ impl<V> Answer<V> {
         &self,
         mut f: impl FnMut(&str, &V) -> Result<W, E>,
     ) -> Result<Answer<W>, E> {
-        let mut map_section = |section: &str, items: &[(&'static str, Tensor<V>)]| {
+        self.try_map_at(|place, v| f(&place.label, v))
+    }
+
+    /// The same answer with every value mapped; `f` gets the [`Place`] of each value.
+    pub fn try_map_at<W, E>(
+        &self,
+        mut f: impl FnMut(&Place, &V) -> Result<W, E>,
+    ) -> Result<Answer<W>, E> {
+        let mut map_section = |section: &'static str, items: &[(&'static str, Tensor<V>)]| {
             items
                 .iter()
                 .map(|(name, t)| {
-                    let mapped =
-                        t.try_map(|k, v| f(&format!("{section}.{name}{}", t.index_label(k)), v))?;
+                    let mapped = t.try_map(|index, v| {
+                        let place = Place {
+                            section,
+                            name,
+                            index,
+                            label: format!("{section}.{name}{}", t.index_label(index)),
+                        };
+                        f(&place, v)
+                    })?;
                     Ok((*name, mapped))
                 })
                 .collect::<Result<Vec<_>, E>>()

@@ -5,6 +5,8 @@
 //! * [`fast`]: batched f32/f64 implementations, measured against the reference in ulps
 //!   with the limits of [`precision`].
 //! * [`case`] and [`spec`]: the case format of SPEC §3 and the typed catalogue.
+//! * [`exact`]: the exact zero test: values that symmetry and special angles make exactly
+//!   0, proven (multi-quadratic fields, Lindemann–Weierstrass).
 //! * [`numdiff`]: high-precision central differences, the independent check of every
 //!   analytic gradient.
 //! * [`bench`](mod@bench): the fused margin losses timed against their three GEMMs.
@@ -32,6 +34,7 @@ pub mod check;
 pub mod cli;
 pub mod corpus;
 pub mod error;
+pub mod exact;
 pub mod fast;
 pub mod matrix;
 pub mod mp;

@@ -20,6 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::mp::interval::Interval;
 use rug::float::Round;
 use rug::Float;
+use std::collections::HashSet;
 use std::fmt;
 
 /// First working precision, in bits: 64 guard bits over the 128 that printing needs.
@@ -327,14 +328,64 @@ pub fn certify_to(
     goal: Goal,
     evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
 ) -> Result<CertifiedAnswer> {
+    certify_with_zeros(goal, evaluate, |_, places| vec![false; places.len()])
+}
+
+/// A value proven exactly 0 (SPEC.md "Exact zeros"): the point 0, correctly rounded.
+fn exact_zero(prec: u32) -> Certified {
+    Certified {
+        enclosure: Interval::from_i64(prec, 0),
+        f64: 0.0,
+        f32: 0.0,
+        tier: Tier::CorrectlyRounded,
+        decimal: "0".to_string(),
+    }
+}
+
+/// The escalation loop with an exact zero test: whenever a value's enclosure contains 0
+/// without being the point 0, `zeros(prec, places)` is asked, once per round, about
+/// every such value (section, name, row-major index). A value it proves 0 is the exact
+/// 0 from then on; the others go on escalating. [`certify_to`] is this loop with a test
+/// that proves nothing.
+///
+/// # Errors
+/// As [`certify`].
+pub fn certify_with_zeros(
+    goal: Goal,
+    evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
+    mut zeros: impl FnMut(u32, &[(&str, &str, usize)]) -> Vec<bool>,
+) -> Result<CertifiedAnswer> {
     let cap = goal.cap;
     let digits = goal.digits;
     let mut prec = goal.start_precision().min(cap);
+    let mut proven: HashSet<(&'static str, &'static str, usize)> = HashSet::new();
     loop {
         let final_try = prec >= cap;
         let enclosures = evaluate(prec)?;
-        let attempt = enclosures.try_map(|place, iv| {
-            certify_value(iv, goal, final_try).ok_or_else(|| place.to_string())
+        let undecided: Vec<(&'static str, &'static str, usize)> = enclosures
+            .sections()
+            .flat_map(|(section, name, t)| {
+                t.values()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, iv)| iv.contains_zero() && !iv.is_point())
+                    .map(move |(k, _)| (section, name, k))
+            })
+            .filter(|place| !proven.contains(place))
+            .collect();
+        if !undecided.is_empty() {
+            let answers = zeros(prec, &undecided);
+            for (place, zero) in undecided.into_iter().zip(answers) {
+                if zero {
+                    proven.insert(place);
+                }
+            }
+        }
+        let attempt = enclosures.try_map_at(|place, iv| {
+            if proven.contains(&(place.section, place.name, place.index)) {
+                return Ok(exact_zero(prec));
+            }
+            certify_value(iv, goal, final_try).ok_or_else(|| place.label.clone())
         });
         match attempt {
             Ok(answer) => {
@@ -366,8 +417,9 @@ pub fn certify_to(
                     place,
                     format!(
                         "the enclosure {detail} is still too wide at the precision cap of {cap} bits \
-                         to decide a binary64 or print {digits} true digits (the value may be \
-                         zero or beyond MPFR's exponent range)"
+                         to decide a binary64 or print {digits} true digits (the value is not \
+                         proven exactly 0 — see SPEC.md \"Exact zeros\" — or lies beyond MPFR's \
+                         exponent range)"
                     ),
                 ));
             }

@@ -12,7 +12,8 @@ pub mod softmax;
 
 use crate::answer::Answer;
 use crate::error::Result;
-use crate::mp::certify::{certify, CertifiedAnswer};
+use crate::exact;
+use crate::mp::certify::{certify_with_zeros, CertifiedAnswer, Goal};
 use crate::mp::interval::Interval;
 use crate::spec::Case;
 
@@ -32,10 +33,15 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
 }
 
 /// The certified answer of `case` (SPEC §3): every value correctly rounded, or faithful
-/// where a tie cannot be decided below the precision cap.
+/// where a tie cannot be decided below the precision cap; a value whose enclosure keeps
+/// containing 0 is decided exactly by [`exact::proven_zeros`].
 ///
 /// # Errors
 /// An undefined point, or a value that cannot be certified below the cap.
 pub fn certified(case: &Case) -> Result<CertifiedAnswer> {
-    certify(|prec| evaluate(case, prec))
+    certify_with_zeros(
+        Goal::EVAL,
+        |prec| evaluate(case, prec),
+        |prec, places| exact::proven_zeros(case, prec, places),
+    )
 }

@@ -1,0 +1,85 @@
+//! Exact zeros (SPEC.md "Exact zeros"; the argument is proofs/exact_zeros.md).
+//!
+//! Symmetry and special angles make many gradient entries exactly 0: a pair of class
+//! weights w₁ = −w₂ orthogonal to x, dψ/dcos θ = ±m·U_{m−1}(cos θ) at θ = kπ/m, two rows
+//! that mirror each other. No enclosure of such a value ever excludes 0, so precision
+//! alone cannot certify it. This module decides it exactly:
+//!
+//! * [`surd`]: exact arithmetic in the multi-quadratic fields where cos θ, norms and
+//!   Chebyshev polynomials of cos θ live, with a zero test (Besicovitch);
+//! * [`lindemann`]: the value as Σ_r Σ_l p_rl·B_rl over softmax rows, proven 0 when the
+//!   coefficients of equal logits cancel (complete for algebraic data by
+//!   Lindemann–Weierstrass);
+//! * [`normalized`], [`psi`], [`distill`]: each family's gradients in that form.
+//!
+//! `softmax`, `softmax_ce`, `center` and every loss value need none of this: a
+//! probability lies in (0, 1), CE(z, y) > 0 for C ≥ 2, and `center` is a polynomial in
+//! the inputs that the reference evaluates exactly once the precision covers the
+//! exponent range of binary64 (its zeros are points).
+
+pub mod distill;
+pub mod geometry;
+pub mod lindemann;
+pub mod normalized;
+pub mod psi;
+pub mod surd;
+
+use crate::exact::lindemann::{vanishes, Combination, Row};
+use crate::spec::Case;
+
+/// The most multiply-adds (N·C·D) of the exact geometry that a zero test may spend: about
+/// a second of exact rational arithmetic. Larger cases keep today's escalation (a value
+/// that stays undecided at the cap is an error naming it).
+pub const MAX_EXACT_WORK: usize = 4_000_000;
+
+/// One family's gradients as combinations of softmax probabilities.
+pub trait ExactForm {
+    /// The softmax rows, logits exact.
+    fn rows(&self) -> &[Row];
+    /// Gradient `name`, value number `index` (row-major) as Σ_r Σ_l p_rl·B_rl up to a
+    /// factor; `None` for a value not of that form.
+    fn gradient(&self, name: &str, index: usize) -> Option<Combination>;
+}
+
+/// The exact form of `case` at working precision `prec` (which decides the few
+/// comparisons with transcendental thresholds), or `None` for families without exact
+/// zeros to prove, cases beyond [`MAX_EXACT_WORK`], or an undecided comparison.
+pub fn form(case: &Case, prec: u32) -> Option<Box<dyn ExactForm>> {
+    match case {
+        Case::Normalized(c) => {
+            within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
+            Some(Box::new(normalized::NormalizedForm::new(c, prec)?))
+        }
+        Case::Multiplicative(c) => {
+            within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
+            Some(Box::new(psi::PsiForm::new(c, prec)?))
+        }
+        Case::Distill(c) => {
+            within_budget(c.student.rows(), c.student.cols(), 1)?;
+            Some(Box::new(distill::DistillForm::new(c)?))
+        }
+        Case::Softmax(_) | Case::SoftmaxCe(_) | Case::Center(_) => None,
+    }
+}
+
+fn within_budget(n: usize, c: usize, d: usize) -> Option<()> {
+    let work = n.checked_mul(c)?.checked_mul(d.max(1))?;
+    (work <= MAX_EXACT_WORK).then_some(())
+}
+
+/// Which of the given values of `case` are proven exactly 0: `places` are (section,
+/// name, row-major index) of the answer; each answer is `true` only with a proof.
+pub fn proven_zeros(case: &Case, prec: u32, places: &[(&str, &str, usize)]) -> Vec<bool> {
+    let Some(form) = form(case, prec) else {
+        return vec![false; places.len()];
+    };
+    places
+        .iter()
+        .map(|&(section, name, index)| {
+            section == "gradients"
+                && form
+                    .gradient(name, index)
+                    .is_some_and(|c| vanishes(form.rows(), &c))
+        })
+        .collect()
+}
