@@ -467,7 +467,8 @@ pub struct GroupReport {
     pub verdict: Verdict,
     /// The largest error in units of the tolerance (1 = at the tolerance).
     pub worst_units: f64,
-    /// The largest error in ulps of the exact value in the case's dtype.
+    /// The error in ulps of the exact value at the worst point, in the case's dtype (0 where
+    /// the exact value is 0: see [`CheckReport`]'s table).
     pub worst_ulps: f64,
     /// Where the largest error is, e.g. `[3][1]`.
     pub worst_at: String,
@@ -654,7 +655,13 @@ fn judge_group(
             (g - w).abs()
         };
         let units = err / ulp_of(s.scale, dtype) / limit;
-        let ulps = err / ulp_of(*w, dtype);
+        // ulps of an exact 0 are the format's smallest subnormal, which measures nothing
+        // useful: exact zeros are judged by their tolerance alone and left out of this
+        let ulps = if *w == 0.0 {
+            0.0
+        } else {
+            err / ulp_of(*w, dtype)
+        };
         let cond = (s.scale / w.abs().max(f64::MIN_POSITIVE)).max(s.kappa);
         kappa = kappa.max(s.kappa);
         points.push((units, cond));
@@ -824,7 +831,7 @@ pub struct Row {
     pub median: f64,
     /// 99th percentile.
     pub p99: f64,
-    /// The largest error in ulps of the exact value.
+    /// The largest error in ulps of the exact value, over the values that are not 0.
     pub max_ulps: f64,
     /// Where the largest error is.
     pub worst_case: String,

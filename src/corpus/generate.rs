@@ -335,6 +335,7 @@ pub fn all_cases() -> Vec<Generated> {
         psi_cases(dtype, &mut out);
         center_cases(dtype, &mut out);
         margin_cases(dtype, &mut out);
+        out.extend(crate::corpus::exact_zero::corpus_cases(dtype));
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out

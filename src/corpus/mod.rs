@@ -20,6 +20,7 @@
 //!   where a named textbook formula is unstable, `tolerance/unstable_scale/<group>` (the
 //!   manifest's `unstable_formulas` names it).
 
+pub mod exact_zero;
 pub mod generate;
 
 use crate::case::case_from_json;
@@ -39,7 +40,7 @@ use std::path::{Path, PathBuf};
 
 /// The corpus version (semver): a change of meaning in SPEC.md, of a case's inputs or of the
 /// tolerance rules is a new version.
-pub const VERSION: &str = "0.1.0";
+pub const VERSION: &str = "0.2.0";
 
 /// Tensors of more values than this keep their binary64 and binary32 roundings but not
 /// their decimal strings (`lossref eval` prints those), which keeps the corpus small.
