@@ -5,8 +5,8 @@
 use lossref::answer::{Answer, Tensor};
 use lossref::error::ErrorKind;
 use lossref::mp::certify::{
-    certify, certify_to, certify_with_cap, decide_sign, decimal_string, Goal, Tier,
-    DECIMAL_WIDTH_BITS, START_PRECISION,
+    certify, certify_to, certify_with_cap, certify_with_zeros, decide_sign, decimal_string, Goal,
+    Tier, DECIMAL_WIDTH_BITS, START_PRECISION,
 };
 use lossref::mp::interval::Interval;
 use rug::Float;
@@ -76,6 +76,58 @@ fn an_exact_tie_is_faithful_at_the_cap() {
         "{}",
         v.decimal
     );
+}
+
+/// sin(π) as a gradient entry beside an ordinary value: an enclosure that never excludes 0.
+fn sine_of_pi(p: u32) -> lossref::error::Result<Answer<Interval>> {
+    Ok(Answer {
+        outputs: vec![("ok", Tensor::Scalar(Interval::from_f64(p, 1.0)))],
+        gradients: vec![(
+            "features",
+            Tensor::Matrix(
+                lossref::matrix::Matrix::from_rows(vec![vec![
+                    Interval::from_f64(p, 2.0),
+                    Interval::pi(p).sin(),
+                ]])
+                .unwrap(),
+            ),
+        )],
+    })
+}
+
+#[test]
+fn a_proven_zero_is_the_exact_zero_and_nothing_else_is_asked() {
+    // The zero test is asked about exactly the value whose enclosure contains 0, once per
+    // round until it proves it; the value is then the exact 0, tier correctly_rounded.
+    let mut asked = Vec::new();
+    let ans = certify_with_zeros(Goal::EVAL, sine_of_pi, |p, places| {
+        asked.push((
+            p,
+            places
+                .iter()
+                .map(|&(s, n, k)| format!("{s}.{n}[{k}]"))
+                .collect::<Vec<_>>(),
+        ));
+        vec![p >= 2 * START_PRECISION; places.len()]
+    })
+    .unwrap();
+    assert_eq!(
+        asked,
+        vec![
+            (START_PRECISION, vec!["gradients.features[1]".to_string()]),
+            (
+                2 * START_PRECISION,
+                vec!["gradients.features[1]".to_string()]
+            ),
+        ]
+    );
+    let v = &ans.answer.gradient("features").unwrap().values()[1];
+    assert_eq!(v.decimal, "0");
+    assert_eq!(v.f64.to_bits(), 0.0f64.to_bits());
+    assert_eq!(v.f32.to_bits(), 0.0f32.to_bits());
+    assert!(v.enclosure.is_point());
+    assert_eq!(ans.certificate.tier, Tier::CorrectlyRounded);
+    assert_eq!(ans.certificate.precision_bits, 2 * START_PRECISION);
 }
 
 #[test]

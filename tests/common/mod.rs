@@ -4,6 +4,7 @@
 
 pub mod bounds;
 pub mod geometry;
+pub mod mpmath;
 pub mod table;
 
 use lossref::matrix::Matrix;
@@ -217,10 +218,14 @@ pub fn run_with_stdin(program: &str, args: &[&str], stdin: &str) -> std::io::Res
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(stdin.as_bytes())?;
-    child.wait_with_output()
+    // Feed standard input from another thread: a child that answers line by line would
+    // otherwise fill its output pipe while we are still writing, and both would wait.
+    let mut input = child.stdin.take().expect("piped stdin");
+    let text = stdin.to_string();
+    let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
+    let output = child.wait_with_output()?;
+    writer
+        .join()
+        .map_err(|_| std::io::Error::other("the stdin writer panicked"))??;
+    Ok(output)
 }
