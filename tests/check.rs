@@ -632,3 +632,65 @@ fn the_html_page_is_self_contained_with_a_scatter_per_loss() {
         !page.contains("src=\"http") && !page.contains("href=\"http") && !page.contains("<script")
     );
 }
+
+/// The fast path's answer to each selected case, with `edit` applied to its values.
+fn edited_results(
+    corpus: &Corpus,
+    select: impl Fn(&CorpusCase) -> bool,
+    edit: impl Fn(&str, &mut Vec<f64>),
+) -> Results {
+    let mut results = wrong_results(corpus, select, |_| {});
+    for groups in results.values.values_mut() {
+        for (group, (_, values)) in groups.iter_mut() {
+            edit(group, values);
+        }
+    }
+    results
+}
+
+#[test]
+fn flushed_subnormals_are_named_and_a_failing_group_is_not_hidden_behind_an_unstable_one() {
+    let corpus = corpus();
+    // the scale:large-C float32 cosface case has gradient entries below 2^−126: flush them
+    // to zero, as XLA on CPU does
+    let large = |c: &CorpusCase| c.id == "cosface/scale-large-c/f32-0000";
+    let flush = |_: &str, v: &mut Vec<f64>| {
+        for x in v.iter_mut() {
+            if x.abs() < f64::from(f32::MIN_POSITIVE) {
+                *x = 0.0;
+            }
+        }
+    };
+    let flushed = edited_results(&corpus, large, flush);
+    let report = check(&corpus, &flushed, &[], false).unwrap();
+    let case = report.cases.iter().find(|c| large_id(&c.id)).unwrap();
+    match &case.verdict {
+        Verdict::Unstable(why) => assert!(why.contains("subnormals flushed to zero"), "{why}"),
+        other => panic!("flushed subnormals: {other:?}"),
+    }
+    // a dominant-target softmax_ce case whose loss is computed as lse(z) − z_y (0 here:
+    // UNSTABLE, the first group) and whose gradient is off by 1e−3 (FAIL, a later group):
+    // the case FAILs
+    let dominant = |c: &CorpusCase| c.id == "softmax_ce-mean/edge-dominant-target/f64-0000";
+    let broken = edited_results(&corpus, dominant, |group, v| {
+        if group == "outputs/loss" {
+            v[0] = 0.0;
+        } else {
+            v[0] += 1e-3;
+        }
+    });
+    let report = check(&corpus, &broken, &[], false).unwrap();
+    let case = report
+        .cases
+        .iter()
+        .find(|c| c.id == "softmax_ce-mean/edge-dominant-target/f64-0000")
+        .unwrap();
+    let verdicts: Vec<&Verdict> = case.groups.iter().map(|g| &g.verdict).collect();
+    assert!(matches!(verdicts[0], Verdict::Unstable(_)), "{verdicts:?}");
+    assert_eq!(*verdicts[1], Verdict::Fail, "{verdicts:?}");
+    assert_eq!(case.verdict, Verdict::Fail);
+}
+
+fn large_id(id: &str) -> bool {
+    id == "cosface/scale-large-c/f32-0000"
+}

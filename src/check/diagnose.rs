@@ -285,7 +285,9 @@ fn matches(
             group_scales as &[Scale],
             cols,
         );
-        if r.verdict != Verdict::Pass {
+        // within tolerance of the alternative, or off it only as a named unstable formula
+        // (or flushed subnormals) would be: the convention still explains the failure
+        if !matches!(r.verdict, Verdict::Pass | Verdict::Unstable(_)) {
             return false;
         }
         judged += 1;

@@ -371,7 +371,15 @@ impl Results {
             });
         }
         let text = crate::cli::read_input(&file, MAX_RESULTS_BYTES)?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| {
+        Results::parse(&text, &file)
+    }
+
+    /// Parses the JSON text of a results file; `file` names it in messages.
+    ///
+    /// # Errors
+    /// Text that is not JSON or not a results object, naming the place.
+    pub fn parse(text: &str, file: &str) -> Result<Results> {
+        let v: Value = serde_json::from_str(text).map_err(|e| {
             Error::new(ErrorKind::Json, format!("{file}: line {}, column {}", e.line(), e.column()), format!("not valid JSON: {e} (NaN and Infinity are not JSON; write them as the strings \"nan\", \"inf\", \"-inf\")"))
         })?;
         let results = v["results"].as_object().ok_or_else(|| {
@@ -418,8 +426,9 @@ pub enum Verdict {
     Pass,
     /// Beyond tolerance.
     Fail,
-    /// Beyond tolerance, but within what a named unstable formula gives on this case.
-    Unstable(&'static str),
+    /// Beyond tolerance, but within what a named unstable formula gives on this case, or
+    /// only by flushed subnormals ([`FLUSHED_SUBNORMALS`]); the reasons, joined.
+    Unstable(String),
     /// The group is missing from the results, or has the wrong shape.
     Missing(String),
     /// The case is not in the results.
@@ -439,6 +448,17 @@ impl Verdict {
             self,
             Verdict::Fail | Verdict::Unstable(_) | Verdict::Missing(_) | Verdict::UnexpectedPass(_)
         )
+    }
+
+    /// How bad a failing verdict is, for a case made of several groups: a missing value,
+    /// then a plain failure, then an unstable formula (0 for the others).
+    pub fn severity(&self) -> u8 {
+        match self {
+            Verdict::Missing(_) => 3,
+            Verdict::Fail => 2,
+            Verdict::Unstable(_) => 1,
+            _ => 0,
+        }
     }
 
     /// A short word for tables.
@@ -555,7 +575,16 @@ pub struct Expectation {
 pub fn read_expectations(path: &Path) -> Result<Vec<Expectation>> {
     let file = path.display().to_string();
     let text = crate::cli::read_input(&file, 64 << 20)?;
-    let v: Value = serde_json::from_str(&text)
+    parse_expectations(&text, &file)
+}
+
+/// Parses the JSON text of an expectation file; `file` names it in messages.
+///
+/// # Errors
+/// A malformed file, naming the place.
+pub fn parse_expectations(text: &str, file: &str) -> Result<Vec<Expectation>> {
+    let file = file.to_string();
+    let v: Value = serde_json::from_str(text)
         .map_err(|e| Error::new(ErrorKind::Json, &file, format!("not valid JSON: {e}")))?;
     let list = v["expectations"]
         .as_array()
@@ -629,6 +658,20 @@ fn exp2i(e: i32) -> f64 {
     }
 }
 
+/// The reason given when a value's error is below a few of the dtype's smallest normal
+/// numbers: subnormal results or intermediates were flushed to zero.
+pub const FLUSHED_SUBNORMALS: &str = "subnormals flushed to zero: the error is below the \
+    dtype's smallest normal number (2^−126 in float32, 2^−1022 in float64) times the \
+    tolerance, as when XLA on CPU or CUDA's fast math flushes subnormal results";
+
+/// The smallest positive normal number of the dtype.
+fn min_normal(dtype: Dtype) -> f64 {
+    match dtype {
+        Dtype::Float32 => f64::from(f32::MIN_POSITIVE),
+        Dtype::Float64 => f64::MIN_POSITIVE,
+    }
+}
+
 /// Judges one group's values against the reference with the case's scales.
 fn judge_group(
     group: &str,
@@ -641,7 +684,8 @@ fn judge_group(
 ) -> GroupReport {
     let allowed = allowed_ulps(function, dtype);
     let mut worst = (0.0f64, 0.0f64, 0usize);
-    let mut unstable: Option<&'static str> = Some("");
+    // the named reasons of the failing points (a textbook formula, flushed subnormals)
+    let mut reasons: Vec<&'static str> = Vec::new();
     let mut kappa: f64 = 1.0;
     let mut points = Vec::with_capacity(got.len());
     let mut within_unstable = true;
@@ -666,13 +710,15 @@ fn judge_group(
         kappa = kappa.max(s.kappa);
         points.push((units, cond));
         if units > 1.0 {
-            match s.unstable {
-                Some((naive, why)) if err / ulp_of(naive, dtype) / limit <= 1.0 => {
-                    if unstable == Some("") {
-                        unstable = Some(why);
-                    }
-                }
-                _ => within_unstable = false,
+            let why = match s.unstable {
+                Some((naive, why)) if err / ulp_of(naive, dtype) / limit <= 1.0 => Some(why),
+                _ if err / min_normal(dtype) / limit <= 1.0 => Some(FLUSHED_SUBNORMALS),
+                _ => None,
+            };
+            match why {
+                Some(why) if !reasons.contains(&why) => reasons.push(why),
+                Some(_) => {}
+                None => within_unstable = false,
             }
         }
         if units > worst.0 || k == 0 {
@@ -682,8 +728,8 @@ fn judge_group(
     let failed = points.iter().any(|p| p.0 > 1.0);
     let verdict = if !failed {
         Verdict::Pass
-    } else if within_unstable && unstable.is_some_and(|u| !u.is_empty()) {
-        Verdict::Unstable(unstable.unwrap_or(""))
+    } else if within_unstable && !reasons.is_empty() {
+        Verdict::Unstable(reasons.join("; "))
     } else {
         Verdict::Fail
     };
@@ -779,11 +825,14 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
             cols,
         ));
     }
+    // the case takes its most severe group's verdict: a FAIL is not hidden behind an
+    // UNSTABLE group that happens to come first
     report.verdict = report
         .groups
         .iter()
         .map(|g| g.verdict.clone())
-        .find(Verdict::is_failure)
+        .filter(Verdict::is_failure)
+        .max_by_key(Verdict::severity)
         .unwrap_or(Verdict::Pass);
     Ok(report)
 }
@@ -1022,6 +1071,30 @@ pub fn detail(v: &Verdict) -> String {
         Verdict::Missing(why) => why.clone(),
         Verdict::Xfail(why) | Verdict::UnexpectedPass(why) | Verdict::Skipped(why) => why.clone(),
         _ => String::new(),
+    }
+}
+
+/// Refuses results for ids that are not cases of `corpus` (a typo, or another corpus
+/// version), naming the first; `file` names the results in the message.
+///
+/// # Errors
+/// The first unknown id.
+pub fn known_ids(corpus: &Corpus, results: &Results, file: &str) -> Result<()> {
+    let unknown: Vec<&String> = results
+        .values
+        .keys()
+        .filter(|id| !corpus.cases.iter().any(|c| &c.id == *id))
+        .collect();
+    match unknown.first() {
+        Some(id) => Err(Error::invalid(
+            format!("{file}: results.{id}"),
+            format!(
+                "is not a case of corpus {} ({} such ids)",
+                corpus.version,
+                unknown.len()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

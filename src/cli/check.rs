@@ -2,7 +2,9 @@
 //! (SPEC §4), and lossref's own fast paths judged the same way.
 
 use crate::check::junit::junit;
-use crate::check::{check, groups_of, read_expectations, CheckReport, Corpus, Groups, Results};
+use crate::check::{
+    check, groups_of, known_ids, read_expectations, CheckReport, Corpus, Groups, Results,
+};
 use crate::corpus::generate::Dtype;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fast::dispatch::evaluate;
@@ -86,21 +88,7 @@ fn finish(
 pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
     let corpus = Corpus::load(req.corpus.as_deref().map(Path::new))?;
     let results = Results::read(Path::new(&req.results))?;
-    let unknown: Vec<&String> = results
-        .values
-        .keys()
-        .filter(|id| !corpus.cases.iter().any(|c| &c.id == *id))
-        .collect();
-    if let Some(id) = unknown.first() {
-        return Err(Error::invalid(
-            format!("{}: results.{id}", req.results),
-            format!(
-                "is not a case of corpus {} ({} such ids)",
-                corpus.version,
-                unknown.len()
-            ),
-        ));
-    }
+    known_ids(&corpus, &results, &req.results)?;
     let expectations = match &req.expect {
         Some(p) => read_expectations(Path::new(p))?,
         None => vec![],
