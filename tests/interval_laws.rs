@@ -202,3 +202,45 @@ fn comparisons_are_undecided_exactly_when_enclosures_overlap() {
     assert_eq!(p.compare(&p), Some(Ordering::Equal));
     assert_eq!(p.sign(), Some(Ordering::Greater));
 }
+
+/// Regression (found by the Python package's hypothesis strategies): an argument within
+/// 2^−53 of π, not containing it, was taken to contain the extremum −1 at every precision,
+/// because the candidate extrema were counted after rounding x/π to binary64. cos must
+/// narrow with precision there, stay an enclosure, and the combined-margin case that hit it
+/// (m1 = 2, cos θ = 1.7e−16, so 2θ is 3.3e−16 from π) must certify.
+#[test]
+fn cos_and_sin_near_an_extremum_narrow_with_precision() {
+    for prec in [192u32, 768, 4096] {
+        let pi = Interval::pi(prec);
+        let eps = Interval::from_f64(prec, 3.3e-16);
+        let below = pi.sub(&eps);
+        let c = below.cos();
+        // cos(π − ε) = −1 + ε²/2 − …: above −1 by about 5.4e−32
+        assert!(*c.lo() > -1, "{prec}: {c:?}");
+        assert!(
+            c.width() < rug::Float::with_val(prec, rug::Float::i_exp(1, -(prec as i32) + 10)),
+            "{prec}: {c:?}"
+        );
+        let want = rug::Float::with_val(prec * 2, -1)
+            + rug::Float::with_val(prec * 2, 3.3e-16f64.powi(2) / 2.0);
+        assert!((c.mid() - want).abs() < 1e-45, "{prec}");
+        let half_pi = Interval::pi(prec).div_i64(2).sub(&eps);
+        let s = half_pi.sin();
+        assert!(
+            *s.hi() < 1
+                && s.width()
+                    < rug::Float::with_val(prec, rug::Float::i_exp(1, -(prec as i32) + 10))
+        );
+    }
+    let case = lossref::case::parse_case(
+        r#"{"loss": "combined", "params": {"scale": 64, "m1": 2, "m2": 0, "m3": 0},
+            "inputs": {"features": [[-0.4472135954999578, 0.894427190999916]],
+                       "weights": [[1.0, 0.5], [1.0, 1.0]], "labels": [0]}}"#,
+    )
+    .unwrap();
+    let answer = lossref::reference::certified(&case).unwrap();
+    assert_eq!(
+        answer.certificate.tier,
+        lossref::mp::certify::Tier::CorrectlyRounded
+    );
+}

@@ -445,10 +445,11 @@ impl Interval {
         let pi = Interval::pi(p + 16);
         let half = Interval::from_f64(p + 16, 0.5 * f64::from(half_offset));
         let t = self.div(&pi).sub(&half);
-        // Candidate integers t in [ceil(RD(t.lo)), floor(RU(t.hi))]: rounding outward can
-        // only add candidates, which widens the result and keeps it an enclosure.
-        let first = t.lo.to_f64_round(Round::Down).ceil();
-        let last = t.hi.to_f64_round(Round::Up).floor();
+        // Candidate integers t in [⌈t.lo⌉, ⌊t.hi⌋], taken exactly in MPFR: rounding t to
+        // binary64 first would admit an extremum within 2^−53 of the enclosure (cos near π
+        // would then include −1 at every precision, and never certify).
+        let first = Float::with_val(p + 16, t.lo.ceil_ref()).to_f64();
+        let last = Float::with_val(p + 16, t.hi.floor_ref()).to_f64();
         // Beyond 2^50 half-turns the f64 bookkeeping of t would not be exact.
         let limit = 2f64.powi(50);
         if !(first.abs() <= limit && last.abs() <= limit) || last - first >= 2.0 {
