@@ -1,0 +1,401 @@
+"""lossref: ground truth for softmax-family classification losses, from Python.
+
+* :func:`eval` — the certified answer of any case (SPEC §3): every output and gradient as a
+  36-digit decimal string true to its last digit, with its binary64 and binary32 roundings
+  as numpy arrays. Exactly what ``lossref eval`` prints.
+* :class:`Corpus`, :class:`Results`, :func:`check` — the versioned conformance corpus
+  (SPEC §4), the values of an implementation under test, and the judge: per-case verdicts,
+  a summary table, diagnoses ("matches if margins are degrees"), JUnit XML, and in Jupyter
+  the same page as ``lossref check --html``.
+* :mod:`lossref.strategies` — hypothesis strategies for valid cases, edge regimes included.
+* a pytest plugin (``lossref.pytest_plugin``, registered on install) that runs a test once
+  per corpus case.
+
+The numbers in a case are the exact binary64 values of its Python floats (float32 arrays
+widen exactly), and every answer is the exact mathematics of those values.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _lossref
+from ._lossref import CaseError, ResultsError
+
+__all__ = [
+    "Answer",
+    "CaseError",
+    "Corpus",
+    "CorpusCase",
+    "Report",
+    "Results",
+    "ResultsError",
+    "check",
+    "eval",
+    "CORPUS_VERSION",
+]
+
+__version__, CORPUS_VERSION = _lossref.versions()
+
+
+def _plain(x: Any) -> Any:
+    """Python values JSON can hold exactly: arrays as nested lists, numpy scalars as floats."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return x
+
+
+def _json_number(x: float) -> Any:
+    if np.isnan(x):
+        return "nan"
+    if np.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return float(x)
+
+
+def _case_text(case: Union[Mapping[str, Any], str, os.PathLike]) -> "tuple[str, str]":
+    """The JSON text of a case and the directory its `.npz` inputs are relative to."""
+    if isinstance(case, Mapping):
+        try:
+            return json.dumps(_plain(case), allow_nan=True), "."
+        except (TypeError, ValueError) as e:
+            raise CaseError(f"case: cannot be written as JSON: {e}") from None
+    path = Path(case)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise CaseError(f"{path}: cannot read: {e}") from None
+    return text, str(path.parent)
+
+
+class Answer:
+    """The certified answer of one case (SPEC §3).
+
+    ``outputs`` and ``gradients`` map names to decimal strings (a scalar) or nested lists
+    of them (a matrix), exactly as ``lossref eval`` prints them. ``binary64`` and
+    ``binary32`` hold the roundings as numpy arrays, each decided from the enclosure (the
+    binary32 is never the binary64 rounded again). ``tier`` is the weakest claim over the
+    values (``correctly_rounded`` or ``faithful``).
+    """
+
+    def __init__(self, raw: Dict[str, Any]):
+        self.loss: str = raw["loss"]
+        self.outputs: Dict[str, Any] = raw["outputs"]
+        self.gradients: Dict[str, Any] = raw["gradients"]
+        self.tier: str = raw["certificate"]["tier"]
+        self.precision_bits: int = raw["certificate"]["precision_bits"]
+        self.binary64: Dict[str, Dict[str, np.ndarray]] = {
+            s: {k: np.asarray(v, dtype=np.float64) for k, v in raw["binary64"][s].items()}
+            for s in ("outputs", "gradients")
+        }
+        self.binary32: Dict[str, Dict[str, np.ndarray]] = {
+            s: {k: np.asarray(v, dtype=np.float32) for k, v in raw["binary32"][s].items()}
+            for s in ("outputs", "gradients")
+        }
+
+    def decimal(self, name: str) -> Any:
+        """The value `name` (an output, else a gradient) as a :class:`decimal.Decimal`, or
+        a numpy object array of them."""
+        v = self.outputs[name] if name in self.outputs else self.gradients[name]
+        if isinstance(v, str):
+            return Decimal(v)
+        return np.array([[Decimal(x) for x in row] for row in v], dtype=object)
+
+    def json(self) -> Dict[str, Any]:
+        """The object ``lossref eval`` prints (same keys, same strings)."""
+        return {
+            "loss": self.loss,
+            "outputs": self.outputs,
+            "gradients": self.gradients,
+            "certificate": {"tier": self.tier, "precision_bits": self.precision_bits},
+        }
+
+    def __repr__(self) -> str:
+        return f"<lossref.Answer {self.loss} tier={self.tier} outputs={self.outputs!r}>"
+
+
+def eval(case: Union[Mapping[str, Any], str, os.PathLike]) -> Answer:  # noqa: A001
+    """The certified answer of `case`: a SPEC §3 dict (inputs may be numpy arrays), or the
+    path of a case file. Raises :class:`CaseError` with the command line's message for a
+    malformed case, an undefined point, or a value that cannot be certified."""
+    text, base = _case_text(case)
+    return Answer(json.loads(_lossref.eval_case(text, base)))
+
+
+class CorpusCase:
+    """One corpus case: its id, loss, dtype, params, tags and generator, its inputs as numpy
+    arrays (float32 in a float32 case), and the reference's roundings."""
+
+    def __init__(self, corpus: "Corpus", entry: Dict[str, Any]):
+        self._corpus = corpus
+        self.entry = entry
+        self.id: str = entry["id"]
+        self.loss: str = entry["loss"]
+        self.dtype: str = entry["dtype"]
+        self.params: Dict[str, Any] = entry["params"]
+        self.tags: List[str] = entry["tags"]
+        self._arrays: Optional[Dict[str, np.ndarray]] = None
+
+    @property
+    def arrays(self) -> Dict[str, np.ndarray]:
+        """Every array of the case's `.npz` (inputs, reference, tolerance data)."""
+        if self._arrays is None:
+            data = _lossref.corpus_file(self.entry["arrays"], self._corpus.path)
+            with np.load(io.BytesIO(data)) as z:
+                self._arrays = {k: z[k] for k in z.files}
+        return self._arrays
+
+    @property
+    def inputs(self) -> Dict[str, np.ndarray]:
+        """The inputs by name (`logits`, `features`, `weights`, `labels`, …)."""
+        return {k[len("inputs/"):]: v for k, v in self.arrays.items() if k.startswith("inputs/")}
+
+    def reference(self, dtype: Optional[str] = None) -> Dict[str, Dict[str, np.ndarray]]:
+        """The reference's roundings in `dtype` (default: the case's own):
+        ``{"outputs": {...}, "gradients": {...}}``."""
+        dtype = dtype or self.dtype
+        prefix = "reference/binary32/" if dtype == "float32" else "reference/"
+        out: Dict[str, Dict[str, np.ndarray]] = {"outputs": {}, "gradients": {}}
+        for section in out:
+            p = prefix + section + "/"
+            for k, v in self.arrays.items():
+                if k.startswith(p):
+                    out[section][k[len(p):]] = v
+        return out
+
+    @property
+    def case(self) -> Dict[str, Any]:
+        """The SPEC §3 case (inputs as numpy arrays), ready for :func:`eval`."""
+        return {"loss": self.loss, "params": dict(self.params), "inputs": self.inputs}
+
+    def __repr__(self) -> str:
+        return f"<lossref.CorpusCase {self.id}>"
+
+
+class Corpus:
+    """The conformance corpus (SPEC §4)."""
+
+    def __init__(self, manifest: Dict[str, Any], path: Optional[str]):
+        self.manifest = manifest
+        self.path = path
+        self.version: str = manifest["version"]
+        self._cases = [CorpusCase(self, e) for e in manifest["cases"]]
+        self._by_id = {c.id: c for c in self._cases}
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike, None] = None) -> "Corpus":
+        """The corpus in directory `path`, or (None) the one embedded in the package."""
+        p = None if path is None else os.fspath(path)
+        return cls(json.loads(_lossref.corpus_manifest(p)), p)
+
+    def cases(
+        self,
+        loss: Union[str, Sequence[str], None] = None,
+        dtype: Optional[str] = None,
+        tag: Optional[str] = None,
+        ids: Optional[Iterable[str]] = None,
+    ) -> List[CorpusCase]:
+        """The cases of a loss (or losses), a dtype (`float32`, `float64`), a tag
+        (`edge:acos-near-1`, …) and/or among `ids`, in corpus order."""
+        losses = {loss} if isinstance(loss, str) else (set(loss) if loss else None)
+        wanted = set(ids) if ids is not None else None
+        return [
+            c
+            for c in self._cases
+            if (losses is None or c.loss in losses)
+            and (dtype is None or c.dtype == dtype)
+            and (tag is None or tag in c.tags)
+            and (wanted is None or c.id in wanted)
+        ]
+
+    def __getitem__(self, case_id: str) -> CorpusCase:
+        return self._by_id[case_id]
+
+    def __iter__(self) -> Iterator[CorpusCase]:
+        return iter(self._cases)
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    def __repr__(self) -> str:
+        return f"<lossref.Corpus {self.version}: {len(self)} cases>"
+
+
+class Results:
+    """The values an implementation under test computed for corpus cases (SPEC §4).
+
+    ``results.add(case, outputs={"loss": 1.25}, gradients={"features": array})``; arrays of
+    any float dtype are read exactly; NaN and infinities are kept (and fail)."""
+
+    def __init__(self, implementation: str = "unnamed"):
+        self.implementation = implementation
+        self.values: Dict[str, Dict[str, Dict[str, Any]]] = {}
+
+    def add(
+        self,
+        case: Union[CorpusCase, str],
+        outputs: Optional[Mapping[str, Any]] = None,
+        gradients: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        """Records the values of one case (by :class:`CorpusCase` or id)."""
+        case_id = case.id if isinstance(case, CorpusCase) else str(case)
+        self.values[case_id] = {
+            "outputs": {k: self._tensor(v) for k, v in (outputs or {}).items()},
+            "gradients": {k: self._tensor(v) for k, v in (gradients or {}).items()},
+        }
+
+    @staticmethod
+    def _tensor(v: Any) -> Any:
+        a = np.asarray(v, dtype=np.float64)
+        if a.ndim == 0:
+            return _json_number(float(a))
+        return np.vectorize(_json_number, otypes=[object])(a).tolist()
+
+    def to_json(self) -> str:
+        """The SPEC §4 JSON results file."""
+        return json.dumps({"implementation": self.implementation, "results": self.values})
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the JSON results file (for ``lossref check --results``)."""
+        Path(path).write_text(self.to_json())
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+class Report:
+    """The judgement of a :class:`Results` against the corpus.
+
+    ``passed``; ``cases`` (per case: id, verdict and per value group verdict, error in
+    tolerance units and in ulps, where); ``table`` (per loss output and dtype);
+    ``diagnoses`` (per failing loss: the convention that explains its failures);
+    ``str(report)`` is ``lossref check``'s text, and in Jupyter the report shows as the
+    page of ``lossref check --html``."""
+
+    def __init__(self, passed: bool, raw: str, text: str, html: str, junit: str):
+        self.passed: bool = passed
+        self.json: Dict[str, Any] = json.loads(raw)
+        self.text = text
+        self._html = html
+        self._junit = junit
+        self.cases: List[Dict[str, Any]] = self.json["cases"]
+        self.table: List[Dict[str, Any]] = self.json["table"]
+        self.diagnoses: List[Dict[str, Any]] = self.json["diagnoses"]
+        self.counts: Dict[str, int] = self.json["counts"]
+
+    def verdict(self, case_id: str) -> str:
+        """The verdict of one case: ``pass``, ``FAIL``, ``UNSTABLE``, ``MISSING``,
+        ``not run``, ``xfail``, ``skip`` or ``UNEXPECTED PASS``."""
+        for c in self.cases:
+            if c["id"] == case_id:
+                return c["verdict"]
+        raise KeyError(case_id)
+
+    def case(self, case_id: str) -> Dict[str, Any]:
+        """The full verdict of one case."""
+        for c in self.cases:
+            if c["id"] == case_id:
+                return c
+        raise KeyError(case_id)
+
+    def diagnosis(self, loss: str) -> Optional[str]:
+        """The diagnosis line of a failing loss, if any."""
+        for d in self.diagnoses:
+            if d["loss"] == loss:
+                return d["text"]
+        return None
+
+    def failures(self) -> List[Dict[str, Any]]:
+        """The cases that fail (``FAIL``, ``MISSING``, ``UNEXPECTED PASS``)."""
+        return [c for c in self.cases if c["verdict"] in ("FAIL", "MISSING", "UNEXPECTED PASS")]
+
+    def to_junit(self, path: Union[str, os.PathLike]) -> None:
+        """Writes JUnit XML (one test case per corpus case)."""
+        Path(path).write_text(self._junit)
+
+    def to_html(self, path: Union[str, os.PathLike]) -> None:
+        """Writes the self-contained HTML page of ``lossref check --html``."""
+        Path(path).write_text(self._html)
+
+    def _repr_html_(self) -> str:
+        return self._html
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"<lossref.Report passed={self.passed} {self.counts}>"
+
+
+def check(
+    results: Union[Results, Mapping[str, Any], str, os.PathLike],
+    expect: Union[Mapping[str, Any], str, os.PathLike, None] = None,
+    corpus: Union[Corpus, str, os.PathLike, None] = None,
+    diagnose: bool = True,
+) -> Report:
+    """Judges `results` (a :class:`Results`, a results dict, or a JSON results file) against
+    the corpus (default: the embedded one), with an optional expectation file or dict
+    (``{"expectations": [{"case": GLOB, "category": "xfail"|"skip", "reason": TEXT}]}``).
+    Raises :class:`ResultsError` for unreadable results or ids the corpus does not hold."""
+    if isinstance(results, Results):
+        text = results.to_json()
+    elif isinstance(results, Mapping):
+        text = json.dumps(_plain(results))
+    else:
+        text = Path(results).read_text()
+    if expect is None:
+        expect_text = None
+    elif isinstance(expect, Mapping):
+        expect_text = json.dumps(expect)
+    else:
+        expect_text = Path(expect).read_text()
+    corpus_path = corpus.path if isinstance(corpus, Corpus) else (None if corpus is None else os.fspath(corpus))
+    return Report(*_lossref.check_results(text, corpus_path, expect_text, diagnose))
+
+
+def assert_conforms(
+    case: Union[CorpusCase, str],
+    outputs: Optional[Mapping[str, Any]] = None,
+    gradients: Optional[Mapping[str, Any]] = None,
+    implementation: str = "under test",
+    expect: Union[Mapping[str, Any], str, os.PathLike, None] = None,
+    corpus: Union[Corpus, str, os.PathLike, None] = None,
+) -> Report:
+    """Checks one corpus case's values and raises ``AssertionError`` with the verdict of
+    each value group and the diagnosis when the case fails (for pytest). Returns the
+    report."""
+    results = Results(implementation)
+    results.add(case, outputs=outputs, gradients=gradients)
+    report = check(results, expect=expect, corpus=corpus if corpus is not None else getattr(case, "_corpus", None))
+    case_id = case.id if isinstance(case, CorpusCase) else str(case)
+    verdict = report.case(case_id)
+    if verdict["verdict"] in ("FAIL", "MISSING", "UNEXPECTED PASS"):
+        lines = [f"{case_id}: {verdict['verdict']}"]
+        for g in verdict["groups"]:
+            if g["verdict"] != "pass":
+                where = f" at {g['at']}" if g.get("at") else ""
+                lines.append(f"  {g['group']}: {g['verdict']} {g.get('detail', '')}{where}".rstrip())
+        loss = case.loss if isinstance(case, CorpusCase) else case_id.split("/")[0]
+        for d in report.diagnoses:
+            if loss.startswith(d["loss"]) or d["loss"] in loss:
+                lines.append(f"  diagnosis: {d['text']}")
+        raise AssertionError("\n".join(lines))
+    return report
+
+
+__all__.append("assert_conforms")

@@ -1,0 +1,197 @@
+"""Hypothesis strategies for valid lossref cases (SPEC §3), edge regimes included.
+
+``cases(loss="cosface", dtype="float32")`` draws SPEC §3 dicts (inputs as Python lists of
+floats; every number exact in the dtype) that :func:`lossref.eval` answers, so that a loss
+can be property-tested against the certified reference on inputs the corpus never held::
+
+    from hypothesis import given
+    import lossref, lossref.strategies as ls
+
+    @given(ls.cases(loss="cosface", dtype="float64"))
+    def test_my_cosface(case):
+        want = lossref.eval(case)
+        got = my_cosface(**case["inputs"], **case["params"])
+        ...
+
+Regimes (``regime=`` restricts them): ``random``, ``near-tie`` and ``dominant`` logits,
+``acos-near-1``, ``acos-near-minus-1``, ``easy-switch`` (cos θ near 0), ``thmm-switch``
+(θ near π − m), ``tiny-norm``, ``huge-norm`` and ``exact-zero`` (a target at 30°…150° with a
+class pair ±e orthogonal to the feature, where gradients vanish exactly). A regime that
+does not apply to a loss is not drawn for it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+try:
+    from hypothesis import strategies as st
+except ImportError as e:  # pragma: no cover
+    raise ImportError("lossref.strategies needs hypothesis: pip install hypothesis") from e
+
+LOSSES = [
+    "softmax",
+    "softmax_ce",
+    "distill",
+    "lsoftmax",
+    "sphereface",
+    "center",
+    "normface",
+    "cosface",
+    "amsoftmax",
+    "arcface",
+    "combined",
+]
+NORMALIZED = ["normface", "cosface", "amsoftmax", "arcface", "combined"]
+ANGLE_REGIMES = ["acos-near-1", "acos-near-minus-1", "easy-switch", "thmm-switch", "tiny-norm", "huge-norm", "exact-zero"]
+LOGIT_REGIMES = ["near-tie", "dominant"]
+
+# feature rows at 30°, 45°, 60°, 90°, 120°, 135°, 150° to e₁ (exact cos² θ)
+_SPECIAL = [[3, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0], [-1, 1, 1, 1], [-1, 1, 0, 0], [-3, 1, 1, 1]]
+
+
+def _narrow(x: float, dtype: str) -> float:
+    return float(np.float32(x)) if dtype == "float32" else float(x)
+
+
+def regimes_for(loss: str) -> List[str]:
+    """The regimes that apply to `loss`."""
+    if loss in ("softmax", "softmax_ce", "distill"):
+        return ["random"] + LOGIT_REGIMES
+    if loss == "center":
+        return ["random"]
+    return ["random"] + ANGLE_REGIMES
+
+
+@st.composite
+def _logits(draw: Any, n: int, c: int, regime: str, dtype: str, labels: Sequence[int]) -> List[List[float]]:
+    small = st.floats(-8, 8, allow_nan=False, allow_infinity=False)
+    rows = [[draw(small) for _ in range(c)] for _ in range(n)]
+    if regime == "near-tie":
+        base = draw(small)
+        rows = [[base * (1 + draw(st.floats(-1e-6, 1e-6))) for _ in range(c)] for _ in range(n)]
+    elif regime == "dominant":
+        top = 60.0 if dtype == "float32" else 600.0
+        for row, y in zip(rows, labels):
+            row[y] += draw(st.floats(20.0, top))
+    return [[_narrow(v, dtype) for v in row] for row in rows]
+
+
+def _params(draw: Any, loss: str, dtype: str) -> Dict[str, Any]:
+    reduction = draw(st.sampled_from(["mean", "sum"]))
+    f = lambda x: _narrow(x, dtype)  # noqa: E731
+    if loss == "softmax":
+        return {"temperature": f(draw(st.sampled_from([1.0, 0.5, 2.0, 4.0])))}
+    if loss == "softmax_ce":
+        return {"reduction": reduction}
+    if loss == "distill":
+        return {
+            "temperature": f(draw(st.sampled_from([1.0, 2.0, 4.0]))),
+            "alpha": f(draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))),
+            "soft": draw(st.sampled_from(["kl", "ce"])),
+            "reduction": reduction,
+        }
+    if loss in ("lsoftmax", "sphereface"):
+        return {"margin": draw(st.integers(1, 6)), "lambda": f(draw(st.sampled_from([0.0, 0.5, 5.0]))), "reduction": reduction}
+    if loss == "center":
+        return {"alpha": f(draw(st.sampled_from([0.5, 0.25]))), "reduction": reduction}
+    if loss == "normface":
+        return {"scale": f(draw(st.sampled_from([1.0, 16.0, 30.0]))), "reduction": reduction}
+    if loss in ("cosface", "amsoftmax"):
+        return {"scale": f(draw(st.sampled_from([30.0, 64.0]))), "margin": f(draw(st.sampled_from([0.35, 0.2]))), "reduction": reduction}
+    if loss == "arcface":
+        return {
+            "scale": f(draw(st.sampled_from([30.0, 64.0]))),
+            "margin": f(draw(st.sampled_from([0.5, 0.3]))),
+            "boundary": draw(st.sampled_from(["none", "thmm", "easy"])),
+            "margin_grad": draw(st.sampled_from(["full", "detached"])),
+            "reduction": reduction,
+        }
+    return {
+        "scale": f(64.0),
+        "m1": f(draw(st.sampled_from([1.0, 1.35, 2.0]))),
+        "m2": f(draw(st.sampled_from([0.5, 0.25, 0.0]))),
+        "m3": f(draw(st.sampled_from([0.0, 0.1]))),
+        "reduction": reduction,
+    }
+
+
+def _target_cos(draw: Any, regime: str, params: Dict[str, Any]) -> float:
+    tiny = lambda: 10.0 ** draw(st.floats(-12, -2))  # noqa: E731
+    if regime == "acos-near-1":
+        return 1.0 - tiny()
+    if regime == "acos-near-minus-1":
+        return -1.0 + tiny()
+    if regime == "easy-switch":
+        return draw(st.sampled_from([-1.0, 1.0])) * tiny()
+    if regime == "thmm-switch":
+        m = params.get("margin", params.get("m2", 0.5)) or 0.5
+        return math.cos(math.pi - m + draw(st.sampled_from([-1.0, 1.0])) * tiny())
+    return draw(st.floats(-0.95, 0.95))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+@st.composite
+def cases(draw: Any, loss: Optional[str] = None, dtype: Optional[str] = None, regime: Optional[str] = None) -> Dict[str, Any]:
+    """A valid SPEC §3 case of `loss` (default: any) in `dtype` (``float32`` or ``float64``;
+    default: either), drawn in `regime` (default: any that applies)."""
+    loss = loss or draw(st.sampled_from(LOSSES))
+    dtype = dtype or draw(st.sampled_from(["float32", "float64"]))
+    allowed = regimes_for(loss)
+    regime = regime if regime in allowed else draw(st.sampled_from(allowed))
+    params = _params(draw, loss, dtype)
+    n, c, d = draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 5))
+    labels = [draw(st.integers(0, c - 1)) for _ in range(n)]
+    if loss in ("softmax", "softmax_ce"):
+        logits = draw(_logits(n, c, regime, dtype, labels))
+        inputs: Dict[str, Any] = {"logits": logits}
+        if loss == "softmax_ce":
+            inputs["labels"] = labels
+        return {"loss": loss, "params": params, "inputs": inputs}
+    if loss == "distill":
+        student = draw(_logits(n, c, regime, dtype, labels))
+        teacher = draw(_logits(n, c, "random", dtype, labels))
+        return {"loss": loss, "params": params, "inputs": {"student_logits": student, "teacher_logits": teacher, "labels": labels}}
+    normal = st.floats(-2, 2, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
+    if loss == "center":
+        x = [[_narrow(draw(normal), dtype) for _ in range(d)] for _ in range(n)]
+        centers = [[_narrow(draw(normal), dtype) for _ in range(d)] for _ in range(c)]
+        return {"loss": loss, "params": params, "inputs": {"features": x, "centers": centers, "labels": labels}}
+    if regime == "exact-zero":
+        feature = draw(st.sampled_from(_SPECIAL))
+        weights = [[2.0, 0, 0, 0, 0], [0, 0, 0, 0, 1.0], [0, 0, 0, 0, -1.0], [1.0, 0, -2.0, 0, 0]]
+        x = [[float(v) for v in feature] + [0.0]]
+        if params.get("boundary") == "easy" and feature == [0, 1, 1, 0]:
+            params["margin_grad"] = "detached"  # the `easy` switch at exactly cos θ = 0
+        return {"loss": loss, "params": params, "inputs": {"features": x, "weights": weights, "labels": [0]}}
+    w = [[draw(normal) for _ in range(d)] for _ in range(c)]
+    # ψ logits grow with ‖x‖‖w‖: past about 1e8 the loss leaves MPFR's exponent range
+    huge = (1e10, 1e12) if loss in NORMALIZED else (1e3, 1e5)
+    lo, hi = {"tiny-norm": (1e-12, 1e-10), "huge-norm": huge}.get(regime, (0.5, 2.0))
+    x = []
+    for y in labels:
+        cos = _target_cos(draw, regime, params)
+        what = _unit(np.array(w[y]))
+        u = np.array([draw(st.floats(-1, 1)) for _ in range(d)])
+        u = u - (u @ what) * what
+        if np.linalg.norm(u) < 1e-3:
+            u = np.roll(what, 1) - (np.roll(what, 1) @ what) * what
+        if np.linalg.norm(u) < 1e-6:
+            u = np.eye(d)[0] - what[0] * what
+        row = draw(st.floats(lo, hi)) * (cos * what + math.sqrt(max(0.0, 1 - cos * cos)) * _unit(u))
+        x.append([_narrow(v, dtype) for v in row])
+    w = [[_narrow(v, dtype) for v in row] for row in w]
+    angular = loss in ("arcface", "combined")
+    if angular and params.get("margin_grad") != "detached":
+        # a target exactly (anti)parallel to its weight is an undefined point (SPEC §1)
+        for i, y in enumerate(labels):
+            xi, wy = np.array(x[i]), np.array(w[y])
+            if abs(abs(xi @ wy) - np.linalg.norm(xi) * np.linalg.norm(wy)) == 0.0:
+                x[i][0] = _narrow(x[i][0] + 0.25, dtype)
+    return {"loss": loss, "params": params, "inputs": {"features": x, "weights": w, "labels": labels}}

@@ -1,0 +1,44 @@
+"""The examples of python/README.md run as written (the PyTorch one when torch is
+importable), and the JAX example prints the diagnosis its comment shows."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def run(block: str) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    return out.getvalue()
+
+
+def test_the_readme_has_its_examples() -> None:
+    assert len(BLOCKS) == 4
+    assert len([l for l in BLOCKS[0].strip().splitlines() if l.strip()]) <= 15
+
+
+def test_the_pytorch_example() -> None:
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("PyTorch is not installed")
+    assert "lossref check: my cosface" in run(BLOCKS[0])
+
+
+def test_the_jax_example_prints_its_diagnosis() -> None:
+    pytest.importorskip("optax")
+    printed = run(BLOCKS[1]).strip()
+    said = re.search(r"# (matches if .*)", BLOCKS[1])
+    assert said is not None and printed == said.group(1)
+
+
+def test_the_eval_example() -> None:
+    run(BLOCKS[2])

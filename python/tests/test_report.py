@@ -1,0 +1,78 @@
+"""lossref.Corpus, Results, check and the report object; the pytest plugin."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lossref
+
+
+def reference_results(cases: list, name: str = "the reference itself") -> lossref.Results:
+    results = lossref.Results(name)
+    for c in cases:
+        ref = c.reference()
+        results.add(c, outputs=ref["outputs"], gradients=ref["gradients"])
+    return results
+
+
+def test_the_embedded_corpus_and_its_cases() -> None:
+    corpus = lossref.Corpus.load()
+    assert corpus.version == lossref.CORPUS_VERSION and len(corpus) == 806
+    c = corpus.cases(loss="cosface", dtype="float32", tag="edge:acos-near-1")[0]
+    assert c.inputs["features"].dtype == np.float32 and c.inputs["labels"].dtype == np.int64
+    assert set(c.reference()["gradients"]) == {"features", "weights"}
+    # the corpus's inputs give the corpus's reference through lossref.eval
+    a = lossref.eval(c.case)
+    assert np.array_equal(a.binary32["gradients"]["weights"], c.reference()["gradients"]["weights"])
+    assert corpus[c.id] is c
+
+
+def test_the_reference_passes_and_the_report_speaks_every_format(tmp_path: Path) -> None:
+    corpus = lossref.Corpus.load()
+    report = lossref.check(reference_results(corpus.cases(loss="arcface")))
+    assert report.passed
+    assert report.counts["pass"] == len(corpus.cases(loss="arcface"))
+    assert "PASSED" in str(report) and "arcface.grad" in str(report)
+    assert report._repr_html_().lstrip().lower().startswith("<!doctype html")
+    report.to_junit(tmp_path / "r.xml")
+    root = ET.parse(tmp_path / "r.xml").getroot()
+    assert int(root.get("tests") or root[0].get("tests")) > 0
+    row = next(r for r in report.table if r["function"] == "arcface.grad" and r["dtype"] == "float32")
+    assert row["failures"] == 0 and row["max_units"] <= 1.0
+
+
+def test_a_wrong_value_fails_with_its_place_and_the_results_round_trip(tmp_path: Path) -> None:
+    corpus = lossref.Corpus.load()
+    case = corpus.cases(loss="softmax_ce", dtype="float64")[0]
+    results = reference_results([case], "off by one ulp·10⁶")
+    grad = np.array(results.values[case.id]["gradients"]["logits"], dtype=float)
+    grad[0, 0] *= 1 + 1e-10
+    results.add(case, outputs=case.reference()["outputs"], gradients={"logits": grad})
+    results.save(tmp_path / "results.json")
+    report = lossref.check(tmp_path / "results.json")
+    assert not report.passed and report.verdict(case.id) == "FAIL"
+    group = next(g for g in report.case(case.id)["groups"] if g["group"] == "gradients/logits")
+    assert group["at"] == "[0][0]"
+    with pytest.raises(AssertionError, match="gradients/logits: FAIL"):
+        lossref.assert_conforms(case, outputs=case.reference()["outputs"], gradients={"logits": grad})
+
+
+def test_unknown_ids_and_malformed_results_raise_results_error() -> None:
+    with pytest.raises(lossref.ResultsError, match="is not a case of corpus"):
+        lossref.check({"implementation": "x", "results": {"no/such/case": {}}})
+    with pytest.raises(lossref.ResultsError, match="expected an object"):
+        lossref.check({"implementation": "x", "results": 3})
+
+
+@pytest.mark.lossref_corpus(loss="softmax", dtype="float64")
+def test_the_plugin_runs_once_per_case(lossref_case: lossref.CorpusCase) -> None:
+    # a softmax written the textbook way, one pytest item per corpus case
+    z = lossref_case.inputs["logits"] / lossref_case.params.get("temperature", 1.0)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    logp = z - z.max(axis=1, keepdims=True) - np.log(e.sum(axis=1, keepdims=True))
+    lossref.assert_conforms(lossref_case, outputs={"probabilities": p, "log_probabilities": logp})
