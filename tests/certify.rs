@@ -133,22 +133,7 @@ fn a_proven_zero_is_the_exact_zero_and_nothing_else_is_asked() {
 #[test]
 fn an_undecidable_zero_is_an_error_naming_the_value() {
     // sin(π) = 0, but an enclosure of π is never a point, so sin straddles 0 forever.
-    let err = certify_with_cap(768, |p| {
-        Ok(Answer {
-            outputs: vec![("ok", Tensor::Scalar(Interval::from_f64(p, 1.0)))],
-            gradients: vec![(
-                "features",
-                Tensor::Matrix(
-                    lossref::matrix::Matrix::from_rows(vec![vec![
-                        Interval::from_f64(p, 2.0),
-                        Interval::pi(p).sin(),
-                    ]])
-                    .unwrap(),
-                ),
-            )],
-        })
-    })
-    .unwrap_err();
+    let err = certify_with_cap(768, sine_of_pi).unwrap_err();
     assert_eq!(err.kind, ErrorKind::Uncertified);
     assert_eq!(err.place, "gradients.features[0][1]");
     assert!(err.reason.contains("768 bits"), "{err}");

@@ -18,8 +18,8 @@
 //! input is axis-aligned; `permuted`: rotated, with the classes reordered and the labels
 //! following them.
 
-use crate::corpus::generate::{seed_of, Dtype, Generated};
-use crate::spec::{Boundary, LossId, MarginGrad};
+use crate::corpus::generate::{margin_variants_with, seed_of, variant, Dtype, Generated, Variant};
+use crate::spec::LossId;
 use serde_json::{json, Map, Value};
 
 /// The special angles: (degrees, a feature at that angle to e₁ in ℝ⁴).
@@ -114,73 +114,36 @@ pub fn configuration(
     }
 }
 
-/// A loss with fixed parameters, named for ids.
-struct Variant {
-    loss: LossId,
-    name: String,
-    params: Value,
-}
-
-fn variant(loss: LossId, name: impl Into<String>, params: Value) -> Variant {
-    Variant {
-        loss,
-        name: name.into(),
-        params,
-    }
-}
-
 /// The variants with features and weights: every normalized-margin rule (every ArcFace
 /// boundary and gradient; `combined` with a transcendental, an algebraic and a
 /// non-integer rule) and ψ with m = 1 … 6 (and λ > 0). All parameters are exact in
 /// binary32.
 fn angle_variants() -> Vec<Variant> {
-    let mut v = vec![
-        variant(LossId::NormFace, "normface", json!({"scale": 16})),
-        variant(
-            LossId::CosFace,
-            "cosface",
-            json!({"scale": 64, "margin": 0.375}),
-        ),
-        variant(
-            LossId::AmSoftmax,
-            "amsoftmax",
-            json!({"scale": 30, "margin": 0.375}),
-        ),
-        variant(
-            LossId::Combined,
+    let combined = |name: &str, params: Value| variant(LossId::Combined, name, params);
+    let mut v = margin_variants_with(vec![
+        combined(
             "combined-arc",
             json!({"scale": 64, "m1": 1, "m2": 0.5, "m3": 0}),
         ),
-        variant(
-            LossId::Combined,
+        combined(
             "combined-m1-2",
             json!({"scale": 32, "m1": 2, "m2": 0, "m3": 0.25}),
         ),
-        variant(
-            LossId::Combined,
+        combined(
             "combined-m1-1.5",
             json!({"scale": 64, "m1": 1.5, "m2": 0.25, "m3": 0.125}),
         ),
-    ];
-    for boundary in Boundary::ALL {
-        for grad in MarginGrad::ALL {
-            v.push(variant(
-                LossId::ArcFace,
-                format!("arcface-{}-{}", boundary.as_str(), grad.as_str()),
-                json!({"scale": 64, "margin": 0.5, "boundary": boundary.as_str(), "margin_grad": grad.as_str()}),
-            ));
-        }
-    }
+    ]);
     for (loss, name) in [
         (LossId::LSoftmax, "lsoftmax"),
         (LossId::SphereFace, "sphereface"),
     ] {
         for m in 1..=6 {
-            v.push(variant(loss, format!("{name}-m{m}"), json!({"margin": m})));
+            v.push(variant(loss, &format!("{name}-m{m}"), json!({"margin": m})));
         }
         v.push(variant(
             loss,
-            format!("{name}-m4-lambda"),
+            &format!("{name}-m4-lambda"),
             json!({"margin": 4, "lambda": 1.5}),
         ));
     }
@@ -296,7 +259,7 @@ pub fn cases(dtype: Dtype, frames: &[Frame]) -> Vec<Generated> {
                     id,
                     dtype,
                     v.loss,
-                    v.params.clone(),
+                    Value::Object(v.params.clone()),
                     json!({"features": x, "weights": w, "labels": labels}),
                     json!({"angle": format!("{degrees}°"), "frame": frame.as_str(),
                            "construction": "target at a special angle; classes ±e₅ orthogonal to every feature; second feature mirrored"}),

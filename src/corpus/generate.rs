@@ -212,13 +212,13 @@ impl Regime {
 }
 
 /// A variant: a loss with fixed parameters, and a name for its id.
-struct Variant {
-    loss: LossId,
-    name: String,
-    params: Map<String, Value>,
+pub(crate) struct Variant {
+    pub(crate) loss: LossId,
+    pub(crate) name: String,
+    pub(crate) params: Map<String, Value>,
 }
 
-fn variant(loss: LossId, name: &str, params: Value) -> Variant {
+pub(crate) fn variant(loss: LossId, name: &str, params: Value) -> Variant {
     let Value::Object(params) = params else {
         unreachable!("params are objects")
     };
@@ -232,6 +232,16 @@ fn variant(loss: LossId, name: &str, params: Value) -> Variant {
 /// The variants of the normalized-margin family: every loss, every ArcFace boundary and
 /// margin gradient (all parameters exact in binary32).
 fn margin_variants() -> Vec<Variant> {
+    margin_variants_with(vec![variant(
+        LossId::Combined,
+        "combined",
+        json!({"scale": 64, "m1": 1.25, "m2": 0.25, "m3": 0.125}),
+    )])
+}
+
+/// normface, cosface, amsoftmax, the given `combined` variants, and ArcFace with every
+/// boundary and margin gradient.
+pub(crate) fn margin_variants_with(combined: Vec<Variant>) -> Vec<Variant> {
     let mut v = vec![
         variant(LossId::NormFace, "normface", json!({"scale": 16})),
         variant(
@@ -244,12 +254,8 @@ fn margin_variants() -> Vec<Variant> {
             "amsoftmax",
             json!({"scale": 30, "margin": 0.375}),
         ),
-        variant(
-            LossId::Combined,
-            "combined",
-            json!({"scale": 64, "m1": 1.25, "m2": 0.25, "m3": 0.125}),
-        ),
     ];
+    v.extend(combined);
     for boundary in Boundary::ALL {
         for grad in MarginGrad::ALL {
             v.push(variant(

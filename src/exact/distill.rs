@@ -72,20 +72,12 @@ impl ExactForm for DistillForm {
         }
         let (i, j) = (index / self.classes.max(1), index % self.classes.max(1));
         let plain = |q: Rational| Coefficient::plain(Surd::rational(q));
-        let single = |row, q: Rational| RowTerm {
-            row,
-            base: Coefficient::default(),
-            at: vec![(j, plain(q))],
-        };
-        let mut hard = single(3 * i + 2, self.hard.clone());
-        if self.labels[i] == j {
-            hard.base = plain(-self.hard.clone());
-        }
+        // q_s,ij − q_t,ij: the soft rows, no label; p_ij − δ: the hard row, with it
         Some(Combination {
             terms: vec![
-                single(3 * i, self.soft.clone()),
-                single(3 * i + 1, -self.soft.clone()),
-                hard,
+                RowTerm::one_class(3 * i, j, plain(self.soft.clone()), false),
+                RowTerm::one_class(3 * i + 1, j, plain(-self.soft.clone()), false),
+                RowTerm::one_class(3 * i + 2, j, plain(self.hard.clone()), self.labels[i] == j),
             ],
         })
     }

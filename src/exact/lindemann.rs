@@ -316,11 +316,40 @@ pub struct RowTerm {
     pub at: Vec<(usize, Coefficient)>,
 }
 
+impl RowTerm {
+    /// The term of row `row` in a value that depends on one class's logit only:
+    /// Σ_l (p_l − δ_{l,y})·[l = class]·a, that is B_l = a·[l = class] − a·[class = y]
+    /// (`target` says whether `class` is the row's label y).
+    pub fn one_class(row: usize, class: usize, a: Coefficient, target: bool) -> RowTerm {
+        let base = if target {
+            a.neg()
+        } else {
+            Coefficient::default()
+        };
+        RowTerm {
+            row,
+            base,
+            at: vec![(class, a)],
+        }
+    }
+}
+
 /// V = Σ_r Σ_l p_rl·B_rl, up to a nonzero factor.
 #[derive(Clone, Debug, Default)]
 pub struct Combination {
     /// The rows' parts.
     pub terms: Vec<RowTerm>,
+}
+
+impl Combination {
+    /// Σ_l (p_l − δ_{l,label})·A_l over one row, with A_l = `at` (every class, in order):
+    /// B_l = A_l − A_label.
+    pub fn one_row(row: usize, label: usize, at: Vec<(usize, Coefficient)>) -> Combination {
+        let base = at[label].1.neg();
+        Combination {
+            terms: vec![RowTerm { row, base, at }],
+        }
+    }
 }
 
 impl Combination {

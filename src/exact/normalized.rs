@@ -202,10 +202,7 @@ impl NormalizedForm {
         let at = (0..self.rows[i].len())
             .map(|l| Some((l, a(l)?)))
             .collect::<Option<Vec<_>>>()?;
-        let base = at[self.labels[i]].1.neg();
-        Some(Combination {
-            terms: vec![RowTerm { row: i, base, at }],
-        })
+        Some(Combination::one_row(i, self.labels[i], at))
     }
 
     fn weights(&self, j: usize, k: usize) -> Option<Combination> {
@@ -217,16 +214,7 @@ impl NormalizedForm {
                 continue;
             }
             let a = self.slope_times(i, j, p.mul(g.x_inv[i].as_ref()?));
-            let base = if y == j {
-                a.neg()
-            } else {
-                Coefficient::default()
-            };
-            terms.push(RowTerm {
-                row: i,
-                base,
-                at: vec![(j, a)],
-            });
+            terms.push(RowTerm::one_class(i, j, a, y == j));
         }
         Some(Combination { terms })
     }

@@ -165,10 +165,7 @@ impl PsiForm {
             };
             at.push((l, Coefficient::plain(a)));
         }
-        let base = at[y].1.neg();
-        Some(Combination {
-            terms: vec![RowTerm { row: i, base, at }],
-        })
+        Some(Combination::one_row(i, y, at))
     }
 
     fn weights(&self, j: usize, k: usize) -> Option<Combination> {
@@ -201,17 +198,7 @@ impl PsiForm {
             if a.is_zero() {
                 continue;
             }
-            let a = Coefficient::plain(a);
-            let base = if target {
-                a.neg()
-            } else {
-                Coefficient::default()
-            };
-            terms.push(RowTerm {
-                row: i,
-                base,
-                at: vec![(j, a)],
-            });
+            terms.push(RowTerm::one_class(i, j, Coefficient::plain(a), target));
         }
         Some(Combination { terms })
     }
