@@ -67,6 +67,11 @@ enum Command {
         /// Seed of the generated inputs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Time the certified reference (loss and both gradients, as `lossref eval`) once,
+        /// and the fast f64 forward + backward on the same inputs in the same run; print
+        /// both and their ratio.
+        #[arg(long)]
+        reference: bool,
     },
     /// Evaluate a theorem bound of SPEC §2, certified to any number of digits, and print JSON
     /// (or, with --table, a sweep over the number of classes).
@@ -134,6 +139,7 @@ fn main() {
             warmup,
             repeats,
             seed,
+            reference,
         } => cli::bench::run(&cli::bench::Request {
             loss,
             params,
@@ -146,6 +152,7 @@ fn main() {
             warmup,
             repeats,
             seed,
+            reference,
         }),
         Command::Bound(request) => cli::bound::run(&request),
         Command::Corpus(request) => cli::corpus::run(&request),

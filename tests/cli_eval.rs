@@ -519,6 +519,40 @@ fn bench_reports_the_fused_time_against_three_gemms() {
 }
 
 #[test]
+fn bench_reference_times_the_certified_answer_against_the_fast_path() {
+    let v = eval_ok(
+        &[
+            "bench",
+            "cosface",
+            "--batch",
+            "2",
+            "--dim",
+            "8",
+            "--classes",
+            "5",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "3",
+            "--reference",
+        ],
+        "",
+    );
+    assert_eq!(v["loss"], "cosface");
+    assert_eq!(v["reference_tier"], "correctly_rounded");
+    let (reference, fast, ratio) = (
+        v["reference_s"].as_f64().unwrap(),
+        v["fast_f64_ms"].as_f64().unwrap() / 1e3,
+        v["ratio"].as_f64().unwrap(),
+    );
+    // the certified answer is slower than the f64 path, and the ratio is theirs
+    assert!(reference > fast && fast > 0.0, "{v}");
+    assert!((ratio - reference / fast).abs() <= 1e-9 * ratio, "{v}");
+}
+
+#[test]
 fn bench_rejects_what_it_cannot_time() {
     let bad = |args: &[&str], expected: &str| {
         let out = lossref(args, "");

@@ -1,5 +1,6 @@
 //! `lossref bench LOSS --batch B --dim D --classes C --dtype f32|f64 [--threads T]`: the
-//! fused forward + backward of a normalized-margin loss against its three GEMMs, as JSON.
+//! fused forward + backward of a normalized-margin loss against its three GEMMs, as JSON;
+//! with `--reference`, the certified evaluation against the fast f64 path on the same inputs.
 
 use crate::bench::{time, Inputs, Timing};
 use crate::case::margin_params;
@@ -33,6 +34,8 @@ pub struct Request {
     pub repeats: usize,
     /// Seed of the generated inputs.
     pub seed: u64,
+    /// Time the certified reference (and the fast path in f64) instead of the GEMMs.
+    pub reference: bool,
 }
 
 /// Runs the benchmark and returns its JSON report.
@@ -100,6 +103,9 @@ pub fn run(r: &Request) -> Result<String> {
         margin,
         reduction,
     };
+    if r.reference {
+        return reference(loss, scale, margin, reduction, r);
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(r.threads)
         .build()
@@ -135,6 +141,80 @@ pub fn run(r: &Request) -> Result<String> {
         "gemms_gflops": flops / timing.gemms() / 1e9,
         "runs": {"fused_ms": ms(&timing.fused_runs), "gemms_ms": ms(&timing.gemm_runs)},
         "note": "medians; fused = forward + backward of the loss; gemms = X·Wᵀ, G·W, Gᵀ·X of the same shapes, timed alternately in the same run; ratio = fused / gemms",
+    });
+    Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+}
+
+/// `--reference`: the certified evaluation of one generated case (loss and both
+/// gradients, tier `correctly_rounded` or `faithful`) timed once, and, in the same run, the
+/// fast f64 forward + backward on the same inputs (median of `repeats` after `warmup`).
+fn reference(
+    loss: LossId,
+    scale: f64,
+    margin: Margin,
+    reduction: crate::spec::Reduction,
+    r: &Request,
+) -> Result<String> {
+    let inputs = Inputs::<f64>::generate(r.batch, r.dim, r.classes, r.seed);
+    let matrix = |rows: usize, v: &[f64]| {
+        crate::matrix::Matrix::from_vec(rows, r.dim, v.to_vec())
+            .ok_or_else(|| Error::invalid("--dim", "the generated inputs do not fit the shape"))
+    };
+    let case = crate::spec::Case::Normalized(crate::spec::NormalizedCase {
+        loss,
+        scale,
+        margin,
+        reduction,
+        features: matrix(r.batch, &inputs.features)?,
+        weights: matrix(r.classes, &inputs.weights)?,
+        labels: inputs.labels.clone(),
+    });
+    let fused = MarginLoss {
+        scale,
+        margin,
+        reduction,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(r.threads)
+        .build()
+        .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))?;
+    let threads = pool.current_num_threads();
+    let mut fast_runs = Vec::with_capacity(r.repeats);
+    for k in 0..r.warmup + r.repeats {
+        let start = std::time::Instant::now();
+        let out = pool.install(|| {
+            fused.forward_backward(
+                &inputs.features,
+                &inputs.weights,
+                &inputs.labels,
+                r.dim,
+                threads,
+            )
+        })?;
+        let elapsed = start.elapsed().as_secs_f64();
+        std::hint::black_box(out);
+        if k >= r.warmup {
+            fast_runs.push(elapsed);
+        }
+    }
+    fast_runs.sort_by(f64::total_cmp);
+    let fast = fast_runs[fast_runs.len() / 2];
+    let start = std::time::Instant::now();
+    let answer = pool.install(|| crate::reference::certified(&case))?;
+    let certified = start.elapsed().as_secs_f64();
+    let report = json!({
+        "loss": loss.as_str(),
+        "params": describe(scale, &margin, reduction.as_str()),
+        "batch": r.batch,
+        "dim": r.dim,
+        "classes": r.classes,
+        "threads": threads,
+        "reference_s": certified,
+        "reference_tier": answer.certificate.tier.as_str(),
+        "reference_precision_bits": answer.certificate.precision_bits,
+        "fast_f64_ms": fast * 1e3,
+        "ratio": certified / fast,
+        "note": "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run; ratio = reference / fast",
     });
     Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
 }
