@@ -29,6 +29,15 @@ fn section(
     Value::Object(map)
 }
 
+/// `{"outputs": {…}, "gradients": {…}}` with every certified value mapped by `value`
+/// (scalars stay scalars, matrices become nested arrays).
+pub fn sections(answer: &Answer<Certified>, value: &impl Fn(&Certified) -> Value) -> Value {
+    json!({
+        "outputs": section(&answer.outputs, value),
+        "gradients": section(&answer.gradients, value),
+    })
+}
+
 /// The SPEC §3 object for a certified answer. With `with_binary64`, a further key
 /// `binary64` repeats every value as its binary64 rounding in hexadecimal floating point
 /// (SPEC §3 allows added keys, never changed ones).
@@ -45,10 +54,8 @@ pub fn eval_json(loss: LossId, certified: &CertifiedAnswer, with_binary64: bool)
         },
     });
     if with_binary64 {
-        let hex = |c: &Certified| Value::String(hex_f64(c.f64));
-        out["binary64"] = json!({
-            "outputs": section(outputs, &hex),
-            "gradients": section(gradients, &hex),
+        out["binary64"] = sections(&certified.answer, &|c: &Certified| {
+            Value::String(hex_f64(c.f64))
         });
     }
     out

@@ -7,7 +7,7 @@ use lossref::case::parse_case_in;
 use lossref::check::{self, Corpus, Results};
 use lossref::mp::certify::Certified;
 use lossref::reference::certified;
-use lossref::report::eval_json;
+use lossref::report::{eval_json, sections};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -36,26 +36,6 @@ fn results_error(e: lossref::error::Error) -> PyErr {
     ResultsError::new_err(e.to_string())
 }
 
-/// A section of an answer with every value mapped to JSON (scalars stay scalars).
-fn section(
-    items: &[(&'static str, lossref::answer::Tensor<Certified>)],
-    f: impl Fn(&Certified) -> Value,
-) -> Value {
-    let mut out = serde_json::Map::new();
-    for (name, t) in items {
-        let v = match t {
-            lossref::answer::Tensor::Scalar(c) => f(c),
-            lossref::answer::Tensor::Matrix(m) => Value::Array(
-                m.iter_rows()
-                    .map(|r| Value::Array(r.iter().map(&f).collect()))
-                    .collect(),
-            ),
-        };
-        out.insert((*name).to_string(), v);
-    }
-    Value::Object(out)
-}
-
 /// The certified answer of the case in `text` (a SPEC §3 JSON object; `.npz` inputs are
 /// relative to `base`), as JSON: `lossref eval`'s object plus `binary64` and `binary32`
 /// sections holding each value's roundings as numbers.
@@ -65,15 +45,8 @@ fn eval_case(py: Python<'_>, text: String, base: String) -> PyResult<String> {
         let case = parse_case_in(&text, Path::new(&base))?;
         let answer = certified(&case)?;
         let mut out = eval_json(case.loss(), &answer, false);
-        let a = &answer.answer;
-        out["binary64"] = json!({
-            "outputs": section(&a.outputs, |c| json!(c.f64)),
-            "gradients": section(&a.gradients, |c| json!(c.f64)),
-        });
-        out["binary32"] = json!({
-            "outputs": section(&a.outputs, |c| json!(f64::from(c.f32))),
-            "gradients": section(&a.gradients, |c| json!(f64::from(c.f32))),
-        });
+        out["binary64"] = sections(&answer.answer, &|c: &Certified| json!(c.f64));
+        out["binary32"] = sections(&answer.answer, &|c: &Certified| json!(f64::from(c.f32)));
         Ok(out)
     });
     Ok(out.map_err(case_error)?.to_string())
