@@ -66,13 +66,13 @@ impl Geometry {
 
     /// cos θ_ij = (x_i·w_j)/(‖x_i‖‖w_j‖), exactly (`None` when a row has norm 0).
     pub fn cos(&self, i: usize, j: usize) -> Option<Surd> {
-        let inv = Surd::sqrt(&Rational::from(&self.x_sq[i] * &self.w_sq[j]))?;
         let product = Rational::from(&self.x_sq[i] * &self.w_sq[j]);
         if product == 0 {
             return None;
         }
         // d/√(ab) = d·√(ab)/(ab)
-        Some(inv.scale(&Rational::from(self.dots.get(i, j) / &product)))
+        let root = Surd::sqrt(&product)?;
+        Some(root.scale(&Rational::from(self.dots.get(i, j) / &product)))
     }
 
     /// ‖x_i‖²·w_jk − (x_i·w_j)·x_ik: ‖x_i‖³‖w_j‖ times ∂cos θ_ij/∂x_ik.

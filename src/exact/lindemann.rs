@@ -179,6 +179,8 @@ pub struct Row {
 struct Partition {
     /// For each logit value: its classes (column indices), in increasing order.
     members: Vec<Vec<usize>>,
+    /// Each column's probe (see `Logit::probe`).
+    probes: Vec<(u8, Interval)>,
     /// For each column: the index of its class in `members`.
     of: Vec<usize>,
 }
@@ -271,7 +273,11 @@ impl Row {
             for m in &mut members {
                 m.sort_unstable();
             }
-            Partition { members, of }
+            Partition {
+                members,
+                probes,
+                of,
+            }
         })
     }
 
@@ -289,14 +295,14 @@ impl Row {
         let mut map = Vec::with_capacity(a.members.len());
         for class in &a.members {
             let z = &self.logits[class[0]];
-            let (kind, probe) = z.probe();
+            let (kind, probe) = &a.probes[class[0]];
             let found = (0..b.members.len()).find(|&c| {
                 if used[c] || b.members[c].len() != class.len() {
                     return false;
                 }
-                let w = &other.logits[b.members[c][0]];
-                let (k2, p2) = w.probe();
-                k2 == kind && p2.overlaps(&probe) && z.equals(w)
+                let first = b.members[c][0];
+                let (k2, p2) = &b.probes[first];
+                k2 == kind && p2.overlaps(probe) && z.equals(&other.logits[first])
             })?;
             used[found] = true;
             map.push(found);

@@ -67,19 +67,39 @@ fn within_budget(n: usize, c: usize, d: usize) -> Option<()> {
     (work <= MAX_EXACT_WORK).then_some(())
 }
 
-/// Which of the given values of `case` are proven exactly 0: `places` are (section,
-/// name, row-major index) of the answer; each answer is `true` only with a proof.
-pub fn proven_zeros(case: &Case, prec: u32, places: &[(&str, &str, usize)]) -> Vec<bool> {
-    let Some(form) = form(case, prec) else {
-        return vec![false; places.len()];
-    };
-    places
-        .iter()
-        .map(|&(section, name, index)| {
-            section == "gradients"
-                && form
-                    .gradient(name, index)
-                    .is_some_and(|c| vanishes(form.rows(), &c))
-        })
-        .collect()
+/// The exact zero test of one case across the rounds of the escalation loop. The exact
+/// form is built once it can be (every comparison it makes decided, at some precision)
+/// and then reused: a decided comparison stays true at every higher precision, and the
+/// exact geometry (N·C·D rational multiply-adds) and the rows' partitions are computed once.
+pub struct ZeroTest<'a> {
+    case: &'a Case,
+    form: Option<Box<dyn ExactForm>>,
+}
+
+impl<'a> ZeroTest<'a> {
+    /// The test of `case`; nothing is computed until a value needs it.
+    pub fn new(case: &'a Case) -> ZeroTest<'a> {
+        ZeroTest { case, form: None }
+    }
+
+    /// Which of the given values are proven exactly 0: `places` are (section, name,
+    /// row-major index) of the answer, `prec` the working precision of this round; each
+    /// answer is `true` only with a proof.
+    pub fn proven(&mut self, prec: u32, places: &[(&str, &str, usize)]) -> Vec<bool> {
+        if self.form.is_none() {
+            self.form = form(self.case, prec);
+        }
+        let Some(form) = &self.form else {
+            return vec![false; places.len()];
+        };
+        places
+            .iter()
+            .map(|&(section, name, index)| {
+                section == "gradients"
+                    && form
+                        .gradient(name, index)
+                        .is_some_and(|c| vanishes(form.rows(), &c))
+            })
+            .collect()
+    }
 }

@@ -34,14 +34,15 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
 
 /// The certified answer of `case` (SPEC §3): every value correctly rounded, or faithful
 /// where a tie cannot be decided below the precision cap; a value whose enclosure keeps
-/// containing 0 is decided exactly by [`exact::proven_zeros`].
+/// containing 0 is decided exactly by [`exact::ZeroTest`].
 ///
 /// # Errors
 /// An undefined point, or a value that cannot be certified below the cap.
 pub fn certified(case: &Case) -> Result<CertifiedAnswer> {
+    let mut zeros = exact::ZeroTest::new(case);
     certify_with_zeros(
         Goal::EVAL,
         |prec| evaluate(case, prec),
-        |prec, places| exact::proven_zeros(case, prec, places),
+        |prec, places| zeros.proven(prec, places),
     )
 }
