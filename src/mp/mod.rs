@@ -3,3 +3,4 @@
 
 pub mod certify;
 pub mod interval;
+pub mod products;

@@ -1,0 +1,447 @@
+//! Certified matrix products on a plain binary64 GEMM: the Ozaki scheme of error-free
+//! slicing (`proofs/certified_products.md`, SPEC §3's certified core at batch scale).
+//!
+//! Every entry of a row is cut, relative to a power of two 2^E above the row's largest
+//! magnitude, into `count` slices of β bits:
+//!
+//! a_rc = 2^{E_r} · Σ_{s<count} S_{s,rc} · 2^{−β(s+1)} + τ_rc,   S integers, |S| < 2^β,
+//!
+//! with τ_rc = 0 when the row's lowest bit is covered (always, for binary64 rows whose
+//! exponent spread fits), and |τ_rc| < 2^{E_r − β·count} otherwise. For an inner dimension n,
+//! β = ⌊(53 − ⌈log₂ n⌉)/2⌋, so every product of two slice entries and every partial sum of n
+//! of them is an integer below 2^53: a binary64 GEMM of two slice matrices is exact in any
+//! summation order, with or without FMA. The exact product of the sliced values is then
+//!
+//! (A·Bᵀ)_ij = 2^{E_i + F_j − β(ca + cb)} · Σ_{s,t} P^{st}_ij · 2^{β((ca−1−s) + (cb−1−t))},
+//!
+//! an integer sum that [`product`] accumulates exactly in a fixed-point register of 64-bit
+//! words, then rounds outward once to the working precision. What slicing dropped (τ, and the
+//! radius of an enclosure operand) is bounded per row and added to the enclosure's radius:
+//!
+//! |Σ_k a_ik b_jk − Σ_k â_ik b̂_jk| ≤ e_i·Σ_k|b_jk| + f_j·Σ_k|a_ik| + n·e_i·f_j.
+//!
+//! Binary64 inputs make X·Wᵀ exact (the dot products an enclosure alone cannot decide);
+//! an enclosure operand (the backward pass's ∂L/∂cos θ) gives its products to the working
+//! precision at the cost of a few dozen f64 GEMMs instead of n MPFR operations per entry.
+
+use crate::matrix::Matrix;
+use crate::mp::interval::Interval;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+use rug::float::Round;
+use rug::integer::Order;
+use rug::ops::{AddAssignRound, AssignRound, MulAssignRound, SubAssignRound};
+use rug::{Float, Integer};
+
+/// The most slices a binary64 row is cut into (β·16 ≥ 250 bits of exponent spread for
+/// inner dimensions up to 2^13); a wider row is not sliced and its caller falls back to
+/// MPFR.
+pub const MAX_BINARY64_SLICES: usize = 16;
+
+/// Precision of the error bounds: upper bounds only, so a few bits suffice.
+const BOUND_PREC: u32 = 64;
+
+/// The slice width β for an inner dimension `n`: n·(2^β − 1)² < 2^53.
+pub fn slice_bits(n: usize) -> u32 {
+    let log_n = usize::BITS - n.max(1).saturating_sub(1).leading_zeros();
+    (53u32.saturating_sub(log_n)) / 2
+}
+
+/// The rows of a matrix cut into slices (module docs): `rows` rows over an inner dimension
+/// `inner`, each row with its scale E_r, an upper bound e_r of what slicing dropped per
+/// entry, and an upper bound of Σ_c |a_rc|.
+pub struct Slices {
+    rows: usize,
+    inner: usize,
+    beta: u32,
+    scale: Vec<i64>,
+    /// `count` slice matrices, each `rows × inner`, row-major, integer-valued.
+    slices: Vec<Vec<f64>>,
+    /// e_r, or `None` when every entry of every row is exact.
+    error: Option<Vec<Float>>,
+    abs_sum: Vec<Float>,
+}
+
+/// One row's entries as sign, odd mantissa and exponent (|x| = m·2^e); zeros are skipped.
+fn binary64_parts(x: f64) -> Option<(bool, u64, i64)> {
+    if x == 0.0 || !x.is_finite() {
+        return None;
+    }
+    let bits = x.to_bits();
+    let exp_field = ((bits >> 52) & 0x7ff) as i64;
+    let frac = bits & ((1u64 << 52) - 1);
+    let (m, e) = if exp_field == 0 {
+        (frac, -1074)
+    } else {
+        (frac | (1u64 << 52), exp_field - 1075)
+    };
+    let tz = m.trailing_zeros();
+    Some((x < 0.0, m >> tz, e + i64::from(tz)))
+}
+
+/// β-bit slice `s` (0 = top) of m·2^e relative to 2^scale: ⌊m·2^{e + β(s+1) − scale}⌋ mod 2^β.
+fn chunk(m: u64, e: i64, scale: i64, beta: u32, s: usize) -> u64 {
+    let shift = e + i64::from(beta) * (s as i64 + 1) - scale;
+    let mask = (1u64 << beta) - 1;
+    if shift >= i64::from(beta) {
+        0
+    } else if shift >= 0 {
+        ((u128::from(m) << shift) as u64) & mask
+    } else if shift > -64 {
+        (m >> (-shift)) & mask
+    } else {
+        0
+    }
+}
+
+fn bit_length(m: u64) -> i64 {
+    i64::from(u64::BITS - m.leading_zeros())
+}
+
+fn sum_up(values: impl Iterator<Item = Float>) -> Float {
+    let mut acc = Float::with_val(BOUND_PREC, 0);
+    for v in values {
+        acc = Float::with_val_round(BOUND_PREC, &acc + &v, Round::Up).0;
+    }
+    acc
+}
+
+impl Slices {
+    /// A binary64 matrix (`get(r, c)`, `rows × inner`) sliced exactly, or `None` when some
+    /// row's exponent spread needs more than [`MAX_BINARY64_SLICES`] slices (or an entry is
+    /// not finite).
+    pub fn binary64(
+        rows: usize,
+        inner: usize,
+        get: impl Fn(usize, usize) -> f64 + Sync,
+    ) -> Option<Slices> {
+        let beta = slice_bits(inner);
+        if beta == 0 {
+            return None;
+        }
+        // Per row: the scale (one above the top bit) and the lowest set bit.
+        let spans: Vec<Option<(i64, i64)>> = (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let mut span: Option<(i64, i64)> = None;
+                for c in 0..inner {
+                    let x = get(r, c);
+                    if !x.is_finite() {
+                        return None;
+                    }
+                    if let Some((_, m, e)) = binary64_parts(x) {
+                        let (top, low) = (e + bit_length(m), e);
+                        span = Some(span.map_or((top, low), |(t, l)| (t.max(top), l.min(low))));
+                    }
+                }
+                Some(span.unwrap_or((0, 0)))
+            })
+            .collect();
+        let spans: Vec<(i64, i64)> = spans.into_iter().collect::<Option<_>>()?;
+        let widest = spans.iter().map(|(t, l)| t - l).max().unwrap_or(0);
+        let count = usize::try_from((widest + i64::from(beta) - 1) / i64::from(beta))
+            .ok()?
+            .max(1);
+        if count > MAX_BINARY64_SLICES {
+            return None;
+        }
+        let scale: Vec<i64> = spans.iter().map(|&(t, _)| t).collect();
+        let mut slices = vec![vec![0.0; rows * inner]; count];
+        for (s, slice) in slices.iter_mut().enumerate() {
+            slice
+                .par_chunks_mut(inner.max(1))
+                .enumerate()
+                .for_each(|(r, out)| {
+                    for (c, o) in out.iter_mut().enumerate() {
+                        if let Some((negative, m, e)) = binary64_parts(get(r, c)) {
+                            let v = chunk(m, e, scale[r], beta, s) as f64;
+                            *o = if negative { -v } else { v };
+                        }
+                    }
+                });
+        }
+        let abs_sum = (0..rows)
+            .into_par_iter()
+            .map(|r| sum_up((0..inner).map(|c| Float::with_val(53, get(r, c).abs()))))
+            .collect();
+        Some(Slices {
+            rows,
+            inner,
+            beta,
+            scale,
+            slices,
+            error: None,
+            abs_sum,
+        })
+    }
+
+    /// A matrix of enclosures (`get(r, c)`, `rows × inner`), its midpoints sliced to `bits`
+    /// bits below each row's scale. e_r bounds the truncation plus the largest radius.
+    /// `None` if an entry is not finite.
+    pub fn enclosures<'a>(
+        rows: usize,
+        inner: usize,
+        bits: u32,
+        get: impl Fn(usize, usize) -> &'a Interval + Sync,
+    ) -> Option<Slices> {
+        let beta = slice_bits(inner);
+        if beta == 0 {
+            return None;
+        }
+        let count = bits.div_ceil(beta).max(1) as usize;
+        let total_bits = i64::from(beta) * count as i64;
+        struct Row {
+            scale: i64,
+            error: Float,
+            abs_sum: Float,
+            chunks: Vec<Vec<f64>>,
+        }
+        let per_row: Option<Vec<Row>> = (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let entries: Vec<&Interval> = (0..inner).map(|c| get(r, c)).collect();
+                if entries.iter().any(|iv| !iv.is_finite()) {
+                    return None;
+                }
+                let mids: Vec<Float> = entries.iter().map(|iv| iv.mid()).collect();
+                let scale = mids
+                    .iter()
+                    .filter_map(Float::get_exp)
+                    .map(i64::from)
+                    .max()
+                    .unwrap_or(0);
+                let mut radius = Float::with_val(BOUND_PREC, 0);
+                let mut truncated = false;
+                let mut chunks = vec![vec![0.0; inner]; count];
+                for (c, (iv, mid)) in entries.iter().zip(&mids).enumerate() {
+                    let r_lo = Float::with_val_round(BOUND_PREC, mid - iv.lo(), Round::Up).0;
+                    let r_hi = Float::with_val_round(BOUND_PREC, iv.hi() - mid, Round::Up).0;
+                    radius = radius.max(&r_lo).max(&r_hi);
+                    let Some((int, exp)) = mid.to_integer_exp() else {
+                        continue; // zero
+                    };
+                    let negative = int < 0;
+                    // |mid|·2^{total − scale}, truncated toward 0: the concatenated slices.
+                    let shift = i64::from(exp) + total_bits - scale;
+                    let magnitude = int.abs();
+                    let fixed = if shift >= 0 {
+                        magnitude << u32::try_from(shift).ok()?
+                    } else {
+                        let down = u32::try_from(-shift).unwrap_or(u32::MAX);
+                        let kept = Integer::from(&magnitude >> down);
+                        if Integer::from(&kept << down) != magnitude {
+                            truncated = true;
+                        }
+                        kept
+                    };
+                    let words = fixed.to_digits::<u64>(Order::Lsf);
+                    for (s, chunk_row) in chunks.iter_mut().enumerate() {
+                        // slice s holds bits [β(count−1−s), β(count−s)) of `fixed`
+                        let low = u64::from(beta) * (count - 1 - s) as u64;
+                        let v = read_bits(&words, low, beta) as f64;
+                        chunk_row[c] = if negative { -v } else { v };
+                    }
+                }
+                let mut error = radius;
+                if truncated {
+                    let unit = Float::with_val(BOUND_PREC, 1) << clamp_exp(scale - total_bits);
+                    error = Float::with_val_round(BOUND_PREC, &error + &unit, Round::Up).0;
+                }
+                let abs_sum = sum_up(
+                    entries
+                        .iter()
+                        .map(|iv| Float::with_val(BOUND_PREC, iv.mag())),
+                );
+                Some(Row {
+                    scale,
+                    error,
+                    abs_sum,
+                    chunks,
+                })
+            })
+            .collect();
+        let per_row = per_row?;
+        let mut slices = vec![Vec::with_capacity(rows * inner); count];
+        for row in &per_row {
+            for (s, chunk) in row.chunks.iter().enumerate() {
+                slices[s].extend_from_slice(chunk);
+            }
+        }
+        Some(Slices {
+            rows,
+            inner,
+            beta,
+            scale: per_row.iter().map(|r| r.scale).collect(),
+            slices,
+            error: Some(per_row.iter().map(|r| r.error.clone()).collect()),
+            abs_sum: per_row.into_iter().map(|r| r.abs_sum).collect(),
+        })
+    }
+
+    /// Number of slices per row.
+    pub fn count(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// True when the slices hold every entry exactly.
+    pub fn is_exact(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+fn clamp_exp(e: i64) -> i32 {
+    i32::try_from(e).unwrap_or(if e < 0 { i32::MIN / 2 } else { i32::MAX / 2 })
+}
+
+/// `len` (≤ 64) bits of the little-endian words starting at bit `low`.
+fn read_bits(words: &[u64], low: u64, len: u32) -> u64 {
+    let w = (low / 64) as usize;
+    let b = (low % 64) as u32;
+    let lo = words.get(w).copied().unwrap_or(0) >> b;
+    let hi = if b == 0 {
+        0
+    } else {
+        words.get(w + 1).copied().unwrap_or(0) << (64 - b)
+    };
+    (lo | hi) & ((1u64 << len) - 1)
+}
+
+/// Adds `v·2^shift` to the little-endian unsigned register `acc`.
+fn add_shifted(acc: &mut [u64], v: u64, shift: u32) {
+    let w = (shift / 64) as usize;
+    let wide = u128::from(v) << (shift % 64);
+    let (lo, hi) = (wide as u64, (wide >> 64) as u64);
+    let (s, mut carry) = acc[w].overflowing_add(lo);
+    acc[w] = s;
+    let mut k = w + 1;
+    let (s, c1) = acc[k].overflowing_add(hi);
+    let (s, c2) = s.overflowing_add(u64::from(carry));
+    acc[k] = s;
+    carry = c1 || c2;
+    while carry {
+        k += 1;
+        let (s, c) = acc[k].overflowing_add(1);
+        acc[k] = s;
+        carry = c;
+    }
+}
+
+/// The most output entries accumulated at once (each holds two registers of a few words).
+const BLOCK_ENTRIES: usize = 1 << 18;
+
+/// Enclosures at `prec` bits of every entry of A·Bᵀ, for `a` (m rows) and `b` (p rows)
+/// sliced over the same inner dimension: an m × p matrix. Each enclosure is the exact
+/// product of the sliced values, rounded outward once, widened by the bound of the module
+/// docs; it is the exact product (rounded outward) when both operands are exact.
+///
+/// # Panics
+/// If the operands' inner dimensions differ (a programming error).
+pub fn product(a: &Slices, b: &Slices, prec: u32) -> Matrix<Interval> {
+    assert_eq!(a.inner, b.inner, "product: inner dimensions differ");
+    assert_eq!(a.beta, b.beta, "product: slice widths differ");
+    let (m, p, beta) = (a.rows, b.rows, a.beta);
+    let (ca, cb) = (a.count(), b.count());
+    let top_shift = beta as usize * (ca + cb - 2);
+    // |P| < 2^53, at most ca·cb terms per shift level: the register holds
+    // 53 + top_shift + ⌈log₂(ca·cb)⌉ bits, plus a carry word.
+    let words = (53 + top_shift + 64).div_ceil(64) + 1;
+    let mut out: Vec<Interval> = Vec::with_capacity(m * p);
+    let block_rows = (BLOCK_ENTRIES / p.max(1)).clamp(1, m.max(1));
+    let mut gemm = vec![0.0f64; block_rows * p];
+    let mut pos = vec![0u64; block_rows * p * words];
+    let mut neg = vec![0u64; block_rows * p * words];
+    for start in (0..m).step_by(block_rows) {
+        let rows = block_rows.min(m - start);
+        pos[..rows * p * words].fill(0);
+        neg[..rows * p * words].fill(0);
+        for (s, a_s) in a.slices.iter().enumerate() {
+            let a_block = MatRef::from_row_major_slice(
+                &a_s[start * a.inner..(start + rows) * a.inner],
+                rows,
+                a.inner,
+            );
+            for (t, b_t) in b.slices.iter().enumerate() {
+                let b_ref = MatRef::from_row_major_slice(b_t, p, b.inner);
+                matmul(
+                    MatMut::from_row_major_slice_mut(&mut gemm[..rows * p], rows, p),
+                    Accum::Replace,
+                    a_block,
+                    b_ref.transpose(),
+                    1.0,
+                    Par::rayon(0),
+                );
+                let shift = beta * ((ca - 1 - s) + (cb - 1 - t)) as u32;
+                pos[..rows * p * words]
+                    .par_chunks_mut(p * words)
+                    .zip(neg[..rows * p * words].par_chunks_mut(p * words))
+                    .zip(gemm[..rows * p].par_chunks(p))
+                    .for_each(|((pos_row, neg_row), g_row)| {
+                        for (j, &g) in g_row.iter().enumerate() {
+                            if g != 0.0 {
+                                // exact: an integer below 2^53
+                                let v = g.abs() as u64;
+                                let reg = if g > 0.0 {
+                                    &mut *pos_row
+                                } else {
+                                    &mut *neg_row
+                                };
+                                add_shifted(&mut reg[j * words..(j + 1) * words], v, shift);
+                            }
+                        }
+                    });
+            }
+        }
+        let block: Vec<Interval> = (0..rows * p)
+            .into_par_iter()
+            .map_init(
+                || (Integer::new(), Integer::new(), Float::new(BOUND_PREC)),
+                |(sum, minus, bound), idx| {
+                    let (i, j) = (start + idx / p, idx % p);
+                    sum.assign_digits(&pos[idx * words..(idx + 1) * words], Order::Lsf);
+                    minus.assign_digits(&neg[idx * words..(idx + 1) * words], Order::Lsf);
+                    *sum -= &*minus;
+                    let exp =
+                        clamp_exp(a.scale[i] + b.scale[j] - i64::from(beta) * (ca + cb) as i64);
+                    let mut lo = Float::with_val_round(prec, &*sum, Round::Down).0;
+                    let mut hi = Float::with_val_round(prec, &*sum, Round::Up).0;
+                    lo <<= exp;
+                    hi <<= exp;
+                    if error_bound(a, b, i, j, bound) {
+                        lo.sub_assign_round(&*bound, Round::Down);
+                        hi.add_assign_round(&*bound, Round::Up);
+                    }
+                    Interval::new(lo, hi).unwrap_or_else(|| Interval::entire(prec))
+                },
+            )
+            .collect();
+        out.extend(block);
+    }
+    Matrix::from_vec(m, p, out).expect("one enclosure per entry")
+}
+
+/// Sets `bound` to e_i·Σ|b_j| + f_j·Σ|a_i| + n·e_i·f_j, rounded up; false (and `bound`
+/// untouched) when both operands are exact.
+fn error_bound(a: &Slices, b: &Slices, i: usize, j: usize, bound: &mut Float) -> bool {
+    match (&a.error, &b.error) {
+        (None, None) => false,
+        (Some(e), None) => {
+            bound.assign_round(&e[i] * &b.abs_sum[j], Round::Up);
+            true
+        }
+        (None, Some(f)) => {
+            bound.assign_round(&f[j] * &a.abs_sum[i], Round::Up);
+            true
+        }
+        (Some(e), Some(f)) => {
+            let (e, f) = (&e[i], &f[j]);
+            let mut t = Float::with_val_round(BOUND_PREC, e * f, Round::Up).0;
+            t.mul_assign_round(a.inner as f64, Round::Up);
+            bound.assign_round(e * &b.abs_sum[j], Round::Up);
+            bound.add_assign_round(&t, Round::Up);
+            t.assign_round(f * &a.abs_sum[i], Round::Up);
+            bound.add_assign_round(&t, Round::Up);
+            true
+        }
+    }
+}
