@@ -244,3 +244,95 @@ fn cos_and_sin_near_an_extremum_narrow_with_precision() {
         lossref::mp::certify::Tier::CorrectlyRounded
     );
 }
+
+/// `[a, a + |w|]` at `LOW` bits, or `None` for non-finite draws.
+fn span(a: f64, w: f64) -> Option<Interval> {
+    if !a.is_finite() || !w.is_finite() {
+        return None;
+    }
+    let lo = Float::with_val(LOW, a);
+    let hi = Float::with_val_round(LOW, a + w.abs(), rug::float::Round::Up).0;
+    Interval::new(lo, hi)
+}
+
+/// Products of enclosures of any signs (the sign-case shortcut included) are exactly the
+/// four-end rule: the smallest of the four end products rounded down and the largest
+/// rounded up, computed here independently, with infinite ends among the draws.
+#[test]
+fn products_of_enclosures_are_the_four_end_rule() {
+    fn prop(a: f64, w: f64, b: f64, v: f64, infinite: u8) -> TestResult {
+        let (Some(mut x), Some(y)) = (span(a, w), span(b, v)) else {
+            return TestResult::discard();
+        };
+        if infinite % 5 == 0 {
+            x = Interval::new(
+                x.lo().clone(),
+                Float::with_val(LOW, rug::float::Special::Infinity),
+            )
+            .unwrap();
+        }
+        let got = x.mul(&y);
+        let ends = [
+            (x.lo(), y.lo()),
+            (x.lo(), y.hi()),
+            (x.hi(), y.lo()),
+            (x.hi(), y.hi()),
+        ];
+        let down: Vec<Float> = ends
+            .iter()
+            .map(|(p, q)| Float::with_val_round(LOW, *p * *q, rug::float::Round::Down).0)
+            .collect();
+        let up: Vec<Float> = ends
+            .iter()
+            .map(|(p, q)| Float::with_val_round(LOW, *p * *q, rug::float::Round::Up).0)
+            .collect();
+        if down.iter().chain(&up).any(Float::is_nan) {
+            // 0·∞: the rule widens to the whole line; a one-sign shortcut may be tighter but
+            // must still contain every finite product of points.
+            let probe = Float::with_val(LOW, x.lo() * y.lo());
+            return TestResult::from_bool(probe.is_nan() || got.contains(&probe));
+        }
+        let lo = down
+            .iter()
+            .min_by(|p, q| p.partial_cmp(q).unwrap())
+            .unwrap();
+        let hi = up.iter().max_by(|p, q| p.partial_cmp(q).unwrap()).unwrap();
+        if got.lo() != lo || got.hi() != hi {
+            return TestResult::error(format!("{x:?}·{y:?} = {got:?}, want [{lo}, {hi}]"));
+        }
+        TestResult::passed()
+    }
+    quickcheck(prop as fn(f64, f64, f64, f64, u8) -> TestResult);
+}
+
+/// `exp` of a narrow enclosure (one MPFR exponential and the bound e^w ≤ 1 + w + w²)
+/// contains e^lo and e^hi computed at `HIGH` bits; its lower end is within 2^−(LOW−8) of
+/// e^lo and its upper end within the designed bound, e^hi·(1 + w²) (the ratio
+/// (1 + w + w²)/e^w is below 1 + w²/2), plus 2^−(LOW−8) relative.
+#[test]
+fn exp_of_a_narrow_enclosure_contains_both_ends_and_is_tight() {
+    fn prop(a: f64, k: u8) -> TestResult {
+        let a = into_range(a, -700.0, 700.0);
+        let width = 2f64.powi(-(i32::from(k % 120) + 11)) * a.abs().max(1.0);
+        let Some(x) = span(a, width) else {
+            return TestResult::discard();
+        };
+        let got = x.exp();
+        let e_lo = Float::with_val(HIGH, x.lo().exp_ref());
+        let e_hi = Float::with_val(HIGH, x.hi().exp_ref());
+        if !got.contains(&e_lo) || !got.contains(&e_hi) {
+            return TestResult::error(format!("exp{x:?} = {got:?} misses an end"));
+        }
+        let w = Float::with_val(HIGH, x.hi() - x.lo());
+        let mut slack = Float::with_val(HIGH, &e_hi);
+        slack >>= LOW as i32 - 8;
+        let top =
+            Float::with_val(HIGH, &e_hi * (Float::with_val(HIGH, w.square_ref()) + 1u32)) + &slack;
+        let bottom = Float::with_val(HIGH, &e_lo - &slack);
+        if *got.hi() > top || *got.lo() < bottom {
+            return TestResult::error(format!("exp{x:?} = {got:?} is loose"));
+        }
+        TestResult::passed()
+    }
+    quickcheck(prop as fn(f64, u8) -> TestResult);
+}

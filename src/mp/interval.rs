@@ -18,6 +18,7 @@
 
 use rug::float::{Constant, Round, Special};
 use rug::ops::Pow;
+use rug::Assign;
 use rug::Float;
 use std::cmp::Ordering;
 use std::fmt;
@@ -249,6 +250,36 @@ impl Interval {
         Interval::new(lo, hi)
     }
 
+    /// True when the enclosure excludes 0 and its width is at most 2^−`bits` times its
+    /// smallest magnitude.
+    pub fn relative_width_below(&self, bits: u32) -> bool {
+        if self.contains_zero() || !self.is_finite() {
+            return false;
+        }
+        let p = self.prec();
+        let mut bound = if self.lo > 0 {
+            self.lo.clone()
+        } else {
+            Float::with_val(p, -&self.hi)
+        };
+        bound >>= bits;
+        up(p, &self.hi - &self.lo) <= bound
+    }
+
+    /// The enclosure intersected with [−1, 1] when the two meet, unchanged otherwise (a
+    /// cosine's enclosure overshoots ±1 by rounding only).
+    pub fn clamp_unit(mut self) -> Interval {
+        if self.lo <= 1 && self.hi >= -1 {
+            if self.lo < -1 {
+                self.lo.assign(-1);
+            }
+            if self.hi > 1 {
+                self.hi.assign(1);
+            }
+        }
+        self
+    }
+
     /// `self + other`.
     pub fn add(&self, other: &Interval) -> Interval {
         let p = self.prec2(other);
@@ -278,6 +309,24 @@ impl Interval {
     /// `self × other`: the hull of the four end products.
     pub fn mul(&self, other: &Interval) -> Interval {
         let p = self.prec2(other);
+        // Operands of one sign each: the extreme products are known, two roundings suffice
+        // (the same ends that the four-product rule below picks, since rounding is monotone).
+        let (s_pos, s_neg) = (self.lo >= 0, self.hi <= 0);
+        let (o_pos, o_neg) = (other.lo >= 0, other.hi <= 0);
+        let pair = match (s_pos, s_neg, o_pos, o_neg) {
+            (true, _, true, _) => Some(((&self.lo, &other.lo), (&self.hi, &other.hi))),
+            (true, _, _, true) => Some(((&self.hi, &other.lo), (&self.lo, &other.hi))),
+            (_, true, true, _) => Some(((&self.lo, &other.hi), (&self.hi, &other.lo))),
+            (_, true, _, true) => Some(((&self.hi, &other.hi), (&self.lo, &other.lo))),
+            _ => None,
+        };
+        if let Some(((a, b), (c, d))) = pair {
+            let lo = down(p, a * b);
+            let hi = up(p, c * d);
+            if !lo.is_nan() && !hi.is_nan() {
+                return Interval { lo, hi };
+            }
+        }
         let ends = [
             (&self.lo, &other.lo),
             (&self.lo, &other.hi),
@@ -353,11 +402,34 @@ impl Interval {
         }
     }
 
-    /// `e^self` (increasing).
+    /// `e^self` (increasing), with one MPFR exponential for a narrow enclosure: the lower
+    /// end is e^lo rounded down, and since e^hi = e^lo·e^w with w = hi − lo, and
+    /// e^w = 1 + w + w²(1/2 + w/6 + …) ≤ 1 + w + w² for 0 ≤ w ≤ 1, the upper end is
+    /// (e^lo rounded up)·(1 + w + w²) rounded up. e^lo rounded up is the rounded-down value
+    /// or the next float above it, as MPFR's ternary result says. Wider enclosures, and ends
+    /// that are not normal numbers, take both exponentials.
     pub fn exp(&self) -> Interval {
         let p = self.prec();
+        let (lo, dir) = Float::with_val_round(p, self.lo.exp_ref(), Round::Down);
+        let mut lo_up = lo.clone();
+        if dir != Ordering::Equal {
+            lo_up.next_up();
+        }
+        if self.is_point() {
+            return Interval { lo, hi: lo_up };
+        }
+        let w = up(p, &self.hi - &self.lo);
+        if lo.is_normal() && w.is_finite() && w <= 0.0009765625 {
+            let w2 = up(p, w.square_ref());
+            let growth = up(p, &w + &w2);
+            let growth = up(p, &growth + 1u32);
+            return Interval {
+                hi: up(p, &lo_up * &growth),
+                lo,
+            };
+        }
         Interval {
-            lo: down(p, self.lo.exp_ref()),
+            lo,
             hi: up(p, self.hi.exp_ref()),
         }
     }
