@@ -60,8 +60,22 @@ pub struct Place {
     pub name: &'static str,
     /// The value's row-major index in its tensor.
     pub index: usize,
-    /// The readable place, e.g. `gradients.features[0][1]`.
-    pub label: String,
+    /// The tensor's number of columns (0 for a scalar).
+    pub cols: usize,
+}
+
+impl Place {
+    /// The readable place, e.g. `gradients.features[0][1]` (built on demand: an answer of
+    /// millions of values labels only the one it reports).
+    pub fn label(&self) -> String {
+        match (
+            self.index.checked_div(self.cols),
+            self.index.checked_rem(self.cols),
+        ) {
+            (Some(r), Some(c)) => format!("{}.{}[{r}][{c}]", self.section, self.name),
+            _ => format!("{}.{}", self.section, self.name),
+        }
+    }
 }
 
 /// The outputs and gradients of one case, in catalogue order.
@@ -102,28 +116,66 @@ impl<V> Answer<V> {
         &self,
         mut f: impl FnMut(&str, &V) -> Result<W, E>,
     ) -> Result<Answer<W>, E> {
-        self.try_map_at(|place, v| f(&place.label, v))
-    }
-
-    /// The same answer with every value mapped; `f` gets the [`Place`] of each value.
-    pub fn try_map_at<W, E>(
-        &self,
-        mut f: impl FnMut(&Place, &V) -> Result<W, E>,
-    ) -> Result<Answer<W>, E> {
         let mut map_section = |section: &'static str, items: &[(&'static str, Tensor<V>)]| {
             items
                 .iter()
                 .map(|(name, t)| {
                     let mapped = t.try_map(|index, v| {
-                        let place = Place {
-                            section,
-                            name,
-                            index,
-                            label: format!("{section}.{name}{}", t.index_label(index)),
-                        };
-                        f(&place, v)
+                        f(&format!("{section}.{name}{}", t.index_label(index)), v)
                     })?;
                     Ok((*name, mapped))
+                })
+                .collect::<Result<Vec<_>, E>>()
+        };
+        Ok(Answer {
+            outputs: map_section("outputs", &self.outputs)?,
+            gradients: map_section("gradients", &self.gradients)?,
+        })
+    }
+
+    /// The same answer with every value mapped; `f` gets the [`Place`] of each value.
+    /// The values are mapped in parallel; the error returned is that of the first failing
+    /// value in catalogue order.
+    pub fn try_map_at<W: Send, E: Send>(
+        &self,
+        f: impl Fn(&Place, &V) -> Result<W, E> + Sync,
+    ) -> Result<Answer<W>, E>
+    where
+        V: Sync,
+    {
+        use rayon::prelude::*;
+        let map_section = |section: &'static str, items: &[(&'static str, Tensor<V>)]| {
+            items
+                .iter()
+                .map(|(name, t)| {
+                    let cols = match t {
+                        Tensor::Scalar(_) => 0,
+                        Tensor::Matrix(m) => m.cols().max(1),
+                    };
+                    let mapped: Vec<Result<W, E>> = t
+                        .values()
+                        .par_iter()
+                        .enumerate()
+                        .map(|(index, v)| {
+                            let place = Place {
+                                section,
+                                name,
+                                index,
+                                cols,
+                            };
+                            f(&place, v)
+                        })
+                        .collect();
+                    let mapped = mapped.into_iter().collect::<Result<Vec<W>, E>>()?;
+                    let tensor = match t {
+                        Tensor::Scalar(_) => Tensor::Scalar(
+                            mapped.into_iter().next().expect("a scalar has one value"),
+                        ),
+                        Tensor::Matrix(m) => Tensor::Matrix(
+                            Matrix::from_vec(m.rows(), m.cols(), mapped).expect("same shape"),
+                        ),
+                    };
+                    Ok((*name, tensor))
                 })
                 .collect::<Result<Vec<_>, E>>()
         };

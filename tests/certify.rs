@@ -5,8 +5,8 @@
 use lossref::answer::{Answer, Tensor};
 use lossref::error::ErrorKind;
 use lossref::mp::certify::{
-    certify, certify_to, certify_with_cap, certify_with_zeros, decide_sign, decimal_string, Goal,
-    Tier, DECIMAL_WIDTH_BITS, START_PRECISION,
+    certify, certify_to, certify_with_cap, certify_with_zeros, decide_sign, decided_decimal,
+    decimal_string, Goal, Tier, DECIMAL_WIDTH_BITS, START_PRECISION,
 };
 use lossref::mp::interval::Interval;
 use rug::Float;
@@ -221,4 +221,133 @@ fn signs_are_decided_at_rising_precision_or_reported_undecided() {
     );
     let (sign, _) = decide_sign(1024, |p| Ok(Interval::pi(p).sub(&Interval::pi(p)))).unwrap();
     assert_eq!(sign, None);
+}
+
+/// [x − r, x + r] at 256 bits around the decimal `x` (parsed exactly at 400 bits first).
+fn around(x: &str, r_bits: i32) -> Interval {
+    let mid = Float::with_val(400, Float::parse(x).unwrap());
+    let mut r = Float::with_val(400, 1);
+    r >>= r_bits;
+    let r = r * Float::with_val(400, mid.abs_ref());
+    Interval::new(
+        Float::with_val_round(256, &mid - &r, rug::float::Round::Down).0,
+        Float::with_val_round(256, &mid + &r, rug::float::Round::Up).0,
+    )
+    .unwrap()
+}
+
+/// The printed decimal is a function of the value: it is what both ends of the enclosure
+/// round to (checked here by converting both ends, independently of the one-conversion
+/// shortcut), and when they differ the decision is refused and the even neighbour given.
+#[test]
+fn decimals_are_correctly_rounded_or_refused() {
+    let digits = 36;
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut decided, mut refused) = (0, 0);
+    for k in 0..20_000 {
+        // A random 40-digit decimal; every 50th draw is put on a rounding boundary
+        // (digit 37 = 5, then zeros) so that the enclosure straddles it.
+        let mut m = format!(
+            "{:019}{:019}",
+            next() % 10u64.pow(19),
+            next() % 10u64.pow(19)
+        );
+        m.truncate(39);
+        let mut m = format!("{}{m}", 1 + next() % 9);
+        if k % 50 == 0 {
+            m.replace_range(36.., "5000");
+        }
+        let e = (next() % 80) as i32 - 40;
+        let x = format!("{}0.{m}e{e}", if k % 3 == 0 { "-" } else { "" });
+        let iv = around(&x, 180 + (next() % 60) as i32);
+        let (s, ok) = decided_decimal(&iv, digits);
+        let low = decimal_string(iv.lo(), digits);
+        let high = decimal_string(iv.hi(), digits);
+        if low == high {
+            assert!(ok && s == low, "{x}: {s} (decided {ok}), ends {low} {high}");
+            decided += 1;
+        } else {
+            assert!(
+                !ok && (s == low || s == high),
+                "{x}: {s}, ends {low} {high}"
+            );
+            let last = s.split('e').next().unwrap().chars().last().unwrap();
+            assert!(
+                (last as u8 - b'0') % 2 == 0,
+                "{x}: {s} should end in an even digit"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        decided > 19_000 && refused >= 400,
+        "{decided} decided, {refused} refused"
+    );
+}
+
+#[test]
+fn a_value_near_a_decimal_boundary_escalates_until_its_rounding_is_decided() {
+    // 17167.35236117313615977764129638671875 is a boundary t of the 36-digit grid (a
+    // binary64); a value 2^−400 above it rounds to …7188.
+    let boundary = Float::with_val(64, 17167.352_361_173_136_159_777_641_296_386_718_75f64);
+    assert_eq!(
+        decimal_string(&boundary, 38),
+        "17167.352361173136159777641296386718750"
+    );
+    let value = |prec: u32| {
+        let mut eps = Float::with_val(prec, 1);
+        eps >>= 400;
+        let lo = Float::with_val_round(prec, &boundary + &eps, rug::float::Round::Down).0;
+        let hi = Float::with_val_round(prec, &boundary + &eps, rug::float::Round::Up).0;
+        let mut hi = hi;
+        if lo == hi {
+            hi.next_up();
+        }
+        scalar(Interval::new(lo, hi).unwrap())
+    };
+    let ans = certify(value).unwrap();
+    let v = &ans.answer.output("value").unwrap().values()[0];
+    assert_eq!(v.decimal, "17167.3523611731361597776412963867188");
+    // Below the boundary by 2^−400 it rounds the other way; an enclosure [t − ulp, t]
+    // cannot say so (t itself rounds to even, …7188), so the loop escalates past 400 bits.
+    let below = |prec: u32| {
+        let mut eps = Float::with_val(prec, 1);
+        eps >>= 400;
+        let lo = Float::with_val_round(prec, &boundary - &eps, rug::float::Round::Down).0;
+        let mut hi = Float::with_val_round(prec, &boundary - &eps, rug::float::Round::Up).0;
+        if lo == hi {
+            hi.next_up();
+        }
+        scalar(Interval::new(lo, hi).unwrap())
+    };
+    let ans = certify(below).unwrap();
+    assert_eq!(
+        ans.answer.output("value").unwrap().values()[0].decimal,
+        "17167.3523611731361597776412963867187"
+    );
+    assert!(
+        ans.certificate.precision_bits > 400,
+        "{:?}",
+        ans.certificate
+    );
+    // A value on the boundary itself, enclosed on both sides, is never decided: at the cap
+    // it prints the even neighbour.
+    let on = |prec: u32| {
+        let mut lo = Float::with_val(prec, &boundary);
+        let mut hi = lo.clone();
+        lo.next_down();
+        hi.next_up();
+        scalar(Interval::new(lo, hi).unwrap())
+    };
+    let ans = certify_with_cap(1024, on).unwrap();
+    assert_eq!(
+        ans.answer.output("value").unwrap().values()[0].decimal,
+        "17167.3523611731361597776412963867188"
+    );
 }

@@ -221,16 +221,97 @@ fn printable(iv: &Interval, width_bits: i32) -> bool {
     iv.width() <= bound
 }
 
-/// `x` to `digits` significant decimal digits: positional for moderate magnitudes,
-/// scientific (`1.5e-300`) otherwise. An exact zero prints as `0`.
+/// `x` to `digits` significant decimal digits (MPFR's rounding to nearest, ties to even):
+/// positional for moderate magnitudes, scientific (`1.5e-300`) otherwise. An exact zero
+/// prints as `0`.
 pub fn decimal_string(x: &Float, digits: usize) -> String {
     let (negative, mantissa, exp) = x.to_sign_string_exp(10, Some(digits));
     // An exact zero is the real number 0, which has no sign.
-    let sign = if negative && !x.is_zero() { "-" } else { "" };
-    let Some(exp) = exp else {
+    let negative = negative && !x.is_zero();
+    match exp {
+        Some(exp) => layout(negative, &mantissa, exp),
         // zero, infinity or NaN: MPFR's own spelling.
-        return format!("{sign}{mantissa}");
+        None => format!("{}{mantissa}", if negative { "-" } else { "" }),
+    }
+}
+
+/// Extra digits read past the printed ones to decide the rounding in one conversion.
+const GUARD_DIGITS: usize = 4;
+
+/// The decimal that every point of `iv` rounds to at `digits` significant digits, with
+/// `true` (so the string depends on the value only, not on the enclosure that certified
+/// it); or, with `false`, when the enclosure straddles a rounding boundary of the decimal
+/// grid, the one of the two neighbouring decimals whose last digit is even (the boundary
+/// rounded half to even, within one unit of the value either way).
+///
+/// One conversion of the midpoint with [`GUARD_DIGITS`] more digits decides it when the
+/// guard digits are farther from the rounding boundary (…5000…) than the enclosure's
+/// half-width; otherwise both ends are converted and compared.
+pub fn decided_decimal(iv: &Interval, digits: usize) -> (String, bool) {
+    if iv.is_point() {
+        return (decimal_string(iv.lo(), digits), true);
+    }
+    let mid = iv.mid();
+    let (negative, mantissa, exp) = mid.to_sign_string_exp(10, Some(digits + GUARD_DIGITS));
+    if let (Some(exp), Ok(tail)) = (exp, mantissa[digits..].parse::<i64>()) {
+        // value = 0.mantissa × 10^exp, so one guard unit is 10^(exp − digits − GUARD).
+        // The enclosure's width is below 2^width_exp; one unit is at least
+        // 2^⌊(exp − digits − GUARD)·log₂10⌋ (log₂10 < 3.3219281).
+        let unit_exp2 = ((i64::from(exp) - (digits + GUARD_DIGITS) as i64) as f64 * 3.321_928_1)
+            .floor() as i64
+            - 1;
+        let width_exp = iv.width().get_exp().map_or(i64::MIN / 4, i64::from);
+        let half_width_units = width_exp - unit_exp2; // width/unit < 2^this
+        let boundary = 5 * 10i64.pow(GUARD_DIGITS as u32 - 1);
+        let distance = (tail - boundary).abs();
+        // The midpoint's guard digits are rounded (±½ unit): 2 units of slack, plus the width.
+        if half_width_units < 62 && distance > 2 + (1i64 << half_width_units.max(0)) {
+            let negative = negative && !mid.is_zero();
+            let (kept, bump) = (&mantissa[..digits], tail > boundary);
+            let (rounded, carry) = round_up_digits(kept, bump);
+            return (layout(negative, &rounded, exp + i32::from(carry)), true);
+        }
+    }
+    let low = decimal_string(iv.lo(), digits);
+    let high = decimal_string(iv.hi(), digits);
+    if low == high {
+        return (low, true);
+    }
+    let last_even = |s: &str| {
+        let digit = s
+            .split('e')
+            .next()
+            .and_then(|m| m.chars().rev().find(char::is_ascii_digit));
+        digit.is_some_and(|d| (d as u8 - b'0') % 2 == 0)
     };
+    (if last_even(&low) { low } else { high }, false)
+}
+
+/// The digit string `kept`, plus one unit in its last place when `bump`; the bool says
+/// whether a carry ran out of the top (999 → 100, one decade up).
+fn round_up_digits(kept: &str, bump: bool) -> (String, bool) {
+    if !bump {
+        return (kept.to_string(), false);
+    }
+    let mut bytes = kept.as_bytes().to_vec();
+    for b in bytes.iter_mut().rev() {
+        if *b == b'9' {
+            *b = b'0';
+        } else {
+            *b += 1;
+            return (String::from_utf8(bytes).unwrap_or_default(), false);
+        }
+    }
+    // All nines: 0.999…9 × 10^e rounds up to 0.100…0 × 10^(e+1).
+    let mut out = String::from("1");
+    out.push_str(&"0".repeat(kept.len() - 1));
+    (out, true)
+}
+
+/// Lays out `0.mantissa × 10^exp` with its sign: positional for moderate magnitudes,
+/// scientific otherwise.
+fn layout(negative: bool, mantissa: &str, exp: i32) -> String {
+    let sign = if negative { "-" } else { "" };
     // value = 0.mantissa × 10^exp; the leading digit has decimal exponent exp − 1.
     let e = exp - 1;
     if (-6..21).contains(&e) {
@@ -258,7 +339,12 @@ fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified
     if !printable(iv, goal.width_bits()) {
         return None;
     }
-    let decimal = decimal_string(&iv.mid(), goal.digits);
+    let (decimal, decided) = decided_decimal(iv, goal.digits);
+    // An undecided decimal escalates like an undecided binary64; at the cap the boundary's
+    // even neighbour stands (within one unit).
+    if !decided && !final_try {
+        return None;
+    }
     // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
     let exact_zero = iv.is_point() && iv.lo().is_zero();
     let f32_rounding = rounds_to_one::<f32>(iv).map(|x| if exact_zero { 0.0 } else { x });
@@ -385,7 +471,7 @@ pub fn certify_with_zeros(
             if proven.contains(&(place.section, place.name, place.index)) {
                 return Ok(exact_zero(prec));
             }
-            certify_value(iv, goal, final_try).ok_or_else(|| place.label.clone())
+            certify_value(iv, goal, final_try).ok_or_else(|| place.label())
         });
         match attempt {
             Ok(answer) => {
