@@ -5,7 +5,7 @@
 
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use rug::Float;
+use rug::{Assign, Float};
 use std::cmp::Ordering;
 
 /// A row's squared norm ‖v‖², its norm, and ‖v‖³.
@@ -123,11 +123,17 @@ pub fn cosine(
     if dot.contains_zero() {
         dot = exact_dot(x, w, prec).unwrap_or(dot);
     }
-    let c = dot.div(&xn.norm.mul(&wn.norm));
-    let unit = Interval::from_i64(prec, -1).hull(&Interval::from_i64(prec, 1));
-    let c = c.intersect(&unit).unwrap_or(c);
+    let cos = cosine_from(dot.div(&xn.norm.mul(&wn.norm)), || parallel(x, w), prec);
+    (dot, cos)
+}
+
+/// cos θ from an enclosure `c` of d/(‖x‖‖w‖), clamped to [−1, 1]; `parallel` decides
+/// exactly whether the rows are (anti)parallel, and is asked only when the enclosure
+/// reaches ±1.
+pub fn cosine_from(c: Interval, parallel: impl FnOnce() -> Option<i32>, prec: u32) -> Cosine {
+    let c = c.clamp_unit();
     let may_be_pole = *c.hi() >= 1 || *c.lo() <= -1;
-    let cos = match may_be_pole.then(|| parallel(x, w)).flatten() {
+    match may_be_pole.then(parallel).flatten() {
         Some(sign) => Cosine {
             value: Interval::from_i64(prec, i64::from(sign)),
             pole: Some(sign),
@@ -136,8 +142,44 @@ pub fn cosine(
             value: c,
             pole: None,
         },
+    }
+}
+
+/// The point enclosures of binary64 values at 53 bits (exact).
+pub fn binary64_points(row: &[f64]) -> Vec<Interval> {
+    row.iter().map(|&v| Interval::from_f64(53, v)).collect()
+}
+
+/// A binary64 row's ‖v‖², computed exactly (each square is exact in 106 bits and the sum
+/// is accumulated at a precision that holds every bit), rounded outward to `prec` bits;
+/// then ‖v‖ and ‖v‖³ as in [`row_norms`].
+pub fn exact_row_norm(row: &[f64], prec: u32) -> RowNorm {
+    let exponents = row.iter().filter(|v| **v != 0.0).map(|v| {
+        let f = Float::with_val(53, *v);
+        // |v| < 2^e with 53 significant bits: its bits lie in [e − 53, e).
+        i64::from(f.get_exp().unwrap_or(0))
+    });
+    let (lo, hi) = exponents.fold((i64::MAX, i64::MIN), |(l, h), e| (l.min(e), h.max(e)));
+    let squared = if lo > hi {
+        Interval::from_i64(prec, 0)
+    } else {
+        // squares' bits lie in [2lo − 106, 2hi); the sum carries at most 64 more bits.
+        let bits = u32::try_from(2 * (hi - lo) + 106 + 66).unwrap_or(u32::MAX / 2);
+        let mut acc = Float::with_val(bits, 0);
+        let mut t = Float::new(53);
+        for &v in row {
+            t.assign(v);
+            acc += &t * &t;
+        }
+        Interval::enclosing(prec, &acc)
     };
-    (dot, cos)
+    let norm = squared.sqrt();
+    let cubed = squared.mul(&norm);
+    RowNorm {
+        squared,
+        norm,
+        cubed,
+    }
 }
 
 /// ‖a‖²·b_k − (a·b)·a_k, the numerator of ∂cos θ/∂a_k = (b̂_k − cos θ·â_k)/‖a‖ =

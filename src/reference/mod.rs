@@ -32,6 +32,35 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
     })
 }
 
+/// The enclosures of `case` at `prec` bits by the plain path: every formula one MPFR
+/// operation per term, the path that [`evaluate`]'s batch-scale evaluations (softmax_ce and
+/// the normalized-margin family; `proofs/certified_products.md`) are checked against.
+/// The other losses have one path.
+///
+/// # Errors
+/// As [`evaluate`].
+pub fn evaluate_plain(case: &Case, prec: u32) -> Result<Answer<Interval>> {
+    Ok(match case {
+        Case::SoftmaxCe(c) => softmax::evaluate_softmax_ce_plain(c, prec),
+        Case::Normalized(c) => normalized::evaluate_plain(c, prec)?,
+        _ => evaluate(case, prec)?,
+    })
+}
+
+/// [`certified`] by the plain path ([`evaluate_plain`]): the same certified answer, more
+/// slowly.
+///
+/// # Errors
+/// As [`certified`].
+pub fn certified_plain(case: &Case) -> Result<CertifiedAnswer> {
+    let mut zeros = exact::ZeroTest::new(case);
+    certify_with_zeros(
+        Goal::EVAL,
+        |prec| evaluate_plain(case, prec),
+        |prec, places| zeros.proven(prec, places),
+    )
+}
+
 /// The certified answer of `case` (SPEC §3): every value correctly rounded, or faithful
 /// where a tie cannot be decided below the precision cap; a value whose enclosure keeps
 /// containing 0 is decided exactly by [`exact::ZeroTest`].

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::reference::geometry::{cosine, direction_numerator, row_norms, Cosine, RowNorm};
-use crate::reference::softmax::{cross_entropies, points, reduce, softmax_ce_grad};
+use crate::reference::softmax::{ce_row, cross_entropies, points, reduce, softmax_ce_grad};
 use crate::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
 use std::cmp::Ordering;
 
@@ -252,12 +252,13 @@ pub fn loss(
     Ok(reduce(&cross_entropies(&f.logits, labels), rule.reduction))
 }
 
-/// A normalized-margin case at `prec` bits: output `loss`; gradients `features`,
-/// `weights` and, for `normface`, `scale`.
+/// A normalized-margin case at `prec` bits, written as the formulas of the module docs,
+/// one MPFR operation per term: the plain path, which [`evaluate`] must agree with (and
+/// falls back to when the inputs cannot be sliced).
 ///
 /// # Errors
 /// An undefined point, naming the row.
-pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
+pub fn evaluate_plain(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
     let rule = Rule {
         margin: case.margin,
         reduction: case.reduction,
@@ -330,4 +331,238 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         outputs: vec![("loss", Tensor::Scalar(loss))],
         gradients,
     })
+}
+
+/// One batch row's share of the fast evaluation.
+struct RowShare {
+    /// CE(z_i, y_i)
+    loss: Interval,
+    /// A_ij = G_ij/(‖x_i‖‖w_j‖), the exact 0 for a pair at a pole.
+    a: Vec<Interval>,
+    /// Σ_j A_ij·d_ij
+    along: Interval,
+    /// Σ_j ∂L/∂z_ij·cos θ_ij (normface's ∂L/∂s)
+    scale: Interval,
+}
+
+/// A normalized-margin case at `prec` bits: output `loss`; gradients `features`,
+/// `weights` and, for `normface`, `scale`. The same enclosures' mathematics as
+/// [`evaluate_plain`], at batch scale (`proofs/certified_products.md`):
+///
+/// * d_ij = x_i·w_j and ‖x_i‖², ‖w_j‖² are computed exactly (slices on binary64 GEMMs,
+///   [`crate::mp::products`]), so every exact decision of the module docs is unchanged;
+/// * each batch row's logits, loss and A_ij = G_ij/(‖x_i‖‖w_j‖) are computed in parallel;
+/// * the gradients are regrouped around two products,
+///   ∂L/∂x_ik = (A·W)_ik − x_ik·(Σ_j A_ij d_ij)/‖x_i‖² and
+///   ∂L/∂w_jk = (Aᵀ·X)_jk − w_jk·(Σ_i A_ij d_ij)/‖w_j‖²,
+///   enclosed by [`crate::mp::products::product`];
+/// * an entry whose enclosure contains 0, or lost more than [`CANCELLATION_BITS`] bits to
+///   the regrouping's cancellation, is recomputed by the plain formula Σ_j A_ij·(‖x_i‖²w_jk − d_ij x_ik)/‖x_i‖², whose numerators vanish exactly
+///   along the row, so exact zeros come out exactly as in [`evaluate_plain`].
+///
+/// # Errors
+/// An undefined point, naming the row.
+pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
+    use crate::mp::products::{product, Slices};
+    use crate::reference::geometry::{binary64_points, cosine_from, exact_row_norm, parallel};
+    use rayon::prelude::*;
+
+    let (x, w) = (&case.features, &case.weights);
+    let (n, c, d) = (x.rows(), w.rows(), x.cols());
+    let sliced = (
+        Slices::binary64(n, d, |i, k| *x.get(i, k)),
+        Slices::binary64(c, d, |j, k| *w.get(j, k)),
+        Slices::binary64(d, c, |k, j| *w.get(j, k)),
+        Slices::binary64(d, n, |k, i| *x.get(i, k)),
+    );
+    let (Some(x_rows), Some(w_rows), Some(w_cols), Some(x_cols)) = sliced else {
+        return evaluate_plain(case, prec);
+    };
+    let dots = product(&x_rows, &w_rows, prec);
+    drop((x_rows, w_rows));
+    let xs: Vec<RowNorm> = (0..n)
+        .into_par_iter()
+        .map(|i| exact_row_norm(x.row(i), prec))
+        .collect();
+    let ws: Vec<RowNorm> = (0..c)
+        .into_par_iter()
+        .map(|j| exact_row_norm(w.row(j), prec))
+        .collect();
+    let scale = Interval::from_f64(prec, case.scale);
+    let zero = Interval::from_i64(prec, 0);
+    let one = Interval::from_i64(prec, 1);
+    // r = 1/N for `mean`, 1 for `sum`
+    let r = match case.reduction {
+        Reduction::Sum => one.clone(),
+        Reduction::Mean => one.div_i64(n as i64),
+    };
+    let inv_w: Vec<Interval> = ws.iter().map(|v| one.div(&v.norm)).collect();
+    let shares: Vec<RowShare> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let y = case.labels[i];
+            let inv_x = one.div(&xs[i].norm);
+            let cos: Vec<Cosine> = (0..c)
+                .map(|j| {
+                    let parallel =
+                        || parallel(&binary64_points(x.row(i)), &binary64_points(w.row(j)));
+                    cosine_from(dots.get(i, j).mul(&inv_x).mul(&inv_w[j]), parallel, prec)
+                })
+                .collect();
+            let (g, slope) = target(&case.margin, &cos[y], i, y)?;
+            let logits: Vec<Interval> = (0..c)
+                .map(|j| scale.mul(if j == y { &g } else { &cos[j].value }))
+                .collect();
+            let (loss, dz) = ce_row(&logits, y);
+            // Σ_j ∂CE/∂z_j·σ_j·cos θ_j (σ = dg/dcos θ at the target, 1 elsewhere); its r·s
+            // multiple is Σ_j A_ij d_ij, and for normface r times the σ = 1 sum is ∂L/∂s's share.
+            let mut plain_terms = Vec::with_capacity(c);
+            let mut along_terms = Vec::with_capacity(c);
+            // f_i = r·s/‖x_i‖: A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖
+            let f = r.mul(&scale).mul(&inv_x);
+            let a: Vec<Interval> = (0..c)
+                .map(|j| {
+                    let term = dz[j].mul(&cos[j].value);
+                    if case.loss == LossId::NormFace {
+                        plain_terms.push(term.clone());
+                    }
+                    // A pair at a pole has no direction term (A_ij = 0), in both sums.
+                    if cos[j].pole.is_some() {
+                        return zero.clone();
+                    }
+                    along_terms.push(if j == y { term.mul(&slope) } else { term });
+                    let a = dz[j].mul(&f).mul(&inv_w[j]);
+                    if j == y {
+                        a.mul(&slope)
+                    } else {
+                        a
+                    }
+                })
+                .collect();
+            Ok(RowShare {
+                loss,
+                along: Interval::sum(prec, &along_terms).mul(&r).mul(&scale),
+                a,
+                scale: Interval::sum(prec, &plain_terms).mul(&r),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let losses: Vec<Interval> = shares.iter().map(|r| r.loss.clone()).collect();
+    let loss = reduce(&losses, case.reduction);
+    let a = |i: usize, j: usize| &shares[i].a[j];
+    let along_w: Vec<Interval> = (0..c)
+        .into_par_iter()
+        .map(|j| {
+            let terms: Vec<Interval> = (0..n).map(|i| a(i, j).mul(dots.get(i, j))).collect();
+            Interval::sum(prec, &terms)
+        })
+        .collect();
+    let Some(a_rows) = Slices::enclosures(n, c, prec, a) else {
+        return evaluate_plain(case, prec);
+    };
+    let aw = product(&a_rows, &w_cols, prec);
+    drop(a_rows);
+    let Some(a_cols) = Slices::enclosures(c, n, prec, |j, i| a(i, j)) else {
+        return evaluate_plain(case, prec);
+    };
+    let atx = product(&a_cols, &x_cols, prec);
+    drop(a_cols);
+    let along_x: Vec<Interval> = shares.iter().map(|r| r.along.clone()).collect();
+    let grad_features = Regrouped {
+        product: &aw,
+        own: x,
+        other: w,
+        norms: &xs,
+        along: &along_x,
+        prec,
+    }
+    .gradient(|i, j| a(i, j), |i, j| dots.get(i, j));
+    let grad_weights = Regrouped {
+        product: &atx,
+        own: w,
+        other: x,
+        norms: &ws,
+        along: &along_w,
+        prec,
+    }
+    .gradient(|j, i| a(i, j), |j, i| dots.get(i, j));
+    let mut gradients = vec![
+        ("features", Tensor::Matrix(grad_features)),
+        ("weights", Tensor::Matrix(grad_weights)),
+    ];
+    if case.loss == LossId::NormFace {
+        let shares: Vec<Interval> = shares.iter().map(|r| r.scale.clone()).collect();
+        gradients.push(("scale", Tensor::Scalar(Interval::sum(prec, &shares))));
+    }
+    Ok(Answer {
+        outputs: vec![("loss", Tensor::Scalar(loss))],
+        gradients,
+    })
+}
+
+/// The regrouped gradient subtracts two sums that cancel where the gradient is small
+/// (it is orthogonal to its own row); an entry that lost more than this many bits, or
+/// whose enclosure contains 0, is recomputed by the plain formula.
+const CANCELLATION_BITS: u32 = 48;
+
+/// One gradient of the fast path, ∂L/∂v_rk = P_rk − v_rk·along_r/‖v_r‖² for the rows v of
+/// `own` (features or weights), with P the regrouped product.
+struct Regrouped<'a> {
+    product: &'a Matrix<Interval>,
+    own: &'a Matrix<f64>,
+    other: &'a Matrix<f64>,
+    norms: &'a [RowNorm],
+    along: &'a [Interval],
+    prec: u32,
+}
+
+impl Regrouped<'_> {
+    /// Every entry; `weight(r, q)` is A for own row r and other row q, `dot(r, q)` their
+    /// dot product. An entry whose enclosure contains 0, or is wider than
+    /// 2^−(prec − [`CANCELLATION_BITS`]) relative, is recomputed by the plain formula
+    /// Σ_q A_rq·(‖v_r‖²u_qk − d_rq v_rk)/‖v_r‖², whose numerators are exact where they vanish.
+    fn gradient<'w>(
+        &self,
+        weight: impl Fn(usize, usize) -> &'w Interval + Sync,
+        dot: impl Fn(usize, usize) -> &'w Interval + Sync,
+    ) -> Matrix<Interval> {
+        use crate::reference::geometry::binary64_points;
+        use rayon::prelude::*;
+        let (rows, d, prec) = (self.own.rows(), self.own.cols(), self.prec);
+        let per_norm: Vec<Interval> = (0..rows)
+            .map(|r| self.along[r].div(&self.norms[r].squared))
+            .collect();
+        let values: Vec<Interval> = (0..rows * d)
+            .into_par_iter()
+            .map(|idx| {
+                let (r, k) = (idx / d, idx % d);
+                let own = Interval::from_f64(prec, *self.own.get(r, k));
+                let correction = per_norm[r].mul(&own);
+                let v = self.product.get(r, k).sub(&correction);
+                if !v.contains_zero()
+                    && v.relative_width_below(prec.saturating_sub(CANCELLATION_BITS))
+                {
+                    return v;
+                }
+                let own_row = binary64_points(self.own.row(r));
+                let terms: Vec<Interval> = (0..self.other.rows())
+                    .filter(|&q| !(weight(r, q).is_point() && weight(r, q).lo().is_zero()))
+                    .map(|q| {
+                        let other_row = binary64_points(self.other.row(q));
+                        let num = direction_numerator(
+                            &own_row,
+                            &other_row,
+                            &self.norms[r].squared,
+                            dot(r, q),
+                            k,
+                            prec,
+                        );
+                        weight(r, q).mul(&num)
+                    })
+                    .collect();
+                Interval::sum(prec, &terms).div(&self.norms[r].squared)
+            })
+            .collect();
+        Matrix::from_vec(rows, d, values).expect("one value per entry")
+    }
 }

@@ -88,6 +88,40 @@ pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Inter
         .collect()
 }
 
+/// One `softmax_ce` row at once, with one exponential per logit: CE(z, y) and the
+/// unreduced gradient p_j − [j = y].
+///
+/// With the exact shift m (the largest upper end, as in the module docs), e_j = e^{z_j − m},
+/// R = Σ_{j≠top} e_j + expm1(z_top − m) and ℓ = ln1p(R) = ln Σ_j e^{z_j − m}:
+/// CE = ℓ + (m − z_y), p_j = e_j·e^{−ℓ}, and p_y − 1 = expm1(z_y − m − ℓ) without
+/// cancellation. The same quantities as [`cross_entropies`] and [`softmax_ce_grad`], which
+/// spend three exponentials per logit.
+pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
+    let prec = working_precision(row);
+    let top = (0..row.len())
+        .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
+        .unwrap_or(0);
+    let m = Interval::from_float(row[top].hi().clone());
+    let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
+    let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
+    let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
+    let log_sum = Interval::sum(prec, others)
+        .add(&shifted[top].exp_m1())
+        .ln_1p();
+    let loss = log_sum.add(&m.sub(&row[y]));
+    let inverse = log_sum.neg().exp();
+    let grad = (0..row.len())
+        .map(|j| {
+            if j == y {
+                shifted[y].sub(&log_sum).exp_m1()
+            } else {
+                e[j].mul(&inverse)
+            }
+        })
+        .collect();
+    (loss, grad)
+}
+
 /// Applies a reduction to per-sample terms.
 pub fn reduce(terms: &[Interval], reduction: Reduction) -> Interval {
     let prec = working_precision(terms);
@@ -150,8 +184,43 @@ pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
     }
 }
 
-/// A `softmax_ce` case at `prec` bits: output `loss`, gradient `logits`.
+/// A `softmax_ce` case at `prec` bits: output `loss`, gradient `logits`. Rows in
+/// parallel, each by [`ce_row`] (one exponential per logit); the same quantities as
+/// [`evaluate_softmax_ce_plain`].
 pub fn evaluate_softmax_ce(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> {
+    use rayon::prelude::*;
+    let n = case.logits.rows();
+    let rows: Vec<(Interval, Vec<Interval>)> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let row: Vec<Interval> = case
+                .logits
+                .row(i)
+                .iter()
+                .map(|&z| Interval::from_f64(prec, z))
+                .collect();
+            ce_row(&row, case.labels[i])
+        })
+        .collect();
+    let losses: Vec<Interval> = rows.iter().map(|(l, _)| l.clone()).collect();
+    let grad: Vec<Interval> = rows
+        .into_iter()
+        .flat_map(|(_, g)| g)
+        .map(|g| match case.reduction {
+            Reduction::Sum => g,
+            Reduction::Mean => g.div_i64(n as i64),
+        })
+        .collect();
+    let grad = Matrix::from_vec(n, case.logits.cols(), grad).expect("one value per logit");
+    Answer {
+        outputs: vec![("loss", Tensor::Scalar(reduce(&losses, case.reduction)))],
+        gradients: vec![("logits", Tensor::Matrix(grad))],
+    }
+}
+
+/// A `softmax_ce` case at `prec` bits as the plain formulas of the module docs (three
+/// exponentials per logit): the path [`evaluate_softmax_ce`] must agree with.
+pub fn evaluate_softmax_ce_plain(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> {
     let z = points(&case.logits, prec);
     Answer {
         outputs: vec![(
