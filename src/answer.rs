@@ -133,28 +133,33 @@ impl<V> Answer<V> {
         })
     }
 
-    /// The same answer with every value mapped; `f` gets the [`Place`] of each value.
-    /// The values are mapped in parallel; the error returned is that of the first failing
-    /// value in catalogue order.
-    pub fn try_map_at<W: Send, E: Send>(
-        &self,
-        f: impl Fn(&Place, &V) -> Result<W, E> + Sync,
+    /// The same answer with every value mapped in parallel, consuming it: `f` gets the
+    /// [`Place`] of each value and the value itself (a map that keeps it does not copy it,
+    /// and what it drops is freed as the map goes). The error returned is that of the
+    /// first failing value in catalogue order.
+    pub fn into_try_map_at<W: Send, E: Send>(
+        self,
+        f: impl Fn(&Place, V) -> Result<W, E> + Sync,
     ) -> Result<Answer<W>, E>
     where
-        V: Sync,
+        V: Send,
     {
         use rayon::prelude::*;
-        let map_section = |section: &'static str, items: &[(&'static str, Tensor<V>)]| {
+        let map_section = |section: &'static str, items: Vec<(&'static str, Tensor<V>)>| {
             items
-                .iter()
+                .into_iter()
                 .map(|(name, t)| {
-                    let cols = match t {
-                        Tensor::Scalar(_) => 0,
-                        Tensor::Matrix(m) => m.cols().max(1),
+                    let (shape, values) = match t {
+                        Tensor::Scalar(v) => (None, vec![v]),
+                        Tensor::Matrix(m) => (Some((m.rows(), m.cols())), m.into_vec()),
                     };
-                    let mapped: Vec<Result<W, E>> = t
-                        .values()
-                        .par_iter()
+                    let cols = shape.map_or(0, |(_, c)| c.max(1));
+                    // The first failure in catalogue order; the mapped values are held as
+                    // options (the size of the value itself) and unwrapped in place.
+                    let first_error: std::sync::Mutex<Option<(usize, E)>> =
+                        std::sync::Mutex::new(None);
+                    let mapped: Vec<Option<W>> = values
+                        .into_par_iter()
                         .enumerate()
                         .map(|(index, v)| {
                             let place = Place {
@@ -164,24 +169,37 @@ impl<V> Answer<V> {
                                 cols,
                             };
                             f(&place, v)
+                                .map_err(|e| {
+                                    let mut first =
+                                        first_error.lock().unwrap_or_else(|p| p.into_inner());
+                                    if first.as_ref().is_none_or(|(k, _)| index < *k) {
+                                        *first = Some((index, e));
+                                    }
+                                })
+                                .ok()
                         })
                         .collect();
-                    let mapped = mapped.into_iter().collect::<Result<Vec<W>, E>>()?;
-                    let tensor = match t {
-                        Tensor::Scalar(_) => Tensor::Scalar(
+                    if let Some((_, e)) =
+                        first_error.into_inner().unwrap_or_else(|p| p.into_inner())
+                    {
+                        return Err(e);
+                    }
+                    let mapped: Vec<W> = mapped.into_iter().flatten().collect();
+                    let tensor = match shape {
+                        None => Tensor::Scalar(
                             mapped.into_iter().next().expect("a scalar has one value"),
                         ),
-                        Tensor::Matrix(m) => Tensor::Matrix(
-                            Matrix::from_vec(m.rows(), m.cols(), mapped).expect("same shape"),
+                        Some((rows, cols)) => Tensor::Matrix(
+                            Matrix::from_vec(rows, cols, mapped).expect("same shape"),
                         ),
                     };
-                    Ok((*name, tensor))
+                    Ok((name, tensor))
                 })
                 .collect::<Result<Vec<_>, E>>()
         };
         Ok(Answer {
-            outputs: map_section("outputs", &self.outputs)?,
-            gradients: map_section("gradients", &self.gradients)?,
+            outputs: map_section("outputs", self.outputs)?,
+            gradients: map_section("gradients", self.gradients)?,
         })
     }
 }

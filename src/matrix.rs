@@ -81,6 +81,11 @@ impl<T> Matrix<T> {
         &mut self.data[i * self.cols + j]
     }
 
+    /// The row-major values, consuming the matrix.
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+
     /// The row-major data.
     pub fn as_slice(&self) -> &[T] {
         &self.data

@@ -162,9 +162,19 @@ fn enclosure_products_contain_every_point_product_and_are_tight() {
                         "bits {bits}: ({i},{j}) {got:?} misses a point product"
                     );
                 }
-                // Width: the radius terms plus slicing at `bits` below the row's scale.
+                // Width: twice the designed bound e_i·Σ|b_j|, with e_i the row's widest
+                // enclosure plus one unit of the last slice (2^(E − β·count) ≤ 2·max|a|·2^−bits),
+                // plus the outward rounding at `prec` bits.
                 let sum_abs: f64 = (0..n).map(|k| b.get(j, k).abs()).sum();
-                let allowed = sum_abs * (2f64.powi(-150) + 2f64.powi(6 - bits as i32)) * 4.0;
+                let widest = (0..n)
+                    .map(|k| a.get(i, k).width().to_f64())
+                    .fold(0.0, f64::max);
+                let largest = (0..n)
+                    .map(|k| a.get(i, k).mag().to_f64())
+                    .fold(0.0, f64::max);
+                let e = widest + 2.0 * largest * 2f64.powi(-(bits as i32));
+                let allowed = 2.0 * sum_abs * e * (1.0 + 1e-9)
+                    + got.mag().to_f64() * 2f64.powi(2 - prec as i32);
                 let width = got.width().to_f64();
                 assert!(
                     width <= allowed,

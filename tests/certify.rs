@@ -295,7 +295,10 @@ fn decimals_are_correctly_rounded_or_refused() {
 fn a_value_near_a_decimal_boundary_escalates_until_its_rounding_is_decided() {
     // 17167.35236117313615977764129638671875 is a boundary t of the 36-digit grid (a
     // binary64); a value 2^−400 above it rounds to …7188.
-    let boundary = Float::with_val(64, 17167.352_361_173_136_159_777_641_296_386_718_75f64);
+    let boundary = Float::with_val(
+        64,
+        Float::parse("17167.35236117313615977764129638671875").unwrap(),
+    );
     assert_eq!(
         decimal_string(&boundary, 38),
         "17167.352361173136159777641296386718750"

@@ -154,6 +154,7 @@ pub struct CertifiedAnswer {
 
 /// binary64 or binary32, as a rounding target of an enclosure.
 trait Binary: Copy + PartialEq {
+    fn zero() -> Self;
     fn rounded(x: &Float, round: Round) -> Self;
     fn is_nan(self) -> bool;
     fn is_finite(self) -> bool;
@@ -161,6 +162,9 @@ trait Binary: Copy + PartialEq {
 }
 
 impl Binary for f64 {
+    fn zero() -> f64 {
+        0.0
+    }
     fn rounded(x: &Float, round: Round) -> f64 {
         x.to_f64_round(round)
     }
@@ -176,6 +180,9 @@ impl Binary for f64 {
 }
 
 impl Binary for f32 {
+    fn zero() -> f32 {
+        0.0
+    }
     fn rounded(x: &Float, round: Round) -> f32 {
         x.to_f32_round(round)
     }
@@ -196,7 +203,14 @@ fn rounds_to_one<B: Binary>(iv: &Interval) -> Option<B> {
     let b = B::rounded(iv.hi(), Round::Nearest);
     // `==` identifies −0 and +0; an enclosure of a value too small for the format rounds to
     // a zero of either sign, and the value's own sign is taken from the midpoint.
-    (a == b && !a.is_nan()).then(|| B::rounded(&iv.mid(), Round::Nearest))
+    // Rounding is monotone, so a nonzero common rounding is the midpoint's too.
+    (a == b && !a.is_nan()).then(|| {
+        if a == B::zero() {
+            B::rounded(&iv.mid(), Round::Nearest)
+        } else {
+            a
+        }
+    })
 }
 
 /// The enclosure lies within `[d, next_up(d)]` for some `d` of the format.
@@ -214,11 +228,7 @@ fn printable(iv: &Interval, width_bits: i32) -> bool {
     if !iv.is_finite() || iv.contains_zero() {
         return false;
     }
-    let smallest = Float::with_val(iv.prec(), iv.lo().abs_ref())
-        .min(&Float::with_val(iv.prec(), iv.hi().abs_ref()));
-    let mut bound = smallest;
-    bound >>= width_bits;
-    iv.width() <= bound
+    iv.relative_width_below(width_bits.max(0).unsigned_abs())
 }
 
 /// `x` to `digits` significant decimal digits (MPFR's rounding to nearest, ties to even):
@@ -256,10 +266,11 @@ pub fn decided_decimal(iv: &Interval, digits: usize) -> (String, bool) {
     if let (Some(exp), Ok(tail)) = (exp, mantissa[digits..].parse::<i64>()) {
         // value = 0.mantissa × 10^exp, so one guard unit is 10^(exp − digits − GUARD).
         // The enclosure's width is below 2^width_exp; one unit is at least
-        // 2^⌊(exp − digits − GUARD)·log₂10⌋ (log₂10 < 3.3219281).
-        let unit_exp2 = ((i64::from(exp) - (digits + GUARD_DIGITS) as i64) as f64 * 3.321_928_1)
+        // 2^(⌊(exp − digits − GUARD)·log₂10⌋ − 2) (two for the binary64 product's rounding).
+        let unit_exp2 = ((i64::from(exp) - (digits + GUARD_DIGITS) as i64) as f64
+            * std::f64::consts::LOG2_10)
             .floor() as i64
-            - 1;
+            - 2;
         let width_exp = iv.width().get_exp().map_or(i64::MIN / 4, i64::from);
         let half_width_units = width_exp - unit_exp2; // width/unit < 2^this
         let boundary = 5 * 10i64.pow(GUARD_DIGITS as u32 - 1);
@@ -335,45 +346,48 @@ fn layout(negative: bool, mantissa: &str, exp: i32) -> String {
 
 /// Certifies one enclosure at the tier it reaches; `None` if it is not yet good enough for
 /// any tier, or only for `faithful` while `final_try` is false.
-fn certify_value(iv: &Interval, goal: Goal, final_try: bool) -> Option<Certified> {
-    if !printable(iv, goal.width_bits()) {
-        return None;
-    }
-    let (decimal, decided) = decided_decimal(iv, goal.digits);
-    // An undecided decimal escalates like an undecided binary64; at the cap the boundary's
-    // even neighbour stands (within one unit).
-    if !decided && !final_try {
-        return None;
+fn certify_value(
+    iv: Interval,
+    goal: Goal,
+    final_try: bool,
+) -> std::result::Result<Certified, Interval> {
+    if !printable(&iv, goal.width_bits()) {
+        return Err(iv);
     }
     // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
     let exact_zero = iv.is_point() && iv.lo().is_zero();
-    let f32_rounding = rounds_to_one::<f32>(iv).map(|x| if exact_zero { 0.0 } else { x });
-    if let Some(f64) = rounds_to_one::<f64>(iv) {
-        let f64 = if exact_zero { 0.0 } else { f64 };
-        if let Some(f32) = f32_rounding {
-            return Some(Certified {
-                enclosure: iv.clone(),
-                f64,
-                f32,
-                tier: Tier::CorrectlyRounded,
-                decimal,
-            });
-        }
+    let f32_rounding = rounds_to_one::<f32>(&iv).map(|x| if exact_zero { 0.0 } else { x });
+    let (f64, f32, tier) = match (rounds_to_one::<f64>(&iv), f32_rounding) {
+        (Some(f64), Some(f32)) => (
+            if exact_zero { 0.0 } else { f64 },
+            f32,
+            Tier::CorrectlyRounded,
+        ),
         // The binary64 is decided but the binary32 is not (the enclosure straddles a
         // binary32 rounding boundary): escalate, and at the cap settle for faithful.
-        return (final_try && within_one_ulp::<f32>(iv)).then(|| Certified {
-            enclosure: iv.clone(),
-            f64,
-            f32: iv.mid().to_f32_round(Round::Nearest),
-            tier: Tier::Faithful,
-            decimal,
-        });
+        (Some(f64), None) if final_try && within_one_ulp::<f32>(&iv) => (
+            if exact_zero { 0.0 } else { f64 },
+            iv.mid().to_f32_round(Round::Nearest),
+            Tier::Faithful,
+        ),
+        (None, f32) if final_try && within_one_ulp::<f64>(&iv) => (
+            iv.mid().to_f64_round(Round::Nearest),
+            f32.unwrap_or_else(|| iv.mid().to_f32_round(Round::Nearest)),
+            Tier::Faithful,
+        ),
+        _ => return Err(iv),
+    };
+    let (decimal, decided) = decided_decimal(&iv, goal.digits);
+    // An undecided decimal escalates like an undecided binary64; at the cap the boundary's
+    // even neighbour stands (within one unit).
+    if !decided && !final_try {
+        return Err(iv);
     }
-    (final_try && within_one_ulp::<f64>(iv)).then(|| Certified {
-        enclosure: iv.clone(),
-        f64: iv.mid().to_f64_round(Round::Nearest),
-        f32: f32_rounding.unwrap_or_else(|| iv.mid().to_f32_round(Round::Nearest)),
-        tier: Tier::Faithful,
+    Ok(Certified {
+        enclosure: iv,
+        f64,
+        f32,
+        tier,
         decimal,
     })
 }
@@ -467,11 +481,13 @@ pub fn certify_with_zeros(
                 }
             }
         }
-        let attempt = enclosures.try_map_at(|place, iv| {
+        let attempt = enclosures.into_try_map_at(|place, iv| {
             if proven.contains(&(place.section, place.name, place.index)) {
                 return Ok(exact_zero(prec));
             }
-            certify_value(iv, goal, final_try).ok_or_else(|| place.label())
+            // The failing enclosure is described only where it is reported.
+            certify_value(iv, goal, final_try)
+                .map_err(|iv| (place.label(), final_try.then(|| format!("{iv:?}"))))
         });
         match attempt {
             Ok(answer) => {
@@ -488,16 +504,9 @@ pub fn certify_with_zeros(
                     },
                 });
             }
-            Err(place) if final_try => {
+            Err((place, detail)) if final_try => {
                 // Report what the last enclosure of that value looked like.
-                let detail = enclosures
-                    .sections()
-                    .find_map(|(section, name, t)| {
-                        (0..t.values().len())
-                            .find(|&k| format!("{section}.{name}{}", t.index_label(k)) == place)
-                            .map(|k| format!("{:?}", t.values()[k]))
-                    })
-                    .unwrap_or_default();
+                let detail = detail.unwrap_or_default();
                 return Err(Error::new(
                     ErrorKind::Uncertified,
                     place,

@@ -17,11 +17,16 @@
 //! here (SPEC §1, "Undefined points").
 
 use rug::float::{Constant, Round, Special};
-use rug::ops::Pow;
+use rug::ops::{AssignRound, Pow};
 use rug::Assign;
 use rug::Float;
 use std::cmp::Ordering;
 use std::fmt;
+
+thread_local! {
+    /// A reusable scratch number for width tests (no allocation per test).
+    static SCRATCH: std::cell::RefCell<Float> = std::cell::RefCell::new(Float::new(64));
+}
 
 /// An enclosure `[lo, hi]` of one real number.
 #[derive(Clone, PartialEq)]
@@ -256,14 +261,30 @@ impl Interval {
         if self.contains_zero() || !self.is_finite() {
             return false;
         }
-        let p = self.prec();
-        let mut bound = if self.lo > 0 {
-            self.lo.clone()
-        } else {
-            Float::with_val(p, -&self.hi)
-        };
-        bound >>= bits;
-        up(p, &self.hi - &self.lo) <= bound
+        if self.is_point() {
+            return true;
+        }
+        let smallest = if self.lo > 0 { &self.lo } else { &self.hi };
+        SCRATCH.with(|scratch| {
+            let mut width = scratch.borrow_mut();
+            width.set_prec(self.prec());
+            width.assign_round(&self.hi - &self.lo, Round::Up);
+            let (Some(ew), Some(es)) = (width.get_exp(), smallest.get_exp()) else {
+                return false;
+            };
+            // width < 2^ew and |smallest| ≥ 2^(es − 1): decided by the exponents unless
+            // they are within one of the threshold.
+            let margin = i64::from(es) - 1 - i64::from(bits) - i64::from(ew);
+            if margin >= 0 {
+                return true;
+            }
+            if margin < -2 {
+                return false;
+            }
+            let mut bound = Float::with_val(self.prec(), smallest.abs_ref());
+            bound >>= bits;
+            *width <= bound
+        })
     }
 
     /// The enclosure intersected with [−1, 1] when the two meet, unchanged otherwise (a
@@ -358,6 +379,20 @@ impl Interval {
         }
     }
 
+    /// `self × x` for an exact binary64 `x` (no enclosure of `x` is built).
+    pub fn mul_f64(&self, x: f64) -> Interval {
+        let p = self.prec();
+        let (lo, hi) = if x >= 0.0 {
+            (down(p, &self.lo * x), up(p, &self.hi * x))
+        } else {
+            (down(p, &self.hi * x), up(p, &self.lo * x))
+        };
+        if lo.is_nan() || hi.is_nan() || x.is_nan() {
+            return Interval::entire(p);
+        }
+        Interval { lo, hi }
+    }
+
     /// `self / other`. The whole line if `other` contains 0.
     pub fn div(&self, other: &Interval) -> Interval {
         let p = self.prec2(other);
@@ -405,7 +440,8 @@ impl Interval {
     /// `e^self` (increasing), with one MPFR exponential for a narrow enclosure: the lower
     /// end is e^lo rounded down, and since e^hi = e^lo·e^w with w = hi − lo, and
     /// e^w = 1 + w + w²(1/2 + w/6 + …) ≤ 1 + w + w² for 0 ≤ w ≤ 1, the upper end is
-    /// (e^lo rounded up)·(1 + w + w²) rounded up. e^lo rounded up is the rounded-down value
+    /// (e^lo rounded up) + (e^lo rounded up)·w·(1 + w), each step rounded up (the
+    /// correction, a bound, at 64 bits). e^lo rounded up is the rounded-down value
     /// or the next float above it, as MPFR's ternary result says. Wider enclosures, and ends
     /// that are not normal numbers, take both exponentials.
     pub fn exp(&self) -> Interval {
@@ -418,13 +454,14 @@ impl Interval {
         if self.is_point() {
             return Interval { lo, hi: lo_up };
         }
-        let w = up(p, &self.hi - &self.lo);
+        // w and the correction e^lo·w·(1 + w) are upper bounds, so 64 bits suffice for them.
+        let w = up(64, &self.hi - &self.lo);
         if lo.is_normal() && w.is_finite() && w <= 0.0009765625 {
-            let w2 = up(p, w.square_ref());
-            let growth = up(p, &w + &w2);
-            let growth = up(p, &growth + 1u32);
+            let one_plus_w = up(64, &w + 1u32);
+            let growth = up(64, &w * &one_plus_w);
+            let correction = up(64, &lo_up * &growth);
             return Interval {
-                hi: up(p, &lo_up * &growth),
+                hi: up(p, &lo_up + &correction),
                 lo,
             };
         }

@@ -16,7 +16,7 @@
 //!
 //! an integer sum that [`product`] accumulates exactly in a fixed-point register of 64-bit
 //! words, then rounds outward once to the working precision. What slicing dropped (τ, and the
-//! radius of an enclosure operand) is bounded per row and added to the enclosure's radius:
+//! width of an enclosure operand) is bounded per row and added to the enclosure's radius:
 //!
 //! |Σ_k a_ik b_jk − Σ_k â_ik b̂_jk| ≤ e_i·Σ_k|b_jk| + f_j·Σ_k|a_ik| + n·e_i·f_j.
 //!
@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use rug::float::Round;
 use rug::integer::Order;
 use rug::ops::{AddAssignRound, AssignRound, MulAssignRound, SubAssignRound};
+use rug::Assign;
 use rug::{Float, Integer};
 
 /// The most slices a binary64 row is cut into (β·16 ≥ 250 bits of exponent spread for
@@ -176,8 +177,9 @@ impl Slices {
         })
     }
 
-    /// A matrix of enclosures (`get(r, c)`, `rows × inner`), its midpoints sliced to `bits`
-    /// bits below each row's scale. e_r bounds the truncation plus the largest radius.
+    /// A matrix of enclosures (`get(r, c)`, `rows × inner`), each represented by its lower
+    /// end, sliced to `bits` bits below its row's scale. e_r bounds the truncation plus the
+    /// largest width.
     /// `None` if an entry is not finite.
     pub fn enclosures<'a>(
         rows: usize,
@@ -204,55 +206,70 @@ impl Slices {
                 if entries.iter().any(|iv| !iv.is_finite()) {
                     return None;
                 }
-                let mids: Vec<Float> = entries.iter().map(|iv| iv.mid()).collect();
-                let scale = mids
+                // Each entry is represented by its lower end (a point of the enclosure);
+                // the scale bounds every lower end: |lo| < 2^scale.
+                let scale = entries
                     .iter()
-                    .filter_map(Float::get_exp)
+                    .filter_map(|iv| iv.lo().get_exp())
                     .map(i64::from)
                     .max()
                     .unwrap_or(0);
                 let mut radius = Float::with_val(BOUND_PREC, 0);
+                let mut abs_sum = Float::with_val(BOUND_PREC, 0);
+                let mut width = Float::new(BOUND_PREC);
+                let mut rest = Float::new(entries.iter().map(|iv| iv.prec()).max().unwrap_or(64));
                 let mut truncated = false;
                 let mut chunks = vec![vec![0.0; inner]; count];
-                for (c, (iv, mid)) in entries.iter().zip(&mids).enumerate() {
-                    let r_lo = Float::with_val_round(BOUND_PREC, mid - iv.lo(), Round::Up).0;
-                    let r_hi = Float::with_val_round(BOUND_PREC, iv.hi() - mid, Round::Up).0;
-                    radius = radius.max(&r_lo).max(&r_hi);
-                    let Some((int, exp)) = mid.to_integer_exp() else {
-                        continue; // zero
-                    };
-                    let negative = int < 0;
-                    // |mid|·2^{total − scale}, truncated toward 0: the concatenated slices.
-                    let shift = i64::from(exp) + total_bits - scale;
-                    let magnitude = int.abs();
-                    let fixed = if shift >= 0 {
-                        magnitude << u32::try_from(shift).ok()?
-                    } else {
-                        let down = u32::try_from(-shift).unwrap_or(u32::MAX);
-                        let kept = Integer::from(&magnitude >> down);
-                        if Integer::from(&kept << down) != magnitude {
-                            truncated = true;
+                let mut bits_of = vec![0u64; count];
+                for (c, iv) in entries.iter().enumerate() {
+                    let (lo, hi) = (iv.lo(), iv.hi());
+                    width.assign_round(hi - lo, Round::Up);
+                    if width > radius {
+                        radius.assign(&width);
+                    }
+                    // Σ|a| ≤ Σ max(|lo|, |hi|) ≤ Σ (|lo| + |hi|) over the signs present.
+                    if *hi > 0 {
+                        abs_sum.add_assign_round(hi, Round::Up);
+                    }
+                    if *lo < 0 {
+                        abs_sum.sub_assign_round(lo, Round::Up);
+                    }
+                    if lo.is_zero() {
+                        continue;
+                    }
+                    // |lo|·2^−scale ∈ (0, 1), taken apart into binary64 parts by truncation:
+                    // each part is the top 53 bits of what remains, so the parts have
+                    // disjoint bits and their β-bit chunks add without carries.
+                    rest.assign(lo);
+                    rest.abs_mut();
+                    rest >>= clamp_exp(scale);
+                    bits_of.fill(0);
+                    while !rest.is_zero() {
+                        if rest.get_exp().is_none_or(|e| i64::from(e) <= -total_bits) {
+                            truncated = true; // below the last slice
+                            break;
                         }
-                        kept
-                    };
-                    let words = fixed.to_digits::<u64>(Order::Lsf);
-                    for (s, chunk_row) in chunks.iter_mut().enumerate() {
-                        // slice s holds bits [β(count−1−s), β(count−s)) of `fixed`
-                        let low = u64::from(beta) * (count - 1 - s) as u64;
-                        let v = read_bits(&words, low, beta) as f64;
+                        let part = rest.to_f64_round(Round::Zero);
+                        let Some((_, m, e)) = binary64_parts(part) else {
+                            truncated = true; // below binary64's range: bounded, not sliced
+                            break;
+                        };
+                        for (s, b) in bits_of.iter_mut().enumerate() {
+                            *b |= chunk(m, e, 0, beta, s);
+                        }
+                        rest -= part;
+                    }
+                    let negative = *lo < 0;
+                    for (chunk_row, &b) in chunks.iter_mut().zip(&bits_of) {
+                        let v = b as f64;
                         chunk_row[c] = if negative { -v } else { v };
                     }
                 }
                 let mut error = radius;
                 if truncated {
                     let unit = Float::with_val(BOUND_PREC, 1) << clamp_exp(scale - total_bits);
-                    error = Float::with_val_round(BOUND_PREC, &error + &unit, Round::Up).0;
+                    error.add_assign_round(&unit, Round::Up);
                 }
-                let abs_sum = sum_up(
-                    entries
-                        .iter()
-                        .map(|iv| Float::with_val(BOUND_PREC, iv.mag())),
-                );
                 Some(Row {
                     scale,
                     error,
@@ -294,19 +311,6 @@ fn clamp_exp(e: i64) -> i32 {
     i32::try_from(e).unwrap_or(if e < 0 { i32::MIN / 2 } else { i32::MAX / 2 })
 }
 
-/// `len` (≤ 64) bits of the little-endian words starting at bit `low`.
-fn read_bits(words: &[u64], low: u64, len: u32) -> u64 {
-    let w = (low / 64) as usize;
-    let b = (low % 64) as u32;
-    let lo = words.get(w).copied().unwrap_or(0) >> b;
-    let hi = if b == 0 {
-        0
-    } else {
-        words.get(w + 1).copied().unwrap_or(0) << (64 - b)
-    };
-    (lo | hi) & ((1u64 << len) - 1)
-}
-
 /// Adds `v·2^shift` to the little-endian unsigned register `acc`.
 fn add_shifted(acc: &mut [u64], v: u64, shift: u32) {
     let w = (shift / 64) as usize;
@@ -327,8 +331,9 @@ fn add_shifted(acc: &mut [u64], v: u64, shift: u32) {
     }
 }
 
-/// The most output entries accumulated at once (each holds two registers of a few words).
-const BLOCK_ENTRIES: usize = 1 << 18;
+/// The most register words held at once (two registers per output entry): 2^22 words,
+/// 32 MiB each for the positive and negative parts.
+const BLOCK_WORDS: usize = 1 << 22;
 
 /// Enclosures at `prec` bits of every entry of A·Bᵀ, for `a` (m rows) and `b` (p rows)
 /// sliced over the same inner dimension: an m × p matrix. Each enclosure is the exact
@@ -347,7 +352,7 @@ pub fn product(a: &Slices, b: &Slices, prec: u32) -> Matrix<Interval> {
     // 53 + top_shift + ⌈log₂(ca·cb)⌉ bits, plus a carry word.
     let words = (53 + top_shift + 64).div_ceil(64) + 1;
     let mut out: Vec<Interval> = Vec::with_capacity(m * p);
-    let block_rows = (BLOCK_ENTRIES / p.max(1)).clamp(1, m.max(1));
+    let block_rows = (BLOCK_WORDS / (p.max(1) * words)).clamp(1, m.max(1));
     let mut gemm = vec![0.0f64; block_rows * p];
     let mut pos = vec![0u64; block_rows * p * words];
     let mut neg = vec![0u64; block_rows * p * words];
@@ -403,10 +408,12 @@ pub fn product(a: &Slices, b: &Slices, prec: u32) -> Matrix<Interval> {
                     *sum -= &*minus;
                     let exp =
                         clamp_exp(a.scale[i] + b.scale[j] - i64::from(beta) * (ca + cb) as i64);
-                    let mut lo = Float::with_val_round(prec, &*sum, Round::Down).0;
-                    let mut hi = Float::with_val_round(prec, &*sum, Round::Up).0;
+                    let (mut lo, dir) = Float::with_val_round(prec, &*sum, Round::Down);
                     lo <<= exp;
-                    hi <<= exp;
+                    let mut hi = lo.clone();
+                    if dir != std::cmp::Ordering::Equal {
+                        hi.next_up();
+                    }
                     if error_bound(a, b, i, j, bound) {
                         lo.sub_assign_round(&*bound, Round::Down);
                         hi.add_assign_round(&*bound, Round::Up);

@@ -333,6 +333,9 @@ pub fn evaluate_plain(case: &NormalizedCase, prec: u32) -> Result<Answer<Interva
     })
 }
 
+/// Batch rows per block of the fast evaluation's row pass.
+const ROW_BLOCK: usize = 8;
+
 /// One batch row's share of the fast evaluation.
 struct RowShare {
     /// CE(z_i, y_i)
@@ -397,79 +400,100 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         Reduction::Mean => one.div_i64(n as i64),
     };
     let inv_w: Vec<Interval> = ws.iter().map(|v| one.div(&v.norm)).collect();
-    let shares: Vec<RowShare> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let y = case.labels[i];
-            let inv_x = one.div(&xs[i].norm);
-            let cos: Vec<Cosine> = (0..c)
-                .map(|j| {
-                    let parallel =
-                        || parallel(&binary64_points(x.row(i)), &binary64_points(w.row(j)));
-                    cosine_from(dots.get(i, j).mul(&inv_x).mul(&inv_w[j]), parallel, prec)
-                })
-                .collect();
-            let (g, slope) = target(&case.margin, &cos[y], i, y)?;
-            let logits: Vec<Interval> = (0..c)
-                .map(|j| scale.mul(if j == y { &g } else { &cos[j].value }))
-                .collect();
-            let (loss, dz) = ce_row(&logits, y);
-            // Σ_j ∂CE/∂z_j·σ_j·cos θ_j (σ = dg/dcos θ at the target, 1 elsewhere); its r·s
-            // multiple is Σ_j A_ij d_ij, and for normface r times the σ = 1 sum is ∂L/∂s's share.
-            let mut plain_terms = Vec::with_capacity(c);
-            let mut along_terms = Vec::with_capacity(c);
-            // f_i = r·s/‖x_i‖: A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖
-            let f = r.mul(&scale).mul(&inv_x);
-            let a: Vec<Interval> = (0..c)
-                .map(|j| {
-                    let term = dz[j].mul(&cos[j].value);
-                    if case.loss == LossId::NormFace {
-                        plain_terms.push(term.clone());
-                    }
-                    // A pair at a pole has no direction term (A_ij = 0), in both sums.
-                    if cos[j].pole.is_some() {
-                        return zero.clone();
-                    }
-                    along_terms.push(if j == y { term.mul(&slope) } else { term });
-                    let a = dz[j].mul(&f).mul(&inv_w[j]);
-                    if j == y {
-                        a.mul(&slope)
-                    } else {
-                        a
-                    }
-                })
-                .collect();
-            Ok(RowShare {
-                loss,
-                along: Interval::sum(prec, &along_terms).mul(&r).mul(&scale),
-                a,
-                scale: Interval::sum(prec, &plain_terms).mul(&r),
+    // One batch row: its share, and its terms σ_j·∂CE/∂z_ij·cos θ_ij (0 at a pole), whose
+    // r·s multiples are A_ij·d_ij.
+    let row_share = |i: usize| -> Result<(RowShare, Vec<Interval>)> {
+        let y = case.labels[i];
+        let inv_x = one.div(&xs[i].norm);
+        let cos: Vec<Cosine> = (0..c)
+            .map(|j| {
+                let parallel = || parallel(&binary64_points(x.row(i)), &binary64_points(w.row(j)));
+                cosine_from(dots.get(i, j).mul(&inv_x).mul(&inv_w[j]), parallel, prec)
             })
+            .collect();
+        let (g, slope) = target(&case.margin, &cos[y], i, y)?;
+        let logits: Vec<Interval> = (0..c)
+            .map(|j| scale.mul(if j == y { &g } else { &cos[j].value }))
+            .collect();
+        let (loss, dz) = ce_row(&logits, y);
+        drop(logits);
+        // Σ_j ∂CE/∂z_j·cos θ_j is normface's ∂L/∂s share (times r).
+        let mut plain_terms = Vec::with_capacity(if case.loss == LossId::NormFace { c } else { 0 });
+        let mut along_terms = Vec::with_capacity(c);
+        // f_i = r·s/‖x_i‖: A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖
+        let f = r.mul(&scale).mul(&inv_x);
+        let a: Vec<Interval> = (0..c)
+            .map(|j| {
+                let term = dz[j].mul(&cos[j].value);
+                if case.loss == LossId::NormFace {
+                    plain_terms.push(term.clone());
+                }
+                // A pair at a pole has no direction term (A_ij = 0), in both sums.
+                if cos[j].pole.is_some() {
+                    along_terms.push(zero.clone());
+                    return zero.clone();
+                }
+                along_terms.push(if j == y { term.mul(&slope) } else { term });
+                let a = dz[j].mul(&f).mul(&inv_w[j]);
+                if j == y {
+                    a.mul(&slope)
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let share = RowShare {
+            loss,
+            along: Interval::sum(prec, &along_terms).mul(&r).mul(&scale),
+            a,
+            scale: Interval::sum(prec, &plain_terms).mul(&r),
+        };
+        Ok((share, along_terms))
+    };
+    // Rows in parallel, in fixed blocks whose column sums Σ_i (terms) are added in block
+    // order, so the enclosures do not depend on the thread count.
+    let rows: Vec<usize> = (0..n).collect();
+    let blocks: Vec<(Vec<RowShare>, Vec<Interval>)> = rows
+        .par_chunks(ROW_BLOCK)
+        .map(|block| {
+            let mut columns = vec![zero.clone(); c];
+            let mut shares = Vec::with_capacity(block.len());
+            for &i in block {
+                let (share, terms) = row_share(i)?;
+                for (col, t) in columns.iter_mut().zip(&terms) {
+                    *col = col.add(t);
+                }
+                shares.push(share);
+            }
+            Ok((shares, columns))
         })
         .collect::<Result<_>>()?;
+    let mut along_w: Vec<Interval> = vec![zero.clone(); c];
+    let mut shares: Vec<RowShare> = Vec::with_capacity(n);
+    for (block_shares, columns) in blocks {
+        for (acc, col) in along_w.iter_mut().zip(&columns) {
+            *acc = acc.add(col);
+        }
+        shares.extend(block_shares);
+    }
+    let rs = r.mul(&scale);
+    let along_w: Vec<Interval> = along_w.iter().map(|t| t.mul(&rs)).collect();
     let losses: Vec<Interval> = shares.iter().map(|r| r.loss.clone()).collect();
     let loss = reduce(&losses, case.reduction);
     let a = |i: usize, j: usize| &shares[i].a[j];
-    let along_w: Vec<Interval> = (0..c)
-        .into_par_iter()
-        .map(|j| {
-            let terms: Vec<Interval> = (0..n).map(|i| a(i, j).mul(dots.get(i, j))).collect();
-            Interval::sum(prec, &terms)
-        })
-        .collect();
     let Some(a_rows) = Slices::enclosures(n, c, prec, a) else {
         return evaluate_plain(case, prec);
     };
     let aw = product(&a_rows, &w_cols, prec);
-    drop(a_rows);
+    drop((a_rows, w_cols));
     let Some(a_cols) = Slices::enclosures(c, n, prec, |j, i| a(i, j)) else {
         return evaluate_plain(case, prec);
     };
     let atx = product(&a_cols, &x_cols, prec);
-    drop(a_cols);
+    drop((a_cols, x_cols));
     let along_x: Vec<Interval> = shares.iter().map(|r| r.along.clone()).collect();
     let grad_features = Regrouped {
-        product: &aw,
+        product: aw,
         own: x,
         other: w,
         norms: &xs,
@@ -478,7 +502,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
     }
     .gradient(|i, j| a(i, j), |i, j| dots.get(i, j));
     let grad_weights = Regrouped {
-        product: &atx,
+        product: atx,
         own: w,
         other: x,
         norms: &ws,
@@ -508,7 +532,7 @@ const CANCELLATION_BITS: u32 = 48;
 /// One gradient of the fast path, ∂L/∂v_rk = P_rk − v_rk·along_r/‖v_r‖² for the rows v of
 /// `own` (features or weights), with P the regrouped product.
 struct Regrouped<'a> {
-    product: &'a Matrix<Interval>,
+    product: Matrix<Interval>,
     own: &'a Matrix<f64>,
     other: &'a Matrix<f64>,
     norms: &'a [RowNorm],
@@ -522,7 +546,7 @@ impl Regrouped<'_> {
     /// 2^−(prec − [`CANCELLATION_BITS`]) relative, is recomputed by the plain formula
     /// Σ_q A_rq·(‖v_r‖²u_qk − d_rq v_rk)/‖v_r‖², whose numerators are exact where they vanish.
     fn gradient<'w>(
-        &self,
+        self,
         weight: impl Fn(usize, usize) -> &'w Interval + Sync,
         dot: impl Fn(usize, usize) -> &'w Interval + Sync,
     ) -> Matrix<Interval> {
@@ -532,27 +556,31 @@ impl Regrouped<'_> {
         let per_norm: Vec<Interval> = (0..rows)
             .map(|r| self.along[r].div(&self.norms[r].squared))
             .collect();
-        let values: Vec<Interval> = (0..rows * d)
+        let (own, other, norms) = (self.own, self.other, self.norms);
+        let values: Vec<Interval> = self
+            .product
+            .into_vec()
             .into_par_iter()
-            .map(|idx| {
+            .enumerate()
+            .map(|(idx, product)| {
                 let (r, k) = (idx / d, idx % d);
-                let own = Interval::from_f64(prec, *self.own.get(r, k));
-                let correction = per_norm[r].mul(&own);
-                let v = self.product.get(r, k).sub(&correction);
+                let correction = per_norm[r].mul_f64(*own.get(r, k));
+                let v = product.sub(&correction);
+                drop(product);
                 if !v.contains_zero()
                     && v.relative_width_below(prec.saturating_sub(CANCELLATION_BITS))
                 {
                     return v;
                 }
-                let own_row = binary64_points(self.own.row(r));
-                let terms: Vec<Interval> = (0..self.other.rows())
+                let own_row = binary64_points(own.row(r));
+                let terms: Vec<Interval> = (0..other.rows())
                     .filter(|&q| !(weight(r, q).is_point() && weight(r, q).lo().is_zero()))
                     .map(|q| {
-                        let other_row = binary64_points(self.other.row(q));
+                        let other_row = binary64_points(other.row(q));
                         let num = direction_numerator(
                             &own_row,
                             &other_row,
-                            &self.norms[r].squared,
+                            &norms[r].squared,
                             dot(r, q),
                             k,
                             prec,
@@ -560,7 +588,7 @@ impl Regrouped<'_> {
                         weight(r, q).mul(&num)
                     })
                     .collect();
-                Interval::sum(prec, &terms).div(&self.norms[r].squared)
+                Interval::sum(prec, &terms).div(&norms[r].squared)
             })
             .collect();
         Matrix::from_vec(rows, d, values).expect("one value per entry")
