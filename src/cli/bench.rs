@@ -4,6 +4,7 @@
 
 use crate::bench::{time, Inputs, Timing};
 use crate::case::margin_params;
+use crate::cli::progress::Spinner;
 use crate::error::{Error, Result};
 use crate::fast::{MarginLoss, Real};
 use crate::spec::{LossId, Margin};
@@ -200,7 +201,10 @@ fn reference(
     fast_runs.sort_by(f64::total_cmp);
     let fast = fast_runs[fast_runs.len() / 2];
     let start = std::time::Instant::now();
-    let answer = pool.install(|| crate::reference::certified(&case))?;
+    let spinner = Spinner::after_a_second(format!("certifying {}", loss.as_str()));
+    let answer = pool.install(|| crate::reference::certified(&case));
+    drop(spinner);
+    let answer = answer?;
     let certified = start.elapsed().as_secs_f64();
     let report = json!({
         "loss": loss.as_str(),
@@ -214,9 +218,18 @@ fn reference(
         "reference_precision_bits": answer.certificate.precision_bits,
         "fast_f64_ms": fast * 1e3,
         "ratio": certified / fast,
-        "note": "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run; ratio = reference / fast",
+        "peak_memory_mb": peak_memory_mb(),
+        "note": "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run; ratio = reference / fast; peak_memory_mb = the process's peak resident memory (Linux VmHWM), null where unknown",
     });
     Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+}
+
+/// The process's peak resident set in MiB (Linux `VmHWM`), or `None` elsewhere.
+fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some((kib / 1024.0).round())
 }
 
 fn measure<T: Real>(fused: &MarginLoss, r: &Request, threads: usize) -> Result<Timing> {

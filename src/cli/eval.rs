@@ -1,6 +1,7 @@
 //! `lossref eval CASE.json|- [--output FILE.npz]`: the certified answer of one case (SPEC §3).
 
 use crate::case::{parse_case_in, MAX_CASE_BYTES};
+use crate::cli::progress::Spinner;
 use crate::error::Result;
 use crate::mp::certify::CertifiedAnswer;
 use crate::npz;
@@ -29,7 +30,10 @@ fn evaluate(path: &str) -> Result<(crate::spec::LossId, CertifiedAnswer)> {
         _ => Path::new("."),
     };
     let case = parse_case_in(&text, base)?;
-    Ok((case.loss(), certified(&case)?))
+    let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
+    let answer = certified(&case);
+    drop(spinner);
+    Ok((case.loss(), answer?))
 }
 
 /// Evaluates the case and writes its answer to the `.npz` at `output` instead of printing

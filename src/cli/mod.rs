@@ -5,6 +5,7 @@ pub mod bound;
 pub mod check;
 pub mod corpus;
 pub mod eval;
+pub mod progress;
 
 use crate::error::{Error, ErrorKind, Result};
 use std::io::Read;

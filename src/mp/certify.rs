@@ -254,7 +254,7 @@ const GUARD_DIGITS: usize = 4;
 /// grid, the one of the two neighbouring decimals whose last digit is even (the boundary
 /// rounded half to even, within one unit of the value either way).
 ///
-/// One conversion of the midpoint with [`GUARD_DIGITS`] more digits decides it when the
+/// One conversion of the midpoint with four more digits decides it when the
 /// guard digits are farther from the rounding boundary (…5000…) than the enclosure's
 /// half-width; otherwise both ends are converted and compared.
 pub fn decided_decimal(iv: &Interval, digits: usize) -> (String, bool) {

@@ -359,7 +359,7 @@ struct RowShare {
 ///   ∂L/∂x_ik = (A·W)_ik − x_ik·(Σ_j A_ij d_ij)/‖x_i‖² and
 ///   ∂L/∂w_jk = (Aᵀ·X)_jk − w_jk·(Σ_i A_ij d_ij)/‖w_j‖²,
 ///   enclosed by [`crate::mp::products::product`];
-/// * an entry whose enclosure contains 0, or lost more than [`CANCELLATION_BITS`] bits to
+/// * an entry whose enclosure contains 0, or lost more than 48 bits to
 ///   the regrouping's cancellation, is recomputed by the plain formula Σ_j A_ij·(‖x_i‖²w_jk − d_ij x_ik)/‖x_i‖², whose numerators vanish exactly
 ///   along the row, so exact zeros come out exactly as in [`evaluate_plain`].
 ///
