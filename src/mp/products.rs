@@ -14,8 +14,9 @@
 //!
 //! (A·Bᵀ)_ij = 2^{E_i + F_j − β(ca + cb)} · Σ_{s,t} P^{st}_ij · 2^{β((ca−1−s) + (cb−1−t))},
 //!
-//! an integer sum that [`product`] accumulates exactly in a fixed-point register of 64-bit
-//! words, then rounds outward once to the working precision. What slicing dropped (τ, and the
+//! an integer sum that [`product`] accumulates exactly: the pairs of one level s + t in an
+//! i64, the levels in a fixed-point register of 64-bit words, then rounds outward once to
+//! the working precision. What slicing dropped (τ, and the
 //! width of an enclosure operand) is bounded per row and added to the enclosure's radius:
 //!
 //! |Σ_k a_ik b_jk − Σ_k â_ik b̂_jk| ≤ e_i·Σ_k|b_jk| + f_j·Σ_k|a_ik| + n·e_i·f_j.
@@ -331,8 +332,8 @@ fn add_shifted(acc: &mut [u64], v: u64, shift: u32) {
     }
 }
 
-/// The most register words held at once (two registers per output entry): 2^22 words,
-/// 32 MiB each for the positive and negative parts.
+/// The most level sums held at once (one i64 per output entry and shift level): 2^22,
+/// 32 MiB.
 const BLOCK_WORDS: usize = 1 << 22;
 
 /// Enclosures at `prec` bits of every entry of A·Bᵀ, for `a` (m rows) and `b` (p rows)
@@ -348,18 +349,18 @@ pub fn product(a: &Slices, b: &Slices, prec: u32) -> Matrix<Interval> {
     let (m, p, beta) = (a.rows, b.rows, a.beta);
     let (ca, cb) = (a.count(), b.count());
     let top_shift = beta as usize * (ca + cb - 2);
-    // |P| < 2^53, at most ca·cb terms per shift level: the register holds
-    // 53 + top_shift + ⌈log₂(ca·cb)⌉ bits, plus a carry word.
-    let words = (53 + top_shift + 64).div_ceil(64) + 1;
+    // The pairs (s, t) of one level s + t share a shift; at most min(ca, cb) ≤ 16 of them,
+    // each below 2^53, sum exactly in an i64 (below 2^57). The register then holds
+    // 57 + top_shift bits of level sums, plus carries: one spare word.
+    let levels = ca + cb - 1;
+    let words = (57 + top_shift + 64).div_ceil(64) + 1;
     let mut out: Vec<Interval> = Vec::with_capacity(m * p);
-    let block_rows = (BLOCK_WORDS / (p.max(1) * words)).clamp(1, m.max(1));
+    let block_rows = (BLOCK_WORDS / (p.max(1) * levels)).clamp(1, m.max(1));
     let mut gemm = vec![0.0f64; block_rows * p];
-    let mut pos = vec![0u64; block_rows * p * words];
-    let mut neg = vec![0u64; block_rows * p * words];
+    let mut level_sums = vec![0i64; block_rows * p * levels];
     for start in (0..m).step_by(block_rows) {
         let rows = block_rows.min(m - start);
-        pos[..rows * p * words].fill(0);
-        neg[..rows * p * words].fill(0);
+        level_sums[..rows * p * levels].fill(0);
         for (s, a_s) in a.slices.iter().enumerate() {
             let a_block = MatRef::from_row_major_slice(
                 &a_s[start * a.inner..(start + rows) * a.inner],
@@ -376,23 +377,14 @@ pub fn product(a: &Slices, b: &Slices, prec: u32) -> Matrix<Interval> {
                     1.0,
                     Par::rayon(0),
                 );
-                let shift = beta * ((ca - 1 - s) + (cb - 1 - t)) as u32;
-                pos[..rows * p * words]
-                    .par_chunks_mut(p * words)
-                    .zip(neg[..rows * p * words].par_chunks_mut(p * words))
+                let level = s + t;
+                level_sums[..rows * p * levels]
+                    .par_chunks_mut(p * levels)
                     .zip(gemm[..rows * p].par_chunks(p))
-                    .for_each(|((pos_row, neg_row), g_row)| {
+                    .for_each(|(sums, g_row)| {
                         for (j, &g) in g_row.iter().enumerate() {
-                            if g != 0.0 {
-                                // exact: an integer below 2^53
-                                let v = g.abs() as u64;
-                                let reg = if g > 0.0 {
-                                    &mut *pos_row
-                                } else {
-                                    &mut *neg_row
-                                };
-                                add_shifted(&mut reg[j * words..(j + 1) * words], v, shift);
-                            }
+                            // exact: an integer below 2^53
+                            sums[j * levels + level] += g as i64;
                         }
                     });
             }
@@ -400,11 +392,31 @@ pub fn product(a: &Slices, b: &Slices, prec: u32) -> Matrix<Interval> {
         let block: Vec<Interval> = (0..rows * p)
             .into_par_iter()
             .map_init(
-                || (Integer::new(), Integer::new(), Float::new(BOUND_PREC)),
-                |(sum, minus, bound), idx| {
+                || {
+                    (
+                        vec![0u64; words],
+                        vec![0u64; words],
+                        Integer::new(),
+                        Integer::new(),
+                        Float::new(BOUND_PREC),
+                    )
+                },
+                |(pos, neg, sum, minus, bound), idx| {
                     let (i, j) = (start + idx / p, idx % p);
-                    sum.assign_digits(&pos[idx * words..(idx + 1) * words], Order::Lsf);
-                    minus.assign_digits(&neg[idx * words..(idx + 1) * words], Order::Lsf);
+                    pos.fill(0);
+                    neg.fill(0);
+                    for (level, &v) in level_sums[idx * levels..(idx + 1) * levels]
+                        .iter()
+                        .enumerate()
+                    {
+                        if v != 0 {
+                            let reg = if v > 0 { &mut *pos } else { &mut *neg };
+                            let shift = beta * (levels - 1 - level) as u32;
+                            add_shifted(reg, v.unsigned_abs(), shift);
+                        }
+                    }
+                    sum.assign_digits(&pos[..], Order::Lsf);
+                    minus.assign_digits(&neg[..], Order::Lsf);
                     *sum -= &*minus;
                     let exp =
                         clamp_exp(a.scale[i] + b.scale[j] - i64::from(beta) * (ca + cb) as i64);
