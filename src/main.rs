@@ -35,13 +35,13 @@ enum Command {
     /// GEMMs of the same shapes (X·Wᵀ, G·W, Gᵀ·X), in the same run, and print JSON with both
     /// medians and their ratio.
     Bench {
-        /// normface, cosface, amsoftmax, arcface or combined.
+        /// normface, cosface, amsoftmax, arcface or combined (and softmax_ce with --reference).
         loss: String,
         /// Batch size B.
         #[arg(long)]
         batch: usize,
-        /// Feature dimension D.
-        #[arg(long)]
+        /// Feature dimension D (not used by softmax_ce).
+        #[arg(long, default_value_t = 0)]
         dim: usize,
         /// Number of classes C.
         #[arg(long)]

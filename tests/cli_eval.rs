@@ -550,6 +550,57 @@ fn bench_reference_times_the_certified_answer_against_the_fast_path() {
     // the certified answer is slower than the f64 path, and the ratio is theirs
     assert!(reference > fast && fast > 0.0, "{v}");
     assert!((ratio - reference / fast).abs() <= 1e-9 * ratio, "{v}");
+    // Linux reports the peak resident memory; a certified run of this size stays small.
+    let peak = v["peak_memory_mb"].as_f64().unwrap();
+    assert!(peak > 0.0 && peak < 1024.0, "{v}");
+
+    // softmax_ce: B×C logits, no --dim
+    let v = eval_ok(
+        &[
+            "bench",
+            "softmax_ce",
+            "--batch",
+            "3",
+            "--classes",
+            "40",
+            "--threads",
+            "1",
+            "--warmup",
+            "0",
+            "--repeats",
+            "3",
+            "--reference",
+            "--params",
+            r#"{"reduction": "sum"}"#,
+        ],
+        "",
+    );
+    assert_eq!(
+        (v["loss"].as_str(), v["classes"].as_u64()),
+        (Some("softmax_ce"), Some(40))
+    );
+    assert_eq!(v["params"]["reduction"], "sum");
+    assert_eq!(v["reference_tier"], "correctly_rounded");
+    let (reference, fast) = (
+        v["reference_s"].as_f64().unwrap(),
+        v["fast_f64_ms"].as_f64().unwrap() / 1e3,
+    );
+    assert!(reference > fast && fast > 0.0, "{v}");
+    // without --reference, softmax_ce is not a GEMM-based loss to time
+    let out = lossref(
+        &[
+            "bench",
+            "softmax_ce",
+            "--batch",
+            "3",
+            "--dim",
+            "2",
+            "--classes",
+            "40",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

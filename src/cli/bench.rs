@@ -48,13 +48,16 @@ pub const MAX_BENCH_VALUES: usize = 1 << 31;
 /// An unknown or unsupported loss, bad parameters, a zero dimension, sizes whose products
 /// exceed [`MAX_BENCH_VALUES`], or an unknown dtype.
 pub fn run(r: &Request) -> Result<String> {
+    if r.loss == "softmax_ce" && r.reference {
+        return softmax_ce_reference(r);
+    }
     let loss = LossId::from_name(&r.loss)
         .filter(|l| matches!(l, LossId::NormFace | LossId::CosFace | LossId::AmSoftmax | LossId::ArcFace | LossId::Combined))
         .ok_or_else(|| {
             Error::invalid(
                 "LOSS",
                 format!(
-                    "`{}`: bench times the GEMM-based losses normface, cosface, amsoftmax, arcface, combined",
+                    "`{}`: bench times the GEMM-based losses normface, cosface, amsoftmax, arcface, combined (and softmax_ce with --reference)",
                     r.loss
                 ),
             )
@@ -220,6 +223,111 @@ fn reference(
         "ratio": certified / fast,
         "peak_memory_mb": peak_memory_mb(),
         "note": "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run; ratio = reference / fast; peak_memory_mb = the process's peak resident memory (Linux VmHWM), null where unknown",
+    });
+    Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+}
+
+/// `softmax_ce --reference`: the certified evaluation of B×C generated logits (normal with
+/// σ = 3, a fixed stream per seed; `--dim` is not used) timed once, and in the same run the
+/// fast f64 forward + backward on the same logits (median of `repeats` after `warmup`).
+fn softmax_ce_reference(r: &Request) -> Result<String> {
+    use crate::fast::softmax::softmax_ce_into;
+    use crate::spec::{Reduction, SoftmaxCeCase};
+    let params: Value = if r.params.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(&r.params)
+            .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
+    };
+    let reduction = match params.get("reduction").map(Value::as_str) {
+        None | Some(Some("mean")) => Reduction::Mean,
+        Some(Some("sum")) => Reduction::Sum,
+        Some(other) => {
+            return Err(Error::invalid(
+                "--params",
+                format!("reduction must be \"mean\" or \"sum\", not {other:?}"),
+            ))
+        }
+    };
+    if r.batch == 0 || r.classes < 2 {
+        return Err(Error::invalid(
+            "--classes",
+            "softmax_ce needs B ≥ 1 and C ≥ 2",
+        ));
+    }
+    let values = r
+        .batch
+        .checked_mul(r.classes)
+        .filter(|v| *v <= MAX_BENCH_VALUES);
+    let Some(values) = values else {
+        return Err(Error::invalid(
+            "--batch",
+            format!("B·C is more than the {MAX_BENCH_VALUES} values a benchmark allocates"),
+        ));
+    };
+    if r.repeats == 0 {
+        return Err(Error::invalid("--repeats", "must be at least 1"));
+    }
+    // Box–Muller on a SplitMix64 stream: normal(0, 3) logits, the same for every run.
+    let mut state = r.seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut uniform = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let logits: Vec<f64> = (0..values)
+        .map(|_| {
+            let (u, v) = (uniform().max(f64::MIN_POSITIVE), uniform());
+            3.0 * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+        })
+        .collect();
+    let labels: Vec<usize> = (0..r.batch).map(|i| (i * 7919) % r.classes).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(r.threads)
+        .build()
+        .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))?;
+    let threads = pool.current_num_threads();
+    let mut grad = vec![0.0; values];
+    let mut fast_runs = Vec::with_capacity(r.repeats);
+    for k in 0..r.warmup + r.repeats {
+        let start = std::time::Instant::now();
+        let loss = softmax_ce_into(&logits, r.classes, &labels, reduction, &mut grad)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        std::hint::black_box(loss);
+        if k >= r.warmup {
+            fast_runs.push(elapsed);
+        }
+    }
+    fast_runs.sort_by(f64::total_cmp);
+    let fast = fast_runs[fast_runs.len() / 2];
+    let case = crate::spec::Case::SoftmaxCe(SoftmaxCeCase {
+        reduction,
+        logits: crate::matrix::Matrix::from_vec(r.batch, r.classes, logits).ok_or_else(|| {
+            Error::invalid("--classes", "the generated logits do not fit the shape")
+        })?,
+        labels,
+    });
+    let start = std::time::Instant::now();
+    let spinner = Spinner::after_a_second("certifying softmax_ce".to_string());
+    let answer = pool.install(|| crate::reference::certified(&case));
+    drop(spinner);
+    let answer = answer?;
+    let certified = start.elapsed().as_secs_f64();
+    let report = json!({
+        "loss": "softmax_ce",
+        "params": {"reduction": reduction.as_str()},
+        "batch": r.batch,
+        "classes": r.classes,
+        "threads": threads,
+        "reference_s": certified,
+        "reference_tier": answer.certificate.tier.as_str(),
+        "reference_precision_bits": answer.certificate.precision_bits,
+        "fast_f64_ms": fast * 1e3,
+        "ratio": certified / fast,
+        "peak_memory_mb": peak_memory_mb(),
+        "note": "reference = the certified loss and gradient (lossref eval), timed once; fast = the f64 forward + backward (one thread) on the same logits, the median of the timed rounds, in the same run; ratio = reference / fast; peak_memory_mb = the process's peak resident memory (Linux VmHWM), null where unknown",
     });
     Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
 }
