@@ -183,9 +183,7 @@ fn reference(
         .build()
         .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))?;
     let threads = pool.current_num_threads();
-    let mut fast_runs = Vec::with_capacity(r.repeats);
-    for k in 0..r.warmup + r.repeats {
-        let start = std::time::Instant::now();
+    let fast = median_seconds(r, || {
         let out = pool.install(|| {
             fused.forward_backward(
                 &inputs.features,
@@ -195,36 +193,20 @@ fn reference(
                 threads,
             )
         })?;
-        let elapsed = start.elapsed().as_secs_f64();
         std::hint::black_box(out);
-        if k >= r.warmup {
-            fast_runs.push(elapsed);
-        }
-    }
-    fast_runs.sort_by(f64::total_cmp);
-    let fast = fast_runs[fast_runs.len() / 2];
-    let start = std::time::Instant::now();
-    let spinner = Spinner::after_a_second(format!("certifying {}", loss.as_str()));
-    let answer = pool.install(|| crate::reference::certified(&case));
-    drop(spinner);
-    let answer = answer?;
-    let certified = start.elapsed().as_secs_f64();
-    let report = json!({
+        Ok(())
+    })?;
+    let (answer, certified) = timed_certification(&pool, &case)?;
+    let head = json!({
         "loss": loss.as_str(),
         "params": describe(scale, &margin, reduction.as_str()),
         "batch": r.batch,
         "dim": r.dim,
         "classes": r.classes,
         "threads": threads,
-        "reference_s": certified,
-        "reference_tier": answer.certificate.tier.as_str(),
-        "reference_precision_bits": answer.certificate.precision_bits,
-        "fast_f64_ms": fast * 1e3,
-        "ratio": certified / fast,
-        "peak_memory_mb": peak_memory_mb(),
-        "note": "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run; ratio = reference / fast; peak_memory_mb = the process's peak resident memory (Linux VmHWM), null where unknown",
     });
-    Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+    let note = "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run";
+    Ok(reference_report(head, &answer, certified, fast, note))
 }
 
 /// `softmax_ce --reference`: the certified evaluation of B×C generated logits (normal with
@@ -290,18 +272,11 @@ fn softmax_ce_reference(r: &Request) -> Result<String> {
         .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))?;
     let threads = pool.current_num_threads();
     let mut grad = vec![0.0; values];
-    let mut fast_runs = Vec::with_capacity(r.repeats);
-    for k in 0..r.warmup + r.repeats {
-        let start = std::time::Instant::now();
+    let fast = median_seconds(r, || {
         let loss = softmax_ce_into(&logits, r.classes, &labels, reduction, &mut grad)?;
-        let elapsed = start.elapsed().as_secs_f64();
         std::hint::black_box(loss);
-        if k >= r.warmup {
-            fast_runs.push(elapsed);
-        }
-    }
-    fast_runs.sort_by(f64::total_cmp);
-    let fast = fast_runs[fast_runs.len() / 2];
+        Ok(())
+    })?;
     let case = crate::spec::Case::SoftmaxCe(SoftmaxCeCase {
         reduction,
         logits: crate::matrix::Matrix::from_vec(r.batch, r.classes, logits).ok_or_else(|| {
@@ -309,27 +284,68 @@ fn softmax_ce_reference(r: &Request) -> Result<String> {
         })?,
         labels,
     });
-    let start = std::time::Instant::now();
-    let spinner = Spinner::after_a_second("certifying softmax_ce".to_string());
-    let answer = pool.install(|| crate::reference::certified(&case));
-    drop(spinner);
-    let answer = answer?;
-    let certified = start.elapsed().as_secs_f64();
-    let report = json!({
+    let (answer, certified) = timed_certification(&pool, &case)?;
+    let head = json!({
         "loss": "softmax_ce",
         "params": {"reduction": reduction.as_str()},
         "batch": r.batch,
         "classes": r.classes,
         "threads": threads,
+    });
+    let note = "reference = the certified loss and gradient (lossref eval), timed once; fast = the f64 forward + backward (one thread) on the same logits, the median of the timed rounds, in the same run";
+    Ok(reference_report(head, &answer, certified, fast, note))
+}
+
+/// The JSON of a `--reference` timing: `head` (the case), then the certified time, tier and
+/// precision, the fast time, their ratio, the peak memory and the note.
+fn reference_report(
+    mut head: Value,
+    answer: &crate::mp::certify::CertifiedAnswer,
+    certified: f64,
+    fast: f64,
+    note: &str,
+) -> String {
+    let tail = json!({
         "reference_s": certified,
         "reference_tier": answer.certificate.tier.as_str(),
         "reference_precision_bits": answer.certificate.precision_bits,
         "fast_f64_ms": fast * 1e3,
         "ratio": certified / fast,
         "peak_memory_mb": peak_memory_mb(),
-        "note": "reference = the certified loss and gradient (lossref eval), timed once; fast = the f64 forward + backward (one thread) on the same logits, the median of the timed rounds, in the same run; ratio = reference / fast; peak_memory_mb = the process's peak resident memory (Linux VmHWM), null where unknown",
+        "note": format!("{note}; ratio = reference / fast; peak_memory_mb = the process's peak resident memory (Linux VmHWM), null where unknown"),
     });
-    Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+    if let (Some(h), Value::Object(t)) = (head.as_object_mut(), tail) {
+        h.extend(t);
+    }
+    serde_json::to_string_pretty(&head).unwrap_or_else(|_| head.to_string())
+}
+
+/// The median wall time in seconds of `r.repeats` runs of `run` after `r.warmup` untimed
+/// ones.
+fn median_seconds(r: &Request, mut run: impl FnMut() -> Result<()>) -> Result<f64> {
+    let mut runs = Vec::with_capacity(r.repeats);
+    for k in 0..r.warmup + r.repeats {
+        let start = std::time::Instant::now();
+        run()?;
+        if k >= r.warmup {
+            runs.push(start.elapsed().as_secs_f64());
+        }
+    }
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[runs.len() / 2])
+}
+
+/// The certified answer of `case` in `pool` and its wall time in seconds (once), with a
+/// spinner on a terminal.
+fn timed_certification(
+    pool: &rayon::ThreadPool,
+    case: &crate::spec::Case,
+) -> Result<(crate::mp::certify::CertifiedAnswer, f64)> {
+    let start = std::time::Instant::now();
+    let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
+    let answer = pool.install(|| crate::reference::certified(case));
+    drop(spinner);
+    Ok((answer?, start.elapsed().as_secs_f64()))
 }
 
 /// The process's peak resident set in MiB (Linux `VmHWM`), or `None` elsewhere.

@@ -18,18 +18,24 @@ pub struct RowNorm {
     pub cubed: Interval,
 }
 
+impl RowNorm {
+    /// ‖v‖ and ‖v‖³ from an enclosure of ‖v‖².
+    pub fn from_squared(squared: Interval) -> RowNorm {
+        let norm = squared.sqrt();
+        let cubed = squared.mul(&norm);
+        RowNorm {
+            squared,
+            norm,
+            cubed,
+        }
+    }
+}
+
 pub fn row_norms(m: &Matrix<Interval>, prec: u32) -> Vec<RowNorm> {
     m.iter_rows()
         .map(|row| {
             let squares: Vec<Interval> = row.iter().map(|v| v.powi(2)).collect();
-            let squared = Interval::sum(prec, &squares);
-            let norm = squared.sqrt();
-            let cubed = squared.mul(&norm);
-            RowNorm {
-                squared,
-                norm,
-                cubed,
-            }
+            RowNorm::from_squared(Interval::sum(prec, &squares))
         })
         .collect()
 }
@@ -173,13 +179,7 @@ pub fn exact_row_norm(row: &[f64], prec: u32) -> RowNorm {
         }
         Interval::enclosing(prec, &acc)
     };
-    let norm = squared.sqrt();
-    let cubed = squared.mul(&norm);
-    RowNorm {
-        squared,
-        norm,
-        cubed,
-    }
+    RowNorm::from_squared(squared)
 }
 
 /// ‖a‖²·b_k − (a·b)·a_k, the numerator of ∂cos θ/∂a_k = (b̂_k − cos θ·â_k)/‖a‖ =
