@@ -171,8 +171,16 @@ def cases(draw: Any, loss: Optional[str] = None, dtype: Optional[str] = None, re
             params["margin_grad"] = "detached"  # the `easy` switch at exactly cos θ = 0
         return {"loss": loss, "params": params, "inputs": {"features": x, "weights": weights, "labels": [0]}}
     w = [[draw(normal) for _ in range(d)] for _ in range(c)]
-    # ψ logits grow with ‖x‖‖w‖: past about 1e8 the loss leaves MPFR's exponent range
+    # ψ logits grow with ‖x‖‖w‖ and are computed (not binary64 points): a target that
+    # dominates its row by a gap G leaves a loss near e^−G that the certified reference
+    # resolves beside the logits' enclosures only with about 1.44·G bits, so G must stay
+    # well below the 16 384-bit cap (SPEC §3: beyond it, exit 3). |ψ| ≤ 2m − 1 bounds every
+    # logit by (2m − 1)·‖x‖·‖w‖, so ‖x‖ ≤ 5000/((2m − 1)·max‖w‖) keeps G ≤ 10⁴.
     huge = (1e10, 1e12) if loss in NORMALIZED else (1e3, 1e5)
+    if loss in ("lsoftmax", "sphereface"):
+        w_norm = 1.0 if loss == "sphereface" else max(float(np.linalg.norm(row)) for row in w)
+        ceiling = 5000.0 / ((2 * int(params["margin"]) - 1) * w_norm)
+        huge = (min(huge[0], ceiling / 2), min(huge[1], ceiling))
     lo, hi = {"tiny-norm": (1e-12, 1e-10), "huge-norm": huge}.get(regime, (0.5, 2.0))
     x = []
     for y in labels:
