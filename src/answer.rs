@@ -26,7 +26,7 @@ impl<V> Tensor<V> {
     pub fn index_label(&self, k: usize) -> String {
         match self {
             Tensor::Scalar(_) => String::new(),
-            Tensor::Matrix(m) => format!("[{}][{}]", k / m.cols().max(1), k % m.cols().max(1)),
+            Tensor::Matrix(m) => matrix_index(k, m.cols().max(1)),
         }
     }
 
@@ -68,14 +68,18 @@ impl Place {
     /// The readable place, e.g. `gradients.features[0][1]` (built on demand: an answer of
     /// millions of values labels only the one it reports).
     pub fn label(&self) -> String {
-        match (
-            self.index.checked_div(self.cols),
-            self.index.checked_rem(self.cols),
-        ) {
-            (Some(r), Some(c)) => format!("{}.{}[{r}][{c}]", self.section, self.name),
-            _ => format!("{}.{}", self.section, self.name),
-        }
+        let index = if self.cols == 0 {
+            String::new()
+        } else {
+            matrix_index(self.index, self.cols)
+        };
+        format!("{}.{}{index}", self.section, self.name)
     }
+}
+
+/// `[row][col]` of value number `k` in a row-major matrix of `cols ≥ 1` columns.
+fn matrix_index(k: usize, cols: usize) -> String {
+    format!("[{}][{}]", k / cols, k % cols)
 }
 
 /// The outputs and gradients of one case, in catalogue order.

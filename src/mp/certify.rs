@@ -344,8 +344,9 @@ fn layout(negative: bool, mantissa: &str, exp: i32) -> String {
     }
 }
 
-/// Certifies one enclosure at the tier it reaches; `None` if it is not yet good enough for
-/// any tier, or only for `faithful` while `final_try` is false.
+/// Certifies one enclosure at the tier it reaches; the enclosure back as the error if it
+/// is not yet good enough for any tier, or only for `faithful` (or an undecided decimal)
+/// while `final_try` is false.
 fn certify_value(
     iv: Interval,
     goal: Goal,
@@ -485,9 +486,8 @@ pub fn certify_with_zeros(
             if proven.contains(&(place.section, place.name, place.index)) {
                 return Ok(exact_zero(prec));
             }
-            // The failing enclosure is described only where it is reported.
-            certify_value(iv, goal, final_try)
-                .map_err(|iv| (place.label(), final_try.then(|| format!("{iv:?}"))))
+            // A failure carries its place and enclosure; only the reported one is labelled.
+            certify_value(iv, goal, final_try).map_err(|iv| (place.clone(), iv))
         });
         match attempt {
             Ok(answer) => {
@@ -504,12 +504,12 @@ pub fn certify_with_zeros(
                     },
                 });
             }
-            Err((place, detail)) if final_try => {
+            Err((place, enclosure)) if final_try => {
                 // Report what the last enclosure of that value looked like.
-                let detail = detail.unwrap_or_default();
+                let detail = format!("{enclosure:?}");
                 return Err(Error::new(
                     ErrorKind::Uncertified,
-                    place,
+                    place.label(),
                     format!(
                         "the enclosure {detail} is still too wide at the precision cap of {cap} bits \
                          to decide a binary64 or print {digits} true digits (the value is not \

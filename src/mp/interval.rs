@@ -273,7 +273,7 @@ impl Interval {
                 return false;
             };
             // width < 2^ew and |smallest| ≥ 2^(es − 1): decided by the exponents unless
-            // they are within one of the threshold.
+            // they are within two of the threshold, where the exact comparison decides.
             let margin = i64::from(es) - 1 - i64::from(bits) - i64::from(ew);
             if margin >= 0 {
                 return true;

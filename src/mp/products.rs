@@ -65,8 +65,9 @@ pub struct Slices {
     abs_sum: Vec<Float>,
 }
 
-/// One row's entries as sign, odd mantissa and exponent (|x| = m·2^e); zeros are skipped.
-fn binary64_parts(x: f64) -> Option<(bool, u64, i64)> {
+/// A binary64 as sign, odd mantissa and exponent (|x| = m·2^e); `None` for 0 and for
+/// values that are not finite.
+pub(crate) fn binary64_parts(x: f64) -> Option<(bool, u64, i64)> {
     if x == 0.0 || !x.is_finite() {
         return None;
     }
@@ -97,16 +98,26 @@ fn chunk(m: u64, e: i64, scale: i64, beta: u32, s: usize) -> u64 {
     }
 }
 
-fn bit_length(m: u64) -> i64 {
+/// The number of significant bits of `m`: m < 2^bit_length.
+pub(crate) fn bit_length(m: u64) -> i64 {
     i64::from(u64::BITS - m.leading_zeros())
 }
 
-fn sum_up(values: impl Iterator<Item = Float>) -> Float {
-    let mut acc = Float::with_val(BOUND_PREC, 0);
-    for v in values {
-        acc = Float::with_val_round(BOUND_PREC, &acc + &v, Round::Up).0;
+/// The slice matrices (`count` of them, each `rows × inner`) from each row's slices, given
+/// row by row as `count` vectors of `inner` values.
+fn stack_rows<'a>(
+    count: usize,
+    rows: usize,
+    inner: usize,
+    per_row: impl Iterator<Item = &'a Vec<Vec<f64>>>,
+) -> Vec<Vec<f64>> {
+    let mut slices = vec![Vec::with_capacity(rows * inner); count];
+    for row in per_row {
+        for (slice, chunk) in slices.iter_mut().zip(row) {
+            slice.extend_from_slice(chunk);
+        }
     }
-    acc
+    slices
 }
 
 impl Slices {
@@ -149,24 +160,28 @@ impl Slices {
             return None;
         }
         let scale: Vec<i64> = spans.iter().map(|&(t, _)| t).collect();
-        let mut slices = vec![vec![0.0; rows * inner]; count];
-        for (s, slice) in slices.iter_mut().enumerate() {
-            slice
-                .par_chunks_mut(inner.max(1))
-                .enumerate()
-                .for_each(|(r, out)| {
-                    for (c, o) in out.iter_mut().enumerate() {
-                        if let Some((negative, m, e)) = binary64_parts(get(r, c)) {
+        // Per row, in one pass: every entry taken apart once into all its slices, and
+        // Σ|a| rounded up.
+        let per_row: Vec<(Vec<Vec<f64>>, Float)> = (0..rows)
+            .into_par_iter()
+            .map(|r| {
+                let mut chunks = vec![vec![0.0; inner]; count];
+                let mut abs_sum = Float::with_val(BOUND_PREC, 0);
+                for c in 0..inner {
+                    let x = get(r, c);
+                    abs_sum.add_assign_round(x.abs(), Round::Up);
+                    if let Some((negative, m, e)) = binary64_parts(x) {
+                        for (s, chunk_row) in chunks.iter_mut().enumerate() {
                             let v = chunk(m, e, scale[r], beta, s) as f64;
-                            *o = if negative { -v } else { v };
+                            chunk_row[c] = if negative { -v } else { v };
                         }
                     }
-                });
-        }
-        let abs_sum = (0..rows)
-            .into_par_iter()
-            .map(|r| sum_up((0..inner).map(|c| Float::with_val(53, get(r, c).abs()))))
+                }
+                (chunks, abs_sum)
+            })
             .collect();
+        let slices = stack_rows(count, rows, inner, per_row.iter().map(|(chunks, _)| chunks));
+        let abs_sum = per_row.into_iter().map(|(_, sum)| sum).collect();
         Some(Slices {
             rows,
             inner,
@@ -280,12 +295,7 @@ impl Slices {
             })
             .collect();
         let per_row = per_row?;
-        let mut slices = vec![Vec::with_capacity(rows * inner); count];
-        for row in &per_row {
-            for (s, chunk) in row.chunks.iter().enumerate() {
-                slices[s].extend_from_slice(chunk);
-            }
-        }
+        let slices = stack_rows(count, rows, inner, per_row.iter().map(|row| &row.chunks));
         Some(Slices {
             rows,
             inner,

@@ -5,6 +5,7 @@
 
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
+use crate::mp::products::{binary64_parts, bit_length};
 use rug::{Assign, Float};
 use std::cmp::Ordering;
 
@@ -160,17 +161,19 @@ pub fn binary64_points(row: &[f64]) -> Vec<Interval> {
 /// is accumulated at a precision that holds every bit), rounded outward to `prec` bits;
 /// then ‖v‖ and ‖v‖³ as in [`row_norms`].
 pub fn exact_row_norm(row: &[f64], prec: u32) -> RowNorm {
-    let exponents = row.iter().filter(|v| **v != 0.0).map(|v| {
-        let f = Float::with_val(53, *v);
-        // |v| < 2^e with 53 significant bits: its bits lie in [e − 53, e).
-        i64::from(f.get_exp().unwrap_or(0))
+    // Every bit of an entry m·2^e (m odd) lies in [e, e + bitlength(m)).
+    let spans = row
+        .iter()
+        .filter_map(|&v| binary64_parts(v))
+        .map(|(_, m, e)| (e, e + bit_length(m)));
+    let (lo, hi) = spans.fold((i64::MAX, i64::MIN), |(l, h), (low, top)| {
+        (l.min(low), h.max(top))
     });
-    let (lo, hi) = exponents.fold((i64::MAX, i64::MIN), |(l, h), e| (l.min(e), h.max(e)));
     let squared = if lo > hi {
         Interval::from_i64(prec, 0)
     } else {
-        // squares' bits lie in [2lo − 106, 2hi); the sum carries at most 64 more bits.
-        let bits = u32::try_from(2 * (hi - lo) + 106 + 66).unwrap_or(u32::MAX / 2);
+        // squares' bits lie in [2lo, 2hi); the sum carries at most 64 more bits.
+        let bits = u32::try_from(2 * (hi - lo) + 66).unwrap_or(u32::MAX / 2);
         let mut acc = Float::with_val(bits, 0);
         let mut t = Float::new(53);
         for &v in row {

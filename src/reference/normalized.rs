@@ -359,9 +359,10 @@ struct RowShare {
 ///   ∂L/∂x_ik = (A·W)_ik − x_ik·(Σ_j A_ij d_ij)/‖x_i‖² and
 ///   ∂L/∂w_jk = (Aᵀ·X)_jk − w_jk·(Σ_i A_ij d_ij)/‖w_j‖²,
 ///   enclosed by [`crate::mp::products::product`];
-/// * an entry whose enclosure contains 0, or lost more than 48 bits to
-///   the regrouping's cancellation, is recomputed by the plain formula Σ_j A_ij·(‖x_i‖²w_jk − d_ij x_ik)/‖x_i‖², whose numerators vanish exactly
-///   along the row, so exact zeros come out exactly as in [`evaluate_plain`].
+/// * an entry whose enclosure contains 0, or lost more than 48 bits to the regrouping's
+///   cancellation, is recomputed by the plain formula
+///   Σ_j A_ij·(‖x_i‖²w_jk − d_ij x_ik)/‖x_i‖², whose numerators vanish exactly along the
+///   row, so exact zeros come out exactly as in [`evaluate_plain`].
 ///
 /// # Errors
 /// An undefined point, naming the row.
@@ -399,6 +400,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         Reduction::Sum => one.clone(),
         Reduction::Mean => one.div_i64(n as i64),
     };
+    let rs = r.mul(&scale);
     let inv_w: Vec<Interval> = ws.iter().map(|v| one.div(&v.norm)).collect();
     // One batch row: its share, and its terms σ_j·∂CE/∂z_ij·cos θ_ij (0 at a pole), whose
     // r·s multiples are A_ij·d_ij.
@@ -421,7 +423,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         let mut plain_terms = Vec::with_capacity(if case.loss == LossId::NormFace { c } else { 0 });
         let mut along_terms = Vec::with_capacity(c);
         // f_i = r·s/‖x_i‖: A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖
-        let f = r.mul(&scale).mul(&inv_x);
+        let f = rs.mul(&inv_x);
         let a: Vec<Interval> = (0..c)
             .map(|j| {
                 let term = dz[j].mul(&cos[j].value);
@@ -444,7 +446,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
             .collect();
         let share = RowShare {
             loss,
-            along: Interval::sum(prec, &along_terms).mul(&r).mul(&scale),
+            along: Interval::sum(prec, &along_terms).mul(&rs),
             a,
             scale: Interval::sum(prec, &plain_terms).mul(&r),
         };
@@ -476,7 +478,6 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         }
         shares.extend(block_shares);
     }
-    let rs = r.mul(&scale);
     let along_w: Vec<Interval> = along_w.iter().map(|t| t.mul(&rs)).collect();
     let losses: Vec<Interval> = shares.iter().map(|r| r.loss.clone()).collect();
     let loss = reduce(&losses, case.reduction);
@@ -567,9 +568,8 @@ impl Regrouped<'_> {
                 let correction = per_norm[r].mul_f64(*own.get(r, k));
                 let v = product.sub(&correction);
                 drop(product);
-                if !v.contains_zero()
-                    && v.relative_width_below(prec.saturating_sub(CANCELLATION_BITS))
-                {
+                // (an enclosure that contains 0 is never below a relative width)
+                if v.relative_width_below(prec.saturating_sub(CANCELLATION_BITS)) {
                     return v;
                 }
                 let own_row = binary64_points(own.row(r));

@@ -33,13 +33,18 @@ struct RowExponents {
     shift: Interval,
 }
 
-fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
-    let prec = working_precision(row).max(temperature.prec());
-    // An exact shift: the largest upper end. Any exact number would do.
+/// The row's exact shift: the index of the largest upper end, and that end as a point.
+/// Any exact number would do; this one keeps every shifted exponent at most 0.
+fn exact_shift(row: &[Interval]) -> (usize, Interval) {
     let top = (0..row.len())
         .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
         .unwrap_or(0);
-    let m = Interval::from_float(row[top].hi().clone());
+    (top, Interval::from_float(row[top].hi().clone()))
+}
+
+fn row_exponents(row: &[Interval], temperature: &Interval) -> RowExponents {
+    let prec = working_precision(row).max(temperature.prec());
+    let (top, m) = exact_shift(row);
     let scaled: Vec<Interval> = row.iter().map(|z| z.sub(&m).div(temperature)).collect();
     // Σ_j e^{s_j} − 1 = expm1(s_top) + Σ_{j≠top} e^{s_j}; s_top is exactly 0 for point inputs.
     let others: Vec<Interval> = (0..row.len())
@@ -98,10 +103,7 @@ pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Inter
 /// spend three exponentials per logit.
 pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
     let prec = working_precision(row);
-    let top = (0..row.len())
-        .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
-        .unwrap_or(0);
-    let m = Interval::from_float(row[top].hi().clone());
+    let (top, m) = exact_shift(row);
     let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
     let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
     let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
