@@ -13,7 +13,8 @@ use crate::spec::{
     NormalizedCase, Reduction, SoftTerm, SoftmaxCase, SoftmaxCeCase, SPEC_LOSSES,
 };
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 /// The largest case file `lossref` reads, in bytes (64 MiB). Larger inputs are refused
@@ -65,11 +66,12 @@ fn reject_duplicate_keys(text: &str) -> Result<()> {
     let bytes = text.as_bytes();
     // One entry per open container: the keys seen so far (None for an array) and whether
     // the next string is a key.
-    let mut stack: Vec<(Option<std::collections::HashSet<String>>, bool)> = Vec::new();
+    // Keys borrow the text unless they hold an escape (`"a\u0062"` is the key "ab").
+    let mut stack: Vec<(Option<HashSet<Cow<'_, str>>>, bool)> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'{' => stack.push((Some(std::collections::HashSet::new()), true)),
+            b'{' => stack.push((Some(HashSet::new()), true)),
             b'[' => stack.push((None, false)),
             b'}' | b']' => {
                 stack.pop();
@@ -89,8 +91,14 @@ fn reject_duplicate_keys(text: &str) -> Result<()> {
                     if *expect_key {
                         *expect_key = false;
                         let raw = &text[start..=i.min(text.len() - 1)];
-                        let key: String =
-                            serde_json::from_str(raw).unwrap_or_else(|_| raw.to_string());
+                        let inner = &raw[1..raw.len().saturating_sub(1).max(1)];
+                        let key: Cow<'_, str> = if inner.contains('\\') {
+                            Cow::Owned(
+                                serde_json::from_str(raw).unwrap_or_else(|_| raw.to_string()),
+                            )
+                        } else {
+                            Cow::Borrowed(inner)
+                        };
                         if keys.contains(&key) {
                             let line = text[..start].matches('\n').count() + 1;
                             let column = start - text[..start].rfind('\n').map_or(0, |k| k + 1) + 1;

@@ -27,22 +27,65 @@ pub enum ErrorKind {
     Uncertified,
 }
 
+/// The longest `place` an error keeps, in bytes: a place names user data (a key, a case
+/// id), which may be megabytes long.
+pub const MAX_PLACE_BYTES: usize = 240;
+
+/// The longest `reason` an error keeps, in bytes (a reason may quote user data).
+pub const MAX_REASON_BYTES: usize = 2000;
+
+/// `s` itself when it has at most `max` bytes; otherwise its start and end with the number
+/// of bytes left out between them, cut at character boundaries.
+pub fn clipped(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let keep = max / 2;
+    let head = s.floor_char_boundary_compat(keep);
+    let tail = s.ceil_char_boundary_compat(s.len() - keep);
+    format!(
+        "{}…[{} bytes left out]…{}",
+        &s[..head],
+        tail - head,
+        &s[tail..]
+    )
+}
+
+/// Char-boundary rounding (`str::floor_char_boundary` is not stable yet).
+trait CharBoundary {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize;
+    fn ceil_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl CharBoundary for String {
+    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
+        while !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+    fn ceil_char_boundary_compat(&self, mut i: usize) -> usize {
+        while !self.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    }
+}
+
 impl Error {
     /// An invalid-case error at `place`.
     pub fn invalid(place: impl Into<String>, reason: impl Into<String>) -> Error {
-        Error {
-            kind: ErrorKind::Invalid,
-            place: place.into(),
-            reason: reason.into(),
-        }
+        Error::new(ErrorKind::Invalid, place, reason)
     }
 
-    /// An error of the given kind at `place`.
+    /// An error of the given kind at `place`. A place or reason longer than
+    /// [`MAX_PLACE_BYTES`] or [`MAX_REASON_BYTES`] (one that quotes a huge key or string
+    /// of the input) is [`clipped`] in the middle.
     pub fn new(kind: ErrorKind, place: impl Into<String>, reason: impl Into<String>) -> Error {
         Error {
             kind,
-            place: place.into(),
-            reason: reason.into(),
+            place: clipped(place.into(), MAX_PLACE_BYTES),
+            reason: clipped(reason.into(), MAX_REASON_BYTES),
         }
     }
 }

@@ -91,11 +91,82 @@ fn read_archive<R: Read + std::io::Seek>(
             ));
         }
         let place = format!("{file}:{name}");
-        let npy = NpyFile::new(entry.take(stored))
+        let mut entry = entry.take(stored);
+        let head = checked_header(&mut entry, &place)?;
+        let npy = NpyFile::new(std::io::Cursor::new(head).chain(entry))
             .map_err(|e| io_error(&place, format!("not a numpy array: {e}")))?;
         out.insert(name, array(npy, stored, &place)?);
     }
     Ok(out)
+}
+
+/// The longest `.npy` header read (numpy writes a few hundred bytes).
+const MAX_HEADER_BYTES: usize = 1 << 20;
+
+/// Reads an `.npy` entry's magic string, version and header dictionary (and returns those
+/// bytes), refusing a header over [`MAX_HEADER_BYTES`] or a `shape` whose element count
+/// overflows 64 bits, which the `.npy` reader would multiply out unchecked. Anything else
+/// malformed is left to that reader, which names it.
+fn checked_header(entry: &mut impl Read, place: &str) -> Result<Vec<u8>> {
+    let mut head = Vec::new();
+    entry
+        .by_ref()
+        .take(10)
+        .read_to_end(&mut head)
+        .map_err(|e| io_error(place, format!("cannot read: {e}")))?;
+    if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
+        return Ok(head);
+    }
+    let header_len = if head[6] == 1 {
+        usize::from(u16::from_le_bytes([head[8], head[9]]))
+    } else {
+        let mut more = [0u8; 2];
+        if entry.read_exact(&mut more).is_err() {
+            return Ok(head);
+        }
+        head.extend_from_slice(&more);
+        u32::from_le_bytes([head[8], head[9], more[0], more[1]]) as usize
+    };
+    if header_len > MAX_HEADER_BYTES {
+        return Err(io_error(
+            place,
+            format!("has a header of {header_len} bytes, over the limit of {MAX_HEADER_BYTES}"),
+        ));
+    }
+    let start = head.len();
+    entry
+        .by_ref()
+        .take(header_len as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| io_error(place, format!("cannot read: {e}")))?;
+    let text = String::from_utf8_lossy(&head[start..]);
+    let shape = text
+        .find("shape")
+        .and_then(|k| {
+            let rest = &text[k..];
+            let open = rest.find('(')?;
+            let close = rest[open..].find(')')? + open;
+            Some(rest[open + 1..close].to_string())
+        })
+        .unwrap_or_default();
+    let dims: Vec<u64> = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .filter_map(|d| d.parse().ok())
+        .collect();
+    // 16 bytes: the widest item lossref could be asked to read
+    if dims
+        .iter()
+        .try_fold(16u64, |acc, &d| acc.checked_mul(d))
+        .is_none()
+    {
+        return Err(io_error(
+            place,
+            format!("declares the shape ({shape}), whose size overflows 64 bits"),
+        ));
+    }
+    Ok(head)
 }
 
 fn array<R: Read>(npy: NpyFile<R>, stored: u64, place: &str) -> Result<Array> {
