@@ -148,3 +148,164 @@ fn a_reused_workspace_and_any_tile_size_give_the_same_answer() {
         .to_string()
         .starts_with("gradients: the gradient buffers must have the lengths"));
 }
+
+/// Deterministic inputs of any shape: features, weights and labels from a small LCG.
+fn batch<T: lossref::fast::Real>(n: usize, c: usize, d: usize) -> (Vec<T>, Vec<T>, Vec<usize>) {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 11) as f64 / (1u64 << 53) as f64) * 4.0 - 2.0
+    };
+    let x = (0..n * d).map(|_| T::of_f64(next())).collect();
+    let w = (0..c * d).map(|_| T::of_f64(next())).collect();
+    let labels = (0..n).map(|i| (i * 7 + 3) % c).collect();
+    (x, w, labels)
+}
+
+fn bits<T: lossref::fast::Real>(v: &[T]) -> Vec<u64> {
+    v.iter().map(|x| x.as_f64().to_bits()).collect()
+}
+
+/// Runs `f` on a rayon pool of `threads` threads.
+fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+        .install(f)
+}
+
+/// The fast margin losses give the same bits on 1, 2, 3 or 8 threads, for every tile size:
+/// faer's GEMMs split rows and columns among threads, never the sum over k, and every
+/// reduction of ours (the loss, ∂L/∂s, the tiles' Gᵀ·X̂) runs in a fixed order. A tile
+/// size changes the bits of ∂L/∂W only (its sum over the batch is split at tile
+/// boundaries; see `fast::normalized`), and a one-row tile (a GEMV) may change ∂L/∂X too.
+#[test]
+fn fast_margin_losses_are_bit_identical_for_any_thread_count() {
+    fn check<T: lossref::fast::Real>() {
+        // large enough that faer runs its GEMMs in parallel
+        let (n, c, d) = (96, 301, 130);
+        let (x, w, labels) = batch::<T>(n, c, d);
+        for margin in [
+            Margin::None,
+            Margin::Additive { m: 0.35 },
+            Margin::Angular {
+                m: 0.5,
+                boundary: Boundary::Thmm,
+                grad: MarginGrad::Full,
+            },
+            Margin::Combined {
+                m1: 1.0,
+                m2: 0.3,
+                m3: 0.2,
+            },
+        ] {
+            let loss = MarginLoss {
+                scale: 30.0,
+                margin,
+                reduction: Reduction::Mean,
+            };
+            for tile_rows in [n, 17, 2] {
+                let run = |threads: usize| {
+                    on_threads(threads, || {
+                        loss.forward_backward_tiled(&x, &w, &labels, d, 0, tile_rows * c)
+                            .expect("a valid batch")
+                    })
+                };
+                let one = run(1);
+                for threads in [2, 3, 8] {
+                    let many = run(threads);
+                    assert_eq!(one.loss.as_f64().to_bits(), many.loss.as_f64().to_bits());
+                    assert_eq!(
+                        one.scale.map(|s| s.as_f64().to_bits()),
+                        many.scale.map(|s| s.as_f64().to_bits())
+                    );
+                    assert!(
+                        bits(&one.features) == bits(&many.features),
+                        "{margin:?}, {threads} threads, tiles of {tile_rows} rows: ∂L/∂X"
+                    );
+                    assert!(
+                        bits(&one.weights) == bits(&many.weights),
+                        "{margin:?}, {threads} threads, tiles of {tile_rows} rows: ∂L/∂W"
+                    );
+                }
+            }
+        }
+    }
+    check::<f32>();
+    check::<f64>();
+}
+
+/// Which outputs a tile size changes: never the loss or ∂L/∂s (per-row values summed in
+/// row order), ∂L/∂X not while tiles hold two rows or more, ∂L/∂W by rounding only.
+#[test]
+fn a_tile_size_changes_only_the_bits_of_the_weight_gradient() {
+    let (n, c, d) = (96, 301, 130);
+    let (x, w, labels) = batch::<f64>(n, c, d);
+    let loss = MarginLoss {
+        scale: 16.0,
+        margin: Margin::None,
+        reduction: Reduction::Sum,
+    };
+    let whole = loss
+        .forward_backward_tiled(&x, &w, &labels, d, 1, n * c)
+        .expect("a valid batch");
+    for tile_rows in [48, 17, 2, 1] {
+        let tiled = loss
+            .forward_backward_tiled(&x, &w, &labels, d, 1, tile_rows * c)
+            .expect("a valid batch");
+        assert_eq!(tiled.loss.to_bits(), whole.loss.to_bits(), "{tile_rows}");
+        assert_eq!(
+            tiled.scale.map(f64::to_bits),
+            whole.scale.map(f64::to_bits),
+            "{tile_rows}"
+        );
+        if tile_rows >= 2 {
+            assert!(
+                bits(&tiled.features) == bits(&whole.features),
+                "tiles of {tile_rows} rows: ∂L/∂X"
+            );
+        }
+        // ∂L/∂W: the same sum in another grouping, within a few ulps of Σ|terms|
+        let scale = whole.weights.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (a, b) in tiled.weights.iter().zip(&whole.weights) {
+            assert!((a - b).abs() <= 64.0 * f64::EPSILON * scale, "{a} vs {b}");
+        }
+    }
+}
+
+/// L-Softmax and SphereFace: the same bits on any number of threads.
+#[test]
+fn fast_psi_losses_are_bit_identical_for_any_thread_count() {
+    use lossref::fast::psi::MultiplicativeLoss;
+    let (n, c, d) = (96, 301, 130);
+    let (x, w, labels) = batch::<f64>(n, c, d);
+    for normalized_weights in [false, true] {
+        let loss = MultiplicativeLoss {
+            margin: 4,
+            lambda: 1.5,
+            normalized_weights,
+            reduction: Reduction::Mean,
+        };
+        let run = |threads| {
+            on_threads(threads, || {
+                loss.forward_backward(&x, &w, &labels, d, 0).expect("valid")
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 8] {
+            let many = run(threads);
+            assert_eq!(one.loss.to_bits(), many.loss.to_bits());
+            assert!(
+                bits(&one.features) == bits(&many.features),
+                "{threads} threads: ∂L/∂X"
+            );
+            assert!(
+                bits(&one.weights) == bits(&many.weights),
+                "{threads} threads: ∂L/∂W"
+            );
+        }
+    }
+}

@@ -38,7 +38,7 @@ pub fn center<T: Real>(
             "the batch is empty (N = 0); SPEC §1 defines no loss without samples",
         ));
     }
-    if dim == 0 || features.len() != n * dim || centers.len() % dim != 0 {
+    if dim == 0 || n.checked_mul(dim) != Some(features.len()) || centers.len() % dim != 0 {
         return Err(Error::invalid(
             "features",
             format!(

@@ -120,13 +120,13 @@ pub fn check_batch<T: Real>(
             "is empty; a batch needs N ≥ 1 rows of D ≥ 1",
         ));
     }
-    if features.len() != n * dim {
+    if n.checked_mul(dim) != Some(features.len()) {
         return Err(Error::invalid(
             "features",
             format!(
                 "has {} values, but N = {n} labels × D = {dim} needs {}",
                 features.len(),
-                n * dim
+                n as u128 * dim as u128
             ),
         ));
     }
