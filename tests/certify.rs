@@ -139,6 +139,99 @@ fn an_undecidable_zero_is_an_error_naming_the_value() {
     assert!(err.reason.contains("768 bits"), "{err}");
 }
 
+/// An enclosure `[lo, hi]` of the given ends, at `p` bits.
+fn between(p: u32, lo: Float, hi: Float) -> Interval {
+    Interval::new(Float::with_val(p, lo), Float::with_val(p, hi)).unwrap()
+}
+
+#[test]
+fn a_value_too_small_for_every_subnormal_is_bounded_at_the_cap() {
+    // sin(π)·2^−1100 straddles 0 forever, but every point of it rounds to a zero: tier
+    // `bounded`, the roundings ±0 certified, the enclosure printed outward.
+    let ans = certify_with_cap(768, |p| {
+        let tiny = Interval::from_float(Float::with_val(p, Float::i_exp(1, -1100)));
+        scalar(Interval::pi(p).sin().mul(&tiny))
+    })
+    .unwrap();
+    let v = &ans.answer.output("value").unwrap().values()[0];
+    assert_eq!(ans.certificate.tier, Tier::Bounded);
+    assert_eq!(
+        ans.certificate.precision_bits, 768,
+        "settled only at the cap"
+    );
+    assert_eq!(v.f64, 0.0);
+    assert_eq!(v.f32, 0.0);
+    assert!(
+        v.decimal.starts_with("[-") && v.decimal.contains("e-"),
+        "{}",
+        v.decimal
+    );
+    // the printed ends enclose the enclosure
+    let ends: Vec<f64> = v.decimal[1..v.decimal.len() - 1]
+        .split(", ")
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(ends[0] <= v.enclosure.lo().to_f64() && v.enclosure.hi().to_f64() <= ends[1]);
+}
+
+#[test]
+fn only_magnitudes_below_half_the_least_subnormal_are_bounded() {
+    // wholly negative and tiny: −0
+    let ans = certify_with_cap(768, |p| {
+        scalar(between(
+            p,
+            -Float::with_val(p, Float::i_exp(3, -1200)),
+            -Float::with_val(p, Float::i_exp(1, -1200)),
+        ))
+    })
+    .unwrap();
+    let v = &ans.answer.output("value").unwrap().values()[0];
+    assert_eq!(
+        (ans.certificate.tier, v.f64.to_bits()),
+        (Tier::Bounded, (-0.0f64).to_bits())
+    );
+    // [0, 2^−1074] reaches the least subnormal, which a point of it rounds to: an error
+    let err = certify_with_cap(768, |p| {
+        scalar(between(
+            p,
+            Float::new(p),
+            Float::with_val(p, Float::i_exp(1, -1074)),
+        ))
+    })
+    .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Uncertified);
+    // [0, 2^−1075]: the tie rounds to the even 0, so every point rounds to +0
+    let ans = certify_with_cap(768, |p| {
+        scalar(between(
+            p,
+            Float::new(p),
+            Float::with_val(p, Float::i_exp(1, -1075)),
+        ))
+    })
+    .unwrap();
+    assert_eq!(ans.certificate.tier, Tier::Bounded);
+}
+
+#[test]
+fn an_underflow_settles_at_once_without_escalating() {
+    // e^(−2^40) underflows MPFR's exponent range (2^−1073741824): [0, least positive].
+    // More precision cannot narrow it, so the first precision settles it.
+    let ans = certify(|p| {
+        let x = Interval::from_f64(p, -(2f64.powi(40)));
+        scalar(x.exp())
+    })
+    .unwrap();
+    let v = &ans.answer.output("value").unwrap().values()[0];
+    assert_eq!(ans.certificate.tier, Tier::Bounded);
+    assert_eq!(ans.certificate.precision_bits, START_PRECISION);
+    assert_eq!(v.f64.to_bits(), 0.0f64.to_bits());
+    assert!(
+        v.decimal.starts_with("[0, ") && v.decimal.ends_with("e-323228497]"),
+        "{}",
+        v.decimal
+    );
+}
+
 #[test]
 fn decimal_strings_are_positional_or_scientific() {
     let f = |x: f64| decimal_string(&Float::with_val(53, x), 5);

@@ -323,14 +323,19 @@ fn invalid_bound_arguments_exit_1_with_a_message() {
             "{all:?}: expected «{message}» in {stderr}"
         );
     }
-    // A value beyond MPFR's exponent range is uncertified (exit 3), never a wrong number.
+    // A value beyond MPFR's exponent range (≈ 9·e^(−1.1e12)) is bounded, never a wrong
+    // number: its enclosure, tier `bounded`, and its binary64 rounding +0.
     let out = lossref(&["bound", "normface", "--classes", "10", "--scale", "1e12"]);
     assert_eq!(
         out.status.code(),
-        Some(3),
+        Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["certificate"]["tier"], "bounded");
+    assert!(v["value"].as_str().unwrap().starts_with("[0, "), "{v}");
+    assert_eq!(v["binary64"]["value"], "0x0p+0");
 }
 
 #[test]

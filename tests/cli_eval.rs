@@ -121,13 +121,72 @@ fn huge_logits_give_certified_tiny_values() {
 }
 
 #[test]
-fn values_beyond_mpfr_exponent_range_are_an_error_not_a_guess() {
-    // e^{−1e300} cannot be represented even in MPFR: exit 3, naming the value.
-    let out = eval_stdin(r#"{"loss": "softmax", "inputs": {"logits": [[-1, 1e300]]}}"#);
+fn values_beyond_mpfr_exponent_range_are_bounded_with_certified_roundings() {
+    // e^{−1e300 − 1} is below MPFR's least magnitude (about 2^−1073741824): its binary64
+    // and binary32 roundings are +0 all the same, and its enclosure is a certified bound.
+    let out = lossref(
+        &["eval", "-", "--binary64"],
+        r#"{"loss": "softmax", "inputs": {"logits": [[-1, 1e300]]}}"#,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
-    assert!(err.contains("outputs.probabilities[0][0]"), "{err}");
-    assert!(!err.contains("panicked"));
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["certificate"]["tier"], "bounded");
+    // only the value beyond the range settles: the escalation does not run to the cap
+    assert_eq!(v["certificate"]["precision_bits"], 192);
+    let p = &v["outputs"]["probabilities"][0];
+    let bound = p[0].as_str().unwrap();
+    assert!(
+        bound.starts_with("[0, ") && bound.ends_with("e-323228497]"),
+        "{bound}"
+    );
+    assert_eq!(p[1], "1.00000000000000000000000000000000000");
+    assert_eq!(v["binary64"]["outputs"]["probabilities"][0][0], "0x0p+0");
+    assert_eq!(v["binary64"]["outputs"]["probabilities"][0][1], "0x1p+0");
+    // log p₁ = −log(1 + e^{−1e300−1}) is a negative value beyond the range: −0
+    let logp = &v["outputs"]["log_probabilities"][0];
+    assert!(
+        logp[1]
+            .as_str()
+            .unwrap()
+            .starts_with("[-2.38257e-323228497, 0]"),
+        "{logp}"
+    );
+    assert_eq!(
+        v["binary64"]["outputs"]["log_probabilities"][0][1],
+        "-0x0p+0"
+    );
+    assert_eq!(
+        v["outputs"]["log_probabilities"][0][0],
+        "-1.00000000000000005250476025520442025e300"
+    );
+}
+
+#[test]
+fn an_lsoftmax_feature_of_norm_1e150_is_answered_not_refused() {
+    // The case of issue 12: the target dominates by ≈ 1e150, so the first row's gradient
+    // is e^(−1e150)-small. Its entries are bounded (±0 in binary64); everything else keeps
+    // 36 true digits.
+    let out = lossref(
+        &["eval", "-", "--binary64"],
+        r#"{"loss": "lsoftmax", "params": {"margin": 2}, "inputs": {"features": [[1e150, 0.5], [3, -1]], "weights": [[1, 0], [0, 1], [-1, 0.25]], "labels": [0, 2]}}"#,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["certificate"]["tier"], "bounded");
+    for k in 0..2 {
+        let s = v["gradients"]["features"][0][k].as_str().unwrap();
+        assert!(s.starts_with('[') && s.contains("e-4"), "{s}");
+        let hex = v["binary64"]["gradients"]["features"][0][k]
+            .as_str()
+            .unwrap();
+        assert!(hex == "0x0p+0" || hex == "-0x0p+0", "{hex}");
+    }
+    // the loss is row 1's alone (row 0's is e^(−1e150)-small), halved by the mean
+    let loss = v["outputs"]["loss"].as_str().unwrap();
+    assert!(!loss.starts_with('['), "{loss}");
+    assert!(v["gradients"]["features"][1][0].as_str().unwrap().len() >= 36);
 }
 
 #[test]

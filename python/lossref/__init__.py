@@ -90,7 +90,8 @@ class Answer:
     of them (a matrix), exactly as ``lossref eval`` prints them. ``binary64`` and
     ``binary32`` hold the roundings as numpy arrays, each decided from the enclosure (the
     binary32 is never the binary64 rounded again). ``tier`` is the weakest claim over the
-    values (``correctly_rounded`` or ``faithful``).
+    values (``correctly_rounded``, ``faithful``, or ``bounded``: some value of magnitude at
+    most 2^−1075 is known only by its enclosure ``"[lo, hi]"``, its roundings ±0).
     """
 
     def __init__(self, raw: Dict[str, Any]):
@@ -112,9 +113,18 @@ class Answer:
         """The value `name` (an output, else a gradient) as a :class:`decimal.Decimal`, or
         a numpy object array of them."""
         v = self.outputs[name] if name in self.outputs else self.gradients[name]
+
+        def number(x: str) -> Decimal:
+            if x.startswith("["):
+                raise ValueError(
+                    f"{name}: {x} is a bounded value (tier `bounded`): only its enclosure "
+                    "and its binary64/binary32 roundings are known, not its digits"
+                )
+            return Decimal(x)
+
         if isinstance(v, str):
-            return Decimal(v)
-        return np.array([[Decimal(x) for x in row] for row in v], dtype=object)
+            return number(v)
+        return np.array([[number(x) for x in row] for row in v], dtype=object)
 
     def json(self) -> Dict[str, Any]:
         """The object ``lossref eval`` prints (same keys, same strings)."""

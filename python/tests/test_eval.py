@@ -88,3 +88,15 @@ def test_a_case_file_with_npz_inputs(tmp_path: Path) -> None:
     (tmp_path / "case.json").write_text(json.dumps({"loss": "softmax_ce", "inputs": "batch.npz"}))
     a = lossref.eval(tmp_path / "case.json")
     assert a.outputs["loss"] == lossref.eval({"loss": "softmax_ce", "inputs": {"logits": [[1.0, 2.0, 3.0]], "labels": [2]}}).outputs["loss"]
+
+
+def test_a_value_beyond_mpfr_range_is_bounded_and_its_digits_are_refused() -> None:
+    # e^(−1e10) is below MPFR's least magnitude: its enclosure and roundings (±0) only.
+    a = lossref.eval({"loss": "softmax_ce", "inputs": {"logits": [[0, 1e10]], "labels": [1]}})
+    assert a.tier == "bounded"
+    assert a.outputs["loss"].startswith("[0, ")
+    assert a.binary64["outputs"]["loss"] == 0.0
+    g = a.binary64["gradients"]["logits"]
+    assert g[0, 0] == 0.0 and np.signbit(g[0, 1])
+    with pytest.raises(ValueError, match="bounded value"):
+        a.decimal("loss")

@@ -435,8 +435,8 @@ impl Bound {
     /// The certified values to `goal.digits` significant digits.
     ///
     /// # Errors
-    /// A value that cannot be certified below the cap (one beyond MPFR's exponent range,
-    /// such as T1 at a scale of 10^12).
+    /// A value that cannot be certified below the cap. (One beyond MPFR's exponent range,
+    /// such as T1 at a scale of 10^12, is an answer of tier `bounded`.)
     pub fn certified(&self, goal: Goal) -> Result<CertifiedAnswer> {
         certify_to(goal, |prec| Ok(self.evaluate(prec)))
     }

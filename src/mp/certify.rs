@@ -93,6 +93,13 @@ impl Goal {
 pub enum Tier {
     /// Agreement at two precisions only, no enclosure (the weakest claim).
     Heuristic,
+    /// A value of magnitude below 2^−1075 (half the least binary64 subnormal) whose
+    /// enclosure cannot be narrowed enough to print its digits: it lies beyond MPFR's
+    /// exponent range (below about 2^−1 073 741 824, e.g. e^(−10¹⁰)), or it may be 0 and no
+    /// proof says so (SPEC.md "Exact zeros"). Its binary64 and binary32 roundings are still
+    /// certified (±0: every point of the enclosure rounds to a zero), and its decimal
+    /// string is the enclosure `[lo, hi]`, printed outward, instead of digits.
+    Bounded,
     /// The enclosure lies between two adjacent binary64 numbers: both are faithful roundings.
     Faithful,
     /// The enclosure rounds to one binary64 under round-to-nearest-even.
@@ -105,6 +112,7 @@ impl Tier {
         match self {
             Tier::CorrectlyRounded => "correctly_rounded",
             Tier::Faithful => "faithful",
+            Tier::Bounded => "bounded",
             Tier::Heuristic => "heuristic",
         }
     }
@@ -344,16 +352,73 @@ fn layout(negative: bool, mantissa: &str, exp: i32) -> String {
     }
 }
 
+/// Half the least binary64 subnormal, 2^−1075: every real of smaller magnitude rounds to a
+/// zero in binary64 (the tie 2^−1075 itself goes to the even 0) and in binary32.
+fn below_every_subnormal(x: &Float) -> bool {
+    *x.as_abs() <= Float::with_val(2, Float::i_exp(1, -1075))
+}
+
+/// True when MPFR's exponent range, not the precision, keeps `iv` wide: it holds 0 (an
+/// end underflowed) and reaches no further than 2^64 times the least positive magnitude
+/// MPFR represents, so more precision cannot narrow it.
+fn at_exponent_floor(iv: &Interval) -> bool {
+    let floor = rug::float::exp_min().saturating_add(64);
+    iv.contains_zero()
+        && [iv.lo(), iv.hi()]
+            .into_iter()
+            .all(|x| x.is_zero() || x.get_exp().is_some_and(|e| e <= floor))
+}
+
+/// The enclosure printed outward with six significant digits: `[lo, hi]`.
+fn enclosure_string(iv: &Interval) -> String {
+    let end = |x: &Float, round: Round| {
+        if x.is_zero() {
+            return "0".to_string();
+        }
+        let (negative, mantissa, exp) = x.to_sign_string_exp_round(10, Some(6), round);
+        match exp {
+            Some(exp) => layout(negative, &mantissa, exp),
+            None => mantissa,
+        }
+    };
+    format!(
+        "[{}, {}]",
+        end(iv.lo(), Round::Down),
+        end(iv.hi(), Round::Up)
+    )
+}
+
+/// A value that is not printable but lies, whole, within [−2^−1075, 2^−1075]: tier
+/// [`Tier::Bounded`], rounding to a zero, once the precision cap is reached or MPFR's
+/// exponent range is what keeps it wide. The zero is −0 for an enclosure in [−2^−1075, 0]
+/// that is not the point 0, and takes the sign of the midpoint when the enclosure holds
+/// both signs (−0 = +0: the sign of that zero is not certified, as in [`rounds_to_one`]).
+fn bounded(iv: Interval, final_try: bool) -> std::result::Result<Certified, Interval> {
+    let tiny = below_every_subnormal(iv.lo()) && below_every_subnormal(iv.hi());
+    if !(tiny && iv.is_finite() && (final_try || at_exponent_floor(&iv))) {
+        return Err(iv);
+    }
+    let negative = *iv.lo() < 0 && (*iv.hi() <= 0 || iv.mid() < 0);
+    let (f64, f32) = if negative { (-0.0, -0.0) } else { (0.0, 0.0) };
+    Ok(Certified {
+        decimal: enclosure_string(&iv),
+        enclosure: iv,
+        f64,
+        f32,
+        tier: Tier::Bounded,
+    })
+}
+
 /// Certifies one enclosure at the tier it reaches; the enclosure back as the error if it
-/// is not yet good enough for any tier, or only for `faithful` (or an undecided decimal)
-/// while `final_try` is false.
+/// is not yet good enough for any tier, or only for `faithful` or `bounded` (or an
+/// undecided decimal) while `final_try` is false.
 fn certify_value(
     iv: Interval,
     goal: Goal,
     final_try: bool,
 ) -> std::result::Result<Certified, Interval> {
     if !printable(&iv, goal.width_bits()) {
-        return Err(iv);
+        return bounded(iv, final_try);
     }
     // The exact 0 rounds to +0 (an enclosure's −0 end carries no sign of the real).
     let exact_zero = iv.is_point() && iv.lo().is_zero();
