@@ -2,7 +2,7 @@
 //! exponential per logit, rows in parallel) against the plain MPFR path
 //! (`reference::certified_plain`, one MPFR operation per term) on the same cases in the same
 //! run: the figure of merit is the ratio plain / batch-scale per loss and shape. Both print
-//! identical answers (tests/plain_and_fast_reference.rs).
+//! identical answers (tests/certified_core/plain_and_fast_reference.rs).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use lossref::bench::Inputs;

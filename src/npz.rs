@@ -155,9 +155,12 @@ fn checked_header(entry: &mut impl Read, place: &str) -> Result<Vec<u8>> {
         .filter(|d| !d.is_empty())
         .filter_map(|d| d.parse().ok())
         .collect();
-    // 16 bytes: the widest item lossref could be asked to read
+    // 16 bytes: the widest item lossref could be asked to read. Zero dimensions are left
+    // out: the reader's strides multiply the dimensions one by one, so (0, 2^40, 2^40)
+    // overflows there although it holds no values.
     if dims
         .iter()
+        .filter(|&&d| d != 0)
         .try_fold(16u64, |acc, &d| acc.checked_mul(d))
         .is_none()
     {

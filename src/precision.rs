@@ -16,7 +16,7 @@
 //! * `<loss>.grad`: each entry of ∂L/∂features (∂L/∂weights) in ulps of the magnitudes its
 //!   row sums, Σ_j |G_ij|'/‖x_i‖ (Σ_i |G_ij|'/‖w_j‖), where G_ij = ∂L/∂cos θ_ij at its
 //!   natural size: weighted by κ_i (κ_i² for the slope of a full angular margin) and floored
-//!   at r·s times the dtype's smallest normal number (`tests/precision_table_margin.rs`
+//!   at r·s times the dtype's smallest normal number (`tests/fast_paths/precision_table_margin.rs`
 //!   states it exactly). A sum that cancels, as for two opposite features of one class,
 //!   has an exact value far below what it sums, and no GEMM resolves it better;
 //! * `normface.grad_scale`: ulps of 2 (`mean`) or 2N (`sum`), the bound of Σ_ij
@@ -25,7 +25,7 @@
 //! Errors of O(s) such ulps are expected: ∂L/∂z is a softmax of logits that carry absolute
 //! errors of a few ulps of s.
 //!
-//! The other losses (`tests/precision_table_seed_losses.rs` states each measure exactly):
+//! The other losses (`tests/fast_paths/precision_table_seed_losses.rs` states each measure exactly):
 //! * `distill.*`: ulps of the magnitudes summed — the loss of r·Σ(αT²·Σ_j q_t(|log q_t| +
 //!   |log q_s|) + (1 − α)·CE), each gradient entry of r·(αT(q_s + q_t) + (1 − α)(p + [j = y]));
 //! * `center.*`: the loss and ∂L/∂x in plain ulps; ∂L/∂c in ulps of r·Σ|x − c|;
@@ -36,7 +36,7 @@
 //!   in ulps of max(|L|, r·Σ_i Φ_i), each gradient entry in ulps of what its row sums times
 //!   max(1, Φ_i).
 //!
-//! The table is enforced both ways by `tests/precision_table.rs`: a measured maximum above
+//! The table is enforced both ways by `tests/fast_paths/precision_table.rs`: a measured maximum above
 //! an entry fails, and so does an entry more than [`STALE_FACTOR`] times the measured
 //! maximum (a stale entry hides regressions). The measurement uses fixed seeds, so it is
 //! reproducible.
@@ -60,8 +60,8 @@ pub struct Entry {
 pub const STALE_FACTOR: f64 = 4.0;
 
 /// The table. The softmax rows are measured over the generated regimes of
-/// `tests/precision_table.rs`, the normalized-margin rows (`normface.*` … `combined.*`) over
-/// every variant and target-angle regime of `tests/precision_table_margin.rs` (cos θ near
+/// `tests/fast_paths/precision_table.rs`, the normalized-margin rows (`normface.*` … `combined.*`) over
+/// every variant and target-angle regime of `tests/fast_paths/precision_table_margin.rs` (cos θ near
 /// ±1 for the affine rules only; see the module docs), with one row per tile and one tile
 /// alternately; those entries cover a 20× extensive run. For the softmax rows:
 /// logits in ±10 and in ±1e3, near-ties (a few ulps or 1e−12 apart) and a dominant target

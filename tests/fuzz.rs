@@ -971,14 +971,22 @@ fn a_text_over_the_size_limit_is_refused_at_once() {
 // ---------------------------------------------------------------------------------------
 // Shrunk failures, kept as explicit cases
 
-/// Found by the fuzzer (debug build): an `.npy` header whose shape multiplies out beyond
-/// 64 bits made the `.npy` reader overflow (a panic with overflow checks, a wrapped size
-/// without). It is refused, naming the array.
+/// Found by the fuzzer (with overflow checks): an `.npy` header whose shape multiplies out
+/// beyond 64 bits made the `.npy` reader overflow (a panic with overflow checks, a wrapped
+/// size without), and so did one with a zero dimension first (the reader's strides
+/// multiply the others). Both are refused, naming the array.
 #[test]
 fn an_npy_shape_whose_size_overflows_is_refused() {
-    let mut header =
-        "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }"
-            .to_string();
+    for shape in [
+        "(1099511627776, 1099511627776)",
+        "(0, 1099511627776, 1099511627776)",
+    ] {
+        an_npy_shape_is_refused(shape);
+    }
+}
+
+fn an_npy_shape_is_refused(shape: &str) {
+    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }

@@ -6,7 +6,7 @@ decimal strings) and prints, per line, {"value": …} (and "posterior" for adaco
 each a decimal string of 60 significant digits. The formulas are written as the papers
 state them, at 120 decimal digits: NormFace's log(1 + (n−1)·exp(−n·s/(n−1))) with a plain
 log, e/(e + (n−1)/e), CosFace's (C−1)/C·log((C−1)·P/(1−P)), AdaCos's √2·log(C−1) and
-e^s/(e^s + (C−1)·e^{−s/(C−1)}). Used by tests/mpmath_crosscheck.rs.
+e^s/(e^s + (C−1)·e^{−s/(C−1)}). Used by tests/certified_core/mpmath_crosscheck.rs.
 """
 import json
 import sys

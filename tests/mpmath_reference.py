@@ -13,7 +13,7 @@ For the other losses the loss is the literal formula (acos, cos(mθ) and the seg
 with step 1e-120 at 400 digits (truncation error ~1e-240): nothing is shared with
 lossref's analytic gradients.
 `margin_grad = detached` differentiates with the target offset g − cos θ held constant.
-Used by tests/mpmath_crosscheck.rs.
+Used by tests/certified_core/mpmath_crosscheck.rs.
 """
 import json
 import sys

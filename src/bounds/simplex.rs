@@ -16,7 +16,7 @@
 //! √(n/((n−1)k(k+1))) for i < k, −k·√(n/((n−1)k(k+1))) for i = k, and 0 for i > k.
 //! Every entry is the square root of an exact rational, so the enclosures are as tight as the
 //! precision allows; the checks are `simplex_rows_are_unit_sum_to_zero_and_meet_at_minus_one_over_n_minus_1`
-//! (tests/t1_normface_bound.rs).
+//! (tests/theorems/t1_normface_bound.rs).
 
 use crate::error::{Error, Result};
 use crate::matrix::Matrix;

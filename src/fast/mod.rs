@@ -8,7 +8,7 @@
 //! [`Workspace`]) changes only the bits of ∂L/∂W, whose sum over the batch is split at tile
 //! boundaries, and, for one-row tiles (a GEMV instead of a GEMM), those of ∂L/∂X; the loss
 //! and ∂L/∂s never change. softmax, softmax_ce, distill and center run on one thread.
-//! `tests/fast_margin.rs` holds these claims.
+//! `tests/fast_paths/fast_margin.rs` holds these claims.
 
 pub mod center;
 pub mod dispatch;

@@ -1,0 +1,167 @@
+//! `lossref eval`, end to end, against an independent reference written in Python with
+//! mpmath (`tests/mpmath_reference.py`): different language, different arbitrary-precision
+//! library, literal definitions. Every printed value must agree to ≥ 30 significant digits
+//! over generated cases from every regime (logits up to ±1e3, losses down to 1e−300), and
+//! for the normalized-margin family over every variant and target-angle regime (switch
+//! points, cos θ near 0 and ±1).
+//! Needs `python3` with `mpmath` (`python3 -m pip install mpmath`).
+
+use crate::common;
+
+use common::geometry::{problem, Angle};
+use common::mpmath::{self, run};
+use common::{any_batch, deterministic_runner};
+use lossref::numdiff::agreement_digits;
+use proptest::strategy::{Strategy, ValueTree};
+use rug::Float;
+use serde_json::{json, Value};
+
+/// The generated cases: softmax (several temperatures) and softmax_ce (both reductions).
+fn cases() -> Vec<Value> {
+    let mut runner = deterministic_runner(1);
+    let mut out = vec![
+        json!({"loss": "softmax", "inputs": {"logits": [[1.1, 2.2, 5.0, 10.1]]}}),
+        json!({"loss": "softmax_ce", "params": {"reduction": "sum"},
+               "inputs": {"logits": [[690.8, 0.0, -5.0]], "labels": [0]}}),
+    ];
+    for k in 0..common::cases(24) {
+        let b = any_batch(false).new_tree(&mut runner).unwrap().current();
+        let logits: Vec<Vec<f64>> = b.logits.iter_rows().map(<[f64]>::to_vec).collect();
+        out.push(if k % 2 == 0 {
+            let t = [1.0, 0.5, 2.0, 0.75][(k / 2 % 4) as usize];
+            json!({"loss": "softmax", "params": {"temperature": t}, "inputs": {"logits": logits}})
+        } else {
+            let reduction = if k % 4 == 1 { "mean" } else { "sum" };
+            json!({"loss": "softmax_ce", "params": {"reduction": reduction},
+                   "inputs": {"logits": logits, "labels": b.labels}})
+        });
+    }
+    let variants = [
+        json!({"loss": "normface", "params": {"scale": 16}}),
+        json!({"loss": "cosface", "params": {"reduction": "sum"}}),
+        json!({"loss": "amsoftmax"}),
+        json!({"loss": "arcface", "params": {"boundary": "none"}}),
+        json!({"loss": "arcface", "params": {"boundary": "thmm", "reduction": "sum"}}),
+        json!({"loss": "arcface", "params": {"boundary": "easy"}}),
+        json!({"loss": "arcface", "params": {"boundary": "thmm", "margin_grad": "detached"}}),
+        json!({"loss": "combined", "params": {"m1": 1.35, "m2": 0.25, "m3": 0.1}}),
+    ];
+    out.extend([
+        json!({"loss": "distill", "inputs": {"student_logits": [[1.5, -0.25, 3.0], [0.5, 0.5, -2.0]],
+            "teacher_logits": [[2.0, 0.0, 1.0], [-1.0, 4.0, 0.25]], "labels": [2, 0]}}),
+        json!({"loss": "distill", "params": {"temperature": 2.5, "alpha": 0.3, "soft": "ce", "reduction": "sum"},
+            "inputs": {"student_logits": [[10.0, -3.0, 0.125, 7.5]], "teacher_logits": [[9.0, -1.0, 2.0, 2.0]], "labels": [3]}}),
+        json!({"loss": "center", "params": {"alpha": 0.25}, "inputs": {"features": [[1.5, -2.0], [0.25, 3.0], [4.0, 4.0]],
+            "centers": [[1.0, -1.0], [0.0, 2.5], [7.0, 7.0]], "labels": [0, 1, 1]}}),
+        json!({"loss": "center", "params": {"reduction": "sum"}, "inputs": {"features": [[1.0, 2.0, 3.0]],
+            "centers": [[0.5, 0.5, 0.5], [-1.0, -1.0, -1.0]], "labels": [1]}}),
+    ]);
+    for (k, angle) in Angle::ALL.into_iter().enumerate() {
+        let p = problem(angle, 0.5, false)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
+        let rows = |m: &lossref::matrix::Matrix<f64>| {
+            m.iter_rows().map(<[f64]>::to_vec).collect::<Vec<_>>()
+        };
+        let (loss, m, lambda) = [
+            ("lsoftmax", 2, 0.0),
+            ("sphereface", 4, 0.0),
+            ("lsoftmax", 3, 1.5),
+            ("sphereface", 5, 0.25),
+            ("lsoftmax", 6, 0.0),
+        ][k];
+        out.push(json!({"loss": loss, "params": {"margin": m, "lambda": lambda},
+            "inputs": {"features": rows(&p.features), "weights": rows(&p.weights), "labels": p.labels}}));
+    }
+    for (k, angle) in Angle::ALL.into_iter().enumerate() {
+        for (v, variant) in variants.iter().enumerate() {
+            if (k + v) % 2 == 1 {
+                continue;
+            }
+            let p = problem(angle, 0.5, false)
+                .new_tree(&mut runner)
+                .unwrap()
+                .current();
+            let rows = |m: &lossref::matrix::Matrix<f64>| {
+                m.iter_rows().map(<[f64]>::to_vec).collect::<Vec<_>>()
+            };
+            let mut case = variant.clone();
+            case["inputs"] = json!({"features": rows(&p.features), "weights": rows(&p.weights), "labels": p.labels});
+            out.push(case);
+        }
+    }
+    out
+}
+
+#[test]
+fn eval_agrees_with_mpmath() {
+    let cases = cases();
+    let worst = mpmath::eval_agrees(&cases);
+    eprintln!(
+        "{} cases; the least agreement was {worst:.1} digits",
+        cases.len()
+    );
+}
+
+#[test]
+fn bound_agrees_with_mpmath() {
+    // `lossref bound` at 40 digits against tests/mpmath_bounds.py at 120: the paper's
+    // figures and a spread of n, C, s and P (exact decimals on both sides).
+    let requests = [
+        json!({"bound": "normface", "classes": "10575", "scale": "1"}),
+        json!({"bound": "normface", "classes": "2", "scale": "0"}),
+        json!({"bound": "normface", "classes": "10", "scale": "16"}),
+        json!({"bound": "normface", "classes": "1000000", "scale": "0.3"}),
+        json!({"bound": "normface", "classes": "85742", "scale": "64"}),
+        json!({"bound": "normface-ceiling", "classes": "10"}),
+        json!({"bound": "normface-ceiling", "classes": "1000"}),
+        json!({"bound": "normface-ceiling", "classes": "123456789"}),
+        json!({"bound": "cosface-scale", "classes": "10575", "posterior": "0.9"}),
+        json!({"bound": "cosface-scale", "classes": "2", "posterior": "0.5001"}),
+        json!({"bound": "cosface-scale", "classes": "85742", "posterior": "0.999999"}),
+        json!({"bound": "cosface-scale", "classes": "100", "posterior": "0.001"}),
+        json!({"bound": "adacos-scale", "classes": "3"}),
+        json!({"bound": "adacos-scale", "classes": "10575"}),
+        json!({"bound": "adacos-scale", "classes": "1000000000"}),
+    ];
+    let lines: Vec<String> = requests.iter().map(Value::to_string).collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mpmath_bounds.py");
+    let mpmath = run("python3", &[script], &(lines.join("\n") + "\n"));
+    let answers: Vec<Value> = mpmath
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(answers.len(), requests.len());
+    let mut worst = f64::INFINITY;
+    for (req, want) in requests.iter().zip(&answers) {
+        let mut args = vec![
+            "bound".to_string(),
+            req["bound"].as_str().unwrap().to_string(),
+        ];
+        for key in ["classes", "scale", "posterior"] {
+            if let Some(v) = req.get(key) {
+                args.push(format!("--{key}"));
+                args.push(v.as_str().unwrap().to_string());
+            }
+        }
+        args.extend(["--digits".to_string(), "40".to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let got: Value =
+            serde_json::from_str(&run(env!("CARGO_BIN_EXE_lossref"), &args, "")).unwrap();
+        for (key, w) in want.as_object().unwrap() {
+            let g = Float::with_val(512, Float::parse(got[key].as_str().unwrap()).unwrap());
+            let w = Float::with_val(512, Float::parse(w.as_str().unwrap()).unwrap());
+            let d = agreement_digits(&g, &w);
+            worst = worst.min(d);
+            assert!(
+                d >= 39.0,
+                "{req} {key}: lossref {g} vs mpmath {w}: {d:.1} digits"
+            );
+        }
+    }
+    eprintln!(
+        "{} bounds; the least agreement was {worst:.1} digits",
+        requests.len()
+    );
+}
