@@ -16,6 +16,7 @@ pub mod distill;
 pub mod normalized;
 pub mod psi;
 pub mod real;
+pub mod simd;
 pub mod softmax;
 pub(crate) mod tiles;
 

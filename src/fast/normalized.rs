@@ -252,26 +252,7 @@ impl MarginLoss {
         r: f64,
         i: usize,
     ) -> Result<f64> {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the target features were detected at run time.
-            return unsafe { self.row_avx2(row, inv_norms, y, r, i) };
-        }
-        self.row_portable(row, inv_norms, y, r, i)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn row_avx2<T: Real>(
-        &self,
-        row: &mut [T],
-        inv_norms: &[T],
-        y: usize,
-        r: f64,
-        i: usize,
-    ) -> Result<f64> {
-        self.row_portable(row, inv_norms, y, r, i)
+        margin_row(self, row, inv_norms, y, r, i)
     }
 
     /// See [`MarginLoss::row_into_gradient`]; no intermediate call, so that it is compiled
@@ -311,6 +292,11 @@ impl MarginLoss {
         Ok(loss)
     }
 }
+
+crate::avx2_dispatch!(
+    fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], inv_norms: &[T], y: usize, r: f64, i: usize) -> Result<f64>
+        => MarginLoss::row_portable
+);
 
 /// g(cos θ) and dg/dcos θ in f64 (SPEC §1); `Err` names the formula whose slope is
 /// unbounded when sin θ rounds to 0.
@@ -379,30 +365,16 @@ fn normalize<T: Real>(
         .zip(unit.par_chunks_mut(dim))
         .zip(norms.par_iter_mut())
         .enumerate()
-        .try_for_each(|(i, ((row, out), norm))| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the target feature was detected at run time.
-                return unsafe { normalize_row_avx2(row, out, norm, name, i) };
-            }
-            normalize_row(row, out, norm, name, i)
-        })
+        .try_for_each(|(i, ((row, out), norm))| normalize_row(row, out, norm, name, i))
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn normalize_row_avx2<T: Real>(
-    row: &[T],
-    out: &mut [T],
-    norm: &mut T,
-    name: &str,
-    i: usize,
-) -> Result<()> {
-    normalize_row(row, out, norm, name, i)
-}
+crate::avx2_dispatch!(
+    fn normalize_row<T: Real>(row: &[T], out: &mut [T], norm: &mut T, name: &str, i: usize) -> Result<()>
+        => normalize_row_kernel
+);
 
 #[inline(always)]
-fn normalize_row<T: Real>(
+fn normalize_row_kernel<T: Real>(
     row: &[T],
     out: &mut [T],
     norm: &mut T,
@@ -447,24 +419,16 @@ fn inverse_norms<T: Real>(m: &[T], dim: usize, name: &str, inv: &mut Vec<T>) -> 
     m.par_chunks(dim)
         .zip(inv.par_iter_mut())
         .enumerate()
-        .try_for_each(|(i, (row, out))| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the target feature was detected at run time.
-                return unsafe { inverse_norm_avx2(row, out, name, i) };
-            }
-            inverse_norm(row, out, name, i)
-        })
+        .try_for_each(|(i, (row, out))| inverse_norm(row, out, name, i))
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn inverse_norm_avx2<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()> {
-    inverse_norm(row, out, name, i)
-}
+crate::avx2_dispatch!(
+    fn inverse_norm<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()>
+        => inverse_norm_kernel
+);
 
 #[inline(always)]
-fn inverse_norm<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()> {
+fn inverse_norm_kernel<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()> {
     let place = || format!("{name}[{i}]");
     let norm = row_norm(row, name, i)?;
     if norm == 0.0 {
@@ -494,25 +458,15 @@ fn project_out_raw<T: Real>(grad: &mut [T], raw: &[T], inv_norms: &[T], dim: usi
     grad.par_chunks_mut(dim)
         .zip(raw.par_chunks(dim))
         .zip(inv_norms.par_iter())
-        .for_each(|((g, w), &inv)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the target feature was detected at run time.
-                unsafe { project_raw_row_avx2(g, w, inv) };
-                return;
-            }
-            project_raw_row(g, w, inv);
-        });
+        .for_each(|((g, w), &inv)| project_raw_row(g, w, inv));
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn project_raw_row_avx2<T: Real>(g: &mut [T], w: &[T], inv: T) {
-    project_raw_row(g, w, inv);
-}
+crate::avx2_dispatch!(
+    fn project_raw_row<T: Real>(g: &mut [T], w: &[T], inv: T) -> () => project_raw_row_kernel
+);
 
 #[inline(always)]
-fn project_raw_row<T: Real>(g: &mut [T], w: &[T], inv: T) {
+fn project_raw_row_kernel<T: Real>(g: &mut [T], w: &[T], inv: T) {
     let radial = g
         .iter()
         .zip(w)
@@ -538,25 +492,15 @@ fn project_out<T: Real>(
         .zip(unit.par_chunks(dim))
         .zip(norms.par_iter())
         .zip(radial.par_iter_mut())
-        .for_each(|(((g, u), &norm), rad)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the target feature was detected at run time.
-                *rad = unsafe { project_row_avx2(g, u, norm) };
-                return;
-            }
-            *rad = project_row(g, u, norm);
-        });
+        .for_each(|(((g, u), &norm), rad)| *rad = project_row(g, u, norm));
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn project_row_avx2<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 {
-    project_row(g, u, norm)
-}
+crate::avx2_dispatch!(
+    fn project_row<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 => project_row_kernel
+);
 
 #[inline(always)]
-fn project_row<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 {
+fn project_row_kernel<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 {
     let radial = g
         .iter()
         .zip(u)

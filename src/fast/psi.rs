@@ -193,29 +193,7 @@ impl MultiplicativeLoss {
         r: f64,
         target: &mut Target,
     ) -> f64 {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the target features were detected at run time.
-            return unsafe { self.row_avx2(row, column, wnorm, xnorm, y, r, target) };
-        }
-        self.row(row, column, wnorm, xnorm, y, r, target)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn row_avx2<T: Real>(
-        &self,
-        row: &mut [T],
-        column: &[T],
-        wnorm: &[f64],
-        xnorm: f64,
-        y: usize,
-        r: f64,
-        target: &mut Target,
-    ) -> f64 {
-        self.row(row, column, wnorm, xnorm, y, r, target)
+        psi_row(self, row, column, wnorm, xnorm, y, r, target)
     }
 
     /// One row of A = x_i·W into G̃ (target column zeroed); returns CE_i and fills the
@@ -293,6 +271,11 @@ impl MultiplicativeLoss {
         }
     }
 }
+
+crate::avx2_dispatch!(
+    fn psi_row<T: Real>(loss: &MultiplicativeLoss, row: &mut [T], column: &[T], wnorm: &[f64], xnorm: f64, y: usize, r: f64, target: &mut Target) -> f64
+        => MultiplicativeLoss::row
+);
 
 /// ‖row‖ for every row, in f64 (0 for a zero row).
 fn norms<T: Real>(m: &[T], dim: usize, name: &str) -> Result<Vec<f64>> {

@@ -309,3 +309,73 @@ fn fast_psi_losses_are_bit_identical_for_any_thread_count() {
         }
     }
 }
+
+/// The AVX2 + FMA copies of the row kernels (normalizing, the margin and ψ rows, the
+/// projections) give the same bits as their portable copies (`fast::simd`).
+#[test]
+fn portable_and_avx2_kernels_give_identical_bits() {
+    use lossref::fast::psi::MultiplicativeLoss;
+    use lossref::fast::simd::{avx2_enabled, force_portable};
+    if !avx2_enabled() {
+        eprintln!("this CPU has no AVX2 + FMA: only the portable kernels exist");
+        return;
+    }
+    let (n, c, d) = (37, 53, 29);
+    let (x32, w32, labels) = batch::<f32>(n, c, d);
+    let (x64, w64, _) = batch::<f64>(n, c, d);
+    let run = || {
+        let mut out: Vec<Vec<u64>> = Vec::new();
+        for margin in [
+            Margin::None,
+            Margin::Additive { m: 0.35 },
+            Margin::Angular {
+                m: 0.5,
+                boundary: Boundary::Easy,
+                grad: MarginGrad::Detached,
+            },
+            Margin::Combined {
+                m1: 0.9,
+                m2: 0.4,
+                m3: 0.15,
+            },
+        ] {
+            let loss = MarginLoss {
+                scale: 30.0,
+                margin,
+                reduction: Reduction::Sum,
+            };
+            let a = loss
+                .forward_backward(&x32, &w32, &labels, d, 1)
+                .expect("valid");
+            let b = loss
+                .forward_backward(&x64, &w64, &labels, d, 1)
+                .expect("valid");
+            out.push(vec![a.loss.to_bits().into(), b.loss.to_bits()]);
+            out.extend([
+                bits(&a.features),
+                bits(&a.weights),
+                bits(&b.features),
+                bits(&b.weights),
+            ]);
+        }
+        let psi = MultiplicativeLoss {
+            margin: 3,
+            lambda: 0.5,
+            normalized_weights: true,
+            reduction: Reduction::Mean,
+        };
+        let p = psi
+            .forward_backward(&x64, &w64, &labels, d, 1)
+            .expect("valid");
+        out.extend([vec![p.loss.to_bits()], bits(&p.features), bits(&p.weights)]);
+        out
+    };
+    let with_avx2 = run();
+    force_portable(true);
+    let portable = run();
+    force_portable(false);
+    assert!(
+        with_avx2 == portable,
+        "the two builds of the row kernels differ"
+    );
+}
