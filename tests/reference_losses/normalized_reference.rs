@@ -348,15 +348,29 @@ fn t7_degenerate_margins_reduce_to_normface_cosface_and_arcface() {
                 boundary: Boundary::None,
                 grad: MarginGrad::Full,
             };
-            let arcface = normalized::evaluate(&case(&p, LossId::ArcFace, arc, s, r), 256);
-            if arcface.is_ok() {
-                let arcface = certify(&case(&p, LossId::ArcFace, arc, s, r));
-                assert_same(
-                    "combined(1,m,0) = arcface(m, none)",
-                    &comb(1.0, m, 0.0),
-                    &arcface,
-                    same_order,
-                );
+            match normalized::evaluate(&case(&p, LossId::ArcFace, arc, s, r), 256) {
+                Ok(_) => {
+                    let arcface = certify(&case(&p, LossId::ArcFace, arc, s, r));
+                    assert_same(
+                        "combined(1,m,0) = arcface(m, none)",
+                        &comb(1.0, m, 0.0),
+                        &arcface,
+                        same_order,
+                    );
+                }
+                // A target at θ = 0 is an undefined point of the full margin gradient (SPEC
+                // §1), and then of combined(1, m, 0) too, at the same place.
+                Err(e) => {
+                    assert_eq!(e.kind, lossref::error::ErrorKind::Invalid, "{e}");
+                    let combined = Margin::Combined {
+                        m1: 1.0,
+                        m2: m,
+                        m3: 0.0,
+                    };
+                    let c = normalized::evaluate(&case(&p, LossId::Combined, combined, s, r), 256)
+                        .expect_err("combined(1, m, 0) has arcface's undefined point");
+                    assert_eq!((c.kind, &c.place), (e.kind, &e.place), "{c} vs {e}");
+                }
             }
             Ok(())
         })
