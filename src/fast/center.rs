@@ -21,6 +21,20 @@ pub struct CenterOutput<T> {
 
 /// Center loss for N×D features, C×D centers and N labels, with update rate `alpha`.
 ///
+/// One sample x = (2, 4) of class 0, whose center is the origin: L = ½‖x − c₀‖² = 10,
+/// ∂L/∂x = x − c₀, ∂L/∂c₀ = −(x − c₀), and the update moves c₀ by α·(x − c₀)/(1 + n₀):
+///
+/// ```
+/// use lossref::fast::center::center;
+/// use lossref::spec::Reduction;
+///
+/// let out = center(&[2.0, 4.0], &[0.0, 0.0, 1.0, 1.0], &[0], 2, 0.5, Reduction::Mean).unwrap();
+/// assert_eq!(out.loss, 10.0);
+/// assert_eq!(out.features, [2.0, 4.0]);
+/// assert_eq!(out.centers, [-2.0, -4.0, 0.0, 0.0]);
+/// assert_eq!(out.centers_next, [0.5, 1.0, 1.0, 1.0]);
+/// ```
+///
 /// # Errors
 /// Shapes that disagree, a label out of range, or α outside [0, 1].
 pub fn center<T: Real>(

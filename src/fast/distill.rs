@@ -10,6 +10,29 @@ use crate::fast::softmax::{log_softmax, softmax, softmax_ce_into};
 use crate::spec::{Reduction, SoftTerm};
 
 /// The parameters of a distillation loss (SPEC §1).
+///
+/// With α = 0 only the hard term is left, the cross-entropy with the labels; with α = 1 and
+/// a student equal to its teacher, the KL term and its gradient vanish:
+///
+/// ```
+/// use lossref::fast::distill::Distill;
+/// use lossref::fast::softmax::softmax_ce;
+/// use lossref::spec::{Reduction, SoftTerm};
+///
+/// let student: [f64; 6] = [1.5, -0.25, 3.0, 0.5, 0.5, -2.0];
+/// let teacher: [f64; 6] = [2.0, 0.0, 1.0, -1.0, 4.0, 0.25];
+/// let labels = [2, 0];
+/// let hard = Distill { temperature: 4.0, alpha: 0.0, soft: SoftTerm::Kl, reduction: Reduction::Mean };
+/// let (loss, grad) = hard.forward_backward(&student, &teacher, 3, &labels).unwrap();
+/// let (ce, ce_grad) = softmax_ce(&student, 3, &labels, Reduction::Mean).unwrap();
+/// assert!((loss - ce).abs() < 1e-15);
+/// assert!(grad.iter().zip(&ce_grad).all(|(a, b)| (a - b).abs() < 1e-15));
+///
+/// let soft = Distill { alpha: 1.0, ..hard };
+/// let (loss, grad) = soft.forward_backward(&teacher, &teacher, 3, &labels).unwrap();
+/// assert!(loss.abs() < 1e-15);
+/// assert!(grad.iter().all(|g| g.abs() < 1e-15));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Distill {
     /// T > 0.
