@@ -104,9 +104,9 @@ fn read_archive<R: Read + std::io::Seek>(
 const MAX_HEADER_BYTES: usize = 1 << 20;
 
 /// Reads an `.npy` entry's magic string, version and header dictionary (and returns those
-/// bytes), refusing a header over [`MAX_HEADER_BYTES`] or a `shape` whose element count
-/// overflows 64 bits, which the `.npy` reader would multiply out unchecked. Anything else
-/// malformed is left to that reader, which names it.
+/// bytes), refusing a header over [`MAX_HEADER_BYTES`], or a shape that is not a tuple of
+/// decimal integers or whose element count overflows 64 bits, which the `.npy` reader would
+/// multiply out unchecked. Anything else malformed is left to that reader, which names it.
 fn checked_header(entry: &mut impl Read, place: &str) -> Result<Vec<u8>> {
     let mut head = Vec::new();
     entry
@@ -140,34 +140,43 @@ fn checked_header(entry: &mut impl Read, place: &str) -> Result<Vec<u8>> {
         .read_to_end(&mut head)
         .map_err(|e| io_error(place, format!("cannot read: {e}")))?;
     let text = String::from_utf8_lossy(&head[start..]);
-    let shape = text
-        .find("shape")
-        .and_then(|k| {
-            let rest = &text[k..];
-            let open = rest.find('(')?;
-            let close = rest[open..].find(')')? + open;
-            Some(rest[open + 1..close].to_string())
-        })
-        .unwrap_or_default();
-    let dims: Vec<u64> = shape
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .filter_map(|d| d.parse().ok())
-        .collect();
-    // 16 bytes: the widest item lossref could be asked to read. Zero dimensions are left
-    // out: the reader's strides multiply the dimensions one by one, so (0, 2^40, 2^40)
-    // overflows there although it holds no values.
-    if dims
-        .iter()
-        .filter(|&&d| d != 0)
-        .try_fold(16u64, |acc, &d| acc.checked_mul(d))
-        .is_none()
-    {
-        return Err(io_error(
-            place,
-            format!("declares the shape ({shape}), whose size overflows 64 bits"),
-        ));
+    // Every tuple of the header (numpy writes one, the shape) must be plain decimal
+    // integers whose product fits: the reader parses Python expressions such as
+    // `109+511627776` and multiplies the dimensions out unchecked.
+    let mut rest: &str = &text;
+    while let Some(open) = rest.find('(') {
+        let Some(len) = rest[open..].find(')') else {
+            break;
+        };
+        let tuple = &rest[open + 1..open + len];
+        rest = &rest[open + len..];
+        let mut size = Some(16u64); // 16 bytes: the widest item lossref could be asked to read
+        for dim in tuple.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+            let n = dim
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| dim.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| {
+                    io_error(
+                        place,
+                        format!(
+                            "has a header tuple ({tuple}) that is not a shape of decimal integers"
+                        ),
+                    )
+                })?;
+            // Zero dimensions are left out: the reader's strides multiply the dimensions
+            // one by one, so (0, 2^40, 2^40) overflows there although it holds no values.
+            if n != 0 {
+                size = size.and_then(|s| s.checked_mul(n));
+            }
+        }
+        if size.is_none() {
+            return Err(io_error(
+                place,
+                format!("declares the shape ({tuple}), whose size overflows 64 bits"),
+            ));
+        }
     }
     Ok(head)
 }
