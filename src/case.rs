@@ -56,13 +56,70 @@ pub fn parse_case_in(text: &str, base: &Path) -> Result<Case> {
             format!("not valid JSON: {e}"),
         )
     })?;
-    reject_duplicate_keys(text)?;
+    reject_duplicate_keys(text, &value)?;
     case_from_json_in(&value, base)
 }
 
 /// JSON allows an object to repeat a key and most readers keep the last value silently; a
-/// case that says `"labels"` twice is ambiguous, so it is rejected. `text` is valid JSON.
-fn reject_duplicate_keys(text: &str) -> Result<()> {
+/// case that says `"labels"` twice is ambiguous, so it is rejected. `text` is valid JSON and
+/// `value` what it parsed to. The parser keeps one entry per key, so the text holds a
+/// repeated key exactly when it has more keys than `value`'s objects: one counting pass,
+/// and only then a pass that finds the key (hashing every key costs several times more).
+fn reject_duplicate_keys(text: &str, value: &Value) -> Result<()> {
+    fn keys_in(value: &Value) -> usize {
+        match value {
+            Value::Object(map) => map.len() + map.values().map(keys_in).sum::<usize>(),
+            Value::Array(items) => items.iter().map(keys_in).sum(),
+            _ => 0,
+        }
+    }
+    if keys_in_text(text) == keys_in(value) {
+        return Ok(());
+    }
+    locate_duplicate_key(text)
+}
+
+/// The number of object keys in the valid JSON `text`.
+fn keys_in_text(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    // One entry per open container: (is an object, the next string is a key).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    let mut keys = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => stack.push((true, true)),
+            b'[' => stack.push((false, false)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => {
+                if let Some((true, expect_key)) = stack.last_mut() {
+                    *expect_key = true;
+                }
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some((true, expect_key)) = stack.last_mut() {
+                    if *expect_key {
+                        keys += 1;
+                        *expect_key = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    keys
+}
+
+/// Finds the first repeated key of the valid JSON `text` and reports it with its line and
+/// column.
+fn locate_duplicate_key(text: &str) -> Result<()> {
     let bytes = text.as_bytes();
     // One entry per open container: the keys seen so far (None for an array) and whether
     // the next string is a key.
