@@ -30,6 +30,7 @@ use lossref::fast::dispatch;
 use lossref::npz;
 use lossref::reference::certified;
 use lossref::report::eval_json;
+use lossref::spec::SPEC_LOSSES;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,20 +57,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
-
-const LOSSES: [&str; 11] = [
-    "softmax",
-    "softmax_ce",
-    "distill",
-    "lsoftmax",
-    "sphereface",
-    "center",
-    "normface",
-    "cosface",
-    "amsoftmax",
-    "arcface",
-    "combined",
-];
 
 // ---------------------------------------------------------------------------------------
 // Structured generation
@@ -226,7 +213,7 @@ fn param(rng: &mut ChaCha8Rng, name: &str, valid: bool) -> String {
 
 /// A case of a random loss, valid or with one near-valid defect.
 fn generated_case(rng: &mut ChaCha8Rng) -> String {
-    let loss = *LOSSES.choose(rng).unwrap_or(&"softmax_ce");
+    let loss = *SPEC_LOSSES.choose(rng).unwrap_or(&"softmax_ce");
     // Half the cases are valid: shapes a loss accepts, finite numbers, parameters in range.
     let valid = rng.gen_bool(0.5);
     let low = usize::from(valid);
