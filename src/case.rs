@@ -79,62 +79,38 @@ fn reject_duplicate_keys(text: &str, value: &Value) -> Result<()> {
     locate_duplicate_key(text)
 }
 
-/// The number of object keys in the valid JSON `text`.
-fn keys_in_text(text: &str) -> usize {
+/// What [`walk_keys`] meets in a JSON text: an object opening or closing, or a key, whose
+/// quoted text is `text[start..end]`.
+enum KeyEvent {
+    Open,
+    Close,
+    Key { start: usize, end: usize },
+}
+
+/// Walks the valid JSON `text` once, in order, calling `on` at every object's `{` and `}`
+/// and at every key; stops at the first error of `on`.
+fn walk_keys<E>(
+    text: &str,
+    mut on: impl FnMut(KeyEvent) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let bytes = text.as_bytes();
     // One entry per open container: (is an object, the next string is a key).
     let mut stack: Vec<(bool, bool)> = Vec::new();
-    let mut keys = 0;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'{' => stack.push((true, true)),
+            b'{' => {
+                stack.push((true, true));
+                on(KeyEvent::Open)?;
+            }
             b'[' => stack.push((false, false)),
             b'}' | b']' => {
-                stack.pop();
+                if let Some((true, _)) = stack.pop() {
+                    on(KeyEvent::Close)?;
+                }
             }
             b',' => {
                 if let Some((true, expect_key)) = stack.last_mut() {
-                    *expect_key = true;
-                }
-            }
-            b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                if let Some((true, expect_key)) = stack.last_mut() {
-                    if *expect_key {
-                        keys += 1;
-                        *expect_key = false;
-                    }
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    keys
-}
-
-/// Finds the first repeated key of the valid JSON `text` and reports it with its line and
-/// column.
-fn locate_duplicate_key(text: &str) -> Result<()> {
-    let bytes = text.as_bytes();
-    // One entry per open container: the keys seen so far (None for an array) and whether
-    // the next string is a key.
-    // Keys borrow the text unless they hold an escape (`"a\u0062"` is the key "ab").
-    let mut stack: Vec<(Option<HashSet<Cow<'_, str>>>, bool)> = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'{' => stack.push((Some(HashSet::new()), true)),
-            b'[' => stack.push((None, false)),
-            b'}' | b']' => {
-                stack.pop();
-            }
-            b',' => {
-                if let Some((Some(_), expect_key)) = stack.last_mut() {
                     *expect_key = true;
                 }
             }
@@ -144,28 +120,11 @@ fn locate_duplicate_key(text: &str) -> Result<()> {
                 while i < bytes.len() && bytes[i] != b'"' {
                     i += if bytes[i] == b'\\' { 2 } else { 1 };
                 }
-                if let Some((Some(keys), expect_key)) = stack.last_mut() {
+                if let Some((true, expect_key)) = stack.last_mut() {
                     if *expect_key {
                         *expect_key = false;
-                        let raw = &text[start..=i.min(text.len() - 1)];
-                        let inner = &raw[1..raw.len().saturating_sub(1).max(1)];
-                        let key: Cow<'_, str> = if inner.contains('\\') {
-                            Cow::Owned(
-                                serde_json::from_str(raw).unwrap_or_else(|_| raw.to_string()),
-                            )
-                        } else {
-                            Cow::Borrowed(inner)
-                        };
-                        if keys.contains(&key) {
-                            let line = text[..start].matches('\n').count() + 1;
-                            let column = start - text[..start].rfind('\n').map_or(0, |k| k + 1) + 1;
-                            return Err(Error::new(
-                                ErrorKind::Json,
-                                format!("line {line}, column {column}"),
-                                format!("the key {raw} appears twice in one object; a case must not be ambiguous"),
-                            ));
-                        }
-                        keys.insert(key);
+                        let end = (i + 1).min(bytes.len());
+                        on(KeyEvent::Key { start, end })?;
                     }
                 }
             }
@@ -174,6 +133,56 @@ fn locate_duplicate_key(text: &str) -> Result<()> {
         i += 1;
     }
     Ok(())
+}
+
+/// The number of object keys in the valid JSON `text`.
+fn keys_in_text(text: &str) -> usize {
+    let mut keys = 0;
+    let _ = walk_keys(text, |event| {
+        if let KeyEvent::Key { .. } = event {
+            keys += 1;
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    keys
+}
+
+/// Finds the first repeated key of the valid JSON `text` and reports it with its line and
+/// column.
+fn locate_duplicate_key(text: &str) -> Result<()> {
+    // The keys seen so far in each open object. Keys borrow the text unless they hold an
+    // escape (`"a\u0062"` is the key "ab").
+    let mut objects: Vec<HashSet<Cow<'_, str>>> = Vec::new();
+    walk_keys(text, |event| {
+        match event {
+            KeyEvent::Open => objects.push(HashSet::new()),
+            KeyEvent::Close => {
+                objects.pop();
+            }
+            KeyEvent::Key { start, end } => {
+                let raw = &text[start..end];
+                let inner = &raw[1..raw.len().saturating_sub(1).max(1)];
+                let key: Cow<'_, str> = if inner.contains('\\') {
+                    Cow::Owned(serde_json::from_str(raw).unwrap_or_else(|_| raw.to_string()))
+                } else {
+                    Cow::Borrowed(inner)
+                };
+                if let Some(keys) = objects.last_mut() {
+                    if keys.contains(&key) {
+                        let line = text[..start].matches('\n').count() + 1;
+                        let column = start - text[..start].rfind('\n').map_or(0, |k| k + 1) + 1;
+                        return Err(Error::new(
+                            ErrorKind::Json,
+                            format!("line {line}, column {column}"),
+                            format!("the key {raw} appears twice in one object; a case must not be ambiguous"),
+                        ));
+                    }
+                    keys.insert(key);
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Validates a parsed JSON value as a case.
