@@ -115,6 +115,15 @@ impl<V> Answer<V> {
             .map(|(_, t)| t)
     }
 
+    /// Looks up a value group by its SPEC §4 name, `outputs/NAME` or `gradients/NAME`.
+    pub fn group(&self, group: &str) -> Option<&Tensor<V>> {
+        match group.split_once('/') {
+            Some(("outputs", name)) => self.output(name),
+            Some(("gradients", name)) => self.gradient(name),
+            _ => None,
+        }
+    }
+
     /// The same answer with every value mapped; `f` gets the place of each value.
     pub fn try_map<W, E>(
         &self,

@@ -137,6 +137,90 @@ impl Reduction {
     }
 }
 
+/// A floating-point format of SPEC §4: the dtype of a corpus case, of a fast path's
+/// numbers, and the column of the precision table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dtype {
+    /// binary32: every number of the case is a float32.
+    Float32,
+    /// binary64.
+    Float64,
+}
+
+impl Dtype {
+    /// Both, in corpus order.
+    pub const ALL: [Dtype; 2] = [Dtype::Float32, Dtype::Float64];
+
+    /// `float32` or `float64` (SPEC §4).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::Float32 => "float32",
+            Dtype::Float64 => "float64",
+        }
+    }
+
+    /// The short form used in case ids.
+    pub fn short(self) -> &'static str {
+        match self {
+            Dtype::Float32 => "f32",
+            Dtype::Float64 => "f64",
+        }
+    }
+
+    /// Rounds a binary64 to this dtype (exact for float64).
+    pub fn round(self, x: f64) -> f64 {
+        match self {
+            Dtype::Float32 => f64::from(x as f32),
+            Dtype::Float64 => x,
+        }
+    }
+
+    /// Bits of significand precision p (24 or 53).
+    pub fn significand_bits(self) -> u32 {
+        match self {
+            Dtype::Float32 => 24,
+            Dtype::Float64 => 53,
+        }
+    }
+
+    /// The exponent of the smallest positive subnormal (−149 or −1074).
+    pub fn min_subnormal_exp(self) -> i32 {
+        match self {
+            Dtype::Float32 => -149,
+            Dtype::Float64 => -1074,
+        }
+    }
+
+    /// The smallest positive normal number (2^−126 or 2^−1022).
+    pub fn min_normal(self) -> f64 {
+        match self {
+            Dtype::Float32 => f64::from(f32::MIN_POSITIVE),
+            Dtype::Float64 => f64::MIN_POSITIVE,
+        }
+    }
+
+    /// ulp(x) = 2^max(⌊log₂|x|⌋ − p + 1, e_min) in this format, in binary64; the smallest
+    /// subnormal for 0 and non-finite x.
+    pub fn ulp(self, x: f64) -> f64 {
+        let (p, min_exp) = (self.significand_bits() as i32, self.min_subnormal_exp());
+        let e = if x == 0.0 || !x.is_finite() {
+            min_exp
+        } else {
+            (x.abs().log2().floor() as i32 - (p - 1)).max(min_exp)
+        };
+        exp2i(e)
+    }
+}
+
+/// 2^e exactly, subnormal powers included (`powi` would underflow through 1/2^−e).
+fn exp2i(e: i32) -> f64 {
+    if e >= -1022 {
+        2f64.powi(e)
+    } else {
+        f64::from_bits(1u64 << (e + 1074).clamp(0, 51))
+    }
+}
+
 /// A `softmax` case: `probabilities = e^{z/T} / Σ e^{z/T}` and `log_probabilities`, row-wise.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SoftmaxCase {

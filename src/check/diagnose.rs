@@ -9,7 +9,7 @@ use crate::corpus::generate::Dtype;
 use crate::error::Result;
 use crate::reference::evaluate;
 use crate::spec::{Boundary, Case, Margin, MarginGrad, Reduction, SoftTerm};
-use crate::tolerance::{scales, table_function, Scale};
+use crate::tolerance::scales;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -251,7 +251,8 @@ fn matches(
 ) -> bool {
     let groups = scales(scale_case, answer);
     let mut judged = 0;
-    for (group, group_scales) in &groups {
+    for scale_group in &groups {
+        let group = &scale_group.name;
         let (section, name) = group.split_once('/').unwrap_or(("", ""));
         let want = if section == "outputs" {
             answer.output(name)
@@ -275,14 +276,13 @@ fn matches(
         } else if g.len() != values.len() {
             return false;
         }
-        let function = table_function(scale_case, section, name);
         let r = judge_group(
             group,
-            &function,
+            scale_group.quantity,
             dtype,
             &g,
             &values,
-            group_scales as &[Scale],
+            &scale_group.scales,
             cols,
         );
         // within tolerance of the alternative, or off it only as a named unstable formula

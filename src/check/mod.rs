@@ -12,10 +12,9 @@ use crate::corpus::generate::Dtype;
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
 use crate::npz::{self, Array, Data};
+use crate::precision::Quantity;
 use crate::spec::Case;
-use crate::tolerance::{
-    allowed_ulps, scales, summation_factor, table_function, Scale, ILL_CONDITIONED,
-};
+use crate::tolerance::{allowed_ulps, scales, summation_factor, Scale, ILL_CONDITIONED};
 use serde_json::{json, Value};
 use statrs::statistics::{Data as Sample, OrderStatistics};
 use std::collections::BTreeMap;
@@ -636,53 +635,23 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-fn ulp_of(x: f64, dtype: Dtype) -> f64 {
-    let (p, min_exp) = match dtype {
-        Dtype::Float32 => (24, -149),
-        Dtype::Float64 => (53, -1074),
-    };
-    let e = if x == 0.0 || !x.is_finite() {
-        min_exp
-    } else {
-        (x.abs().log2().floor() as i32 - (p - 1)).max(min_exp)
-    };
-    exp2i(e)
-}
-
-/// 2^e exactly, subnormal powers included (`powi` would underflow through 1/2^−e).
-fn exp2i(e: i32) -> f64 {
-    if e >= -1022 {
-        2f64.powi(e)
-    } else {
-        f64::from_bits(1u64 << (e + 1074).clamp(0, 51))
-    }
-}
-
 /// The reason given when a value's error is below a few of the dtype's smallest normal
 /// numbers: subnormal results or intermediates were flushed to zero.
 pub const FLUSHED_SUBNORMALS: &str = "subnormals flushed to zero: the error is below the \
     dtype's smallest normal number (2^−126 in float32, 2^−1022 in float64) times the \
     tolerance, as when XLA on CPU or CUDA's fast math flushes subnormal results";
 
-/// The smallest positive normal number of the dtype.
-fn min_normal(dtype: Dtype) -> f64 {
-    match dtype {
-        Dtype::Float32 => f64::from(f32::MIN_POSITIVE),
-        Dtype::Float64 => f64::MIN_POSITIVE,
-    }
-}
-
 /// Judges one group's values against the reference with the case's scales.
 fn judge_group(
     group: &str,
-    function: &str,
+    quantity: Quantity,
     dtype: Dtype,
     got: &[f64],
     want: &[f64],
     scales: &[Scale],
     cols: usize,
 ) -> GroupReport {
-    let allowed = allowed_ulps(function, dtype);
+    let allowed = allowed_ulps(quantity, dtype);
     let mut worst = (0.0f64, 0.0f64, 0usize);
     // the named reasons of the failing points (a textbook formula, flushed subnormals)
     let mut reasons: Vec<&'static str> = Vec::new();
@@ -698,21 +667,17 @@ fn judge_group(
         } else {
             (g - w).abs()
         };
-        let units = err / ulp_of(s.scale, dtype) / limit;
+        let units = err / dtype.ulp(s.scale) / limit;
         // ulps of an exact 0 are the format's smallest subnormal, which measures nothing
         // useful: exact zeros are judged by their tolerance alone and left out of this
-        let ulps = if *w == 0.0 {
-            0.0
-        } else {
-            err / ulp_of(*w, dtype)
-        };
+        let ulps = if *w == 0.0 { 0.0 } else { err / dtype.ulp(*w) };
         let cond = (s.scale / w.abs().max(f64::MIN_POSITIVE)).max(s.kappa);
         kappa = kappa.max(s.kappa);
         points.push((units, cond));
         if units > 1.0 {
             let why = match s.unstable {
-                Some((naive, why)) if err / ulp_of(naive, dtype) / limit <= 1.0 => Some(why),
-                _ if err / min_normal(dtype) / limit <= 1.0 => Some(FLUSHED_SUBNORMALS),
+                Some((naive, why)) if err / dtype.ulp(naive) / limit <= 1.0 => Some(why),
+                _ if err / dtype.min_normal() / limit <= 1.0 => Some(FLUSHED_SUBNORMALS),
                 _ => None,
             };
             match why {
@@ -739,7 +704,7 @@ fn judge_group(
     };
     GroupReport {
         group: group.to_string(),
-        function: function.to_string(),
+        function: quantity.name(),
         verdict,
         worst_units: worst.0,
         worst_ulps: worst.1,
@@ -769,9 +734,10 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
     } else {
         &loaded.reference
     };
-    for (group, group_scales) in scales(&loaded.case, &loaded.reference) {
+    for scale_group in scales(&loaded.case, &loaded.reference) {
+        let group = scale_group.name;
         let (section, name) = group.split_once('/').unwrap_or(("", ""));
-        let function = table_function(&loaded.case, section, name);
+        let function = scale_group.quantity.name();
         let want = if section == "outputs" {
             reference.output(name)
         } else {
@@ -817,11 +783,11 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
         }
         report.groups.push(judge_group(
             &group,
-            &function,
+            scale_group.quantity,
             case.dtype,
             &g.1,
             want.values(),
-            &group_scales,
+            &scale_group.scales,
             cols,
         ));
     }

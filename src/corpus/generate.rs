@@ -8,6 +8,7 @@
 //! libm (through statrs' samplers): the committed corpus is the ground truth, and `lossref
 //! corpus verify` recomputes it on the machine it runs on.
 
+pub use crate::spec::Dtype;
 use crate::spec::{Boundary, LossId, MarginGrad};
 use rand::distributions::Distribution;
 use rand::SeedableRng;
@@ -15,44 +16,6 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Map, Value};
 use statrs::distribution::{Normal, Uniform};
 use std::f64::consts::PI;
-
-/// A corpus case's dtype.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Dtype {
-    /// binary32: every number of the case is a float32.
-    Float32,
-    /// binary64.
-    Float64,
-}
-
-impl Dtype {
-    /// Both, in corpus order.
-    pub const ALL: [Dtype; 2] = [Dtype::Float32, Dtype::Float64];
-
-    /// `float32` or `float64` (SPEC §4).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dtype::Float32 => "float32",
-            Dtype::Float64 => "float64",
-        }
-    }
-
-    /// The short form used in case ids.
-    pub fn short(self) -> &'static str {
-        match self {
-            Dtype::Float32 => "f32",
-            Dtype::Float64 => "f64",
-        }
-    }
-
-    /// Rounds a binary64 to this dtype (exact for float64).
-    pub fn round(self, x: f64) -> f64 {
-        match self {
-            Dtype::Float32 => f64::from(x as f32),
-            Dtype::Float64 => x,
-        }
-    }
-}
 
 /// One generated case: its identity, provenance and the §3 case itself.
 #[derive(Clone, Debug, PartialEq)]

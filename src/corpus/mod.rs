@@ -28,7 +28,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::npz::{self, Array, Data};
 use crate::reference::certified;
 use crate::report::answer_arrays;
-use crate::tolerance::{allowed_ulps, scales, summation_factor, table_function, Scale};
+use crate::tolerance::{allowed_ulps, scales, summation_factor, Scale};
 use generate::{all_cases, Dtype, Generated};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -168,20 +168,19 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
         .try_map(|_, c| Ok::<f64, ()>(c.f64))
         .map_err(|()| Error::invalid(&g.id, "no binary64 answer"))?;
     let mut formulas = Map::new();
-    for (group, values) in scales(&case, &binary64) {
-        let (section, name) = group.split_once('/').unwrap_or(("", ""));
+    for scale_group in scales(&case, &binary64) {
+        let (group, values) = (&scale_group.name, &scale_group.scales);
         let shape = arrays
             .iter()
             .find(|(k, _)| *k == format!("reference/{group}"))
             .map(|(_, a)| a.shape.clone())
             .unwrap_or_default();
-        let function = table_function(&case, section, name);
         let column = |f: &dyn Fn(&Scale) -> f64| Array {
             shape: shape.clone(),
             data: Data::Float(values.iter().map(f).collect()),
             was_f32: false,
         };
-        let allowed = allowed_ulps(&function, g.dtype);
+        let allowed = allowed_ulps(scale_group.quantity, g.dtype);
         arrays.push((format!("tolerance/scale/{group}"), column(&|v| v.scale)));
         arrays.push((format!("tolerance/kappa/{group}"), column(&|v| v.kappa)));
         arrays.push((

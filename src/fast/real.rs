@@ -1,6 +1,7 @@
 //! The floating-point types the fast paths are generic over (f32 and f64), and the
 //! error-free transformations they use.
 
+use crate::spec::Dtype;
 use std::fmt::{Debug, Display};
 
 /// f32 or f64.
@@ -9,6 +10,8 @@ pub trait Real:
 {
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;
+    /// The format as a [`Dtype`].
+    const DTYPE: Dtype;
     /// Bits of significand precision (24 or 53).
     const MANTISSA_BITS: u32;
     /// Exponent of the smallest positive subnormal (−149 or −1074).
@@ -23,6 +26,7 @@ pub trait Real:
 
 impl Real for f32 {
     const NAME: &'static str = "f32";
+    const DTYPE: Dtype = Dtype::Float32;
     const MANTISSA_BITS: u32 = 24;
     const MIN_SUBNORMAL_EXP: i32 = -149;
     fn of_f64(x: f64) -> f32 {
@@ -38,6 +42,7 @@ impl Real for f32 {
 
 impl Real for f64 {
     const NAME: &'static str = "f64";
+    const DTYPE: Dtype = Dtype::Float64;
     const MANTISSA_BITS: u32 = 53;
     const MIN_SUBNORMAL_EXP: i32 = -1074;
     fn of_f64(x: f64) -> f64 {

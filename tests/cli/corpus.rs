@@ -320,8 +320,7 @@ fn corpus_commands_fail_cleanly() {
 #[test]
 fn each_case_stores_the_tolerance_data_check_uses() {
     use lossref::check::Corpus;
-    use lossref::corpus::generate::Dtype;
-    use lossref::tolerance::{allowed_ulps, scales, summation_factor, table_function};
+    use lossref::tolerance::{allowed_ulps, scales, summation_factor};
     let corpus = Corpus::load(Some(&root())).unwrap();
     for c in corpus.cases.iter().step_by(7) {
         let loaded = corpus.load_case(c).unwrap();
@@ -334,9 +333,9 @@ fn each_case_stores_the_tolerance_data_check_uses() {
             Data::Float(v) => v.clone(),
             _ => panic!("{key} is not float"),
         };
-        for (group, values) in scales(&loaded.case, &loaded.reference) {
-            let (section, name) = group.split_once('/').unwrap();
-            let allowed = allowed_ulps(&table_function(&loaded.case, section, name), c.dtype);
+        for g in scales(&loaded.case, &loaded.reference) {
+            let (group, values) = (&g.name, &g.scales);
+            let allowed = allowed_ulps(g.quantity, c.dtype);
             let scale = floats(&format!("tolerance/scale/{group}"));
             let kappa = floats(&format!("tolerance/kappa/{group}"));
             let limit = floats(&format!("tolerance/limit_ulps/{group}"));
@@ -361,6 +360,51 @@ fn each_case_stores_the_tolerance_data_check_uses() {
                 );
             }
         }
-        let _ = Dtype::ALL;
     }
+}
+
+/// The typed listing of value groups (`precision::quantities`) names exactly the groups of
+/// every reference answer in the corpus, and the measures and tolerance scales give one
+/// scale per value: no group falls outside the precision table.
+#[test]
+fn every_reference_group_has_a_table_row_and_a_scale_per_value() {
+    use lossref::check::Corpus;
+    use lossref::precision::{measures, quantities};
+    use lossref::tolerance::scales;
+    use std::collections::BTreeMap;
+    let corpus = Corpus::load(Some(&root())).unwrap();
+    let mut losses = std::collections::HashSet::new();
+    for c in &corpus.cases {
+        let loaded = corpus.load_case(c).unwrap();
+        losses.insert(loaded.case.loss());
+        // the archive stores groups by name, so the loaded answer's order is alphabetical
+        let sizes: BTreeMap<String, usize> = loaded
+            .reference
+            .sections()
+            .map(|(section, name, t)| (format!("{section}/{name}"), t.values().len()))
+            .collect();
+        let listed: Vec<String> = quantities(&loaded.case)
+            .iter()
+            .map(|(g, _)| g.to_string())
+            .collect();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            sizes.keys().cloned().collect::<Vec<_>>(),
+            "{}",
+            c.id
+        );
+        let measured: BTreeMap<String, usize> = measures(&loaded.case, &loaded.reference, c.dtype)
+            .iter()
+            .map(|m| (m.group.to_string(), m.scales.len()))
+            .collect();
+        let tolerated: BTreeMap<String, usize> = scales(&loaded.case, &loaded.reference)
+            .iter()
+            .map(|g| (g.name.clone(), g.scales.len()))
+            .collect();
+        assert_eq!(measured, sizes, "{}", c.id);
+        assert_eq!(tolerated, sizes, "{}", c.id);
+    }
+    assert_eq!(losses.len(), lossref::spec::SPEC_LOSSES.len(), "{losses:?}");
 }

@@ -1,73 +1,129 @@
-//! The bookkeeping shared by the precision-table tests: the worst error per
-//! (function, dtype) with the input that produced it, and the two-way judgement of
-//! `lossref::precision::TABLE` (an entry below the measured maximum fails, so does one
-//! more than `STALE_FACTOR` above it, and so does an entry that is never measured).
+//! The bookkeeping shared by the precision-table tests: a fast answer measured against the
+//! certified one with the measures of `lossref::precision` (one per value group), the worst
+//! error per (quantity, dtype) with the input that produced it, and the two-way judgement of
+//! the table (an entry below the measured maximum fails, so does one more than
+//! `STALE_FACTOR` above it, and so does an entry that is never measured).
 
-use lossref::precision::{judge, lookup, TABLE};
+use lossref::answer::Answer;
+use lossref::mp::certify::CertifiedAnswer;
+use lossref::precision::{error_ulps, judge, measures, Quantity};
+use lossref::spec::{Case, Dtype};
 use std::collections::BTreeMap;
 
-/// The worst error seen for one (function, dtype), with its witness.
+/// The losses whose rows `fast_paths/precision_table.rs` measures.
+pub const SOFTMAX_FAMILIES: [&str; 2] = ["softmax", "softmax_ce"];
+/// The losses whose rows `fast_paths/precision_table_margin.rs` measures.
+pub const MARGIN_FAMILIES: [&str; 4] = ["normface", "cosface", "arcface", "combined"];
+/// The losses whose rows `fast_paths/precision_table_seed_losses.rs` measures.
+pub const SEED_FAMILIES: [&str; 4] = ["distill", "center", "lsoftmax", "sphereface"];
+
+/// The worst error seen for one (quantity, dtype), with its witness.
 #[derive(Clone, Debug, Default)]
 pub struct Worst {
     pub ulps: f64,
     pub witness: String,
 }
 
-/// Worst errors by (function, dtype).
+/// Worst errors by (quantity, dtype).
 #[derive(Clone, Debug, Default)]
-pub struct Worsts(pub BTreeMap<(String, &'static str), Worst>);
+pub struct Worsts(pub BTreeMap<(Quantity, Dtype), Worst>);
 
 impl Worsts {
     /// Records an error; the witness is formatted only when it is a new maximum.
     pub fn record(
         &mut self,
-        function: impl AsRef<str>,
-        dtype: &'static str,
+        quantity: Quantity,
+        dtype: Dtype,
         err: f64,
         witness: impl FnOnce() -> String,
     ) {
-        let w = self
-            .0
-            .entry((function.as_ref().to_string(), dtype))
-            .or_default();
+        let w = self.0.entry((quantity, dtype)).or_default();
         if err > w.ulps || w.witness.is_empty() {
             w.ulps = w.ulps.max(err);
             w.witness = witness();
         }
     }
 
-    /// Judges every measurement against its entry, and every entry of `TABLE` that `owns`
-    /// claims against the measurements; prints the maxima and panics with every failure,
-    /// `extra` included.
-    pub fn enforce(&self, owns: impl Fn(&str) -> bool, mut failures: Vec<String>) {
-        for ((function, dtype), w) in &self.0 {
-            match lookup(function, dtype) {
-                None => failures.push(format!(
-                    "{function} {dtype} ({:.3} ulps) is measured but has no table entry",
-                    w.ulps
-                )),
-                Some(entry) => {
-                    if let Err(msg) = judge(entry, w.ulps) {
-                        failures.push(format!("{msg}\n    worst input: {}", w.witness));
-                    }
-                }
+    /// Measures every value group of a fast answer (`got`, widened exactly to f64) against
+    /// the certified `exact` answer of `case`, in the table's measures for `dtype`. Every
+    /// group the measures name must be in `got` with the reference's shape, and `got` may
+    /// hold no other group. `context` describes the input for the witness.
+    pub fn measure(
+        &mut self,
+        case: &Case,
+        dtype: Dtype,
+        exact: &CertifiedAnswer,
+        got: &Answer<f64>,
+        context: &dyn Fn() -> String,
+    ) {
+        let rounded = exact
+            .answer
+            .try_map(|_, c| Ok::<f64, ()>(c.f64))
+            .expect("infallible");
+        let groups = measures(case, &rounded, dtype);
+        for (section, name, _) in got.sections() {
+            let group = format!("{section}/{name}");
+            assert!(
+                groups.iter().any(|m| m.group == group),
+                "{}: the fast answer's {group} has no measure",
+                context()
+            );
+        }
+        for m in groups {
+            let want = exact
+                .answer
+                .group(m.group)
+                .unwrap_or_else(|| panic!("{}: no reference {}", context(), m.group))
+                .values();
+            let have = got
+                .group(m.group)
+                .unwrap_or_else(|| panic!("{}: the fast answer has no {}", context(), m.group))
+                .values();
+            assert_eq!(
+                (have.len(), want.len()),
+                (m.scales.len(), m.scales.len()),
+                "{}: {} sizes",
+                context(),
+                m.group
+            );
+            for (k, ((g, w), scale)) in have.iter().zip(want).zip(&m.scales).enumerate() {
+                let err = error_ulps(*g, &w.enclosure.mid(), *scale, dtype);
+                self.record(m.quantity, dtype, err, || {
+                    format!(
+                        "{}: {}[{k}] got {} want {}",
+                        context(),
+                        m.group,
+                        super::show(*g),
+                        w.decimal
+                    )
+                });
             }
         }
-        for entry in TABLE.iter().filter(|e| owns(e.function)) {
-            if !self
-                .0
-                .contains_key(&(entry.function.to_string(), entry.dtype))
-            {
-                failures.push(format!(
-                    "table entry {} {} is never measured: delete it or test it",
-                    entry.function, entry.dtype
-                ));
+    }
+
+    /// Judges every measurement against its entry, and every quantity that `owns` claims
+    /// against the measurements in both dtypes; prints the maxima and panics with every
+    /// failure, `failures` included.
+    pub fn enforce(&self, owns: impl Fn(Quantity) -> bool, mut failures: Vec<String>) {
+        for ((quantity, dtype), w) in &self.0 {
+            if let Err(msg) = judge(*quantity, *dtype, w.ulps) {
+                failures.push(format!("{msg}\n    worst input: {}", w.witness));
+            }
+        }
+        for quantity in Quantity::ALL.into_iter().filter(|q| owns(*q)) {
+            for dtype in Dtype::ALL {
+                if !self.0.contains_key(&(quantity, dtype)) {
+                    failures.push(format!(
+                        "table entry {quantity} {} is never measured: test it",
+                        dtype.short()
+                    ));
+                }
             }
         }
         let summary: Vec<String> = self
             .0
             .iter()
-            .map(|((f, d), w)| format!("{f} {d}: {:.3} ulps  ({})", w.ulps, w.witness))
+            .map(|((q, d), w)| format!("{q} {}: {:.3} ulps  ({})", d.short(), w.ulps, w.witness))
             .collect();
         eprintln!("measured maxima:\n  {}", summary.join("\n  "));
         assert!(

@@ -1,19 +1,15 @@
-//! Enforces `lossref::precision::TABLE` in both directions: the fast f32/f64 paths are
-//! measured in ulps against the certified reference over every regime of
-//! `common::Regime` (fixed seeds), and each table entry must be ≥ the measured maximum and
-//! at most `STALE_FACTOR` times it.
+//! Enforces the softmax rows of `lossref::precision::entry` (`softmax`, `log_softmax`,
+//! `softmax_ce.*`) in both directions: the fast f32/f64 paths are measured in ulps against
+//! the certified reference over every regime of `common::Regime` (fixed seeds), and each
+//! entry must be ≥ the measured maximum and at most `STALE_FACTOR` times it.
 
 use crate::common;
 
-use common::table::Worsts;
-use common::{
-    batch, certify_ce, certify_softmax, deterministic_runner, show, temperature, values, Batch,
-    Regime,
-};
-use lossref::fast::{self, Real};
-use lossref::mp::certify::Certified;
-use lossref::precision::ulps;
-use lossref::spec::Reduction;
+use common::table::{Worsts, SOFTMAX_FAMILIES};
+use common::{batch, deterministic_runner, temperature, Batch, Regime};
+use lossref::fast::{dispatch, Real};
+use lossref::reference::certified;
+use lossref::spec::{Case, Reduction, SoftmaxCase, SoftmaxCeCase};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 
@@ -28,96 +24,45 @@ struct Measurements {
     smallest_loss: BTreeMap<&'static str, f64>,
 }
 
-impl Measurements {
-    fn record(
-        &mut self,
-        function: &str,
-        dtype: &'static str,
-        err: f64,
-        witness: impl FnOnce() -> String,
-    ) {
-        self.worst.record(function, dtype, err, witness);
-    }
-}
-
-fn convert<T: Real>(xs: &[f64]) -> Vec<T> {
-    xs.iter().map(|&x| T::of_f64(x)).collect()
+/// The fast path in dtype `T` against the certified reference, in the table's measures.
+fn measure_case<T: Real>(case: &Case, worst: &mut Worsts, context: &dyn Fn() -> String) -> f64 {
+    let exact = certified(case).unwrap_or_else(|e| panic!("reference failed on {case:?}: {e}"));
+    let fast = dispatch::evaluate::<T>(case).expect("valid batch");
+    worst.measure(case, T::DTYPE, &exact, &fast, context);
+    exact
+        .answer
+        .output("loss")
+        .map_or(f64::INFINITY, |l| l.values()[0].f64)
 }
 
 fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
     let is_f32 = T::NAME == "f32";
-    let err = |got: T, exact: &Certified| {
-        ulps(
-            got.as_f64(),
-            &exact.enclosure.mid(),
-            T::MANTISSA_BITS,
-            T::MIN_SUBNORMAL_EXP,
-        )
-    };
     let mut runner = deterministic_runner(common::cases(CASES));
     let strategy = (batch(regime, is_f32), temperature(), proptest::bool::ANY);
     runner
         .run(&strategy, |(b, t, sum): (Batch, f64, bool)| {
             let mut m = m.borrow_mut();
             m.regimes.insert((regime, T::NAME));
-            let z: Vec<T> = convert(b.logits.as_slice());
-            let cols = b.logits.cols();
-            let t_t = T::of_f64(t);
             // Exactly representable temperatures only, so the reference sees the same T.
-            let t_exact = t_t.as_f64();
-            let soft = certify_softmax(&b.logits, t_exact);
-            let mut out = vec![T::zero(); z.len()];
-            let witness = |k: usize, g: T, e: &Certified| {
-                format!(
-                    "{regime:?} T={t_exact} logits={:?} entry {k}: got {} want {}",
-                    b.logits,
-                    show(g.as_f64()),
-                    e.decimal
-                )
-            };
-            fast::softmax::softmax(&z, cols, t_t, &mut out).expect("valid batch");
-            for (k, (g, e)) in out
-                .iter()
-                .zip(values(&soft, "outputs", "probabilities"))
-                .enumerate()
-            {
-                m.record("softmax", T::NAME, err(*g, e), || witness(k, *g, e));
-            }
-            fast::softmax::log_softmax(&z, cols, t_t, &mut out).expect("valid batch");
-            for (k, (g, e)) in out
-                .iter()
-                .zip(values(&soft, "outputs", "log_probabilities"))
-                .enumerate()
-            {
-                m.record("log_softmax", T::NAME, err(*g, e), || witness(k, *g, e));
-            }
-            let reduction = if sum { Reduction::Sum } else { Reduction::Mean };
-            let ce = certify_ce(&b, reduction);
-            let (loss, grad) =
-                fast::softmax::softmax_ce(&z, cols, &b.labels, reduction).expect("valid batch");
-            let want = &values(&ce, "outputs", "loss")[0];
-            let smallest = m.smallest_loss.entry(T::NAME).or_insert(f64::INFINITY);
-            *smallest = smallest.min(want.f64);
-            m.record("softmax_ce.loss", T::NAME, err(loss, want), || {
-                format!(
-                    "{regime:?} {reduction:?} {b:?}: got {} want {}",
-                    show(loss.as_f64()),
-                    want.decimal
-                )
+            let temperature = T::of_f64(t).as_f64();
+            let soft = Case::Softmax(SoftmaxCase {
+                temperature,
+                logits: b.logits.clone(),
             });
-            for (k, (g, e)) in grad
-                .iter()
-                .zip(values(&ce, "gradients", "logits"))
-                .enumerate()
-            {
-                m.record("softmax_ce.grad", T::NAME, err(*g, e), || {
-                    format!(
-                        "{regime:?} {reduction:?} {b:?} entry {k}: got {} want {}",
-                        show(g.as_f64()),
-                        e.decimal
-                    )
-                });
-            }
+            measure_case::<T>(&soft, &mut m.worst, &|| {
+                format!("{regime:?} T={temperature} logits={:?}", b.logits)
+            });
+            let reduction = if sum { Reduction::Sum } else { Reduction::Mean };
+            let ce = Case::SoftmaxCe(SoftmaxCeCase {
+                reduction,
+                logits: b.logits.clone(),
+                labels: b.labels.clone(),
+            });
+            let loss = measure_case::<T>(&ce, &mut m.worst, &|| {
+                format!("{regime:?} {reduction:?} {b:?}")
+            });
+            let smallest = m.smallest_loss.entry(T::NAME).or_insert(f64::INFINITY);
+            *smallest = smallest.min(loss);
             Ok(())
         })
         .expect("measurement never fails a case");
@@ -150,5 +95,26 @@ fn precision_table_holds_and_is_tight() {
     }
     // This file measures the softmax rows; the other precision_table_* files the others.
     m.worst
-        .enforce(|f| f.starts_with("softmax") || f == "log_softmax", failures);
+        .enforce(|q| SOFTMAX_FAMILIES.contains(&q.family()), failures);
+}
+
+/// The typed table lists each quantity once, and the three precision-table tests together
+/// own every row, each row one test.
+#[test]
+fn every_table_row_is_listed_once_and_owned_by_one_test() {
+    use common::table::{MARGIN_FAMILIES, SEED_FAMILIES};
+    use lossref::precision::Quantity;
+    let names: HashSet<String> = Quantity::ALL.iter().map(|q| q.name()).collect();
+    assert_eq!(
+        names.len(),
+        Quantity::ALL.len(),
+        "a quantity is listed twice"
+    );
+    for q in Quantity::ALL {
+        let owners = [&SOFTMAX_FAMILIES[..], &MARGIN_FAMILIES, &SEED_FAMILIES]
+            .iter()
+            .filter(|families| families.contains(&q.family()))
+            .count();
+        assert_eq!(owners, 1, "{q} is owned by {owners} precision-table tests");
+    }
 }
