@@ -4,6 +4,7 @@
 
 pub mod bounds;
 pub mod geometry;
+pub mod gradient;
 pub mod mpmath;
 pub mod table;
 

@@ -5,13 +5,14 @@
 
 use crate::common;
 
+use common::gradient::{check_gradient, points};
+
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
-use lossref::numdiff::{agreement_digits, gradient, STEP_LOG2};
+use lossref::numdiff::agreement_digits;
 use lossref::reference::{center, certified, distill};
 use lossref::spec::{Case, CenterCase, DistillCase, Reduction, SoftTerm, SoftmaxCeCase};
 use proptest::prelude::*;
-use rug::Float;
 
 fn rows(n: usize, c: usize, lo: f64, hi: f64) -> impl Strategy<Value = Matrix<f64>> {
     proptest::collection::vec(lo..hi, n * c).prop_map(move |v| Matrix::from_vec(n, c, v).unwrap())
@@ -67,25 +68,6 @@ fn naive_distill(c: &DistillCase, s: &Matrix<Interval>) -> Interval {
     }
 }
 
-fn assert_gradient(what: &str, analytic: &[Interval], numeric: &Matrix<Float>) {
-    for (k, (g, nd)) in analytic.iter().zip(numeric.as_slice()).enumerate() {
-        if g.is_point() && g.lo().is_zero() {
-            assert!(
-                nd.clone().abs() < 1e-60,
-                "{what}[{k}]: exact 0 vs numerical {nd}"
-            );
-            continue;
-        }
-        let d = agreement_digits(&g.mid(), nd);
-        assert!(
-            d >= 40.0,
-            "{what}[{k}]: analytic {} vs numerical {} agree to {d:.1} digits",
-            g.mid(),
-            nd
-        );
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: common::cases(24), failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -108,8 +90,9 @@ proptest! {
         };
         let prec = 640;
         let answer = distill::evaluate(&c, prec);
-        let numeric = gradient(|s| naive_distill(&c, s), &c.student, prec, STEP_LOG2);
-        assert_gradient("student_logits", answer.gradient("student_logits").unwrap().values(), &numeric);
+        let loss = &answer.output("loss").unwrap().values()[0];
+        let analytic = answer.gradient("student_logits").unwrap().values();
+        check_gradient(&format!("{c:?} student_logits"), loss, analytic, &c.student, |s, _| naive_distill(&c, s));
         // the loss itself against the definition
         let naive = naive_distill(&c, &c.student.map(|&v| Interval::from_f64(prec, v)));
         let loss = &answer.output("loss").unwrap().values()[0];
@@ -264,13 +247,12 @@ proptest! {
 
     #[test]
     fn center_gradients_match_numerical_differentiation(c in center_inputs()) {
-        let prec = 512;
-        let a = center::evaluate(&c, prec);
-        let pts = |m: &Matrix<f64>| m.map(|&v| Interval::from_f64(prec, v));
-        let nx = gradient(|x| naive_center(&c, x, &pts(&c.centers)), &c.features, prec, STEP_LOG2);
-        let nc = gradient(|cc| naive_center(&c, &pts(&c.features), cc), &c.centers, prec, STEP_LOG2);
-        assert_gradient("features", a.gradient("features").unwrap().values(), &nx);
-        assert_gradient("centers", a.gradient("centers").unwrap().values(), &nc);
+        let a = center::evaluate(&c, 512);
+        let loss = &a.output("loss").unwrap().values()[0];
+        let features = a.gradient("features").unwrap().values();
+        check_gradient(&format!("{c:?} features"), loss, features, &c.features, |x, p| naive_center(&c, x, &points(&c.centers, p)));
+        let centers = a.gradient("centers").unwrap().values();
+        check_gradient(&format!("{c:?} centers"), loss, centers, &c.centers, |cc, p| naive_center(&c, &points(&c.features, p), cc));
     }
 
     #[test]

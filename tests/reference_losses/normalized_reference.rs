@@ -9,15 +9,14 @@ use crate::common;
 
 use common::deterministic_runner;
 use common::geometry::{margin_variants, problem, Angle, Problem, ARC_M};
+use common::gradient::{check_gradient, points};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};
 use lossref::mp::interval::Interval;
-use lossref::numdiff::{agreement_digits, gradient, STEP_LOG2};
 use lossref::reference::softmax::{cross_entropies, reduce};
 use lossref::reference::{certified, normalized};
 use lossref::spec::{Boundary, Case, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
 use proptest::prelude::*;
-use rug::Float;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::f64::consts::PI;
@@ -112,11 +111,8 @@ fn naive_loss(
     reduce(&cross_entropies(&logits, &c.labels), c.reduction)
 }
 
-fn points(m: &Matrix<f64>, prec: u32) -> Matrix<Interval> {
-    m.map(|&v| Interval::from_f64(prec, v))
-}
-
-/// Every reference gradient against central differences of [`naive_loss`], ≥ 40 digits.
+/// Every reference gradient against central differences of [`naive_loss`]
+/// (`common::gradient::check_gradient`).
 fn check_numdiff(c: &NormalizedCase) {
     let prec = 1024;
     let answer = normalized::evaluate(c, prec).unwrap_or_else(|e| panic!("{c:?}: {e}"));
@@ -136,95 +132,31 @@ fn check_numdiff(c: &NormalizedCase) {
             })
             .collect()
     });
-    let s = Interval::from_f64(prec, c.scale);
-    let loss_exp = answer.output("loss").unwrap().values()[0]
-        .mid()
-        .get_exp()
-        .unwrap_or(0);
+    let sh = shifts.as_deref();
+    let loss = &answer.output("loss").unwrap().values()[0];
     for (name, tensor) in answer.gradients.iter() {
-        let values = tensor.values();
-        let smallest = values
-            .iter()
-            .filter_map(|v| v.mid().get_exp())
-            .min()
-            .unwrap_or(0);
-        let nd_prec = 160 + (-STEP_LOG2) as u32 + (loss_exp - smallest).max(0) as u32 + 64;
-        let sh = shifts.as_deref();
-        let numeric: Vec<Float> = match *name {
-            "features" => gradient(
-                |x| {
-                    naive_loss(
-                        c,
-                        x,
-                        &points(&c.weights, nd_prec),
-                        &Interval::from_f64(nd_prec, c.scale),
-                        sh,
-                    )
-                },
-                &c.features,
-                nd_prec,
-                STEP_LOG2,
-            )
-            .as_slice()
-            .to_vec(),
-            "weights" => gradient(
-                |w| {
-                    naive_loss(
-                        c,
-                        &points(&c.features, nd_prec),
-                        w,
-                        &Interval::from_f64(nd_prec, c.scale),
-                        sh,
-                    )
-                },
-                &c.weights,
-                nd_prec,
-                STEP_LOG2,
-            )
-            .as_slice()
-            .to_vec(),
-            "scale" => gradient(
-                |s| {
-                    naive_loss(
-                        c,
-                        &points(&c.features, nd_prec),
-                        &points(&c.weights, nd_prec),
-                        s.get(0, 0),
-                        sh,
-                    )
-                },
-                &Matrix::from_vec(1, 1, vec![c.scale]).unwrap(),
-                nd_prec,
-                STEP_LOG2,
-            )
-            .as_slice()
-            .to_vec(),
+        let what = format!("{c:?} {name}");
+        let scale = Matrix::from_vec(1, 1, vec![c.scale]).unwrap();
+        let at = match *name {
+            "features" => &c.features,
+            "weights" => &c.weights,
+            "scale" => &scale,
             other => panic!("unexpected gradient {other}"),
         };
-        let _ = &s;
-        for (k, (g, nd)) in values.iter().zip(&numeric).enumerate() {
-            if g.is_point() && g.lo().is_zero() {
-                // An exact zero: the difference quotient must vanish to ~40 digits of the loss.
-                let bound = Float::with_val(64, Float::i_exp(1, loss_exp - 140));
-                assert!(
-                    nd.clone().abs() <= bound,
-                    "{c:?} {name}[{k}]: exact 0 vs numerical {nd}"
-                );
-                continue;
+        check_gradient(&what, loss, tensor.values(), at, |v, p| {
+            let s = Interval::from_f64(p, c.scale);
+            match *name {
+                "features" => naive_loss(c, v, &points(&c.weights, p), &s, sh),
+                "weights" => naive_loss(c, &points(&c.features, p), v, &s, sh),
+                _ => naive_loss(
+                    c,
+                    &points(&c.features, p),
+                    &points(&c.weights, p),
+                    v.get(0, 0),
+                    sh,
+                ),
             }
-            let width = Float::with_val(64, g.width() / g.mid().abs());
-            assert!(
-                width < 1e-45,
-                "{c:?} {name}[{k}]: enclosure {g:?} too wide at {prec} bits"
-            );
-            let d = agreement_digits(&g.mid(), nd);
-            assert!(
-                d >= 40.0,
-                "{c:?} {name}[{k}]: analytic {} vs numerical {} agree to {d:.1} digits",
-                g.mid().to_string_radix(10, Some(45)),
-                nd.to_string_radix(10, Some(45))
-            );
-        }
+        });
     }
 }
 

@@ -4,11 +4,12 @@
 
 use crate::common;
 
+use common::gradient::check_gradient;
 use common::{any_batch, certify_ce, certify_softmax, values, Batch};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, Tier};
 use lossref::mp::interval::Interval;
-use lossref::numdiff::{agreement_digits, gradient, STEP_LOG2};
+use lossref::numdiff::agreement_digits;
 use lossref::reference::softmax::softmax_ce_loss;
 use lossref::spec::Reduction;
 use proptest::prelude::*;
@@ -187,33 +188,19 @@ fn check_ce_against_independent(b: &Batch, reduction: Reduction) {
     }
 }
 
-/// ∂L/∂z by central differences against the analytic reference gradient, ≥ 40 digits.
+/// ∂L/∂z of the certified answer against central differences of the loss
+/// (`common::gradient::check_gradient`).
 fn check_gradient_by_numdiff(b: &Batch, reduction: Reduction) {
     let ans = certify_ce(b, reduction);
-    // Binary exponents of the loss and of the smallest gradient entry (which may be far
-    // below binary64's range, so they are read off the MPFR enclosures).
-    let exponent = |c: &Certified| c.enclosure.mid().get_exp().unwrap_or(0);
-    let loss_exp = exponent(&values(&ans, "outputs", "loss")[0]);
-    let grads = values(&ans, "gradients", "logits");
-    let smallest_exp = grads.iter().map(exponent).min().unwrap_or(0);
-    // Bits lost in f(z+h) − f(z−h): |L| / (h |g|), plus 160 bits for 40 digits and guard.
-    let range = (loss_exp - smallest_exp).max(0) as u32;
-    let prec = 160 + (-STEP_LOG2) as u32 + range + 64;
-    let numeric = gradient(
-        |z: &Matrix<Interval>| softmax_ce_loss(z, &b.labels, reduction),
-        &b.logits,
-        prec,
-        STEP_LOG2,
-    );
-    for (k, (g, nd)) in grads.iter().zip(numeric.as_slice()).enumerate() {
-        let d = agreement_digits(&g.enclosure.mid(), nd);
-        assert!(
-            d >= 40.0,
-            "{reduction:?} {b:?} gradient entry {k}: analytic {} vs numerical {} agree to {d:.1} digits",
-            g.decimal,
-            nd.to_string_radix(10, Some(45))
-        );
-    }
+    let enclosures = |group: &[Certified]| -> Vec<Interval> {
+        group.iter().map(|c| c.enclosure.clone()).collect()
+    };
+    let loss = &enclosures(values(&ans, "outputs", "loss"))[0];
+    let grads = enclosures(values(&ans, "gradients", "logits"));
+    let what = format!("{reduction:?} {b:?} logits");
+    check_gradient(&what, loss, &grads, &b.logits, |z, _| {
+        softmax_ce_loss(z, &b.labels, reduction)
+    });
 }
 
 #[test]
