@@ -16,7 +16,9 @@ import lossref.strategies as ls
 @given(ls.cases())
 def test_the_strategies_draw_cases_lossref_answers(case: dict) -> None:
     a = lossref.eval(case)
-    assert a.tier in ("correctly_rounded", "faithful")
+    # `bounded`: values below 2^−1075 whose digits lie beyond the precision cap (a ψ target
+    # that dominates its row by G ≳ 10⁴), certified as binary64/binary32 zeros
+    assert a.tier in ("correctly_rounded", "faithful", "bounded")
 
 
 implementations = pytest.importorskip("implementations", reason="needs jax and optax")
