@@ -325,12 +325,12 @@ impl MarginLoss {
         let s = self.scale;
         // The GEMM gave x̂_i·w_j; cos θ_ij = x̂_i·w_j / ‖w_j‖.
         let cos_y = (row[y] * inv_norms[y]).as_f64();
-        let (g, slope) = target(&self.margin, cos_y).map_err(|what| {
+        let (g, slope) = target(&self.margin, cos_y).map_err(|why| {
             Error::invalid(
                 format!("features[{i}]"),
                 format!(
-                    "cos θ to its class weight weights[{y}] rounds to {cos_y} in {}, where {what} has an \
-                     unbounded derivative (dθ/dcos θ is infinite); margin_grad = \"detached\" defines it",
+                    "cos θ to its class weight weights[{y}] rounds to {cos_y} in {}, where {why} \
+                     (SPEC §1, undefined points); margin_grad = \"detached\" defines it",
                     T::NAME
                 ),
             )
@@ -354,8 +354,9 @@ crate::avx2_dispatch!(
         => MarginLoss::row_portable
 );
 
-/// g(cos θ) and dg/dcos θ in f64 (SPEC §1); `Err` names the formula whose slope is
-/// unbounded when sin θ rounds to 0.
+/// g(cos θ) and dg/dcos θ in f64 (SPEC §1); `Err` says why the full gradient does not
+/// exist at `c`: a slope that is unbounded when sin θ rounds to 0, or the `easy` switch
+/// hit exactly (cos θ = 0), where the target logit jumps.
 fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static str> {
     let c = c.clamp(-1.0, 1.0);
     let angular = |m1: f64, m2: f64, m3: f64| {
@@ -379,7 +380,8 @@ fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static s
     match *margin {
         Margin::None => Ok((c, 1.0)),
         Margin::Additive { m } => Ok((c - m, 1.0)),
-        Margin::Combined { m1, m2, m3 } => angular(m1, m2, m3).ok_or("cos(m1·θ + m2) − m3"),
+        Margin::Combined { m1, m2, m3 } => angular(m1, m2, m3)
+            .ok_or("cos(m1·θ + m2) − m3 has an unbounded derivative (dθ/dcos θ is infinite)"),
         Margin::Angular { m, boundary, grad } => {
             let use_margin = match boundary {
                 Boundary::None => true,
@@ -390,13 +392,22 @@ fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static s
                 match angular(1.0, m, 0.0) {
                     Some(v) => v,
                     None if grad == MarginGrad::Detached => ((c.acos() + m).cos(), 1.0),
-                    None => return Err("arcface's cos(θ + m)"),
+                    None => {
+                        return Err("arcface's cos(θ + m) has an unbounded derivative \
+                                    (dθ/dcos θ is infinite)")
+                    }
                 }
             } else if boundary == Boundary::Thmm {
                 (c - m * m.sin(), 1.0)
             } else {
                 (c, 1.0)
             };
+            if boundary == Boundary::Easy && c == 0.0 && grad == MarginGrad::Full {
+                return Err(
+                    "cos θ = 0 is the `easy` switch: arcface's target logit jumps from \
+                            cos θ to cos(θ + m) = −sin m and the gradient does not exist",
+                );
+            }
             Ok(match grad {
                 MarginGrad::Full => (value, slope),
                 MarginGrad::Detached => (value, 1.0),

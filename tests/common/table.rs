@@ -6,7 +6,7 @@
 
 use lossref::answer::Answer;
 use lossref::mp::certify::CertifiedAnswer;
-use lossref::precision::{error_ulps, judge, measures, Quantity};
+use lossref::precision::{entry, error_ulps, judge, measures, Quantity};
 use lossref::spec::{Case, Dtype};
 use std::collections::BTreeMap;
 
@@ -45,9 +45,8 @@ impl Worsts {
     }
 
     /// Measures every value group of a fast answer (`got`, widened exactly to f64) against
-    /// the certified `exact` answer of `case`, in the table's measures for `dtype`. Every
-    /// group the measures name must be in `got` with the reference's shape, and `got` may
-    /// hold no other group. `context` describes the input for the witness.
+    /// the certified `exact` answer of `case`, in the table's measures for `dtype`
+    /// ([`errors`]), and records each error. `context` describes the input for the witness.
     pub fn measure(
         &mut self,
         case: &Case,
@@ -56,48 +55,10 @@ impl Worsts {
         got: &Answer<f64>,
         context: &dyn Fn() -> String,
     ) {
-        let rounded = exact
-            .answer
-            .try_map(|_, c| Ok::<f64, ()>(c.f64))
-            .expect("infallible");
-        let groups = measures(case, &rounded, dtype);
-        for (section, name, _) in got.sections() {
-            let group = format!("{section}/{name}");
-            assert!(
-                groups.iter().any(|m| m.group == group),
-                "{}: the fast answer's {group} has no measure",
-                context()
-            );
-        }
-        for m in groups {
-            let want = exact
-                .answer
-                .group(m.group)
-                .unwrap_or_else(|| panic!("{}: no reference {}", context(), m.group))
-                .values();
-            let have = got
-                .group(m.group)
-                .unwrap_or_else(|| panic!("{}: the fast answer has no {}", context(), m.group))
-                .values();
-            assert_eq!(
-                (have.len(), want.len()),
-                (m.scales.len(), m.scales.len()),
-                "{}: {} sizes",
-                context(),
-                m.group
-            );
-            for (k, ((g, w), scale)) in have.iter().zip(want).zip(&m.scales).enumerate() {
-                let err = error_ulps(*g, &w.enclosure.mid(), *scale, dtype);
-                self.record(m.quantity, dtype, err, || {
-                    format!(
-                        "{}: {}[{k}] got {} want {}",
-                        context(),
-                        m.group,
-                        super::show(*g),
-                        w.decimal
-                    )
-                });
-            }
+        for e in errors(case, dtype, exact, got, context) {
+            self.record(e.quantity, dtype, e.ulps, || {
+                format!("{}: {}", context(), e.at)
+            });
         }
     }
 
@@ -131,5 +92,96 @@ impl Worsts {
             "precision table violations:\n  {}",
             failures.join("\n  ")
         );
+    }
+}
+
+/// One value's error in the table's measure.
+pub struct ValueError {
+    pub quantity: Quantity,
+    pub ulps: f64,
+    /// The group, the index, what was got and what was wanted.
+    pub at: String,
+}
+
+/// The error of every value of a fast answer (`got`, widened exactly to f64) against the
+/// certified `exact` answer of `case`, in the table's measures for `dtype`. Every group the
+/// measures name must be in `got` with the reference's size, and `got` may hold no other
+/// group; `context` describes the input for those failures.
+pub fn errors(
+    case: &Case,
+    dtype: Dtype,
+    exact: &CertifiedAnswer,
+    got: &Answer<f64>,
+    context: &dyn Fn() -> String,
+) -> Vec<ValueError> {
+    let rounded = exact
+        .answer
+        .try_map(|_, c| Ok::<f64, ()>(c.f64))
+        .expect("infallible");
+    let groups = measures(case, &rounded, dtype);
+    for (section, name, _) in got.sections() {
+        let group = format!("{section}/{name}");
+        assert!(
+            groups.iter().any(|m| m.group == group),
+            "{}: the fast answer's {group} has no measure",
+            context()
+        );
+    }
+    let mut out = Vec::new();
+    for m in groups {
+        let want = exact
+            .answer
+            .group(m.group)
+            .unwrap_or_else(|| panic!("{}: no reference {}", context(), m.group))
+            .values();
+        let have = got
+            .group(m.group)
+            .unwrap_or_else(|| panic!("{}: the fast answer has no {}", context(), m.group))
+            .values();
+        assert_eq!(
+            (have.len(), want.len()),
+            (m.scales.len(), m.scales.len()),
+            "{}: {} sizes",
+            context(),
+            m.group
+        );
+        for (k, ((g, w), scale)) in have.iter().zip(want).zip(&m.scales).enumerate() {
+            out.push(ValueError {
+                quantity: m.quantity,
+                ulps: error_ulps(*g, &w.enclosure.mid(), *scale, dtype),
+                at: format!(
+                    "{}[{k}] got {} want {}",
+                    m.group,
+                    super::show(*g),
+                    w.decimal
+                ),
+            });
+        }
+    }
+    out
+}
+
+/// `Err` naming the worst value when any value of `got` is beyond its table entry.
+pub fn within_table(
+    case: &Case,
+    dtype: Dtype,
+    exact: &CertifiedAnswer,
+    got: &Answer<f64>,
+) -> Result<(), String> {
+    let context = || format!("{case:?}");
+    let worst = errors(case, dtype, exact, got, &context)
+        .into_iter()
+        .map(|e| (e.ulps / entry(e.quantity, dtype).max_ulps, e))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match worst {
+        Some((units, e)) if units > 1.0 => Err(format!(
+            "{} {}: {:.3} ulps, beyond the table's {} ({})",
+            e.quantity,
+            dtype.short(),
+            e.ulps,
+            entry(e.quantity, dtype).max_ulps,
+            e.at
+        )),
+        _ => Ok(()),
     }
 }

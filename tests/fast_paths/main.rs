@@ -11,3 +11,4 @@ mod fast_softmax;
 mod precision_table;
 mod precision_table_margin;
 mod precision_table_seed_losses;
+mod switch_walk;
