@@ -313,3 +313,70 @@ fn walk_psi<T: Real>(theta: f64, margin: u32, lambda: f64) {
             .unwrap_or_else(|why| panic!("{case:?} in {:?}, step {k}: {why}", T::DTYPE));
     }
 }
+
+/// acos's poles walked in: features (±1, 2^−k) against the target weight (1, 0), so that
+/// 1 ∓ cos θ = 2^−(2k+1)(1 + O(2^−2k)) halves twice per step, from θ = 2^−4 to 2^−60, for
+/// the angular rules with the full and the detached gradient. The fast path answers within
+/// the table (whose measure carries acos's condition number 1/sin θ), or, with the full
+/// gradient only, refuses the case once its cos θ rounds to ±1 (the slope is unbounded
+/// there), which happens only within [`BAND_ULPS`] ulps of 1 of the pole. The detached
+/// gradient is answered at every step.
+#[test]
+fn acos_poles_walked_in_by_halving_the_angle() {
+    let rules = [
+        arc(0.5, Boundary::None, MarginGrad::Full),
+        arc(0.5, Boundary::None, MarginGrad::Detached),
+        Margin::Combined {
+            m1: 1.0,
+            m2: 0.3,
+            m3: 0.2,
+        },
+    ];
+    for margin in rules {
+        for pole in [1.0, -1.0] {
+            let refused32 = walk_pole::<f32>(margin, pole);
+            let refused64 = walk_pole::<f64>(margin, pole);
+            let detached = matches!(
+                margin,
+                Margin::Angular {
+                    grad: MarginGrad::Detached,
+                    ..
+                }
+            );
+            for refused in [refused32, refused64] {
+                // the walk reaches the pole's rounding band, where a full gradient is refused
+                assert_eq!(
+                    refused == 0,
+                    detached,
+                    "{margin:?} at {pole}: {refused} refused"
+                );
+            }
+        }
+    }
+}
+
+/// One pole's walk in dtype T; the number of steps refused.
+fn walk_pole<T: Real>(margin: Margin, pole: f64) -> usize {
+    let dtype = T::DTYPE;
+    let w = Matrix::from_vec(2, 2, vec![1.0, 0.0, -0.25, 1.0]).unwrap();
+    let mut refused = 0;
+    for k in 4..=60 {
+        let x = Matrix::from_vec(1, 2, vec![pole, 2f64.powi(-k)]).unwrap();
+        let case = normalized(margin, x.clone(), w.clone());
+        let exact = certified(&case).unwrap_or_else(|e| panic!("{case:?}: {e}"));
+        match dispatch::evaluate::<T>(&case) {
+            Ok(got) => within_table(&case, dtype, &exact, &got)
+                .unwrap_or_else(|why| panic!("{case:?} in {dtype:?}: {why}")),
+            Err(e) => {
+                let distance =
+                    Float::with_val(64, exact_cos(&x, &w) - pole).abs().to_f64() / epsilon(dtype);
+                assert!(
+                    distance <= BAND_ULPS && e.to_string().contains("unbounded derivative"),
+                    "{case:?} in {dtype:?}, {distance:e} ulps of 1 from the pole: {e}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    refused
+}
