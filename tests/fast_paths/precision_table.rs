@@ -118,3 +118,77 @@ fn every_table_row_is_listed_once_and_owned_by_one_test() {
         assert_eq!(owners, 1, "{q} is owned by {owners} precision-table tests");
     }
 }
+
+/// The README's fast-path accuracy tables state every row of the table, each as it is.
+#[test]
+fn the_readme_states_every_table_entry_as_it_is() {
+    use lossref::precision::{entry, Quantity};
+    use lossref::spec::Dtype;
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Fast-path accuracy")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a fast-path accuracy section");
+    let number = |cell: &str| -> f64 {
+        let digits: String = cell
+            .trim()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("not a number: {cell:?}"))
+    };
+    let mut stated: BTreeMap<(String, Dtype), f64> = BTreeMap::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+        assert_eq!(cells.len(), 3, "{line}");
+        let name = cells[0].trim();
+        let family = name.split('`').nth(1).expect("a backticked loss");
+        let rest = name
+            .splitn(3, '`')
+            .nth(2)
+            .unwrap_or("")
+            .replace("(and amsoftmax)", "");
+        let outputs: Vec<String> = if rest.trim().is_empty() {
+            vec![String::new()]
+        } else {
+            rest.split(" / ")
+                .map(|o| match o.trim().trim_matches('`') {
+                    "loss" => ".loss".to_string(),
+                    "gradient" | "gradients" => ".grad".to_string(),
+                    "∂L/∂s" => ".grad_scale".to_string(),
+                    "centers_next" => ".centers_next".to_string(),
+                    other => panic!("unknown output {other:?} in {line}"),
+                })
+                .collect()
+        };
+        for (cell, dtype) in [(cells[1], Dtype::Float32), (cells[2], Dtype::Float64)] {
+            let values: Vec<&str> = cell.split(" / ").collect();
+            assert_eq!(values.len(), outputs.len(), "{line}");
+            for (o, v) in outputs.iter().zip(values) {
+                let previous = stated.insert((format!("{family}{o}"), dtype), number(v));
+                assert!(previous.is_none(), "{family}{o} is stated twice");
+            }
+        }
+    }
+    for q in Quantity::ALL {
+        for dtype in Dtype::ALL {
+            let want = entry(q, dtype).max_ulps;
+            match stated.remove(&(q.name(), dtype)) {
+                Some(v) => assert_eq!(
+                    v,
+                    want,
+                    "README states {q} {} as {v}, the table {want}",
+                    dtype.short()
+                ),
+                None => panic!("README does not state {q} {}", dtype.short()),
+            }
+        }
+    }
+    assert!(
+        stated.is_empty(),
+        "README states rows the table does not have: {stated:?}"
+    );
+}
