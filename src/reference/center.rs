@@ -13,8 +13,9 @@
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
+use crate::reference::per_sample;
 use crate::reference::softmax::{points, reduce};
-use crate::spec::{CenterCase, Reduction};
+use crate::spec::CenterCase;
 
 /// A `center` case at `prec` bits: outputs `loss` and `centers_next`; gradients
 /// `features` and `centers`.
@@ -22,10 +23,7 @@ pub fn evaluate(c: &CenterCase, prec: u32) -> Answer<Interval> {
     let x = points(&c.features, prec);
     let centers = points(&c.centers, prec);
     let (n, d) = (x.rows(), x.cols());
-    let r = |v: Interval| match c.reduction {
-        Reduction::Sum => v,
-        Reduction::Mean => v.div_i64(n as i64),
-    };
+    let r = |v: Interval| per_sample(&v, c.reduction, n);
     // x_i − c_{y_i}
     let diff = Matrix::from_fn(n, d, |i, k| x.get(i, k).sub(centers.get(c.labels[i], k)));
     let half = Interval::from_f64(prec, 0.5);

@@ -15,6 +15,7 @@
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
+use crate::reference::per_sample;
 use crate::reference::softmax::{cross_entropies, points, reduce, softmax, softmax_ce_grad};
 use crate::spec::{DistillCase, Reduction, SoftTerm};
 use rug::Float;
@@ -69,7 +70,7 @@ pub fn evaluate(c: &DistillCase, prec: u32) -> Answer<Interval> {
         .collect();
     let loss = reduce(&terms, c.reduction);
     let hard = softmax_ce_grad(&s, &c.labels, Reduction::Sum);
-    let n = s.rows() as i64;
+    let n = s.rows();
     let soft_scale = alpha.mul(&temp);
     let grad = Matrix::from_fn(s.rows(), s.cols(), |i, j| {
         let dq = if same[i] {
@@ -78,10 +79,7 @@ pub fn evaluate(c: &DistillCase, prec: u32) -> Answer<Interval> {
             qs.get(i, j).sub(qt.get(i, j))
         };
         let g = soft_scale.mul(&dq).add(&hard_weight.mul(hard.get(i, j)));
-        match c.reduction {
-            Reduction::Sum => g,
-            Reduction::Mean => g.div_i64(n),
-        }
+        per_sample(&g, c.reduction, n)
     });
     Answer {
         outputs: vec![("loss", Tensor::Scalar(loss))],

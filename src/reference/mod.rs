@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::exact;
 use crate::mp::certify::{certify_with_zeros, CertifiedAnswer, Goal};
 use crate::mp::interval::Interval;
-use crate::spec::Case;
+use crate::spec::{Case, Reduction};
 
 /// The enclosures of every output and gradient of `case` at `prec` bits.
 ///
@@ -86,4 +86,13 @@ pub fn certified(case: &Case) -> Result<CertifiedAnswer> {
         |prec| evaluate(case, prec),
         |prec, places| zeros.proven(prec, places),
     )
+}
+
+/// One per-sample term under SPEC §1's reduction: `v` for `sum`, v/N for `mean` (an exact
+/// division by the integer N, rounded outward).
+pub fn per_sample(v: &Interval, reduction: Reduction, n: usize) -> Interval {
+    match reduction {
+        Reduction::Sum => v.clone(),
+        Reduction::Mean => v.div_i64(n as i64),
+    }
 }

@@ -43,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::reference::geometry::{cosine, direction_numerator, row_norms, Cosine, RowNorm};
+use crate::reference::per_sample;
 use crate::reference::softmax::{ce_row, cross_entropies, points, reduce, softmax_ce_grad};
 use crate::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
 use std::cmp::Ordering;
@@ -396,10 +397,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
     let zero = Interval::from_i64(prec, 0);
     let one = Interval::from_i64(prec, 1);
     // r = 1/N for `mean`, 1 for `sum`
-    let r = match case.reduction {
-        Reduction::Sum => one.clone(),
-        Reduction::Mean => one.div_i64(n as i64),
-    };
+    let r = per_sample(&one, case.reduction, n);
     let rs = r.mul(&scale);
     let inv_w: Vec<Interval> = ws.iter().map(|v| one.div(&v.norm)).collect();
     // One batch row: its share, and its terms σ_j·∂CE/∂z_ij·cos θ_ij (0 at a pole), whose

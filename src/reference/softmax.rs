@@ -19,6 +19,7 @@
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
+use crate::reference::per_sample;
 use crate::spec::{Reduction, SoftmaxCase, SoftmaxCeCase};
 
 /// The working precision of a computation on these enclosures: the largest of theirs.
@@ -128,10 +129,7 @@ pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
 pub fn reduce(terms: &[Interval], reduction: Reduction) -> Interval {
     let prec = working_precision(terms);
     let total = Interval::sum(prec, terms);
-    match reduction {
-        Reduction::Sum => total,
-        Reduction::Mean => total.div_i64(terms.len() as i64),
-    }
+    per_sample(&total, reduction, terms.len())
 }
 
 /// The reduced `softmax_ce` loss.
@@ -151,7 +149,7 @@ pub fn softmax_ce_grad(
 ) -> Matrix<Interval> {
     let prec = working_precision(logits.as_slice());
     let (probs, log_probs) = softmax(logits, &Interval::from_i64(prec, 1));
-    let n = logits.rows() as i64;
+    let n = logits.rows();
     Matrix::from_fn(logits.rows(), logits.cols(), |i, j| {
         // p_y − 1 = expm1(ln p_y): no cancellation when p_y is within 1e−300 of 1.
         let g = if labels[i] == j {
@@ -159,10 +157,7 @@ pub fn softmax_ce_grad(
         } else {
             probs.get(i, j).clone()
         };
-        match reduction {
-            Reduction::Sum => g,
-            Reduction::Mean => g.div_i64(n),
-        }
+        per_sample(&g, reduction, n)
     })
 }
 
@@ -208,10 +203,7 @@ pub fn evaluate_softmax_ce(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> 
     let grad: Vec<Interval> = rows
         .into_iter()
         .flat_map(|(_, g)| g)
-        .map(|g| match case.reduction {
-            Reduction::Sum => g,
-            Reduction::Mean => g.div_i64(n as i64),
-        })
+        .map(|g| per_sample(&g, case.reduction, n))
         .collect();
     let grad = Matrix::from_vec(n, case.logits.cols(), grad).expect("one value per logit");
     Answer {
