@@ -21,8 +21,9 @@
 //! * `<loss>.grad`: each entry of ∂L/∂features (∂L/∂weights) in ulps of the magnitudes its
 //!   row sums, Σ_j |G_ij|'/‖x_i‖ (Σ_i |G_ij|'/‖w_j‖), where G_ij = ∂L/∂cos θ_ij at its
 //!   natural size: weighted by κ_i (κ_i² for the slope of a full angular margin) and floored
-//!   at r·s times the dtype's smallest normal number ([`measures`] states it exactly). A sum that cancels, as for two opposite features of one class,
-//!   has an exact value far below what it sums, and no GEMM resolves it better;
+//!   at r·s times the dtype's smallest normal number ([`measures`] states it exactly). A
+//!   sum that cancels, as for two opposite features of one class, has an exact value far
+//!   below what it sums, and no GEMM resolves it better;
 //! * `normface.grad_scale`: ulps of 2 (`mean`) or 2N (`sum`), the bound of Σ_ij
 //!   |∂L/∂z_ij · cos θ_ij|.
 //!
