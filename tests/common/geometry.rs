@@ -2,7 +2,7 @@
 //! angles θ_iy land in named regimes on purpose (SPEC §1's switch points and poles).
 
 use lossref::matrix::Matrix;
-use lossref::spec::{Boundary, LossId, Margin, MarginGrad};
+use lossref::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
 use proptest::prelude::*;
 use std::f64::consts::PI;
 
@@ -96,6 +96,26 @@ pub struct Problem {
     pub weights: Matrix<f64>,
     pub labels: Vec<usize>,
     pub angle: Angle,
+}
+
+/// The normalized-margin case of `loss` with `margin`, `scale` and `reduction` on a
+/// problem's batch.
+pub fn case(
+    p: &Problem,
+    loss: LossId,
+    margin: Margin,
+    scale: f64,
+    reduction: Reduction,
+) -> NormalizedCase {
+    NormalizedCase {
+        loss,
+        scale,
+        margin,
+        reduction,
+        features: p.features.clone(),
+        weights: p.weights.clone(),
+        labels: p.labels.clone(),
+    }
 }
 
 impl Problem {

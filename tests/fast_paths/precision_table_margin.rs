@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::deterministic_runner;
-use common::geometry::{margin_variants, problem, sized_problem, Angle, Problem, ARC_M};
+use common::geometry::{case, margin_variants, problem, sized_problem, Angle, ARC_M};
 use common::table::{Worsts, MARGIN_FAMILIES};
 use lossref::answer::{Answer, Tensor};
 use lossref::fast::{MarginLoss, Real};
@@ -65,24 +65,6 @@ fn measure<T: Real>(c: &NormalizedCase, tile: usize, worst: &mut Worsts) {
     worst.measure(&case, T::DTYPE, &exact, &got, &|| {
         format!("{c:?} tile {tile}")
     });
-}
-
-fn case(
-    p: &Problem,
-    loss: LossId,
-    margin: Margin,
-    scale: f64,
-    reduction: Reduction,
-) -> NormalizedCase {
-    NormalizedCase {
-        loss,
-        scale,
-        margin,
-        reduction,
-        features: p.features.clone(),
-        weights: p.weights.clone(),
-        labels: p.labels.clone(),
-    }
 }
 
 #[test]

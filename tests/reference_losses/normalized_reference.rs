@@ -8,7 +8,7 @@
 use crate::common;
 
 use common::deterministic_runner;
-use common::geometry::{margin_variants, problem, Angle, Problem, ARC_M};
+use common::geometry::{case, margin_variants, problem, Angle, Problem, ARC_M};
 use common::gradient::{check_gradient, points};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};
@@ -20,24 +20,6 @@ use proptest::prelude::*;
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::f64::consts::PI;
-
-fn case(
-    p: &Problem,
-    loss: LossId,
-    margin: Margin,
-    scale: f64,
-    reduction: Reduction,
-) -> NormalizedCase {
-    NormalizedCase {
-        loss,
-        scale,
-        margin,
-        reduction,
-        features: p.features.clone(),
-        weights: p.weights.clone(),
-        labels: p.labels.clone(),
-    }
-}
 
 fn certify(c: &NormalizedCase) -> CertifiedAnswer {
     certified(&Case::Normalized(c.clone()))
