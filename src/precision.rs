@@ -569,14 +569,18 @@ pub fn measures(case: &Case, exact: &Answer<f64>, dtype: Dtype) -> Vec<Measure> 
         Case::Normalized(c) => {
             let t = normalized_terms(c, dtype.min_normal());
             let d = c.features.cols();
-            vec![
+            let mut columns = vec![
                 vec![normalized_loss_scale(c, loss(), &t)],
                 per_entry(&t.rows, d),
                 per_entry(&t.cols, d),
-                vec![normface_grad_scale_scale(c)],
-            ]
+            ];
+            if c.loss == LossId::NormFace {
+                columns.push(vec![normface_grad_scale_scale(c)]);
+            }
+            columns
         }
     };
+    debug_assert_eq!(groups.len(), columns.len(), "a group without scales");
     groups
         .into_iter()
         .zip(columns)
