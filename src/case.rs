@@ -8,10 +8,9 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
 use crate::npz;
-use crate::spec::{
-    Boundary, Case, CenterCase, DistillCase, LossId, Margin, MarginGrad, MultiplicativeCase,
-    NormalizedCase, Reduction, SoftTerm, SoftmaxCase, SoftmaxCeCase, SPEC_LOSSES,
-};
+
+pub use crate::family::normalized::margin_params;
+use crate::spec::{Case, LossId, Reduction, SPEC_LOSSES};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
@@ -251,195 +250,19 @@ fn case_with_inputs<'a>(
     top.finish("a case has the keys loss, params, inputs")?;
     let mut params = Fields::new(params_value, "params")?;
     let mut inputs = make_inputs(inputs_value)?;
-    let case = match loss {
-        LossId::Softmax => {
-            let temperature = params.positive("temperature", 1.0)?;
-            let logits = inputs.logits("logits")?;
-            Case::Softmax(SoftmaxCase {
-                temperature,
-                logits,
-            })
-        }
-        LossId::SoftmaxCe => {
-            let reduction = params.reduction()?;
-            let logits = inputs.logits("logits")?;
-            let labels = inputs.labels("labels", logits.rows(), logits.cols())?;
-            Case::SoftmaxCe(SoftmaxCeCase {
-                reduction,
-                logits,
-                labels,
-            })
-        }
-        LossId::Distill => {
-            let temperature = params.positive("temperature", 4.0)?;
-            let alpha = params.unit_interval("alpha", 0.9)?;
-            let soft = params
-                .choice("soft", SoftTerm::from_name, "\"kl\" or \"ce\"")?
-                .unwrap_or_default();
-            let reduction = params.reduction()?;
-            let student = inputs.logits("student_logits")?;
-            let teacher = inputs.logits("teacher_logits")?;
-            if (teacher.rows(), teacher.cols()) != (student.rows(), student.cols()) {
-                return Err(Error::invalid(
-                    inputs.place("teacher_logits"),
-                    format!(
-                        "is {}×{} but student_logits is {}×{}; both are N×C",
-                        teacher.rows(),
-                        teacher.cols(),
-                        student.rows(),
-                        student.cols()
-                    ),
-                ));
-            }
-            let labels = inputs.labels("labels", student.rows(), student.cols())?;
-            Case::Distill(DistillCase {
-                temperature,
-                alpha,
-                soft,
-                reduction,
-                student,
-                teacher,
-                labels,
-            })
-        }
-        LossId::LSoftmax | LossId::SphereFace => {
-            let default = if loss == LossId::LSoftmax { 2 } else { 4 };
-            let margin = params.integer_margin(default)?;
-            let lambda = params.non_negative("lambda", 0.0)?;
-            let reduction = params.reduction()?;
-            let features = inputs.unit_rows("features")?;
-            let weights = if loss == LossId::SphereFace {
-                inputs.unit_rows("weights")?
-            } else {
-                inputs.matrix("weights")?
-            };
-            check_classes(&features, &weights, &inputs.place("weights"))?;
-            let labels = inputs.labels("labels", features.rows(), weights.rows())?;
-            // L-Softmax normalizes only at the target: a zero weight row is undefined
-            // where it is some sample's class.
-            if let Some(&y) = labels
-                .iter()
-                .find(|&&y| weights.row(y).iter().all(|&v| v == 0.0))
-            {
-                return Err(Error::invalid(
-                    format!("{}[{y}]", inputs.place("weights")),
-                    "is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
-                ));
-            }
-            Case::Multiplicative(MultiplicativeCase {
-                loss,
-                margin,
-                lambda,
-                reduction,
-                features,
-                weights,
-                labels,
-            })
-        }
-        LossId::Center => {
-            let alpha = params.unit_interval("alpha", 0.5)?;
-            let reduction = params.reduction()?;
-            let features = inputs.matrix("features")?;
-            let centers = inputs.matrix("centers")?;
-            check_classes(&features, &centers, &inputs.place("centers"))?;
-            let labels = inputs.labels("labels", features.rows(), centers.rows())?;
-            Case::Center(CenterCase {
-                alpha,
-                reduction,
-                features,
-                centers,
-                labels,
-            })
-        }
-        LossId::NormFace
-        | LossId::CosFace
-        | LossId::AmSoftmax
-        | LossId::ArcFace
-        | LossId::Combined => normalized_case(loss, &mut params, &mut inputs)?,
-    };
+    let case = crate::family::parse(loss, &mut params, &mut inputs)?;
     params.finish(&format!("`{loss}` takes the parameters {}", params.taken()))?;
     inputs.finish(&format!("`{loss}` takes the inputs {}", inputs.taken()))?;
     Ok(case)
 }
 
-/// The parameters of a normalized-margin loss (`scale`, the margin rule, `reduction`) from
-/// a JSON `params` object, with the defaults of SPEC §1.
-///
-/// # Errors
-/// A parameter of the wrong type or range, or one the loss does not take, named.
-pub fn margin_params(loss: LossId, params: &Value) -> Result<(f64, Margin, Reduction)> {
-    let mut fields = Fields::new(params, "params")?;
-    let parsed = read_margin_params(loss, &mut fields)?;
-    fields.finish(&format!("`{loss}` takes the parameters {}", fields.taken()))?;
-    Ok(parsed)
-}
-
-fn read_margin_params(loss: LossId, params: &mut Fields) -> Result<(f64, Margin, Reduction)> {
-    let default_scale = match loss {
-        LossId::NormFace => 16.0,
-        LossId::AmSoftmax => 30.0,
-        _ => 64.0,
-    };
-    let scale = params.positive("scale", default_scale)?;
-    let margin = match loss {
-        LossId::CosFace | LossId::AmSoftmax => Margin::Additive {
-            m: params.finite("margin", 0.35)?,
-        },
-        LossId::ArcFace => Margin::Angular {
-            m: params.finite("margin", 0.5)?,
-            boundary: params
-                .choice(
-                    "boundary",
-                    Boundary::from_name,
-                    "\"none\", \"thmm\" or \"easy\"",
-                )?
-                .unwrap_or_default(),
-            grad: params
-                .choice(
-                    "margin_grad",
-                    MarginGrad::from_name,
-                    "\"full\" or \"detached\"",
-                )?
-                .unwrap_or_default(),
-        },
-        LossId::Combined => Margin::Combined {
-            m1: params.finite("m1", 1.0)?,
-            m2: params.finite("m2", 0.5)?,
-            m3: params.finite("m3", 0.0)?,
-        },
-        LossId::NormFace => Margin::None,
-        other => {
-            return Err(Error::invalid(
-                "loss",
-                format!("`{other}` is not a normalized-margin loss (normface, cosface, amsoftmax, arcface, combined)"),
-            ))
-        }
-    };
-    let reduction = params.reduction()?;
-    Ok((scale, margin, reduction))
-}
-
-/// The parameters and inputs of the normalized-margin family, with the defaults of SPEC §1.
-fn normalized_case(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<Case> {
-    let (scale, margin, reduction) = read_margin_params(loss, params)?;
-    let features = inputs.unit_rows("features")?;
-    let weights = inputs.unit_rows("weights")?;
-    check_classes(&features, &weights, &inputs.place("weights"))?;
-    let labels = inputs.labels("labels", features.rows(), weights.rows())?;
-    Ok(Case::Normalized(NormalizedCase {
-        loss,
-        scale,
-        margin,
-        reduction,
-        features,
-        weights,
-        labels,
-    }))
-}
-
 /// The class matrix (`weights` or `centers`, C×D) against the features (N×D): the same D,
 /// and C ≥ 2.
-fn check_classes(features: &Matrix<f64>, classes: &Matrix<f64>, place: &str) -> Result<()> {
+pub(crate) fn check_classes(
+    features: &Matrix<f64>,
+    classes: &Matrix<f64>,
+    place: &str,
+) -> Result<()> {
     if classes.cols() != features.cols() {
         return Err(Error::invalid(
             place,
@@ -476,14 +299,14 @@ fn describe(v: &Value) -> String {
 }
 
 /// The keys of one JSON object, read one by one so that leftovers can be reported.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     map: &'a Map<String, Value>,
     path: &'static str,
     taken: Vec<&'static str>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(value: &'a Value, path: &'static str) -> Result<Fields<'a>> {
+    pub(crate) fn new(value: &'a Value, path: &'static str) -> Result<Fields<'a>> {
         match value {
             Value::Object(map) => Ok(Fields {
                 map,
@@ -497,7 +320,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn place(&self, key: &str) -> String {
+    pub(crate) fn place(&self, key: &str) -> String {
         if self.path == "case" {
             key.to_string()
         } else {
@@ -505,17 +328,17 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn optional(&mut self, key: &'static str) -> Option<&'a Value> {
+    pub(crate) fn optional(&mut self, key: &'static str) -> Option<&'a Value> {
         self.taken.push(key);
         self.map.get(key)
     }
 
-    fn required(&mut self, key: &'static str) -> Result<&'a Value> {
+    pub(crate) fn required(&mut self, key: &'static str) -> Result<&'a Value> {
         self.optional(key)
             .ok_or_else(|| Error::invalid(self.place(key), "missing"))
     }
 
-    fn taken(&self) -> String {
+    pub(crate) fn taken(&self) -> String {
         if self.taken.is_empty() {
             "none".into()
         } else {
@@ -524,7 +347,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Rejects any key that was never read.
-    fn finish(&self, allowed: &str) -> Result<()> {
+    pub(crate) fn finish(&self, allowed: &str) -> Result<()> {
         match self.map.keys().find(|k| !self.taken.contains(&k.as_str())) {
             Some(extra) => Err(Error::invalid(
                 self.place(extra),
@@ -535,7 +358,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A finite real parameter > 0.
-    fn positive(&mut self, key: &'static str, default: f64) -> Result<f64> {
+    pub(crate) fn positive(&mut self, key: &'static str, default: f64) -> Result<f64> {
         let Some(v) = self.optional(key) else {
             return Ok(default);
         };
@@ -552,7 +375,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A real parameter in [0, 1].
-    fn unit_interval(&mut self, key: &'static str, default: f64) -> Result<f64> {
+    pub(crate) fn unit_interval(&mut self, key: &'static str, default: f64) -> Result<f64> {
         let Some(v) = self.optional(key) else {
             return Ok(default);
         };
@@ -566,7 +389,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A finite real parameter ≥ 0.
-    fn non_negative(&mut self, key: &'static str, default: f64) -> Result<f64> {
+    pub(crate) fn non_negative(&mut self, key: &'static str, default: f64) -> Result<f64> {
         let Some(v) = self.optional(key) else {
             return Ok(default);
         };
@@ -583,7 +406,7 @@ impl<'a> Fields<'a> {
     }
 
     /// The integer margin m of L-Softmax / A-Softmax: 1 ≤ m ≤ [`MAX_INTEGER_MARGIN`].
-    fn integer_margin(&mut self, default: u32) -> Result<u32> {
+    pub(crate) fn integer_margin(&mut self, default: u32) -> Result<u32> {
         let Some(v) = self.optional("margin") else {
             return Ok(default);
         };
@@ -600,7 +423,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A finite real parameter (any sign).
-    fn finite(&mut self, key: &'static str, default: f64) -> Result<f64> {
+    pub(crate) fn finite(&mut self, key: &'static str, default: f64) -> Result<f64> {
         match self.optional(key) {
             Some(v) => number(v, &self.place(key)),
             None => Ok(default),
@@ -608,7 +431,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A string parameter from a fixed set; `None` when omitted.
-    fn choice<T>(
+    pub(crate) fn choice<T>(
         &mut self,
         key: &'static str,
         parse: fn(&str) -> Option<T>,
@@ -626,7 +449,7 @@ impl<'a> Fields<'a> {
     }
 
     /// `reduction`: `mean` (default) or `sum`.
-    fn reduction(&mut self) -> Result<Reduction> {
+    pub(crate) fn reduction(&mut self) -> Result<Reduction> {
         Ok(self
             .choice("reduction", Reduction::from_name, "\"mean\" or \"sum\"")?
             .unwrap_or_default())
@@ -746,7 +569,7 @@ fn matrix(v: &Value, place: &str) -> Result<Matrix<f64>> {
 /// `"inputs": "NAME.npz"` names (SPEC §3). Both give the same matrices and labels, with the
 /// same checks, and errors that name the place (`inputs.features[2][0]` or
 /// `case.npz:features[2][0]`).
-enum Inputs<'a> {
+pub(crate) enum Inputs<'a> {
     Json(Fields<'a>),
     Npz {
         /// The archive as the case names it.
@@ -757,7 +580,7 @@ enum Inputs<'a> {
 }
 
 impl<'a> Inputs<'a> {
-    fn new(value: &'a Value, base: &Path) -> Result<Inputs<'a>> {
+    pub(crate) fn new(value: &'a Value, base: &Path) -> Result<Inputs<'a>> {
         let Value::String(name) = value else {
             return Ok(Inputs::Json(Fields::new(value, "inputs")?));
         };
@@ -775,14 +598,14 @@ impl<'a> Inputs<'a> {
         })
     }
 
-    fn place(&self, key: &str) -> String {
+    pub(crate) fn place(&self, key: &str) -> String {
         match self {
             Inputs::Json(fields) => fields.place(key),
             Inputs::Npz { file, .. } => format!("{file}:{key}"),
         }
     }
 
-    fn taken(&self) -> String {
+    pub(crate) fn taken(&self) -> String {
         match self {
             Inputs::Json(fields) => fields.taken(),
             Inputs::Npz { taken, .. } => taken.join(", "),
@@ -790,7 +613,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// Rejects any input that was never read.
-    fn finish(&self, allowed: &str) -> Result<()> {
+    pub(crate) fn finish(&self, allowed: &str) -> Result<()> {
         match self {
             Inputs::Json(fields) => fields.finish(allowed),
             Inputs::Npz { arrays, taken, .. } => {
@@ -806,7 +629,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// The array `key` of an archive, marked as read.
-    fn array(&mut self, key: &'static str) -> Result<&npz::Array> {
+    pub(crate) fn array(&mut self, key: &'static str) -> Result<&npz::Array> {
         let place = self.place(key);
         match self {
             Inputs::Json(_) => Err(Error::invalid(place, "not an archive")),
@@ -820,7 +643,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// A non-empty matrix of finite numbers.
-    fn matrix(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+    pub(crate) fn matrix(&mut self, key: &'static str) -> Result<Matrix<f64>> {
         let place = self.place(key);
         if let Inputs::Json(fields) = self {
             return matrix(fields.required(key)?, &place);
@@ -854,7 +677,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// A matrix whose rows are normalized by the loss: every row needs a non-zero norm.
-    fn unit_rows(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+    pub(crate) fn unit_rows(&mut self, key: &'static str) -> Result<Matrix<f64>> {
         let place = self.place(key);
         let m = self.matrix(key)?;
         if let Some(i) = (0..m.rows()).find(|&i| m.row(i).iter().all(|&x| x == 0.0)) {
@@ -867,7 +690,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// A logits matrix: N ≥ 1 rows of C ≥ 2 finite numbers.
-    fn logits(&mut self, key: &'static str) -> Result<Matrix<f64>> {
+    pub(crate) fn logits(&mut self, key: &'static str) -> Result<Matrix<f64>> {
         let place = self.place(key);
         let m = self.matrix(key)?;
         if m.cols() < 2 {
@@ -880,7 +703,7 @@ impl<'a> Inputs<'a> {
     }
 
     /// Labels: exactly `n` integers in `0..c`.
-    fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
+    pub(crate) fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
         let place = self.place(key);
         if let Inputs::Json(fields) = self {
             return json_labels(fields.required(key)?, &place, n, c);

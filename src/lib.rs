@@ -35,6 +35,7 @@ pub mod cli;
 pub mod corpus;
 pub mod error;
 pub mod exact;
+pub mod family;
 pub mod fast;
 pub mod matrix;
 pub mod mp;

@@ -2,6 +2,8 @@
 //! and validated inputs. One [`Case`] per loss drives the reference, the fast paths and
 //! `lossref eval` alike.
 
+pub use crate::family::center::CenterCase;
+pub use crate::family::distill::{DistillCase, SoftTerm};
 use crate::matrix::Matrix;
 use std::fmt;
 
@@ -241,53 +243,6 @@ pub struct SoftmaxCeCase {
     pub labels: Vec<usize>,
 }
 
-/// The soft term of `distill` (SPEC §1, `soft`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum SoftTerm {
-    /// KL(q_t ‖ q_s) = Σ q_t (log q_t − log q_s) (Hinton et al.; PyTorch's `kl_div`).
-    #[default]
-    Kl,
-    /// −Σ q_t log q_s: the cross-entropy with soft targets, KL plus the teacher's entropy.
-    Ce,
-}
-
-impl SoftTerm {
-    /// The SPEC spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SoftTerm::Kl => "kl",
-            SoftTerm::Ce => "ce",
-        }
-    }
-
-    /// Parses `kl` or `ce`.
-    pub fn from_name(name: &str) -> Option<SoftTerm> {
-        [SoftTerm::Kl, SoftTerm::Ce]
-            .into_iter()
-            .find(|t| t.as_str() == name)
-    }
-}
-
-/// A `distill` case (SPEC §1): per sample α·T²·soft_i + (1 − α)·CE(s_i, y_i) with
-/// q = softmax(·/T), reduced; the gradient is with respect to the student's logits.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DistillCase {
-    /// T > 0, default 4.
-    pub temperature: f64,
-    /// α ∈ [0, 1], default 0.9.
-    pub alpha: f64,
-    /// `kl` (default) or `ce`.
-    pub soft: SoftTerm,
-    /// `mean` (default) or `sum`.
-    pub reduction: Reduction,
-    /// N×C student logits.
-    pub student: Matrix<f64>,
-    /// N×C teacher logits.
-    pub teacher: Matrix<f64>,
-    /// N labels in `0..C`.
-    pub labels: Vec<usize>,
-}
-
 /// An `lsoftmax` or `sphereface` case (SPEC §1): CE(f_i, y_i) with f_ij = ν_j‖x_i‖cos θ_ij
 /// off the target and f_iy = ν_y‖x_i‖(λ cos θ_iy + ψ_m(θ_iy))/(1 + λ), where ν_j = ‖w_j‖
 /// (`lsoftmax`) or 1 (`sphereface`).
@@ -314,21 +269,6 @@ impl MultiplicativeCase {
     pub fn normalized_weights(&self) -> bool {
         self.loss == LossId::SphereFace
     }
-}
-
-/// A `center` case (SPEC §1): ½‖x_i − c_{y_i}‖², reduced, with the update `centers_next`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CenterCase {
-    /// α ∈ [0, 1], default 0.5: the rate of the center update.
-    pub alpha: f64,
-    /// `mean` (default) or `sum`.
-    pub reduction: Reduction,
-    /// N×D features.
-    pub features: Matrix<f64>,
-    /// C×D centers, C ≥ 2.
-    pub centers: Matrix<f64>,
-    /// N labels in `0..C`.
-    pub labels: Vec<usize>,
 }
 
 /// ArcFace's rule past the point where cos(θ + m) stops decreasing (SPEC §1).
@@ -464,25 +404,11 @@ pub enum Case {
 impl Case {
     /// The case's `reduction`, for the losses that have one (all but `softmax`).
     pub fn reduction_mut(&mut self) -> Option<&mut Reduction> {
-        match self {
-            Case::Softmax(_) => None,
-            Case::SoftmaxCe(c) => Some(&mut c.reduction),
-            Case::Normalized(c) => Some(&mut c.reduction),
-            Case::Distill(c) => Some(&mut c.reduction),
-            Case::Multiplicative(c) => Some(&mut c.reduction),
-            Case::Center(c) => Some(&mut c.reduction),
-        }
+        crate::family::reduction_mut(self)
     }
 
     /// The loss this case evaluates.
     pub fn loss(&self) -> LossId {
-        match self {
-            Case::Softmax(_) => LossId::Softmax,
-            Case::SoftmaxCe(_) => LossId::SoftmaxCe,
-            Case::Normalized(c) => c.loss,
-            Case::Distill(_) => LossId::Distill,
-            Case::Multiplicative(c) => c.loss,
-            Case::Center(_) => LossId::Center,
-        }
+        crate::family::loss(self)
     }
 }

@@ -5,10 +5,10 @@
 
 use super::{judge_group, CaseReport, Corpus, Loaded, Results, Verdict};
 use crate::answer::{Answer, Tensor};
-use crate::corpus::generate::Dtype;
 use crate::error::Result;
 use crate::reference::evaluate;
-use crate::spec::{Boundary, Case, Margin, MarginGrad, Reduction, SoftTerm};
+use crate::spec::Dtype;
+use crate::spec::{Case, Reduction};
 use crate::tolerance::scales;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -44,12 +44,15 @@ impl Diagnosis {
     }
 }
 
-fn midpoints(case: &Case) -> Option<Answer<f64>> {
+/// The reference's answer at 160 bits, each value its enclosure's midpoint: what a
+/// convention's re-evaluation is judged against.
+pub(crate) fn midpoints(case: &Case) -> Option<Answer<f64>> {
     let a = evaluate(case, 160).ok()?;
     a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())).ok()
 }
 
-fn scaled(a: &Answer<f64>, factor: f64, keep: &[&str]) -> Answer<f64> {
+/// `a` with every value times `factor`, except those whose place names one of `keep`.
+pub(crate) fn scaled(a: &Answer<f64>, factor: f64, keep: &[&str]) -> Answer<f64> {
     a.try_map(|place, v| {
         Ok::<f64, ()>(if keep.iter().any(|k| place.contains(k)) {
             *v
@@ -60,7 +63,8 @@ fn scaled(a: &Answer<f64>, factor: f64, keep: &[&str]) -> Answer<f64> {
     .unwrap_or_else(|()| a.clone())
 }
 
-fn combine(a: &Answer<f64>, b: &Answer<f64>, wa: f64, wb: f64) -> Answer<f64> {
+/// wa·a + wb·b, value by value in answer order.
+pub(crate) fn combine(a: &Answer<f64>, b: &Answer<f64>, wa: f64, wb: f64) -> Answer<f64> {
     let mut values = Vec::new();
     for (_, _, t) in b.sections() {
         values.extend(t.values().iter().copied());
@@ -74,169 +78,33 @@ fn combine(a: &Answer<f64>, b: &Answer<f64>, wa: f64, wb: f64) -> Answer<f64> {
     .unwrap_or_else(|()| a.clone())
 }
 
-/// The alternative answers of the conventions that apply to `case`: (description, answer,
-/// the case whose scales judge it).
-fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<(String, Answer<f64>, Case)> {
+/// A convention's answer: (description, answer, the case whose scales judge it).
+pub(crate) type Alternative = (String, Answer<f64>, Case);
+
+/// The convention `what`, whose answer is the reference's under `case`; `None` where the
+/// reference is undefined there.
+pub(crate) fn reevaluated(what: &str, case: Case) -> Option<Alternative> {
+    midpoints(&case).map(|a| (what.to_string(), a, case))
+}
+
+/// The alternative answers of the conventions that apply to `case`: the other reduction
+/// here, and each family's own (`crate::family`'s `conventions`).
+fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<Alternative> {
     let case = &loaded.case;
     let mut out = Vec::new();
-    let mut with = |what: &str, c: Case| {
-        if let Some(a) = midpoints(&c) {
-            out.push((what.to_string(), a, c));
-        }
-    };
     // every loss but softmax: the other reduction
     let mut flipped = case.clone();
     if let Some(r) = flipped.reduction_mut() {
         let asked = *r;
         *r = asked.other();
-        with(
-            if asked == Reduction::Mean {
-                "the loss is a sum over the batch, not a mean"
-            } else {
-                "the loss is a mean over the batch, not a sum"
-            },
-            flipped,
-        );
+        let what = if asked == Reduction::Mean {
+            "the loss is a sum over the batch, not a mean"
+        } else {
+            "the loss is a mean over the batch, not a sum"
+        };
+        out.extend(reevaluated(what, flipped));
     }
-    match case.clone() {
-        Case::Distill(c) => {
-            let mut d = c.clone();
-            d.soft = if c.soft == SoftTerm::Kl {
-                SoftTerm::Ce
-            } else {
-                SoftTerm::Kl
-            };
-            with(
-                if c.soft == SoftTerm::Kl {
-                    "the soft term is the cross-entropy −Σ q_t log q_s, not KL(q_t ‖ q_s)"
-                } else {
-                    "the soft term is KL(q_t ‖ q_s), not the cross-entropy"
-                },
-                Case::Distill(d),
-            );
-            // missing T²: α·soft + (1 − α)·CE = α/T²·(T²·soft) + (1 − α)·CE
-            let (mut soft, mut hard) = (c.clone(), c.clone());
-            soft.alpha = 1.0;
-            hard.alpha = 0.0;
-            if let (Some(s), Some(h)) = (
-                midpoints(&Case::Distill(soft)),
-                midpoints(&Case::Distill(hard)),
-            ) {
-                let t2 = c.temperature * c.temperature;
-                out.push((
-                    "the soft term is missing its T² factor".into(),
-                    combine(&s, &h, c.alpha / t2, 1.0 - c.alpha),
-                    case.clone(),
-                ));
-            }
-        }
-        Case::Center(_) => {
-            if let Some(a) = midpoints(case) {
-                out.push((
-                    "the loss is missing its ½ (‖x − c‖² instead of ½‖x − c‖²)".into(),
-                    scaled(&a, 2.0, &["centers_next"]),
-                    case.clone(),
-                ));
-            }
-        }
-        Case::Normalized(c) => {
-            let degrees = std::f64::consts::PI / 180.0;
-            match c.margin {
-                Margin::Additive { m } => {
-                    let mut d = c.clone();
-                    d.margin = Margin::Additive { m: m / c.scale };
-                    with(
-                        "the target logit is s·cos θ − m, not s·(cos θ − m)",
-                        Case::Normalized(d),
-                    );
-                    let mut d = c.clone();
-                    d.margin = Margin::Additive { m: m * degrees };
-                    with("the margin is read in degrees", Case::Normalized(d));
-                }
-                Margin::Angular { m, boundary, grad } => {
-                    let mut d = c.clone();
-                    d.margin = Margin::Angular {
-                        m: m * degrees,
-                        boundary,
-                        grad,
-                    };
-                    with("the margin is read in degrees", Case::Normalized(d));
-                    for other in Boundary::ALL.into_iter().filter(|b| *b != boundary) {
-                        let mut d = c.clone();
-                        d.margin = Margin::Angular {
-                            m,
-                            boundary: other,
-                            grad,
-                        };
-                        with(
-                            &format!(
-                                "ArcFace's boundary is `{}`, not `{}`",
-                                other.as_str(),
-                                boundary.as_str()
-                            ),
-                            Case::Normalized(d),
-                        );
-                    }
-                    let other = if grad == MarginGrad::Full {
-                        MarginGrad::Detached
-                    } else {
-                        MarginGrad::Full
-                    };
-                    let mut d = c.clone();
-                    d.margin = Margin::Angular {
-                        m,
-                        boundary,
-                        grad: other,
-                    };
-                    with(
-                        &format!(
-                            "the margin gradient is `{}`, not `{}`",
-                            other.as_str(),
-                            grad.as_str()
-                        ),
-                        Case::Normalized(d),
-                    );
-                }
-                Margin::Combined { m1, m2, m3 } => {
-                    let mut d = c.clone();
-                    d.margin = Margin::Combined {
-                        m1,
-                        m2: m2 * degrees,
-                        m3,
-                    };
-                    with(
-                        "the angular margin m2 is read in degrees",
-                        Case::Normalized(d),
-                    );
-                }
-                Margin::None => {}
-            }
-        }
-        // the reduction is their only convention
-        Case::SoftmaxCe(_) | Case::Multiplicative(_) => {}
-        Case::Softmax(_) => {
-            // log(softmax(z)) in the dtype: −∞ wherever the probability underflows there
-            if let Some(a) = midpoints(case) {
-                let p: Vec<f64> = a
-                    .output("probabilities")
-                    .map(|t| t.values().to_vec())
-                    .unwrap_or_default();
-                let mut k = 0;
-                let alt = a
-                    .try_map(|place, v| {
-                        Ok::<f64, ()>(if place.starts_with("outputs.log_probabilities") {
-                            let pk = p.get(k).copied().unwrap_or(0.0);
-                            k += 1;
-                            dtype.round(pk).ln()
-                        } else {
-                            *v
-                        })
-                    })
-                    .unwrap_or_else(|()| a.clone());
-                out.push(("the log-probabilities are log(softmax(z)), which underflows, not log_softmax(z)".into(), alt, case.clone()));
-            }
-        }
-    }
+    out.extend(crate::family::conventions(case, dtype));
     out
 }
 

@@ -5,7 +5,7 @@
 //! (high condition number) are told apart at a glance.
 
 use super::{escape_markup, CheckReport};
-use crate::corpus::generate::Dtype;
+use crate::spec::Dtype;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write;

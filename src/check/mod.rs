@@ -8,12 +8,12 @@ pub mod junit;
 
 use crate::answer::{Answer, Tensor};
 use crate::case::case_from_arrays;
-use crate::corpus::generate::Dtype;
 use crate::error::{Error, ErrorKind, Result};
 use crate::matrix::Matrix;
 use crate::npz::{self, Array, Data};
-use crate::precision::Quantity;
+use crate::precision::{quantities, Quantity};
 use crate::spec::Case;
+use crate::spec::Dtype;
 use crate::tolerance::{allowed_ulps, scales, summation_factor, Scale, ILL_CONDITIONED};
 use serde_json::{json, Value};
 use statrs::statistics::{Data as Sample, OrderStatistics};
@@ -146,6 +146,16 @@ impl Corpus {
             if let Some(name) = key.strip_prefix("inputs/") {
                 inputs.insert(name.to_string(), a.clone());
             }
+        }
+        let head = json!({"loss": case.loss, "params": case.params});
+        let parsed = case_from_arrays(&head, inputs, &case.arrays)
+            .map_err(|e| Error::new(e.kind, format!("{}: {}", case.id, e.place), e.reason))?;
+        // the names of the case's outputs and gradients, as its family lists them
+        let names: Vec<&'static str> = quantities(&parsed)
+            .into_iter()
+            .filter_map(|(group, _)| group.split_once('/').map(|(_, name)| name))
+            .collect();
+        for (key, a) in &arrays {
             for (prefix, target) in [
                 ("reference/", &mut reference),
                 ("reference/binary32/", &mut reference32),
@@ -157,7 +167,7 @@ impl Corpus {
                     continue;
                 };
                 let Some(t) = tensor(a) else { continue };
-                let Some(name) = VALUE_NAMES.iter().copied().find(|n| *n == name) else {
+                let Some(name) = names.iter().copied().find(|n| *n == name) else {
                     continue;
                 };
                 match section {
@@ -167,9 +177,6 @@ impl Corpus {
                 }
             }
         }
-        let head = json!({"loss": case.loss, "params": case.params});
-        let parsed = case_from_arrays(&head, inputs, &case.arrays)
-            .map_err(|e| Error::new(e.kind, format!("{}: {}", case.id, e.place), e.reason))?;
         Ok(Loaded {
             case: parsed,
             reference,
@@ -177,20 +184,6 @@ impl Corpus {
         })
     }
 }
-
-/// The names of SPEC §1's outputs and gradients.
-const VALUE_NAMES: &[&str] = &[
-    "loss",
-    "probabilities",
-    "log_probabilities",
-    "centers_next",
-    "logits",
-    "student_logits",
-    "features",
-    "weights",
-    "centers",
-    "scale",
-];
 
 /// A corpus case read back: the case and its reference roundings.
 pub struct Loaded {

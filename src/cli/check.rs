@@ -5,9 +5,9 @@ use crate::check::junit::junit;
 use crate::check::{
     check, groups_of, known_ids, read_expectations, CheckReport, Corpus, Groups, Results,
 };
-use crate::corpus::generate::Dtype;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fast::dispatch::evaluate;
+use crate::spec::Dtype;
 use std::path::Path;
 
 /// `lossref check` as typed.

@@ -18,7 +18,9 @@
 //! input is axis-aligned; `permuted`: rotated, with the classes reordered and the labels
 //! following them.
 
-use crate::corpus::generate::{margin_variants_with, seed_of, variant, Dtype, Generated, Variant};
+use crate::corpus::generate::{seed_of, variant, Generated, Variant};
+use crate::family::normalized::corpus::margin_variants_with;
+use crate::spec::Dtype;
 use crate::spec::LossId;
 use serde_json::{json, Map, Value};
 
@@ -165,7 +167,14 @@ fn object(v: Value) -> Map<String, Value> {
     }
 }
 
-fn generated(
+/// The id of case `k` of `name`'s exact-zero cases in `dtype`.
+pub(crate) fn id(name: &str, dtype: Dtype, k: usize) -> String {
+    format!("{name}/edge-exact-zero/{}-{k:04}", dtype.short())
+}
+
+/// One exact-zero case: tag `edge:exact-zero`, seeded by its id, `description` added to
+/// its generator.
+pub(crate) fn generated(
     id: String,
     dtype: Dtype,
     loss: LossId,
@@ -185,60 +194,6 @@ fn generated(
         generator,
         case: json!({"loss": loss.as_str(), "params": Value::Object(object(params)), "inputs": inputs}),
     }
-}
-
-/// The softmax-only losses in symmetric and permuted configurations: equal logits
-/// (`softmax`, `softmax_ce`), a teacher that is a shifted permutation of the student
-/// keeping some classes in place (`distill`, where q_s − q_t vanishes there), and samples
-/// placed symmetrically about their center (`center`).
-fn softmax_family(dtype: Dtype, out: &mut Vec<Generated>) {
-    let id = |name: &str, k: usize| format!("{name}/edge-exact-zero/{}-{k:04}", dtype.short());
-    out.push(generated(
-        id("softmax", 0),
-        dtype,
-        LossId::Softmax,
-        json!({"temperature": 2}),
-        json!({"logits": [[1.0, 3.0, 1.0, 3.0], [0.5, 0.5, 0.5, 0.5]]}),
-        json!({"construction": "equal logits in permuted places"}),
-    ));
-    out.push(generated(
-        id("softmax_ce", 0),
-        dtype,
-        LossId::SoftmaxCe,
-        json!({"reduction": "sum"}),
-        json!({"logits": [[1.0, 3.0, 1.0, 3.0], [3.0, 1.0, 3.0, 1.0]], "labels": [1, 0]}),
-        json!({"construction": "two rows, one the other's permutation"}),
-    ));
-    for (k, (temperature, soft, alpha)) in [
-        (1.0, "kl", 1.0),
-        (4.0, "kl", 1.0),
-        (4.0, "ce", 1.0),
-        (0.5, "kl", 1.0),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        out.push(generated(
-            id("distill", k),
-            dtype,
-            LossId::Distill,
-            json!({"temperature": temperature, "soft": soft, "alpha": alpha}),
-            json!({"student_logits": [[0.0, 1.0, 2.0, 1.0], [2.0, -1.0, 0.5, 0.5]],
-                   "teacher_logits": [[3.0, 5.0, 4.0, 4.0], [0.5, -1.0, 2.0, 0.5]],
-                   "labels": [0, 2]}),
-            json!({"construction": "teacher = a permutation of the student (+3 in row 0) fixing classes 0 and 3 (row 0) and 1 and 3 (row 1)"}),
-        ));
-    }
-    out.push(generated(
-        id("center", 0),
-        dtype,
-        LossId::Center,
-        json!({"alpha": 0.5}),
-        json!({"features": [[1.5, -2.0, 0.25], [0.5, 0.0, -0.25], [3.0, 3.0, 3.0]],
-               "centers": [[1.0, -1.0, 0.0], [3.0, 3.0, 3.0]],
-               "labels": [0, 0, 1]}),
-        json!({"construction": "two samples symmetric about their center, one at its center"}),
-    ));
 }
 
 /// Every case of the family in the given frames, for `dtype` (the numbers are small
@@ -267,7 +222,8 @@ pub fn cases(dtype: Dtype, frames: &[Frame]) -> Vec<Generated> {
             }
         }
     }
-    softmax_family(dtype, &mut out);
+    // the families' own symmetric constructions
+    out.extend(crate::family::exact_zero_cases(dtype));
     out
 }
 

@@ -10,14 +10,14 @@
 //! * [`lindemann`]: the value as Σ_r Σ_l p_rl·B_rl over softmax rows, proven 0 when the
 //!   coefficients of equal logits cancel (complete for algebraic data by
 //!   Lindemann–Weierstrass);
-//! * [`normalized`], [`psi`], [`distill`]: each family's gradients in that form.
+//! * [`normalized`], [`psi`] and the families' own homes ([`crate::family`]): each
+//!   family's gradients in that form, through the `exact_form` of `crate::family::LossFamily`.
 //!
-//! `softmax`, `softmax_ce`, `center` and every loss value need none of this: a
-//! probability lies in (0, 1), CE(z, y) > 0 for C ≥ 2, and `center` is a polynomial in
-//! the inputs that the reference evaluates exactly once the precision covers the
-//! exponent range of binary64 (its zeros are points).
+//! Every loss value, and the families whose `exact_form` is `None`, need none of this: a
+//! probability lies in (0, 1), CE(z, y) > 0 for C ≥ 2, and a polynomial in the inputs is
+//! evaluated exactly once the precision covers the exponent range of binary64 (its zeros
+//! are points).
 
-pub mod distill;
 pub mod geometry;
 pub mod lindemann;
 pub mod normalized;
@@ -45,24 +45,11 @@ pub trait ExactForm {
 /// comparisons with transcendental thresholds), or `None` for families without exact
 /// zeros to prove, cases beyond [`MAX_EXACT_WORK`], or an undecided comparison.
 pub fn form(case: &Case, prec: u32) -> Option<Box<dyn ExactForm>> {
-    match case {
-        Case::Normalized(c) => {
-            within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
-            Some(Box::new(normalized::NormalizedForm::new(c, prec)?))
-        }
-        Case::Multiplicative(c) => {
-            within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
-            Some(Box::new(psi::PsiForm::new(c, prec)?))
-        }
-        Case::Distill(c) => {
-            within_budget(c.student.rows(), c.student.cols(), 1)?;
-            Some(Box::new(distill::DistillForm::new(c)?))
-        }
-        Case::Softmax(_) | Case::SoftmaxCe(_) | Case::Center(_) => None,
-    }
+    crate::family::exact_form(case, prec)
 }
 
-fn within_budget(n: usize, c: usize, d: usize) -> Option<()> {
+/// `Some` when N·C·D is within [`MAX_EXACT_WORK`].
+pub(crate) fn within_budget(n: usize, c: usize, d: usize) -> Option<()> {
     let work = n.checked_mul(c)?.checked_mul(d.max(1))?;
     (work <= MAX_EXACT_WORK).then_some(())
 }

@@ -7,12 +7,10 @@
 //! runs in a fixed order). The tile size of [`MarginLoss::forward_backward_tiled`] (and of a
 //! [`Workspace`]) changes only the bits of ∂L/∂W, whose sum over the batch is split at tile
 //! boundaries, and, for one-row tiles (a GEMV instead of a GEMM), those of ∂L/∂X; the loss
-//! and ∂L/∂s never change. softmax, softmax_ce, distill and center run on one thread.
+//! and ∂L/∂s never change. The softmax, distillation and center paths run on one thread.
 //! `tests/fast_paths/fast_margin.rs` holds these claims.
 
-pub mod center;
 pub mod dispatch;
-pub mod distill;
 pub mod normalized;
 pub mod psi;
 pub mod real;

@@ -34,7 +34,7 @@
 use crate::error::{Error, Result};
 use crate::fast::real::{compensated_sum, Real};
 use crate::fast::tiles::{check_batch, row_norm, row_tiles, softmax_gradient_row};
-use crate::spec::{Boundary, Margin, MarginGrad, NormalizedCase, Reduction};
+use crate::spec::{Margin, NormalizedCase, Reduction};
 use faer::Par;
 use rayon::prelude::*;
 
@@ -354,65 +354,16 @@ crate::avx2_dispatch!(
         => MarginLoss::row_portable
 );
 
-/// g(cos θ) and dg/dcos θ in f64 (SPEC §1); `Err` says why the full gradient does not
-/// exist at `c`: a slope that is unbounded when sin θ rounds to 0, or the `easy` switch
-/// hit exactly (cos θ = 0), where the target logit jumps.
+/// g(cos θ) and dg/dcos θ in f64 (SPEC §1), by the family's one binary64 rule
+/// ([`crate::family::normalized::target`]); `Err` says why the full gradient does not exist
+/// at `c`: a slope that is unbounded when sin θ rounds to 0, or the `easy` switch hit
+/// exactly (cos θ = 0), where the target logit jumps.
 fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static str> {
     let c = c.clamp(-1.0, 1.0);
-    let angular = |m1: f64, m2: f64, m3: f64| {
-        let theta = c.acos();
-        let a = m1 * theta + m2;
-        let value = a.cos() - m3;
-        let sin_theta = ((1.0 - c) * (1.0 + c)).sqrt();
-        if m1 == 0.0 {
-            return Some((value, 0.0));
-        }
-        if sin_theta == 0.0 {
-            // the limits of m1·sin(m1θ + m2)/sin θ, as in the reference
-            if m2 != 0.0 || (c < 0.0 && m1.fract() != 0.0) {
-                return None;
-            }
-            let sq = m1 * m1;
-            return Some((value, if c < 0.0 && m1 % 2.0 == 0.0 { -sq } else { sq }));
-        }
-        Some((value, m1 * a.sin() / sin_theta))
-    };
-    match *margin {
-        Margin::None => Ok((c, 1.0)),
-        Margin::Additive { m } => Ok((c - m, 1.0)),
-        Margin::Combined { m1, m2, m3 } => angular(m1, m2, m3)
-            .ok_or("cos(m1·θ + m2) − m3 has an unbounded derivative (dθ/dcos θ is infinite)"),
-        Margin::Angular { m, boundary, grad } => {
-            let use_margin = match boundary {
-                Boundary::None => true,
-                Boundary::Thmm => c > (std::f64::consts::PI - m).cos(),
-                Boundary::Easy => c > 0.0,
-            };
-            let (value, slope) = if use_margin {
-                match angular(1.0, m, 0.0) {
-                    Some(v) => v,
-                    None if grad == MarginGrad::Detached => ((c.acos() + m).cos(), 1.0),
-                    None => {
-                        return Err("arcface's cos(θ + m) has an unbounded derivative \
-                                    (dθ/dcos θ is infinite)")
-                    }
-                }
-            } else if boundary == Boundary::Thmm {
-                (c - m * m.sin(), 1.0)
-            } else {
-                (c, 1.0)
-            };
-            if boundary == Boundary::Easy && c == 0.0 && grad == MarginGrad::Full {
-                return Err(
-                    "cos θ = 0 is the `easy` switch: arcface's target logit jumps from \
-                            cos θ to cos(θ + m) = −sin m and the gradient does not exist",
-                );
-            }
-            Ok(match grad {
-                MarginGrad::Full => (value, slope),
-                MarginGrad::Detached => (value, 1.0),
-            })
-        }
+    let rule = crate::family::normalized::target(margin, c, ((1.0 - c) * (1.0 + c)).sqrt());
+    match rule.undefined {
+        Some(why) => Err(why),
+        None => Ok((rule.value, rule.slope)),
     }
 }
 

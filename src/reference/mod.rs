@@ -1,10 +1,9 @@
 //! Reference implementations: every loss of SPEC §1 written as its formula on
-//! [`Interval`]s, one module per family. [`evaluate`] dispatches a [`Case`] at a given
+//! [`Interval`]s, one module per family (`center` and `distill` live in their homes,
+//! [`crate::family`]). [`evaluate`] dispatches a [`Case`] at a given
 //! precision; [`certified`] runs it through the escalation loop of
 //! [`crate::mp::certify`].
 
-pub mod center;
-pub mod distill;
 pub mod geometry;
 pub mod normalized;
 pub mod psi;
@@ -34,14 +33,7 @@ use crate::spec::{Case, Reduction};
 /// # Errors
 /// An undefined point of the loss (SPEC §1), naming the row.
 pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
-    Ok(match case {
-        Case::Softmax(c) => softmax::evaluate_softmax(c, prec),
-        Case::SoftmaxCe(c) => softmax::evaluate_softmax_ce(c, prec),
-        Case::Normalized(c) => normalized::evaluate(c, prec)?,
-        Case::Distill(c) => distill::evaluate(c, prec),
-        Case::Multiplicative(c) => psi::evaluate(c, prec),
-        Case::Center(c) => center::evaluate(c, prec),
-    })
+    crate::family::reference(case, prec)
 }
 
 /// The enclosures of `case` at `prec` bits by the plain path: every formula one MPFR

@@ -5,8 +5,8 @@
 //! its formula as unstable on that case.
 
 use lossref::check::{check, Corpus, Groups, Results, Verdict};
-use lossref::corpus::generate::Dtype;
 use lossref::fast::real::Real;
+use lossref::spec::Dtype;
 use lossref::spec::{Boundary, Case, Margin, MarginGrad, NormalizedCase, Reduction};
 use std::collections::BTreeMap;
 use std::path::Path;

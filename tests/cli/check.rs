@@ -9,8 +9,8 @@ use lossref::check::{
     check, glob, groups_of, Corpus, CorpusCase, Expectation, Groups, Results, Verdict,
 };
 use lossref::cli::check::fast_results;
-use lossref::corpus::generate::Dtype;
 use lossref::fast::dispatch::evaluate;
+use lossref::spec::Dtype;
 use lossref::spec::{Boundary, Case, Margin, MarginGrad, Reduction};
 use std::collections::BTreeMap;
 use std::path::Path;

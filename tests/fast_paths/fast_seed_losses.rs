@@ -2,8 +2,8 @@
 //! them: invalid inputs are errors that name the place, never panics or NaNs.
 //! (Accuracy against the reference: `tests/fast_paths/precision_table_seed_losses.rs`.)
 
-use lossref::fast::center::center;
-use lossref::fast::distill::Distill;
+use lossref::family::center::fast::center;
+use lossref::family::distill::fast::Distill;
 use lossref::fast::psi::{psi_f64, MultiplicativeLoss};
 use lossref::spec::{Reduction, SoftTerm};
 

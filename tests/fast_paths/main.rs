@@ -5,6 +5,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod error_scales;
 mod fast_margin;
 mod fast_seed_losses;
 mod fast_softmax;

@@ -7,10 +7,11 @@ use crate::common;
 
 use common::gradient::{check_gradient, points};
 
+use lossref::family::{center, distill};
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
 use lossref::numdiff::agreement_digits;
-use lossref::reference::{center, certified, distill};
+use lossref::reference::certified;
 use lossref::spec::{Case, CenterCase, DistillCase, Reduction, SoftTerm, SoftmaxCeCase};
 use proptest::prelude::*;
 
@@ -89,7 +90,7 @@ proptest! {
             labels,
         };
         let prec = 640;
-        let answer = distill::evaluate(&c, prec);
+        let answer = distill::reference::evaluate(&c, prec);
         let loss = &answer.output("loss").unwrap().values()[0];
         let analytic = answer.gradient("student_logits").unwrap().values();
         check_gradient(&format!("{c:?} student_logits"), loss, analytic, &c.student, |s, _| naive_distill(&c, s));
@@ -123,7 +124,7 @@ proptest! {
         let c = DistillCase { temperature: t, alpha: 1.0, soft: SoftTerm::Kl, reduction: Reduction::Sum,
             student: student.clone(), teacher: teacher.clone(), labels };
         let prec = 512;
-        let answer = distill::evaluate(&c, prec);
+        let answer = distill::reference::evaluate(&c, prec);
         let tt = Interval::from_f64(prec, t);
         for i in 0..student.rows() {
             let s: Vec<Interval> = student.row(i).iter().map(|&v| Interval::from_f64(prec, v)).collect();
@@ -247,7 +248,7 @@ proptest! {
 
     #[test]
     fn center_gradients_match_numerical_differentiation(c in center_inputs()) {
-        let a = center::evaluate(&c, 512);
+        let a = center::reference::evaluate(&c, 512);
         let loss = &a.output("loss").unwrap().values()[0];
         let features = a.gradient("features").unwrap().values();
         check_gradient(&format!("{c:?} features"), loss, features, &c.features, |x, p| naive_center(&c, x, &points(&c.centers, p)));

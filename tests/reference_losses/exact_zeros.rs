@@ -6,9 +6,10 @@ use crate::common;
 
 use lossref::case::parse_case;
 use lossref::corpus::exact_zero::{cases, Frame};
-use lossref::corpus::generate::{Dtype, Generated};
+use lossref::corpus::generate::Generated;
 use lossref::mp::certify::{CertifiedAnswer, Tier};
 use lossref::reference::certified;
+use lossref::spec::Dtype;
 use std::collections::BTreeMap;
 
 fn certify(g: &Generated) -> CertifiedAnswer {

@@ -25,7 +25,7 @@ pub struct CenterOutput<T> {
 /// ∂L/∂x = x − c₀, ∂L/∂c₀ = −(x − c₀), and the update moves c₀ by α·(x − c₀)/(1 + n₀):
 ///
 /// ```
-/// use lossref::fast::center::center;
+/// use lossref::family::center::fast::center;
 /// use lossref::spec::Reduction;
 ///
 /// let out = center(&[2.0, 4.0], &[0.0, 0.0, 1.0, 1.0], &[0], 2, 0.5, Reduction::Mean).unwrap();

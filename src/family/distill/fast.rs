@@ -15,7 +15,7 @@ use crate::spec::{Reduction, SoftTerm};
 /// a student equal to its teacher, the KL term and its gradient vanish:
 ///
 /// ```
-/// use lossref::fast::distill::Distill;
+/// use lossref::family::distill::fast::Distill;
 /// use lossref::fast::softmax::softmax_ce;
 /// use lossref::spec::{Reduction, SoftTerm};
 ///

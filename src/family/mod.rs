@@ -1,0 +1,327 @@
+//! The catalogue: every loss family of SPEC §1 in one home, and the one list of them that
+//! every layer asks.
+//!
+//! A family is a set of losses that share one case type and one piece of mathematics:
+//!
+//! | family | losses | home |
+//! |---|---|---|
+//! | [`softmax::SoftmaxFamily`] | `softmax` | `family/softmax/` |
+//! | [`softmax::SoftmaxCeFamily`] | `softmax_ce` | `family/softmax/` |
+//! | [`distill::DistillFamily`] | `distill` | `family/distill/` |
+//! | [`psi::PsiFamily`] | `lsoftmax`, `sphereface` | `family/psi/` |
+//! | [`center::CenterFamily`] | `center` | `family/center/` |
+//! | [`normalized::NormalizedFamily`] | `normface`, `cosface`, `amsoftmax`, `arcface`, `combined` | `family/normalized/` |
+//!
+//! Each family implements [`LossFamily`] once: its parameters with their defaults and
+//! validation (parsing), its interval reference, its fast f32/f64 path, its rows of the
+//! precision table with their error measures, the scales of `lossref check`'s tolerances,
+//! and the exact form of its zero test. The layers are generic over it: `case`, `reference`,
+//! `fast`, `precision`, `tolerance` and `exact` each call the functions that [`catalogue!`]
+//! generates from the list at the bottom of this file, and never name a family.
+//!
+//! Adding a family is one new home (a folder with a type that implements [`LossFamily`])
+//! and one line in that list, plus its variant of [`crate::spec::Case`] and its ids in
+//! [`crate::spec::LossId`]; the compiler then points at every method the home lacks.
+
+pub mod center;
+pub mod distill;
+pub mod normalized;
+pub mod psi;
+pub mod softmax;
+
+use crate::answer::Answer;
+use crate::case::{Fields, Inputs};
+use crate::check::diagnose::Alternative;
+use crate::corpus::generate::Generated;
+use crate::error::Result;
+use crate::exact::ExactForm;
+use crate::fast::Real;
+use crate::mp::interval::Interval;
+use crate::precision::{Entry, LossOutput};
+use crate::spec::{Case, Dtype, LossId};
+use crate::tolerance::Scale;
+use center::CenterOutput;
+use normalized::NormFaceOutput;
+use softmax::SoftmaxOutput;
+use std::fmt;
+
+/// Everything lossref knows about one family of losses (SPEC §1), in one place.
+pub(crate) trait LossFamily {
+    /// The validated case of this family's losses.
+    type Case;
+
+    /// The losses of this family (SPEC §1 ids), in catalogue order.
+    const LOSSES: &'static [LossId];
+
+    /// Reads the case of `loss` (one of [`LossFamily::LOSSES`]) from its `params` and
+    /// `inputs`, with SPEC §1's defaults, validating every value.
+    ///
+    /// # Errors
+    /// A parameter or input of the wrong type, shape or range, naming its place.
+    fn parse(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<Self::Case>;
+
+    /// The loss this case evaluates.
+    fn loss(case: &Self::Case) -> LossId;
+
+    /// The case's reduction, where it has one.
+    fn reduction_mut(case: &mut Self::Case) -> Option<&mut crate::spec::Reduction>;
+
+    /// The enclosures of every output and gradient at `prec` bits (SPEC §3's names).
+    ///
+    /// # Errors
+    /// An undefined point (SPEC §1), naming the row.
+    fn reference(case: &Self::Case, prec: u32) -> Result<Answer<Interval>>;
+
+    /// The fast path's answer in dtype `T`, widened exactly to f64, shaped like the
+    /// reference's.
+    ///
+    /// # Errors
+    /// The fast path's own errors (shapes, non-finite values, undefined points).
+    fn fast<T: Real>(case: &Self::Case) -> Result<Answer<f64>>;
+
+    /// The value groups of the answer (`outputs/NAME`, `gradients/NAME`), in the answer's
+    /// order, each with its row of the precision table.
+    fn quantities(case: &Self::Case) -> Vec<(&'static str, Quantity)>;
+
+    /// The scale of every value of each group of [`LossFamily::quantities`] in `dtype`,
+    /// in whose ulps the fast path's error is measured (`crate::precision`), given the
+    /// exact values rounded to binary64.
+    fn measures(case: &Self::Case, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>>;
+
+    /// The tolerance data of every value of each group of [`LossFamily::quantities`]
+    /// (`crate::tolerance`), given the exact values rounded to binary64.
+    fn tolerance(case: &Self::Case, exact: &Answer<f64>) -> Vec<Vec<Scale>>;
+
+    /// The exact form of the zero test at working precision `prec`, or `None` for a
+    /// family without exact zeros to prove, or a case beyond the exact budget.
+    fn exact_form(case: &Self::Case, prec: u32) -> Option<Box<dyn ExactForm>>;
+
+    /// The conventions of real implementations that the diagnosis of `lossref check`
+    /// tries on this family (SPEC §4), each as the answer it gives on `case` (`whole` is
+    /// the same case as a [`Case`]), judged in `dtype`. The other reduction is tried for
+    /// every family and is not repeated here.
+    fn conventions(case: &Self::Case, whole: &Case, dtype: Dtype) -> Vec<Alternative>;
+
+    /// Appends the family's corpus cases in `dtype` (SPEC §4): each variant in the regimes
+    /// where its implementations break, drawn by named generators.
+    fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>);
+
+    /// The family's own exact-zero constructions in `dtype` (tag `edge:exact-zero`);
+    /// empty for the families whose exact zeros come from the shared special-angle
+    /// construction of `crate::corpus::exact_zero`.
+    fn exact_zero_cases(dtype: Dtype) -> Vec<Generated>;
+}
+
+/// Expands the list of families into the functions every layer calls: one `match` over
+/// [`Case`] (or [`LossId`]) per layer, each arm asking the family's [`LossFamily`] impl.
+macro_rules! catalogue {
+    ($($variant:ident => $family:ty),* $(,)?) => {
+        /// Every family's losses, in catalogue order: the loss list that Rust, Python and
+        /// the test generators read.
+        pub const LOSSES: &[&[LossId]] = &[$(<$family as LossFamily>::LOSSES),*];
+
+        /// Reads the case of `loss` through its family's [`LossFamily::parse`].
+        pub(crate) fn parse(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<Case> {
+            $(
+                if <$family as LossFamily>::LOSSES.contains(&loss) {
+                    return <$family as LossFamily>::parse(loss, params, inputs).map(Case::$variant);
+                }
+            )*
+            unreachable!("every LossId belongs to a family of the catalogue (tested)")
+        }
+
+        /// See [`LossFamily::loss`].
+        pub(crate) fn loss(case: &Case) -> LossId {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::loss(c),)* }
+        }
+
+        /// See [`LossFamily::reduction_mut`].
+        pub(crate) fn reduction_mut(case: &mut Case) -> Option<&mut crate::spec::Reduction> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::reduction_mut(c),)* }
+        }
+
+        /// See [`LossFamily::reference`].
+        pub(crate) fn reference(case: &Case, prec: u32) -> Result<Answer<Interval>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::reference(c, prec),)* }
+        }
+
+        /// See [`LossFamily::fast`].
+        pub(crate) fn fast<T: Real>(case: &Case) -> Result<Answer<f64>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::fast::<T>(c),)* }
+        }
+
+        /// See [`LossFamily::quantities`].
+        pub(crate) fn quantities(case: &Case) -> Vec<(&'static str, Quantity)> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::quantities(c),)* }
+        }
+
+        /// See [`LossFamily::measures`].
+        pub(crate) fn measures(case: &Case, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::measures(c, exact, dtype),)* }
+        }
+
+        /// See [`LossFamily::tolerance`].
+        pub(crate) fn tolerance(case: &Case, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::tolerance(c, exact),)* }
+        }
+
+        /// See [`LossFamily::conventions`].
+        pub(crate) fn conventions(case: &Case, dtype: Dtype) -> Vec<Alternative> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::conventions(c, case, dtype),)* }
+        }
+
+        /// Every family's corpus cases in `dtype` (see [`LossFamily::corpus_cases`]).
+        pub(crate) fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
+            $(<$family as LossFamily>::corpus_cases(dtype, out);)*
+        }
+
+        /// Every family's exact-zero constructions in `dtype`, in catalogue order.
+        pub(crate) fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
+            let mut out = Vec::new();
+            $(out.extend(<$family as LossFamily>::exact_zero_cases(dtype));)*
+            out
+        }
+
+        /// See [`LossFamily::exact_form`].
+        pub(crate) fn exact_form(case: &Case, prec: u32) -> Option<Box<dyn ExactForm>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::exact_form(c, prec),)* }
+        }
+    };
+}
+
+catalogue! {
+    Softmax => softmax::SoftmaxFamily,
+    SoftmaxCe => softmax::SoftmaxCeFamily,
+    Distill => distill::DistillFamily,
+    Multiplicative => psi::PsiFamily,
+    Center => center::CenterFamily,
+    Normalized => normalized::NormalizedFamily,
+}
+
+/// A fast function's output: the row key of the table, a loss of SPEC §1 × one of its
+/// outputs. AM-Softmax is CosFace's mathematics and shares its rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Quantity {
+    /// `softmax`.
+    Softmax(SoftmaxOutput),
+    /// `softmax_ce`.
+    SoftmaxCe(LossOutput),
+    /// `normface`.
+    NormFace(NormFaceOutput),
+    /// `cosface` and `amsoftmax`.
+    CosFace(LossOutput),
+    /// `arcface`.
+    ArcFace(LossOutput),
+    /// `combined`.
+    Combined(LossOutput),
+    /// `distill`.
+    Distill(LossOutput),
+    /// `center`.
+    Center(CenterOutput),
+    /// `lsoftmax`.
+    LSoftmax(LossOutput),
+    /// `sphereface`.
+    SphereFace(LossOutput),
+}
+
+use crate::precision::LossOutput as L;
+use Quantity as Q;
+
+impl Quantity {
+    /// Every quantity, in table order.
+    pub const ALL: [Quantity; 22] = [
+        Q::Softmax(SoftmaxOutput::Probabilities),
+        Q::Softmax(SoftmaxOutput::LogProbabilities),
+        Q::SoftmaxCe(L::Loss),
+        Q::SoftmaxCe(L::Grad),
+        Q::NormFace(NormFaceOutput::Loss),
+        Q::NormFace(NormFaceOutput::Grad),
+        Q::NormFace(NormFaceOutput::GradScale),
+        Q::CosFace(L::Loss),
+        Q::CosFace(L::Grad),
+        Q::ArcFace(L::Loss),
+        Q::ArcFace(L::Grad),
+        Q::Combined(L::Loss),
+        Q::Combined(L::Grad),
+        Q::Distill(L::Loss),
+        Q::Distill(L::Grad),
+        Q::Center(CenterOutput::Loss),
+        Q::Center(CenterOutput::Grad),
+        Q::Center(CenterOutput::CentersNext),
+        Q::LSoftmax(L::Loss),
+        Q::LSoftmax(L::Grad),
+        Q::SphereFace(L::Loss),
+        Q::SphereFace(L::Grad),
+    ];
+
+    /// The loss's name in the table (`normface` … `combined` name the margin rule).
+    pub fn family(self) -> &'static str {
+        match self {
+            Q::Softmax(_) => "softmax",
+            Q::SoftmaxCe(_) => "softmax_ce",
+            Q::NormFace(_) => "normface",
+            Q::CosFace(_) => "cosface",
+            Q::ArcFace(_) => "arcface",
+            Q::Combined(_) => "combined",
+            Q::Distill(_) => "distill",
+            Q::Center(_) => "center",
+            Q::LSoftmax(_) => "lsoftmax",
+            Q::SphereFace(_) => "sphereface",
+        }
+    }
+
+    /// The output's name in the table (`loss`, `grad`, …; empty for `softmax`, whose two
+    /// outputs are named as functions).
+    pub fn output(self) -> &'static str {
+        match self {
+            Q::Softmax(_) => "",
+            Q::NormFace(NormFaceOutput::Loss) => "loss",
+            Q::NormFace(NormFaceOutput::Grad) => "grad",
+            Q::NormFace(NormFaceOutput::GradScale) => "grad_scale",
+            Q::Center(o) => o.as_str(),
+            Q::SoftmaxCe(o)
+            | Q::CosFace(o)
+            | Q::ArcFace(o)
+            | Q::Combined(o)
+            | Q::Distill(o)
+            | Q::LSoftmax(o)
+            | Q::SphereFace(o) => match o {
+                L::Loss => "loss",
+                L::Grad => "grad",
+            },
+        }
+    }
+
+    /// The row's name in reports: `softmax`, `log_softmax`, `family.output`.
+    pub fn name(self) -> String {
+        match self {
+            Q::Softmax(SoftmaxOutput::Probabilities) => "softmax".into(),
+            Q::Softmax(SoftmaxOutput::LogProbabilities) => "log_softmax".into(),
+            _ => format!("{}.{}", self.family(), self.output()),
+        }
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// The row of the precision table of `quantity` in `dtype`: each family states its own
+/// rows in its home, with a match that names every output, so that a quantity without an
+/// entry for both dtypes does not compile.
+pub(crate) const fn entry(quantity: Quantity, dtype: Dtype) -> Entry {
+    match quantity {
+        Quantity::Softmax(o) => softmax::softmax_entry(o, dtype),
+        Quantity::SoftmaxCe(o) => softmax::softmax_ce_entry(o, dtype),
+        Quantity::Distill(o) => distill::entry(o, dtype),
+        Quantity::Center(o) => center::entry(o, dtype),
+        Quantity::LSoftmax(o) => psi::lsoftmax_entry(o, dtype),
+        Quantity::SphereFace(o) => psi::sphereface_entry(o, dtype),
+        Quantity::NormFace(o) => normalized::normface_entry(o, dtype),
+        Quantity::CosFace(o) => normalized::cosface_entry(o, dtype),
+        Quantity::ArcFace(o) => normalized::arcface_entry(o, dtype),
+        Quantity::Combined(o) => normalized::combined_entry(o, dtype),
+    }
+}

@@ -1,0 +1,182 @@
+//! The normalized-margin family's corpus cases (SPEC §4). Its exact-zero cases are the
+//! special-angle construction of `crate::corpus::exact_zero`, shared with lsoftmax and
+//! sphereface.
+
+use crate::corpus::generate::{push, rows_json, variant, Generated, Regime, Variant};
+use crate::spec::{Boundary, Dtype, LossId, MarginGrad};
+use serde_json::{json, Value};
+use std::f64::consts::PI;
+
+/// The variants of the normalized-margin family: every loss, every ArcFace boundary and
+/// margin gradient (all parameters exact in binary32).
+fn margin_variants() -> Vec<Variant> {
+    margin_variants_with(vec![variant(
+        LossId::Combined,
+        "combined",
+        json!({"scale": 64, "m1": 1.25, "m2": 0.25, "m3": 0.125}),
+    )])
+}
+
+/// normface, cosface, amsoftmax, the given `combined` variants, and ArcFace with every
+/// boundary and margin gradient.
+pub(crate) fn margin_variants_with(combined: Vec<Variant>) -> Vec<Variant> {
+    let mut v = vec![
+        variant(LossId::NormFace, "normface", json!({"scale": 16})),
+        variant(
+            LossId::CosFace,
+            "cosface",
+            json!({"scale": 64, "margin": 0.375}),
+        ),
+        variant(
+            LossId::AmSoftmax,
+            "amsoftmax",
+            json!({"scale": 30, "margin": 0.375}),
+        ),
+    ];
+    v.extend(combined);
+    for boundary in Boundary::ALL {
+        for grad in MarginGrad::ALL {
+            v.push(variant(
+                LossId::ArcFace,
+                &format!("arcface-{}-{}", boundary.as_str(), grad.as_str()),
+                json!({"scale": 64, "margin": 0.5, "boundary": boundary.as_str(), "margin_grad": grad.as_str()}),
+            ));
+        }
+    }
+    v
+}
+
+/// Every variant in the regimes of its rule: dominant targets, tiny and huge norms, acos's
+/// poles, the `thmm` and `easy` switches, and large C.
+pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
+    for v in margin_variants() {
+        let angular = v.loss == LossId::ArcFace || v.loss == LossId::Combined;
+        let detached = v.params.get("margin_grad").and_then(Value::as_str) == Some("detached");
+        let boundary = v
+            .params
+            .get("boundary")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let mut regimes = vec![
+            Regime::Random,
+            Regime::Dominant,
+            Regime::TinyNorm,
+            Regime::HugeNorm,
+            Regime::AcosNearOne,
+        ];
+        // acos near −1 needs a margin that stays defined there: the affine rules, or a
+        // detached ArcFace gradient
+        if !angular || detached {
+            regimes.push(Regime::AcosNearMinusOne);
+        }
+        match boundary {
+            "thmm" => regimes.push(Regime::ThmmSwitch),
+            "easy" => regimes.push(Regime::EasySwitch),
+            _ => {}
+        }
+        if matches!(
+            v.name.as_str(),
+            "normface" | "cosface" | "arcface-none-full"
+        ) {
+            regimes.push(Regime::LargeC);
+        }
+        for regime in regimes {
+            let margin = v
+                .params
+                .get("margin")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            push(
+                out,
+                dtype,
+                &v.name,
+                v.loss,
+                regime,
+                if regime == Regime::LargeC { 1 } else { 2 },
+                &[],
+                |draw, _| {
+                    let (n, c, d) = if regime == Regime::LargeC {
+                        (2, 10_000, 4)
+                    } else {
+                        (3, 6, 5)
+                    };
+                    let w = draw.normal_rows(c, d, 1.0);
+                    let labels = draw.labels(n, c);
+                    // how far from the thmm switch θ = π − m
+                    let switch = if dtype == Dtype::Float32 {
+                        (1e-4, 1e-2)
+                    } else {
+                        (1e-9, 1e-3)
+                    };
+                    let (near, far) = if dtype == Dtype::Float32 {
+                        (1e-6, 1e-3)
+                    } else {
+                        (1e-12, 1e-4)
+                    };
+                    let (cos, what): (Vec<f64>, String) = match regime {
+                        Regime::AcosNearOne => (
+                            (0..n).map(|_| 1.0 - draw.log_uniform(near, far)).collect(),
+                            format!("1 − log-uniform[{near:e}, {far:e}]"),
+                        ),
+                        Regime::AcosNearMinusOne => (
+                            (0..n).map(|_| -1.0 + draw.log_uniform(near, far)).collect(),
+                            format!("−1 + log-uniform[{near:e}, {far:e}]"),
+                        ),
+                        Regime::ThmmSwitch => (
+                            (0..n)
+                                .map(|_| {
+                                    let side = if draw.uniform(0.0, 1.0) < 0.5 {
+                                        -1.0
+                                    } else {
+                                        1.0
+                                    };
+                                    (PI - margin + side * draw.log_uniform(switch.0, switch.1))
+                                        .cos()
+                                })
+                                .collect(),
+                            format!("cos(π − m ± log-uniform[{:e}, {:e}])", switch.0, switch.1),
+                        ),
+                        Regime::EasySwitch => (
+                            (0..n)
+                                .map(|_| {
+                                    let side = if draw.uniform(0.0, 1.0) < 0.5 {
+                                        -1.0
+                                    } else {
+                                        1.0
+                                    };
+                                    side * draw.log_uniform(near, far)
+                                })
+                                .collect(),
+                            format!("± log-uniform[{near:e}, {far:e}]"),
+                        ),
+                        Regime::Dominant => (
+                            (0..n).map(|_| draw.uniform(0.95, 0.999)).collect(),
+                            "uniform[0.95, 0.999]".into(),
+                        ),
+                        _ => (
+                            (0..n).map(|_| draw.uniform(-0.9, 0.9)).collect(),
+                            "uniform[−0.9, 0.9]".into(),
+                        ),
+                    };
+                    let norms = match (regime, dtype) {
+                        (Regime::TinyNorm, Dtype::Float32) => (1e-15, 1e-12),
+                        (Regime::TinyNorm, Dtype::Float64) => (1e-150, 1e-140),
+                        (Regime::HugeNorm, Dtype::Float32) => (1e12, 1e15),
+                        (Regime::HugeNorm, Dtype::Float64) => (1e140, 1e150),
+                        _ => (0.5, 2.0),
+                    };
+                    let x = draw.features_at(&w, &labels, &cos, norms);
+                    let mut p = v.params.clone();
+                    if regime == Regime::Dominant {
+                        p.insert("reduction".into(), json!("sum"));
+                    }
+                    (
+                        p,
+                        json!({"features": rows_json(&x), "weights": rows_json(&w), "labels": labels}),
+                        json!({"weights": "normal(0, 1)", "target_cos": what, "feature_norms": format!("log-uniform[{:e}, {:e}]", norms.0, norms.1)}),
+                    )
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! The normalized-margin family (SPEC §1): `normface`, `cosface`, `amsoftmax`, `arcface`
+//! and `combined`, whose logits are s·cos θ with the target's replaced by s·g(θ).
+//!
+//! Its interval reference is [`crate::reference::normalized`], its fast path
+//! [`crate::fast::normalized`], the exact form of its zero test
+//! [`crate::exact::normalized`]; the one binary64 target rule ([`target`]) serves the
+//! fast path and the error scales ([`scales`]).
+
+pub(crate) mod corpus;
+mod scales;
+mod target;
+
+pub(crate) use target::target;
+
+use crate::answer::{Answer, Tensor};
+use crate::case::{check_classes, Fields, Inputs};
+use crate::check::diagnose::{reevaluated, Alternative};
+use crate::corpus::generate::Generated;
+use crate::error::{Error, Result};
+use crate::exact::{within_budget, ExactForm};
+use crate::family::LossFamily;
+use crate::fast::dispatch::{narrow, widen};
+use crate::fast::normalized::MarginLoss;
+use crate::fast::Real;
+use crate::mp::interval::Interval;
+use crate::precision::{per_entry, Entry, LossOutput, Quantity};
+use crate::spec::{Boundary, Case, Dtype, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
+use crate::tolerance::Scale;
+use scales::{normalized_loss_scale, normalized_terms, normface_grad_scale_scale};
+use serde_json::Value;
+
+/// NormFace's outputs, as rows of the precision table: it also differentiates its scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NormFaceOutput {
+    /// The loss.
+    Loss,
+    /// ∂L/∂features and ∂L/∂weights.
+    Grad,
+    /// ∂L/∂s.
+    GradScale,
+}
+
+/// The normalized-margin family.
+pub struct NormalizedFamily;
+
+/// Whether the case differentiates its scale s (`normface`, SPEC §1: `gradients/scale`).
+fn learns_scale(c: &NormalizedCase) -> bool {
+    c.loss == LossId::NormFace
+}
+
+fn loss_of(answer: &Answer<f64>) -> f64 {
+    answer
+        .output("loss")
+        .and_then(|t| t.values().first())
+        .map_or(0.0, |l| l.abs())
+}
+
+impl LossFamily for NormalizedFamily {
+    type Case = NormalizedCase;
+
+    const LOSSES: &'static [LossId] = &[
+        LossId::NormFace,
+        LossId::CosFace,
+        LossId::AmSoftmax,
+        LossId::ArcFace,
+        LossId::Combined,
+    ];
+
+    fn parse(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<NormalizedCase> {
+        normalized_case(loss, params, inputs)
+    }
+
+    fn loss(c: &NormalizedCase) -> LossId {
+        c.loss
+    }
+
+    fn reduction_mut(c: &mut NormalizedCase) -> Option<&mut Reduction> {
+        Some(&mut c.reduction)
+    }
+
+    fn reference(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
+        crate::reference::normalized::evaluate(c, prec)
+    }
+
+    fn fast<T: Real>(c: &NormalizedCase) -> Result<Answer<f64>> {
+        let d = c.features.cols();
+        let g = MarginLoss::of_case(c).forward_backward(
+            &narrow::<T>(&c.features),
+            &narrow::<T>(&c.weights),
+            &c.labels,
+            d,
+            0,
+        )?;
+        let mut gradients = vec![
+            ("features", widen(c.features.rows(), d, g.features)),
+            ("weights", widen(c.weights.rows(), d, g.weights)),
+        ];
+        if learns_scale(c) {
+            if let Some(s) = g.scale {
+                gradients.push(("scale", Tensor::Scalar(s.as_f64())));
+            }
+        }
+        Ok(Answer {
+            outputs: vec![("loss", Tensor::Scalar(g.loss.as_f64()))],
+            gradients,
+        })
+    }
+
+    fn quantities(c: &NormalizedCase) -> Vec<(&'static str, Quantity)> {
+        let (loss, grad) = match c.margin {
+            Margin::None => (
+                Quantity::NormFace(NormFaceOutput::Loss),
+                Quantity::NormFace(NormFaceOutput::Grad),
+            ),
+            Margin::Additive { .. } => (
+                Quantity::CosFace(LossOutput::Loss),
+                Quantity::CosFace(LossOutput::Grad),
+            ),
+            Margin::Angular { .. } => (
+                Quantity::ArcFace(LossOutput::Loss),
+                Quantity::ArcFace(LossOutput::Grad),
+            ),
+            Margin::Combined { .. } => (
+                Quantity::Combined(LossOutput::Loss),
+                Quantity::Combined(LossOutput::Grad),
+            ),
+        };
+        let mut out = vec![
+            ("outputs/loss", loss),
+            ("gradients/features", grad),
+            ("gradients/weights", grad),
+        ];
+        if learns_scale(c) {
+            out.push((
+                "gradients/scale",
+                Quantity::NormFace(NormFaceOutput::GradScale),
+            ));
+        }
+        out
+    }
+
+    /// The loss in ulps of max(|L|, s·κ); each gradient entry in ulps of the magnitudes
+    /// its row sums, weighted by the conditioning of acos (`crate::precision`'s docs);
+    /// ∂L/∂s in ulps of 2 (`mean`) or 2N (`sum`).
+    fn measures(c: &NormalizedCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>> {
+        let t = normalized_terms(c, dtype.min_normal());
+        let d = c.features.cols();
+        let mut columns = vec![
+            vec![normalized_loss_scale(c, loss_of(exact), &t)],
+            per_entry(&t.rows, d),
+            per_entry(&t.cols, d),
+        ];
+        if learns_scale(c) {
+            columns.push(vec![normface_grad_scale_scale(c)]);
+        }
+        columns
+    }
+
+    /// The measures of [`NormalizedFamily::measures`] at binary64's floor, with κ kept
+    /// and `softmax(z) − onehot` named as the unstable textbook gradient.
+    fn tolerance(c: &NormalizedCase, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
+        let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
+        let t = normalized_terms(c, f64::MIN_POSITIVE);
+        let mut loss_scale =
+            Scale::plain(normalized_loss_scale(c, loss_of(exact), &t), classes.max(d));
+        loss_scale.kappa = t.kappa_max;
+        let grad = |scale: f64, naive: f64, kappa: f64, terms: usize| Scale {
+            scale,
+            kappa,
+            terms,
+            unstable: Some((
+                naive,
+                "softmax(z) − onehot: p_y − 1 cancels when the target dominates its row",
+            )),
+        };
+        let mut columns = vec![
+            vec![loss_scale],
+            (0..n * d)
+                .map(|e| {
+                    grad(
+                        t.rows[e / d],
+                        t.naive_rows[e / d],
+                        t.kappas[e / d],
+                        classes.max(d),
+                    )
+                })
+                .collect(),
+            (0..classes * d)
+                .map(|e| grad(t.cols[e / d], t.naive_cols[e / d], t.kappa_max, n.max(d)))
+                .collect(),
+        ];
+        if learns_scale(c) {
+            columns.push(vec![Scale::plain(
+                normface_grad_scale_scale(c),
+                n * classes,
+            )]);
+        }
+        columns
+    }
+
+    fn exact_form(c: &NormalizedCase, prec: u32) -> Option<Box<dyn ExactForm>> {
+        within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
+        Some(Box::new(crate::exact::normalized::NormalizedForm::new(
+            c, prec,
+        )?))
+    }
+
+    /// The target logit s·cos θ − m (cosface), margins read in degrees, the other
+    /// boundaries of ArcFace and its other margin gradient.
+    fn conventions(c: &NormalizedCase, _: &Case, _: Dtype) -> Vec<Alternative> {
+        let mut out = Vec::new();
+        let with = |out: &mut Vec<Alternative>, what: &str, case: Case| {
+            out.extend(reevaluated(what, case));
+        };
+        let degrees = std::f64::consts::PI / 180.0;
+        match c.margin {
+            Margin::Additive { m } => {
+                let mut d = c.clone();
+                d.margin = Margin::Additive { m: m / c.scale };
+                with(
+                    &mut out,
+                    "the target logit is s·cos θ − m, not s·(cos θ − m)",
+                    Case::Normalized(d),
+                );
+                let mut d = c.clone();
+                d.margin = Margin::Additive { m: m * degrees };
+                with(
+                    &mut out,
+                    "the margin is read in degrees",
+                    Case::Normalized(d),
+                );
+            }
+            Margin::Angular { m, boundary, grad } => {
+                let mut d = c.clone();
+                d.margin = Margin::Angular {
+                    m: m * degrees,
+                    boundary,
+                    grad,
+                };
+                with(
+                    &mut out,
+                    "the margin is read in degrees",
+                    Case::Normalized(d),
+                );
+                for other in Boundary::ALL.into_iter().filter(|b| *b != boundary) {
+                    let mut d = c.clone();
+                    d.margin = Margin::Angular {
+                        m,
+                        boundary: other,
+                        grad,
+                    };
+                    with(
+                        &mut out,
+                        &format!(
+                            "ArcFace's boundary is `{}`, not `{}`",
+                            other.as_str(),
+                            boundary.as_str()
+                        ),
+                        Case::Normalized(d),
+                    );
+                }
+                let other = if grad == MarginGrad::Full {
+                    MarginGrad::Detached
+                } else {
+                    MarginGrad::Full
+                };
+                let mut d = c.clone();
+                d.margin = Margin::Angular {
+                    m,
+                    boundary,
+                    grad: other,
+                };
+                with(
+                    &mut out,
+                    &format!(
+                        "the margin gradient is `{}`, not `{}`",
+                        other.as_str(),
+                        grad.as_str()
+                    ),
+                    Case::Normalized(d),
+                );
+            }
+            Margin::Combined { m1, m2, m3 } => {
+                let mut d = c.clone();
+                d.margin = Margin::Combined {
+                    m1,
+                    m2: m2 * degrees,
+                    m3,
+                };
+                with(
+                    &mut out,
+                    "the angular margin m2 is read in degrees",
+                    Case::Normalized(d),
+                );
+            }
+            Margin::None => {}
+        }
+        out
+    }
+
+    fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
+        corpus::cases(dtype, out);
+    }
+
+    /// Empty: the special-angle construction serves this family.
+    fn exact_zero_cases(_: Dtype) -> Vec<Generated> {
+        Vec::new()
+    }
+}
+
+/// The parameters of a normalized-margin loss (`scale`, the margin rule, `reduction`) from
+/// a JSON `params` object, with the defaults of SPEC §1.
+///
+/// # Errors
+/// A parameter of the wrong type or range, or one the loss does not take, named.
+pub fn margin_params(loss: LossId, params: &Value) -> Result<(f64, Margin, Reduction)> {
+    let mut fields = Fields::new(params, "params")?;
+    let parsed = read_margin_params(loss, &mut fields)?;
+    fields.finish(&format!("`{loss}` takes the parameters {}", fields.taken()))?;
+    Ok(parsed)
+}
+
+fn read_margin_params(loss: LossId, params: &mut Fields) -> Result<(f64, Margin, Reduction)> {
+    let default_scale = match loss {
+        LossId::NormFace => 16.0,
+        LossId::AmSoftmax => 30.0,
+        _ => 64.0,
+    };
+    let scale = params.positive("scale", default_scale)?;
+    let margin = match loss {
+        LossId::CosFace | LossId::AmSoftmax => Margin::Additive {
+            m: params.finite("margin", 0.35)?,
+        },
+        LossId::ArcFace => Margin::Angular {
+            m: params.finite("margin", 0.5)?,
+            boundary: params
+                .choice(
+                    "boundary",
+                    Boundary::from_name,
+                    "\"none\", \"thmm\" or \"easy\"",
+                )?
+                .unwrap_or_default(),
+            grad: params
+                .choice(
+                    "margin_grad",
+                    MarginGrad::from_name,
+                    "\"full\" or \"detached\"",
+                )?
+                .unwrap_or_default(),
+        },
+        LossId::Combined => Margin::Combined {
+            m1: params.finite("m1", 1.0)?,
+            m2: params.finite("m2", 0.5)?,
+            m3: params.finite("m3", 0.0)?,
+        },
+        LossId::NormFace => Margin::None,
+        other => {
+            return Err(Error::invalid(
+                "loss",
+                format!("`{other}` is not a normalized-margin loss (normface, cosface, amsoftmax, arcface, combined)"),
+            ))
+        }
+    };
+    let reduction = params.reduction()?;
+    Ok((scale, margin, reduction))
+}
+
+/// The parameters and inputs of the normalized-margin family, with the defaults of SPEC §1.
+fn normalized_case(
+    loss: LossId,
+    params: &mut Fields,
+    inputs: &mut Inputs,
+) -> Result<NormalizedCase> {
+    let (scale, margin, reduction) = read_margin_params(loss, params)?;
+    let features = inputs.unit_rows("features")?;
+    let weights = inputs.unit_rows("weights")?;
+    check_classes(&features, &weights, &inputs.place("weights"))?;
+    let labels = inputs.labels("labels", features.rows(), weights.rows())?;
+    Ok(NormalizedCase {
+        loss,
+        scale,
+        margin,
+        reduction,
+        features,
+        weights,
+        labels,
+    })
+}
+
+/// `normface`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn normface_entry(output: NormFaceOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (NormFaceOutput::Loss, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "per row ln Σ e^{z−m} + (m − z_y) (ln1p when the target is the max) on logits s·cos θ whose cosines carry a few ulps from the GEMM and the normalization",
+    },
+        (NormFaceOutput::Loss, Dtype::Float32) => Entry {
+        max_ulps: 4.0,
+        reason: "as for f64; the target rule and the row's ln are evaluated in f64",
+    },
+        (NormFaceOutput::Grad, Dtype::Float64) => Entry {
+        max_ulps: 64.0,
+        reason: "G = r·s·(p − onehot) carries the logits' absolute error of a few ulps of s (so O(s) ulps here, s = 16), then two GEMMs and the projection ĝ − (ĝ·v̂)v̂",
+    },
+        (NormFaceOutput::Grad, Dtype::Float32) => Entry {
+        max_ulps: 64.0,
+        reason: "as for f64, with f32 GEMMs",
+    },
+        (NormFaceOutput::GradScale, Dtype::Float64) => Entry {
+        max_ulps: 2.0,
+        reason: "Σ_i ĝ_i·x̂_i / s, accumulated in f64 and compensated across rows",
+    },
+        (NormFaceOutput::GradScale, Dtype::Float32) => Entry {
+        max_ulps: 2.0,
+        reason: "as for f64, from f32 GEMM outputs",
+    },
+    }
+}
+
+/// `cosface`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn cosface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (LossOutput::Loss, Dtype::Float64) => Entry {
+            max_ulps: 5.0,
+            reason: "as normface.loss, with s = 30 … 64",
+        },
+        (LossOutput::Loss, Dtype::Float32) => Entry {
+            max_ulps: 5.0,
+            reason: "as for f64",
+        },
+        (LossOutput::Grad, Dtype::Float64) => Entry {
+            max_ulps: 200.0,
+            reason: "as normface.grad with s = 64: O(s) ulps from the logits' absolute error",
+        },
+        (LossOutput::Grad, Dtype::Float32) => Entry {
+            max_ulps: 240.0,
+            reason: "as for f64",
+        },
+    }
+}
+
+/// `arcface`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn arcface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (LossOutput::Loss, Dtype::Float64) => Entry {
+        max_ulps: 4.0,
+        reason: "as normface.loss; cos(θ + m) is computed in f64 from the GEMM's cos θ (the κ of the measure accounts for acos's conditioning)",
+    },
+        (LossOutput::Loss, Dtype::Float32) => Entry {
+        max_ulps: 4.0,
+        reason: "as for f64",
+    },
+        (LossOutput::Grad, Dtype::Float64) => Entry {
+        max_ulps: 200.0,
+        reason: "as cosface.grad, plus the slope sin(θ + m)/sin θ in f64 from the GEMM's cos θ (κ² in the measure)",
+    },
+        (LossOutput::Grad, Dtype::Float32) => Entry {
+        max_ulps: 180.0,
+        reason: "as for f64",
+    },
+    }
+}
+
+/// `combined`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn combined_entry(output: LossOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (LossOutput::Loss, Dtype::Float64) => Entry {
+            max_ulps: 4.0,
+            reason: "as arcface.loss, with cos(m1·θ + m2) − m3",
+        },
+        (LossOutput::Loss, Dtype::Float32) => Entry {
+            max_ulps: 4.0,
+            reason: "as for f64",
+        },
+        (LossOutput::Grad, Dtype::Float64) => Entry {
+            max_ulps: 200.0,
+            reason: "as arcface.grad, with the slope m1·sin(m1·θ + m2)/sin θ",
+        },
+        (LossOutput::Grad, Dtype::Float32) => Entry {
+            max_ulps: 160.0,
+            reason: "as for f64",
+        },
+    }
+}

@@ -1,0 +1,124 @@
+//! The error scales of the normalized-margin family in binary64 (`crate::precision`'s
+//! measures and `crate::tolerance`'s scales), built on the family's one binary64 target
+//! rule ([`super::target`]).
+
+use crate::precision::{dot, norm, softmax_row};
+use crate::spec::{Margin, MarginGrad, NormalizedCase, Reduction};
+
+/// What the gradients of a normalized-margin loss sum, weighted by their conditioning.
+/// ∂L/∂x_i sums G_ij(ŵ_j − cos θ_ij x̂_i)/‖x_i‖ over j and ∂L/∂w_j sums
+/// G_ij(x̂_i − cos θ_ij ŵ_j)/‖w_j‖ over i, with G_ij = ∂L/∂cos θ_ij; the scales are
+/// Σ_j |G_ij|'/‖x_i‖ and Σ_i |G_ij|'/‖w_j‖, where |G_ij|' is the natural size of G_ij:
+/// * r·s·p_ij·κ_i off the target (an error in the target logit moves every p_ij of the row);
+/// * r·s·(1 − p_y)·max(1, |dg/dcos θ|)·κ_i² at the target for a full angular gradient (the
+///   slope is computed from θ with an absolute error ~ulp/sin²θ, so its natural size is at
+///   least 1 even where it vanishes, as cos(θ + m) does at θ = π − m), κ_i for a detached
+///   one or an affine rule;
+/// * never below r·s·`floor` (the dtype's smallest normal number: probabilities under it
+///   are subnormal, with absolute, not relative, resolution).
+///
+/// κ_i = 1/sin θ_iy for the angular rules (arcface, combined), which go through
+/// θ = acos(cos θ) and so turn an error δ in cos θ into δ/sin θ in θ; 1 for the affine rules.
+pub(crate) struct NormalizedTerms {
+    /// Per row of features.
+    pub rows: Vec<f64>,
+    /// Per row of weights.
+    pub cols: Vec<f64>,
+    /// The same sums with the target's p_y − 1 computed as softmax − onehot, with the
+    /// absolute error of a rounding of 1 (the textbook gradient).
+    pub naive_rows: Vec<f64>,
+    /// As `naive_rows`, per row of weights.
+    pub naive_cols: Vec<f64>,
+    /// κ_i per sample.
+    pub kappas: Vec<f64>,
+    /// max(1, max_i κ_i).
+    pub kappa_max: f64,
+}
+
+pub(crate) fn normalized_terms(c: &NormalizedCase, floor: f64) -> NormalizedTerms {
+    let (n, classes) = (c.labels.len(), c.weights.rows());
+    let r = c.reduction.weight(n);
+    let angular = matches!(c.margin, Margin::Angular { .. } | Margin::Combined { .. });
+    let detached = matches!(
+        c.margin,
+        Margin::Angular {
+            grad: MarginGrad::Detached,
+            ..
+        }
+    );
+    let mut t = NormalizedTerms {
+        rows: vec![0.0; n],
+        cols: vec![0.0; classes],
+        naive_rows: vec![0.0; n],
+        naive_cols: vec![0.0; classes],
+        kappas: vec![1.0; n],
+        kappa_max: 1.0,
+    };
+    for i in 0..n {
+        let x = c.features.row(i);
+        let cos: Vec<f64> = (0..classes)
+            .map(|j| dot(x, c.weights.row(j)) / (norm(x) * norm(c.weights.row(j))))
+            .collect();
+        let y = c.labels[i];
+        let k = if angular {
+            1.0 / (1.0 - cos[y] * cos[y]).max(0.0).sqrt().max(1e-300)
+        } else {
+            1.0
+        };
+        t.kappas[i] = k;
+        t.kappa_max = t.kappa_max.max(k);
+        let (g, slope) = target_rule(&c.margin, cos[y]);
+        let z: Vec<f64> = (0..classes)
+            .map(|j| c.scale * if j == y { g } else { cos[j] })
+            .collect();
+        let p = softmax_row(&z, 1.0);
+        // 1 − p_y as Σ_{j≠y} p_j: no cancellation when the target dominates.
+        let rest: f64 = (0..classes).filter(|&j| j != y).map(|j| p[j]).sum();
+        for (j, pj) in p.iter().enumerate() {
+            let size = if j != y {
+                pj * k
+            } else if detached || !angular {
+                rest * k
+            } else {
+                rest * slope.abs().max(1.0) * k * k
+            };
+            let gij = r * c.scale * size.max(floor);
+            t.rows[i] += gij / norm(x);
+            t.cols[j] += gij / norm(c.weights.row(j));
+            let naive = if j == y {
+                r * c.scale * (rest + 1.0) * slope.abs().max(1.0) * k * k
+            } else {
+                gij
+            };
+            t.naive_rows[i] += naive / norm(x);
+            t.naive_cols[j] += naive / norm(c.weights.row(j));
+        }
+    }
+    let at_least = |v: &mut Vec<f64>| v.iter_mut().for_each(|s| *s = s.max(f64::MIN_POSITIVE));
+    at_least(&mut t.rows);
+    at_least(&mut t.cols);
+    t
+}
+
+/// The loss's scale max(|L|, s·κ): every logit is s·cos θ with an absolute error of a few
+/// ulps of s, times κ for the angular rules, and the loss moves by at most that.
+pub(crate) fn normalized_loss_scale(c: &NormalizedCase, loss: f64, t: &NormalizedTerms) -> f64 {
+    loss.max(c.scale * t.kappa_max)
+}
+
+/// ∂L/∂s's scale: Σ|∂L/∂z · cos θ| ≤ Σ_i 2r·max|cos θ| ≤ 2 (`mean`) or 2N (`sum`).
+pub(crate) fn normface_grad_scale_scale(c: &NormalizedCase) -> f64 {
+    if c.reduction == Reduction::Mean {
+        2.0
+    } else {
+        2.0 * c.labels.len() as f64
+    }
+}
+
+/// g and dg/dcos θ of SPEC §1 in binary64 by the family's one rule
+/// ([`crate::family::normalized::target`]), with sin θ floored away from 0: at a pole the
+/// scale is that of a slope of 1/10^−150, never an undefined point.
+pub(crate) fn target_rule(margin: &Margin, c: f64) -> (f64, f64) {
+    let t = super::target(margin, c, (1.0 - c * c).max(1e-300).sqrt());
+    (t.value, t.slope)
+}

@@ -1,0 +1,213 @@
+//! The multiplicative-margin family (SPEC §1): `lsoftmax` (L-Softmax) and `sphereface`
+//! (A-Softmax), CE(f_i, y_i) with f_ij = ν_j‖x_i‖cos θ_ij off the target and
+//! f_iy = ν_y‖x_i‖(λ cos θ_iy + ψ_m(θ_iy))/(1 + λ), ν_j = ‖w_j‖ or 1.
+//!
+//! Its interval reference is [`crate::reference::psi`], its fast path
+//! [`crate::fast::psi`], the exact form of its zero test [`crate::exact::psi`].
+
+use crate::answer::{Answer, Tensor};
+use crate::case::{check_classes, Fields, Inputs};
+use crate::check::diagnose::Alternative;
+use crate::corpus::generate::Generated;
+use crate::error::{Error, Result};
+use crate::exact::{within_budget, ExactForm};
+use crate::family::LossFamily;
+use crate::fast::dispatch::{narrow, widen};
+use crate::fast::psi::MultiplicativeLoss;
+use crate::fast::Real;
+use crate::mp::interval::Interval;
+mod corpus;
+mod scales;
+
+use crate::precision::{per_entry, Entry, LossOutput, Quantity};
+use crate::spec::{Case, Dtype, LossId, MultiplicativeCase, Reduction};
+use crate::tolerance::Scale;
+use scales::psi_scales;
+
+/// The `lsoftmax` / `sphereface` family.
+pub struct PsiFamily;
+
+fn loss_of(answer: &Answer<f64>) -> f64 {
+    answer
+        .output("loss")
+        .and_then(|t| t.values().first())
+        .map_or(0.0, |l| l.abs())
+}
+
+impl LossFamily for PsiFamily {
+    type Case = MultiplicativeCase;
+
+    const LOSSES: &'static [LossId] = &[LossId::LSoftmax, LossId::SphereFace];
+
+    fn parse(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<MultiplicativeCase> {
+        let default = if loss == LossId::LSoftmax { 2 } else { 4 };
+        let margin = params.integer_margin(default)?;
+        let lambda = params.non_negative("lambda", 0.0)?;
+        let reduction = params.reduction()?;
+        let features = inputs.unit_rows("features")?;
+        let weights = if loss == LossId::SphereFace {
+            inputs.unit_rows("weights")?
+        } else {
+            inputs.matrix("weights")?
+        };
+        check_classes(&features, &weights, &inputs.place("weights"))?;
+        let labels = inputs.labels("labels", features.rows(), weights.rows())?;
+        // L-Softmax normalizes only at the target: a zero weight row is undefined
+        // where it is some sample's class.
+        if let Some(&y) = labels
+            .iter()
+            .find(|&&y| weights.row(y).iter().all(|&v| v == 0.0))
+        {
+            return Err(Error::invalid(
+                format!("{}[{y}]", inputs.place("weights")),
+                "is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
+            ));
+        }
+        Ok(MultiplicativeCase {
+            loss,
+            margin,
+            lambda,
+            reduction,
+            features,
+            weights,
+            labels,
+        })
+    }
+
+    fn loss(c: &MultiplicativeCase) -> LossId {
+        c.loss
+    }
+
+    fn reduction_mut(c: &mut MultiplicativeCase) -> Option<&mut Reduction> {
+        Some(&mut c.reduction)
+    }
+
+    fn reference(c: &MultiplicativeCase, prec: u32) -> Result<Answer<Interval>> {
+        Ok(crate::reference::psi::evaluate(c, prec))
+    }
+
+    fn fast<T: Real>(c: &MultiplicativeCase) -> Result<Answer<f64>> {
+        let d = c.features.cols();
+        let g = MultiplicativeLoss::of_case(c).forward_backward(
+            &narrow::<T>(&c.features),
+            &narrow::<T>(&c.weights),
+            &c.labels,
+            d,
+            0,
+        )?;
+        Ok(Answer {
+            outputs: vec![("loss", Tensor::Scalar(g.loss.as_f64()))],
+            gradients: vec![
+                ("features", widen(c.features.rows(), d, g.features)),
+                ("weights", widen(c.weights.rows(), d, g.weights)),
+            ],
+        })
+    }
+
+    fn quantities(c: &MultiplicativeCase) -> Vec<(&'static str, Quantity)> {
+        let family = if c.normalized_weights() {
+            Quantity::SphereFace
+        } else {
+            Quantity::LSoftmax
+        };
+        vec![
+            ("outputs/loss", family(LossOutput::Loss)),
+            ("gradients/features", family(LossOutput::Grad)),
+            ("gradients/weights", family(LossOutput::Grad)),
+        ]
+    }
+
+    /// As the margin family, with row i's logits carrying absolute errors of a few ulps of
+    /// Φ_i = max(max_j |f_ij|, ν‖x_i‖·(λ + m²)/(1 + λ)): the loss in ulps of
+    /// max(|L|, r·Σ_i Φ_i), each gradient entry in ulps of what its row sums times
+    /// max(1, Φ_i).
+    fn measures(c: &MultiplicativeCase, exact: &Answer<f64>, _: Dtype) -> Vec<Vec<f64>> {
+        let s = psi_scales(c);
+        let d = c.features.cols();
+        vec![
+            vec![loss_of(exact).max(s.loss)],
+            per_entry(&s.rows, d),
+            per_entry(&s.cols, d),
+        ]
+    }
+
+    /// The measures of [`PsiFamily::measures`], each a sum over the classes (the
+    /// features) or the batch (the weights).
+    fn tolerance(c: &MultiplicativeCase, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
+        let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
+        let s = psi_scales(c);
+        let per_entry = |rows: &[f64], terms: usize| -> Vec<Scale> {
+            rows.iter()
+                .flat_map(|&v| std::iter::repeat_n(Scale::plain(v, terms), d))
+                .collect()
+        };
+        vec![
+            vec![Scale::plain(loss_of(exact).max(s.loss), classes.max(d))],
+            per_entry(&s.rows, classes.max(d)),
+            per_entry(&s.cols, n.max(d)),
+        ]
+    }
+
+    fn exact_form(c: &MultiplicativeCase, prec: u32) -> Option<Box<dyn ExactForm>> {
+        within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
+        Some(Box::new(crate::exact::psi::PsiForm::new(c, prec)?))
+    }
+
+    /// None beyond the reduction.
+    fn conventions(_: &MultiplicativeCase, _: &Case, _: Dtype) -> Vec<Alternative> {
+        Vec::new()
+    }
+
+    fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
+        corpus::cases(dtype, out);
+    }
+
+    /// Empty: the special-angle construction serves this family.
+    fn exact_zero_cases(_: Dtype) -> Vec<Generated> {
+        Vec::new()
+    }
+}
+
+/// `lsoftmax`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn lsoftmax_entry(output: LossOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (LossOutput::Loss, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "the GEMM logits w·x, the target's ‖w‖‖x‖h(cos θ) in f64 (Chebyshev recurrence), and a row log-sum-exp, in ulps of the logits' error scale Φ",
+    },
+        (LossOutput::Loss, Dtype::Float32) => Entry {
+        max_ulps: 3.0,
+        reason: "as for f64; the target logit is computed in f64 and rounded once",
+    },
+        (LossOutput::Grad, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "two GEMMs with the target column zeroed, plus the target's terms in f64",
+    },
+        (LossOutput::Grad, Dtype::Float32) => Entry {
+        max_ulps: 3.3,
+        reason: "as for f64",
+    },
+    }
+}
+
+/// `sphereface`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn sphereface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (LossOutput::Loss, Dtype::Float64) => Entry {
+            max_ulps: 3.0,
+            reason: "as lsoftmax.loss, with the logits divided by ‖w_j‖",
+        },
+        (LossOutput::Loss, Dtype::Float32) => Entry {
+            max_ulps: 2.0,
+            reason: "as for f64",
+        },
+        (LossOutput::Grad, Dtype::Float64) => Entry {
+            max_ulps: 3.5,
+            reason: "as lsoftmax.grad, plus the projection of ∂L/∂W off w_j",
+        },
+        (LossOutput::Grad, Dtype::Float32) => Entry {
+            max_ulps: 3.3,
+            reason: "as for f64",
+        },
+    }
+}

@@ -1,0 +1,336 @@
+//! The softmax families (SPEC §1): `softmax` (probabilities and log-probabilities of
+//! z/T) and `softmax_ce` (CE(z, y) = logsumexp(z) − z_y, reduced). Their interval
+//! reference is [`crate::reference::softmax`], which every other family builds on, and
+//! their fast paths [`crate::fast::softmax`].
+
+mod corpus;
+
+use crate::answer::{Answer, Tensor};
+use crate::case::{Fields, Inputs};
+use crate::check::diagnose::{midpoints, Alternative};
+use crate::corpus::generate::Generated;
+use crate::error::Result;
+use crate::exact::ExactForm;
+use crate::family::LossFamily;
+use crate::fast::dispatch::{narrow, widen};
+use crate::fast::softmax::{log_softmax, softmax, softmax_ce};
+use crate::fast::Real;
+use crate::mp::interval::Interval;
+use crate::precision::{log_softmax_row, softmax_row, Entry, LossOutput, Quantity};
+use crate::reference;
+use crate::spec::{Case, Dtype, LossId, Reduction, SoftmaxCase, SoftmaxCeCase};
+use crate::tolerance::Scale;
+
+/// The outputs of `softmax`, as rows of the precision table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SoftmaxOutput {
+    /// `probabilities`.
+    Probabilities,
+    /// `log_probabilities`.
+    LogProbabilities,
+}
+
+/// The `softmax` family.
+pub struct SoftmaxFamily;
+
+/// The `softmax_ce` family.
+pub struct SoftmaxCeFamily;
+
+/// Plain ulps of each value: the measure of both softmax families.
+fn plain_measures(quantities: &[(&'static str, Quantity)], exact: &Answer<f64>) -> Vec<Vec<f64>> {
+    quantities
+        .iter()
+        .map(|(g, _)| {
+            exact
+                .group(g)
+                .map_or(&[][..], |t| t.values())
+                .iter()
+                .map(|v| v.abs())
+                .collect()
+        })
+        .collect()
+}
+
+impl LossFamily for SoftmaxFamily {
+    type Case = SoftmaxCase;
+
+    const LOSSES: &'static [LossId] = &[LossId::Softmax];
+
+    fn parse(_: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<SoftmaxCase> {
+        let temperature = params.positive("temperature", 1.0)?;
+        let logits = inputs.logits("logits")?;
+        Ok(SoftmaxCase {
+            temperature,
+            logits,
+        })
+    }
+
+    fn loss(_: &SoftmaxCase) -> LossId {
+        LossId::Softmax
+    }
+
+    fn reduction_mut(_: &mut SoftmaxCase) -> Option<&mut Reduction> {
+        None
+    }
+
+    fn reference(c: &SoftmaxCase, prec: u32) -> Result<Answer<Interval>> {
+        Ok(reference::softmax::evaluate_softmax(c, prec))
+    }
+
+    fn fast<T: Real>(c: &SoftmaxCase) -> Result<Answer<f64>> {
+        let (n, cols) = (c.logits.rows(), c.logits.cols());
+        let z = narrow::<T>(&c.logits);
+        let t = T::of_f64(c.temperature);
+        let mut p = vec![T::zero(); z.len()];
+        let mut lp = vec![T::zero(); z.len()];
+        softmax(&z, cols, t, &mut p)?;
+        log_softmax(&z, cols, t, &mut lp)?;
+        Ok(Answer {
+            outputs: vec![
+                ("probabilities", widen(n, cols, p)),
+                ("log_probabilities", widen(n, cols, lp)),
+            ],
+            gradients: vec![],
+        })
+    }
+
+    fn quantities(_: &SoftmaxCase) -> Vec<(&'static str, Quantity)> {
+        vec![
+            (
+                "outputs/probabilities",
+                Quantity::Softmax(SoftmaxOutput::Probabilities),
+            ),
+            (
+                "outputs/log_probabilities",
+                Quantity::Softmax(SoftmaxOutput::LogProbabilities),
+            ),
+        ]
+    }
+
+    /// Plain ulps of each value.
+    fn measures(c: &SoftmaxCase, exact: &Answer<f64>, _: Dtype) -> Vec<Vec<f64>> {
+        plain_measures(&Self::quantities(c), exact)
+    }
+
+    /// Each value's magnitude plus the relative error that the exp arguments of a
+    /// straightforward implementation carry (|z − max|/T·u in e^{(z − max)/T}).
+    fn tolerance(c: &SoftmaxCase, _: &Answer<f64>) -> Vec<Vec<Scale>> {
+        let (t, cols) = (c.temperature, c.logits.cols());
+        let mut probs = Vec::new();
+        let mut logs = Vec::new();
+        for row in c.logits.iter_rows() {
+            let top = row.iter().copied().fold(f64::MIN, f64::max);
+            let p = softmax_row(row, t);
+            let args: Vec<f64> = row.iter().map(|z| (z - top).abs() / t).collect();
+            let log_sum = row.iter().map(|z| ((z - top) / t).exp()).sum::<f64>().ln();
+            // the error the exp arguments put into log Σ
+            let spread: f64 = p.iter().zip(&args).map(|(pj, a)| pj * a).sum();
+            for (pj, arg) in p.iter().zip(&args) {
+                probs.push(Scale::plain(pj * (1.0 + arg + spread), cols));
+                let mut lp = Scale::plain(arg + log_sum + spread, cols);
+                lp.unstable = Some((arg + log_sum + 1.0, "log(Σ e^{z−max}) without log1p loses the relative accuracy of a log-probability near 0"));
+                logs.push(lp);
+            }
+        }
+        vec![probs, logs]
+    }
+
+    /// None: a probability lies in (0, 1).
+    fn exact_form(_: &SoftmaxCase, _: u32) -> Option<Box<dyn ExactForm>> {
+        None
+    }
+
+    /// log(softmax(z)) in the dtype: −∞ wherever the probability underflows there.
+    fn conventions(_: &SoftmaxCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
+        let Some(a) = midpoints(whole) else {
+            return Vec::new();
+        };
+        let p: Vec<f64> = a
+            .output("probabilities")
+            .map(|t| t.values().to_vec())
+            .unwrap_or_default();
+        let mut k = 0;
+        let alt = a
+            .try_map(|place, v| {
+                Ok::<f64, ()>(if place.starts_with("outputs.log_probabilities") {
+                    let pk = p.get(k).copied().unwrap_or(0.0);
+                    k += 1;
+                    dtype.round(pk).ln()
+                } else {
+                    *v
+                })
+            })
+            .unwrap_or_else(|()| a.clone());
+        vec![(
+            "the log-probabilities are log(softmax(z)), which underflows, not log_softmax(z)"
+                .into(),
+            alt,
+            whole.clone(),
+        )]
+    }
+
+    fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
+        corpus::softmax_cases(dtype, out);
+    }
+
+    fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
+        corpus::softmax_exact_zero_cases(dtype)
+    }
+}
+
+impl LossFamily for SoftmaxCeFamily {
+    type Case = SoftmaxCeCase;
+
+    const LOSSES: &'static [LossId] = &[LossId::SoftmaxCe];
+
+    fn parse(_: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<SoftmaxCeCase> {
+        let reduction = params.reduction()?;
+        let logits = inputs.logits("logits")?;
+        let labels = inputs.labels("labels", logits.rows(), logits.cols())?;
+        Ok(SoftmaxCeCase {
+            reduction,
+            logits,
+            labels,
+        })
+    }
+
+    fn loss(_: &SoftmaxCeCase) -> LossId {
+        LossId::SoftmaxCe
+    }
+
+    fn reduction_mut(c: &mut SoftmaxCeCase) -> Option<&mut Reduction> {
+        Some(&mut c.reduction)
+    }
+
+    fn reference(c: &SoftmaxCeCase, prec: u32) -> Result<Answer<Interval>> {
+        Ok(reference::softmax::evaluate_softmax_ce(c, prec))
+    }
+
+    fn fast<T: Real>(c: &SoftmaxCeCase) -> Result<Answer<f64>> {
+        let (n, cols) = (c.logits.rows(), c.logits.cols());
+        let (loss, grad) = softmax_ce(&narrow::<T>(&c.logits), cols, &c.labels, c.reduction)?;
+        Ok(Answer {
+            outputs: vec![("loss", Tensor::Scalar(loss.as_f64()))],
+            gradients: vec![("logits", widen(n, cols, grad))],
+        })
+    }
+
+    fn quantities(_: &SoftmaxCeCase) -> Vec<(&'static str, Quantity)> {
+        vec![
+            ("outputs/loss", Quantity::SoftmaxCe(LossOutput::Loss)),
+            ("gradients/logits", Quantity::SoftmaxCe(LossOutput::Grad)),
+        ]
+    }
+
+    /// Plain ulps of each value.
+    fn measures(c: &SoftmaxCeCase, exact: &Answer<f64>, _: Dtype) -> Vec<Vec<f64>> {
+        plain_measures(&Self::quantities(c), exact)
+    }
+
+    /// The loss and each gradient entry with the errors of the exp arguments
+    /// (Σ_{j≠y} p_j·(1 + |z_j − max| + |z_y − max|)), and the textbook formulas that
+    /// cancel when the target dominates named as unstable.
+    fn tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scale>> {
+        let (n, cols) = (c.labels.len(), c.logits.cols());
+        let r = c.reduction.weight(n);
+        let mut loss_scale = 0.0;
+        let mut naive = 0.0;
+        let mut grads = Vec::new();
+        for (row, &y) in c.logits.iter_rows().zip(&c.labels) {
+            let top = row.iter().copied().fold(f64::MIN, f64::max);
+            let p = softmax_row(row, 1.0);
+            let lead = (top - row[y]).abs();
+            // Σ_{j≠y} p_j·(1 + |z_j − max| + |z_y − max|): the exp arguments' errors
+            let spread: f64 = (0..cols)
+                .filter(|&j| j != y)
+                .map(|j| p[j] * (1.0 + (row[j] - top).abs() + lead))
+                .sum();
+            loss_scale += r * (-log_softmax_row(row, 1.0)[y] + spread + lead);
+            naive += r * (row[y].abs().max(top.abs()) + 1.0);
+            for j in 0..cols {
+                if j == y {
+                    let mut sc = Scale::plain((r * spread).max(f64::MIN_POSITIVE), cols);
+                    sc.unstable = Some((
+                        r,
+                        "softmax(z) − onehot: p_y − 1 cancels when the target dominates",
+                    ));
+                    grads.push(sc);
+                } else {
+                    grads.push(Scale::plain(
+                        (r * p[j] * (1.0 + (row[j] - top).abs())).max(f64::MIN_POSITIVE),
+                        cols,
+                    ));
+                }
+            }
+        }
+        let loss = reference
+            .output("loss")
+            .and_then(|t| t.values().first())
+            .map_or(0.0, |l| l.abs());
+        let mut loss = Scale::plain(loss_scale.max(loss), cols);
+        loss.unstable = Some((naive, "logsumexp(z) − z_y cancels when the target dominates (softplus(lse_{j≠y}(z_j − z_y)) does not)"));
+        vec![vec![loss], grads]
+    }
+
+    /// None: CE(z, y) > 0 for C ≥ 2, and p − onehot has no exact zero to prove.
+    fn exact_form(_: &SoftmaxCeCase, _: u32) -> Option<Box<dyn ExactForm>> {
+        None
+    }
+
+    /// None beyond the reduction.
+    fn conventions(_: &SoftmaxCeCase, _: &Case, _: Dtype) -> Vec<Alternative> {
+        Vec::new()
+    }
+
+    fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
+        corpus::softmax_ce_cases(dtype, out);
+    }
+
+    fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
+        corpus::softmax_ce_exact_zero_cases(dtype)
+    }
+}
+
+/// `softmax`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn softmax_entry(output: SoftmaxOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (SoftmaxOutput::Probabilities, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "exp (< 1 ulp in glibc) of the leading part of an exactly split exponent, the first-order correction e^x·c, the row sum 1 + S′ (a few roundings for C ≤ 12) and one division",
+    },
+        (SoftmaxOutput::Probabilities, Dtype::Float32) => Entry {
+        max_ulps: 4.0,
+        reason: "as for f64, with expf",
+    },
+        (SoftmaxOutput::LogProbabilities, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "(x_j − ln1p(S′)) + c_j: two roundings and the error of ln1p(S′), which is small against |x_j| except at j*, where −ln1p(S′) is the whole value",
+    },
+        (SoftmaxOutput::LogProbabilities, Dtype::Float32) => Entry {
+        max_ulps: 4.0,
+        reason: "as for f64, with log1pf",
+    },
+    }
+}
+
+/// `softmax_ce`'s rows of the precision table (`crate::precision`).
+pub(crate) const fn softmax_ce_entry(output: LossOutput, dtype: Dtype) -> Entry {
+    match (output, dtype) {
+        (LossOutput::Loss, Dtype::Float64) => Entry {
+        max_ulps: 2.5,
+        reason: "per row ln1p(S′) + (m − z_y) with m − z_y exact as a pair; compensated batch sum; one division by N",
+    },
+        (LossOutput::Loss, Dtype::Float32) => Entry {
+        max_ulps: 6.0,
+        reason: "as for f64, plus f32 subnormals: a dominant target puts the loss below 1.2e−38, where each term e^{x_j} is rounded to an absolute 2^−150, and C − 1 terms per row and N rows add up in units of the smallest subnormal",
+    },
+        (LossOutput::Grad, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "the softmax error, then p − 1 (benign: p ≤ ½ off the argmax, −S′/(1+S′) at it) and one division by N",
+    },
+        (LossOutput::Grad, Dtype::Float32) => Entry {
+        max_ulps: 4.0,
+        reason: "as for f64",
+    },
+    }
+}
