@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! # lossref — ground truth for softmax-family classification losses
 //!
 //! * [`reference`](mod@reference): every loss of SPEC §1 on certified MPFR intervals ([`mp`]), with

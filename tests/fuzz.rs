@@ -30,7 +30,7 @@ use lossref::fast::dispatch;
 use lossref::npz;
 use lossref::reference::certified;
 use lossref::report::eval_json;
-use lossref::spec::SPEC_LOSSES;
+use lossref::spec::LossId;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -213,7 +213,10 @@ fn param(rng: &mut ChaCha8Rng, name: &str, valid: bool) -> String {
 
 /// A case of a random loss, valid or with one near-valid defect.
 fn generated_case(rng: &mut ChaCha8Rng) -> String {
-    let loss = *SPEC_LOSSES.choose(rng).unwrap_or(&"softmax_ce");
+    // every loss of the catalogue, in its order; the matches below name each one, so a new
+    // loss does not compile until it is fuzzed
+    let id = *LossId::ALL.choose(rng).unwrap_or(&LossId::SoftmaxCe);
+    let loss = id.as_str();
     // Half the cases are valid: shapes a loss accepts, finite numbers, parameters in range.
     let valid = rng.gen_bool(0.5);
     let low = usize::from(valid);
@@ -229,16 +232,16 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
     };
     let zero_row = defect == 0;
     let bad_label = defect == 1;
-    let params: &[&str] = match loss {
-        "softmax" => &["temperature"],
-        "softmax_ce" => &["reduction"],
-        "distill" => &["temperature", "alpha", "soft", "reduction"],
-        "lsoftmax" | "sphereface" => &["integer_margin", "lambda", "reduction"],
-        "center" => &["alpha", "reduction"],
-        "normface" => &["scale", "reduction"],
-        "cosface" | "amsoftmax" => &["scale", "margin", "reduction"],
-        "arcface" => &["scale", "margin", "boundary", "margin_grad", "reduction"],
-        _ => &["scale", "m1", "m2", "m3", "reduction"],
+    let params: &[&str] = match id {
+        LossId::Softmax => &["temperature"],
+        LossId::SoftmaxCe => &["reduction"],
+        LossId::Distill => &["temperature", "alpha", "soft", "reduction"],
+        LossId::LSoftmax | LossId::SphereFace => &["integer_margin", "lambda", "reduction"],
+        LossId::Center => &["alpha", "reduction"],
+        LossId::NormFace => &["scale", "reduction"],
+        LossId::CosFace | LossId::AmSoftmax => &["scale", "margin", "reduction"],
+        LossId::ArcFace => &["scale", "margin", "boundary", "margin_grad", "reduction"],
+        LossId::Combined => &["scale", "m1", "m2", "m3", "reduction"],
     };
     let mut ps: Vec<String> = Vec::new();
     for &p in params {
@@ -247,19 +250,26 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
             ps.push(format!("\"{key}\": {}", param(rng, p, valid)));
         }
     }
-    let mut inputs: Vec<String> = match loss {
-        "softmax" => vec![format!("\"logits\": {}", matrix(rng, n, c, false))],
-        "softmax_ce" => vec![
+    let mut inputs: Vec<String> = match id {
+        LossId::Softmax => vec![format!("\"logits\": {}", matrix(rng, n, c, false))],
+        LossId::SoftmaxCe => vec![
             format!("\"logits\": {}", matrix(rng, n, c, false)),
             format!("\"labels\": {}", labels(rng, n, c, bad_label)),
         ],
-        "distill" => vec![
+        LossId::Distill => vec![
             format!("\"student_logits\": {}", matrix(rng, n, c, false)),
             format!("\"teacher_logits\": {}", matrix(rng, n, c, false)),
             format!("\"labels\": {}", labels(rng, n, c, bad_label)),
         ],
-        _ => {
-            let classes = if loss == "center" {
+        LossId::LSoftmax
+        | LossId::SphereFace
+        | LossId::Center
+        | LossId::NormFace
+        | LossId::CosFace
+        | LossId::AmSoftmax
+        | LossId::ArcFace
+        | LossId::Combined => {
+            let classes = if id == LossId::Center {
                 "centers"
             } else {
                 "weights"

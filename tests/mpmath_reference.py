@@ -247,10 +247,22 @@ def multiplicative(case):
                               "weights": finite_difference(loss, mats, "weights")}}
 
 
+# One entry per loss of SPEC §1: a loss that is not listed is an error, never another
+# loss's formula (tests/certified_core/mpmath_crosscheck.rs compares this list with the
+# catalogue's).
+EVALUATE = {"softmax": softmax, "softmax_ce": softmax_ce, "distill": distill, "center": center,
+            "lsoftmax": multiplicative, "sphereface": multiplicative,
+            "normface": normalized, "cosface": normalized, "amsoftmax": normalized,
+            "arcface": normalized, "combined": normalized}
+
+if len(sys.argv) > 1 and sys.argv[1] == "--losses":
+    print(json.dumps(sorted(EVALUATE)))
+    sys.exit(0)
+
 for line in sys.stdin:
     if line.strip():
         case = json.loads(line)
-        evaluate = {"softmax": softmax, "softmax_ce": softmax_ce, "distill": distill, "center": center,
-                    "lsoftmax": multiplicative, "sphereface": multiplicative}.get(case["loss"], normalized)
-        answer = evaluate(case)
+        if case["loss"] not in EVALUATE:
+            sys.exit(f"mpmath_reference.py: no formula for the loss {case['loss']!r}; it knows {sorted(EVALUATE)}")
+        answer = EVALUATE[case["loss"]](case)
         print(json.dumps(answer), flush=True)

@@ -40,9 +40,18 @@ __all__ = [
     "check",
     "eval",
     "CORPUS_VERSION",
+    "FAMILIES",
+    "LOSSES",
+    "switch_points",
 ]
 
 __version__, CORPUS_VERSION = _lossref.versions()
+
+#: The catalogue of SPEC §1 as the Rust library defines it: each family's name with its loss
+#: ids, in catalogue order.
+FAMILIES: Dict[str, tuple] = {name: tuple(losses) for name, losses in _lossref.catalogue()}
+#: Every loss id, in catalogue order.
+LOSSES: tuple = tuple(loss for losses in FAMILIES.values() for loss in losses)
 
 
 def _plain(x: Any) -> Any:
@@ -137,6 +146,20 @@ class Answer:
 
     def __repr__(self) -> str:
         return f"<lossref.Answer {self.loss} tier={self.tier} outputs={self.outputs!r}>"
+
+
+def switch_points(loss: str, params: Optional[Mapping[str, Any]] = None) -> List[Dict[str, Any]]:
+    """The points of `loss`'s rule where implementations go wrong (SPEC §1), with `params`
+    (SPEC §1's defaults for what it omits), as the Rust family states them: each a dict with
+    ``tag`` (the corpus regime, ``edge:thmm-switch``, ``edge:easy-switch``,
+    ``edge:psi-boundary``, ``edge:acos-near-1``, ``edge:acos-near-minus-1``), ``theta``,
+    ``cos`` and ``undefined`` (whether the requested gradient does not exist exactly there).
+
+    >>> [p["tag"] for p in switch_points("arcface", {"boundary": "thmm"})]
+    ['edge:acos-near-1', 'edge:acos-near-minus-1', 'edge:thmm-switch']
+    """
+    points = _lossref.switch_points(loss, json.dumps(_plain(dict(params or {}))))
+    return [{"tag": t, "theta": theta, "cos": c, "undefined": u} for t, theta, c, u in points]
 
 
 def eval(case: Union[Mapping[str, Any], str, os.PathLike]) -> Answer:  # noqa: A001

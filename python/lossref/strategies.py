@@ -32,20 +32,9 @@ try:
 except ImportError as e:  # pragma: no cover
     raise ImportError("lossref.strategies needs hypothesis: pip install hypothesis") from e
 
-LOSSES = [
-    "softmax",
-    "softmax_ce",
-    "distill",
-    "lsoftmax",
-    "sphereface",
-    "center",
-    "normface",
-    "cosface",
-    "amsoftmax",
-    "arcface",
-    "combined",
-]
-NORMALIZED = ["normface", "cosface", "amsoftmax", "arcface", "combined"]
+from . import FAMILIES, LOSSES, switch_points  # the catalogue of the Rust library
+
+NORMALIZED = list(FAMILIES["normalized"])
 ANGLE_REGIMES = ["acos-near-1", "acos-near-minus-1", "easy-switch", "thmm-switch", "tiny-norm", "huge-norm", "exact-zero"]
 LOGIT_REGIMES = ["near-tie", "dominant"]
 
@@ -58,12 +47,19 @@ def _narrow(x: float, dtype: str) -> float:
 
 
 def regimes_for(loss: str) -> List[str]:
-    """The regimes that apply to `loss`."""
-    if loss in ("softmax", "softmax_ce", "distill"):
-        return ["random"] + LOGIT_REGIMES
-    if loss == "center":
-        return ["random"]
-    return ["random"] + ANGLE_REGIMES
+    """The regimes that apply to `loss`, by its family in the catalogue."""
+    family = next((name for name, losses in FAMILIES.items() if loss in losses), None)
+    regimes = {
+        "softmax": ["random"] + LOGIT_REGIMES,
+        "softmax_ce": ["random"] + LOGIT_REGIMES,
+        "distill": ["random"] + LOGIT_REGIMES,
+        "center": ["random"],
+        "psi": ["random"] + ANGLE_REGIMES,
+        "normalized": ["random"] + ANGLE_REGIMES,
+    }
+    if family not in regimes:
+        raise ValueError(f"lossref.strategies has no regimes for the loss {loss!r} (family {family!r})")
+    return regimes[family]
 
 
 @st.composite
@@ -80,36 +76,50 @@ def _logits(draw: Any, n: int, c: int, regime: str, dtype: str, labels: Sequence
     return [[_narrow(v, dtype) for v in row] for row in rows]
 
 
-def _params(draw: Any, loss: str, dtype: str) -> Dict[str, Any]:
-    reduction = draw(st.sampled_from(["mean", "sum"]))
-    f = lambda x: _narrow(x, dtype)  # noqa: E731
-    if loss == "softmax":
-        return {"temperature": f(draw(st.sampled_from([1.0, 0.5, 2.0, 4.0])))}
-    if loss == "softmax_ce":
-        return {"reduction": reduction}
-    if loss == "distill":
-        return {
-            "temperature": f(draw(st.sampled_from([1.0, 2.0, 4.0]))),
-            "alpha": f(draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))),
-            "soft": draw(st.sampled_from(["kl", "ce"])),
-            "reduction": reduction,
-        }
-    if loss in ("lsoftmax", "sphereface"):
-        return {"margin": draw(st.integers(1, 6)), "lambda": f(draw(st.sampled_from([0.0, 0.5, 5.0]))), "reduction": reduction}
-    if loss == "center":
-        return {"alpha": f(draw(st.sampled_from([0.5, 0.25]))), "reduction": reduction}
-    if loss == "normface":
-        return {"scale": f(draw(st.sampled_from([1.0, 16.0, 30.0]))), "reduction": reduction}
-    if loss in ("cosface", "amsoftmax"):
-        return {"scale": f(draw(st.sampled_from([30.0, 64.0]))), "margin": f(draw(st.sampled_from([0.35, 0.2]))), "reduction": reduction}
-    if loss == "arcface":
-        return {
-            "scale": f(draw(st.sampled_from([30.0, 64.0]))),
-            "margin": f(draw(st.sampled_from([0.5, 0.3]))),
-            "boundary": draw(st.sampled_from(["none", "thmm", "easy"])),
-            "margin_grad": draw(st.sampled_from(["full", "detached"])),
-            "reduction": reduction,
-        }
+def _softmax_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"temperature": f(draw(st.sampled_from([1.0, 0.5, 2.0, 4.0])))}
+
+
+def _softmax_ce_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"reduction": reduction}
+
+
+def _distill_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {
+        "temperature": f(draw(st.sampled_from([1.0, 2.0, 4.0]))),
+        "alpha": f(draw(st.sampled_from([0.0, 0.5, 0.9, 1.0]))),
+        "soft": draw(st.sampled_from(["kl", "ce"])),
+        "reduction": reduction,
+    }
+
+
+def _psi_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"margin": draw(st.integers(1, 6)), "lambda": f(draw(st.sampled_from([0.0, 0.5, 5.0]))), "reduction": reduction}
+
+
+def _center_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"alpha": f(draw(st.sampled_from([0.5, 0.25]))), "reduction": reduction}
+
+
+def _normface_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"scale": f(draw(st.sampled_from([1.0, 16.0, 30.0]))), "reduction": reduction}
+
+
+def _cosface_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"scale": f(draw(st.sampled_from([30.0, 64.0]))), "margin": f(draw(st.sampled_from([0.35, 0.2]))), "reduction": reduction}
+
+
+def _arcface_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {
+        "scale": f(draw(st.sampled_from([30.0, 64.0]))),
+        "margin": f(draw(st.sampled_from([0.5, 0.3]))),
+        "boundary": draw(st.sampled_from(["none", "thmm", "easy"])),
+        "margin_grad": draw(st.sampled_from(["full", "detached"])),
+        "reduction": reduction,
+    }
+
+
+def _combined_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
     return {
         "scale": f(64.0),
         "m1": f(draw(st.sampled_from([1.0, 1.35, 2.0]))),
@@ -119,17 +129,47 @@ def _params(draw: Any, loss: str, dtype: str) -> Dict[str, Any]:
     }
 
 
-def _target_cos(draw: Any, regime: str, params: Dict[str, Any]) -> float:
+#: The parameters drawn for each loss, one entry per loss of the catalogue
+#: (``tests/test_strategies.py`` fails when a loss has none; nothing falls through to
+#: another loss's parameters).
+PARAMS = {
+    "softmax": _softmax_params,
+    "softmax_ce": _softmax_ce_params,
+    "distill": _distill_params,
+    "lsoftmax": _psi_params,
+    "sphereface": _psi_params,
+    "center": _center_params,
+    "normface": _normface_params,
+    "cosface": _cosface_params,
+    "amsoftmax": _cosface_params,
+    "arcface": _arcface_params,
+    "combined": _combined_params,
+}
+
+
+def _params(draw: Any, loss: str, dtype: str) -> Dict[str, Any]:
+    if loss not in PARAMS:
+        raise ValueError(f"lossref.strategies has no parameters for the loss {loss!r}; it knows {sorted(PARAMS)}")
+    reduction = draw(st.sampled_from(["mean", "sum"]))
+    return PARAMS[loss](draw, lambda x: _narrow(x, dtype), reduction)
+
+
+def _target_cos(draw: Any, regime: str, loss: str, params: Dict[str, Any]) -> float:
     tiny = lambda: 10.0 ** draw(st.floats(-12, -2))  # noqa: E731
     if regime == "acos-near-1":
         return 1.0 - tiny()
     if regime == "acos-near-minus-1":
         return -1.0 + tiny()
-    if regime == "easy-switch":
-        return draw(st.sampled_from([-1.0, 1.0])) * tiny()
-    if regime == "thmm-switch":
-        m = params.get("margin", params.get("m2", 0.5)) or 0.5
-        return math.cos(math.pi - m + draw(st.sampled_from([-1.0, 1.0])) * tiny())
+    if regime in ("easy-switch", "thmm-switch"):
+        # near the family's own points (lossref.switch_points): the switch of that name where
+        # the rule has one, else any point of the rule (ψ's kπ/m, acos's poles)
+        points = switch_points(loss, params)
+        named = [p for p in points if p["tag"] == "edge:" + regime]
+        point = draw(st.sampled_from(named or points))
+        side = draw(st.sampled_from([-1.0, 1.0]))
+        if point["cos"] == 0.0:
+            return side * tiny()
+        return max(-1.0, min(1.0, math.cos(point["theta"] + side * tiny())))
     return draw(st.floats(-0.95, 0.95))
 
 
@@ -159,6 +199,8 @@ def cases(draw: Any, loss: Optional[str] = None, dtype: Optional[str] = None, re
         teacher = draw(_logits(n, c, "random", dtype, labels))
         return {"loss": loss, "params": params, "inputs": {"student_logits": student, "teacher_logits": teacher, "labels": labels}}
     normal = st.floats(-2, 2, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
+    if loss not in FAMILIES["center"] + FAMILIES["psi"] + FAMILIES["normalized"]:
+        raise ValueError(f"lossref.strategies cannot draw the inputs of the loss {loss!r}")
     if loss == "center":
         x = [[_narrow(draw(normal), dtype) for _ in range(d)] for _ in range(n)]
         centers = [[_narrow(draw(normal), dtype) for _ in range(d)] for _ in range(c)]
@@ -180,7 +222,7 @@ def cases(draw: Any, loss: Optional[str] = None, dtype: Optional[str] = None, re
     lo, hi = {"tiny-norm": (1e-12, 1e-10), "huge-norm": huge}.get(regime, (0.5, 2.0))
     x = []
     for y in labels:
-        cos = _target_cos(draw, regime, params)
+        cos = _target_cos(draw, regime, loss, params)
         what = _unit(np.array(w[y]))
         u = np.array([draw(st.floats(-1, 1)) for _ in range(d)])
         u = u - (u @ what) * what

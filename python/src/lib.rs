@@ -129,6 +129,40 @@ fn versions() -> (String, String) {
     )
 }
 
+/// The catalogue: every family's name with its loss ids, in SPEC §1's order (the one list
+/// that the Python strategies and tests read).
+#[pyfunction]
+fn catalogue() -> Vec<(String, Vec<String>)> {
+    lossref::family::FAMILIES
+        .iter()
+        .map(|(name, losses)| {
+            (
+                name.to_string(),
+                losses.iter().map(|l| l.as_str().to_string()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The switch points of `loss` with the parameters `params` (JSON text): (tag, θ, cos θ,
+/// whether the requested gradient is undefined there), as the family states them.
+#[pyfunction]
+fn switch_points(loss: String, params: String) -> PyResult<Vec<(String, f64, f64, bool)>> {
+    let id = lossref::spec::LossId::from_name(&loss).ok_or_else(|| {
+        CaseError::new_err(format!(
+            "loss: unknown loss `{loss}`; SPEC §1 lists {}",
+            lossref::spec::SPEC_LOSSES.join(", ")
+        ))
+    })?;
+    let params: Value = serde_json::from_str(&params)
+        .map_err(|e| CaseError::new_err(format!("params: not valid JSON: {e}")))?;
+    let points = lossref::family::switch_points(id, &params).map_err(case_error)?;
+    Ok(points
+        .into_iter()
+        .map(|p| (p.tag.to_string(), p.theta, p.cos, p.undefined))
+        .collect())
+}
+
 #[pymodule]
 fn _lossref(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CaseError", m.py().get_type::<CaseError>())?;
@@ -138,5 +172,7 @@ fn _lossref(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(corpus_file, m)?)?;
     m.add_function(wrap_pyfunction!(check_results, m)?)?;
     m.add_function(wrap_pyfunction!(versions, m)?)?;
+    m.add_function(wrap_pyfunction!(catalogue, m)?)?;
+    m.add_function(wrap_pyfunction!(switch_points, m)?)?;
     Ok(())
 }

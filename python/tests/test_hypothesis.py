@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import lossref
 import lossref.strategies as ls
@@ -19,6 +20,42 @@ def test_the_strategies_draw_cases_lossref_answers(case: dict) -> None:
     # `bounded`: values below 2^−1075 whose digits lie beyond the precision cap (a ψ target
     # that dominates its row by G ≳ 10⁴), certified as binary64/binary32 zeros
     assert a.tier in ("correctly_rounded", "faithful", "bounded")
+
+
+def test_the_strategies_cover_the_catalogue_and_refuse_an_unknown_loss() -> None:
+    # the loss list comes from the Rust catalogue, and every loss has its own parameters
+    # and regimes: a new loss without them fails here, it never borrows another's
+    assert lossref.LOSSES == tuple(loss for losses in lossref.FAMILIES.values() for loss in losses)
+    assert lossref.LOSSES[:2] == ("softmax", "softmax_ce") and "arcface" in lossref.FAMILIES["normalized"]
+    assert set(ls.PARAMS) == set(lossref.LOSSES)
+    for loss in lossref.LOSSES:
+        assert "random" in ls.regimes_for(loss)
+    with pytest.raises(ValueError, match="no regimes for the loss 'nosuch'"):
+        ls.regimes_for("nosuch")
+
+
+def test_switch_points_are_the_families_own() -> None:
+    import math
+
+    thmm = [p for p in lossref.switch_points("arcface", {"margin": 0.5, "boundary": "thmm"}) if p["tag"] == "edge:thmm-switch"]
+    assert [p["theta"] for p in thmm] == [math.pi - 0.5]
+    easy = lossref.switch_points("arcface", {"boundary": "easy"})
+    assert [(p["cos"], p["undefined"]) for p in easy if p["tag"] == "edge:easy-switch"] == [(0.0, True)]
+    assert [p["theta"] for p in lossref.switch_points("lsoftmax", {"margin": 3})] == [math.pi / 3, 2 * math.pi / 3]
+    assert lossref.switch_points("softmax_ce") == []
+    with pytest.raises(lossref.CaseError, match="unknown loss `arcfaec`"):
+        lossref.switch_points("arcfaec")
+    with pytest.raises(lossref.CaseError, match="params.boundary"):
+        lossref.switch_points("arcface", {"boundary": "sometimes"})
+
+
+@pytest.mark.parametrize("loss", lossref.LOSSES)
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_loss_of_the_catalogue_has_a_strategy_lossref_answers(loss: str, data: st.DataObject) -> None:
+    case = data.draw(ls.cases(loss=loss))
+    assert case["loss"] == loss
+    assert lossref.eval(case).tier in ("correctly_rounded", "faithful", "bounded")
 
 
 implementations = pytest.importorskip("implementations", reason="needs jax and optax")

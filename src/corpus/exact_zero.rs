@@ -18,11 +18,11 @@
 //! input is axis-aligned; `permuted`: rotated, with the classes reordered and the labels
 //! following them.
 
-use crate::corpus::generate::{seed_of, variant, Generated, Variant};
+use crate::corpus::generate::{exact_zero_case as generated, variant, Generated, Variant};
 use crate::family::normalized::corpus::margin_variants_with;
 use crate::spec::Dtype;
 use crate::spec::LossId;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 /// The special angles: (degrees, a feature at that angle to e₁ in ℝ⁴).
 pub const ANGLES: [(u32, [f64; 4]); 7] = [
@@ -154,46 +154,13 @@ fn angle_variants() -> Vec<Variant> {
 
 /// Whether the target at `degrees` is an undefined point of the variant (SPEC §1): only
 /// ArcFace's `easy` switch at exactly 90° with the full gradient.
+/// Whether `degrees` is a point where `v`'s requested gradient does not exist (the `easy`
+/// switch with a full gradient), by the family's switch points.
 fn undefined(v: &Variant, degrees: u32) -> bool {
-    degrees == 90
-        && v.params.get("boundary").and_then(Value::as_str) == Some("easy")
-        && v.params.get("margin_grad").and_then(Value::as_str) == Some("full")
-}
-
-fn object(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    }
-}
-
-/// The id of case `k` of `name`'s exact-zero cases in `dtype`.
-pub(crate) fn id(name: &str, dtype: Dtype, k: usize) -> String {
-    format!("{name}/edge-exact-zero/{}-{k:04}", dtype.short())
-}
-
-/// One exact-zero case: tag `edge:exact-zero`, seeded by its id, `description` added to
-/// its generator.
-pub(crate) fn generated(
-    id: String,
-    dtype: Dtype,
-    loss: LossId,
-    params: Value,
-    inputs: Value,
-    description: Value,
-) -> Generated {
-    let mut generator = json!({"name": format!("{}/edge-exact-zero", loss.as_str())});
-    if let (Value::Object(g), Value::Object(d)) = (&mut generator, description) {
-        g.extend(d);
-    }
-    Generated {
-        seed: seed_of(&id),
-        id,
-        dtype,
-        tags: vec!["edge:exact-zero".to_string()],
-        generator,
-        case: json!({"loss": loss.as_str(), "params": Value::Object(object(params)), "inputs": inputs}),
-    }
+    crate::family::switch_points(v.loss, &Value::Object(v.params.clone()))
+        .expect("the exact-zero variants' parameters are valid")
+        .iter()
+        .any(|p| p.undefined && (p.theta.to_degrees() - f64::from(degrees)).abs() < 1e-9)
 }
 
 /// Every case of the family in the given frames, for `dtype` (the numbers are small

@@ -194,17 +194,6 @@ pub(crate) fn rows_json(rows: &[Vec<f64>]) -> Value {
     Value::Array(rows.iter().map(|r| json!(r)).collect())
 }
 
-/// Every case of the corpus, in a fixed order.
-pub fn all_cases() -> Vec<Generated> {
-    let mut out = Vec::new();
-    for dtype in Dtype::ALL {
-        crate::family::corpus_cases(dtype, &mut out);
-        out.extend(crate::corpus::exact_zero::corpus_cases(dtype));
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    out
-}
-
 /// Adds `count` cases of `name` in `regime`, each from `build(draw, k)` → (params, inputs,
 /// generator description).
 #[allow(clippy::too_many_arguments)]
@@ -244,6 +233,43 @@ pub(crate) fn push(
 }
 
 pub(crate) fn params(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The id of case `k` of `name`'s exact-zero cases in `dtype`.
+pub(crate) fn exact_zero_id(name: &str, dtype: Dtype, k: usize) -> String {
+    format!("{name}/edge-exact-zero/{}-{k:04}", dtype.short())
+}
+
+/// One exact-zero case: tag `edge:exact-zero`, seeded by its id, `description` added to
+/// its generator.
+pub(crate) fn exact_zero_case(
+    id: String,
+    dtype: Dtype,
+    loss: LossId,
+    params: Value,
+    inputs: Value,
+    description: Value,
+) -> Generated {
+    let mut generator = json!({"name": format!("{}/edge-exact-zero", loss.as_str())});
+    if let (Value::Object(g), Value::Object(d)) = (&mut generator, description) {
+        g.extend(d);
+    }
+    Generated {
+        seed: seed_of(&id),
+        id,
+        dtype,
+        tags: vec!["edge:exact-zero".to_string()],
+        generator,
+        case: json!({"loss": loss.as_str(), "params": Value::Object(params_map(params)), "inputs": inputs}),
+    }
+}
+
+/// `v` as a JSON object (empty for anything else).
+fn params_map(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => Map::new(),

@@ -22,6 +22,7 @@
 
 pub mod exact_zero;
 pub mod generate;
+pub mod reader;
 
 use crate::case::case_from_json;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,7 +31,7 @@ use crate::reference::certified;
 use crate::report::answer_arrays;
 use crate::spec::Dtype;
 use crate::tolerance::{allowed_ulps, scales, summation_factor, Scale};
-use generate::{all_cases, Generated};
+use generate::Generated;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
@@ -38,6 +39,17 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+
+/// Every case of the corpus, in a fixed order.
+pub fn all_cases() -> Vec<Generated> {
+    let mut out = Vec::new();
+    for dtype in Dtype::ALL {
+        crate::family::corpus_cases(dtype, &mut out);
+        out.extend(exact_zero::corpus_cases(dtype));
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
 
 /// The corpus version (semver): a change of meaning in SPEC.md, of a case's inputs or of the
 /// tolerance rules is a new version.

@@ -42,6 +42,7 @@ use crate::spec::{Case, Dtype, LossId};
 use crate::tolerance::Scale;
 use center::CenterOutput;
 use normalized::NormFaceOutput;
+use serde_json::Value;
 use softmax::SoftmaxOutput;
 use std::fmt;
 
@@ -49,6 +50,9 @@ use std::fmt;
 pub(crate) trait LossFamily {
     /// The validated case of this family's losses.
     type Case;
+
+    /// The family's name (`softmax`, `distill`, `psi`, `normalized`, …).
+    const NAME: &'static str;
 
     /// The losses of this family (SPEC §1 ids), in catalogue order.
     const LOSSES: &'static [LossId];
@@ -110,6 +114,32 @@ pub(crate) trait LossFamily {
     /// empty for the families whose exact zeros come from the shared special-angle
     /// construction of `crate::corpus::exact_zero`.
     fn exact_zero_cases(dtype: Dtype) -> Vec<Generated>;
+
+    /// The points where `loss`'s rule switches sides or its slope is singular (SPEC §1),
+    /// with `params` (a JSON `params` object; SPEC §1's defaults for what it omits). The
+    /// corpus generators, the exact-zero family, the walk tests and the Python strategies
+    /// take them from here.
+    ///
+    /// # Errors
+    /// A parameter of the wrong type or range, or one the loss does not take, named.
+    fn switch_points(loss: LossId, params: &Value) -> Result<Vec<SwitchPoint>>;
+}
+
+/// A point of a family's target rule where implementations go wrong (SPEC §1): a switch
+/// between two formulas, a segment boundary, or a pole of acos.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SwitchPoint {
+    /// The corpus tag of the regime around it (`edge:thmm-switch`, `edge:easy-switch`,
+    /// `edge:psi-boundary`, `edge:acos-near-1`, `edge:acos-near-minus-1`).
+    pub tag: &'static str,
+    /// The angle θ of the point, in binary64 (`π − m`, `kπ/m`, …, each rounded once from
+    /// the formula written in the point's docs).
+    pub theta: f64,
+    /// cos θ at the point, exact where it is 0 or ±1, else `theta.cos()`.
+    pub cos: f64,
+    /// Whether the requested gradient does not exist exactly there (SPEC §1, undefined
+    /// points): the `easy` switch and acos's poles for a full angular gradient.
+    pub undefined: bool,
 }
 
 /// Expands the list of families into the functions every layer calls: one `match` over
@@ -119,6 +149,10 @@ macro_rules! catalogue {
         /// Every family's losses, in catalogue order: the loss list that Rust, Python and
         /// the test generators read.
         pub const LOSSES: &[&[LossId]] = &[$(<$family as LossFamily>::LOSSES),*];
+
+        /// Every family's name with its losses, in catalogue order.
+        pub const FAMILIES: &[(&str, &[LossId])] =
+            &[$((<$family as LossFamily>::NAME, <$family as LossFamily>::LOSSES)),*];
 
         /// Reads the case of `loss` through its family's [`LossFamily::parse`].
         pub(crate) fn parse(loss: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<Case> {
@@ -180,6 +214,19 @@ macro_rules! catalogue {
             let mut out = Vec::new();
             $(out.extend(<$family as LossFamily>::exact_zero_cases(dtype));)*
             out
+        }
+
+        /// See [`LossFamily::switch_points`].
+        ///
+        /// # Errors
+        /// A parameter of the wrong type or range, named.
+        pub fn switch_points(loss: LossId, params: &Value) -> Result<Vec<SwitchPoint>> {
+            $(
+                if <$family as LossFamily>::LOSSES.contains(&loss) {
+                    return <$family as LossFamily>::switch_points(loss, params);
+                }
+            )*
+            unreachable!("every LossId belongs to a family of the catalogue (tested)")
         }
 
         /// See [`LossFamily::exact_form`].

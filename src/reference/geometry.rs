@@ -32,6 +32,8 @@ impl RowNorm {
     }
 }
 
+/// The [`RowNorm`] of every row of `m` at `prec` bits, each from the exact binary64 parts
+/// of its entries.
 pub fn row_norms(m: &Matrix<Interval>, prec: u32) -> Vec<RowNorm> {
     m.iter_rows()
         .map(|row| {
@@ -116,6 +118,8 @@ pub fn parallel(x: &[Interval], w: &[Interval]) -> Option<i32> {
     })
 }
 
+/// cos θ = x·w/(‖x‖‖w‖) at `prec` bits, with what the enclosure cannot decide decided
+/// exactly from the inputs: a dot product of exactly 0, and parallel rows ([`Cosine`]).
 pub fn cosine(
     x: &[Interval],
     w: &[Interval],

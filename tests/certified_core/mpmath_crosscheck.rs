@@ -165,3 +165,21 @@ fn bound_agrees_with_mpmath() {
         requests.len()
     );
 }
+
+#[test]
+fn the_mpmath_reference_has_a_formula_for_every_loss_of_the_catalogue_and_no_fallthrough() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mpmath_reference.py");
+    let listed: Vec<String> = serde_json::from_str(&run("python3", &[script, "--losses"], ""))
+        .expect("a JSON list of loss ids");
+    let mut catalogue: Vec<String> = lossref::family::LOSSES
+        .iter()
+        .flat_map(|family| family.iter().map(|l| l.as_str().to_string()))
+        .collect();
+    catalogue.sort();
+    assert_eq!(listed, catalogue, "tests/mpmath_reference.py's EVALUATE");
+    // an unknown loss is an error, never another loss's formula
+    let out = common::run_with_stdin("python3", &[script], "{\"loss\": \"nosuch\"}\n")
+        .expect("python3 runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no formula for the loss 'nosuch'"));
+}

@@ -8,7 +8,7 @@
 //! zeros, both dtypes), and identical errors where there is no answer.
 
 use lossref::case::case_from_json;
-use lossref::corpus::generate::all_cases;
+use lossref::corpus::all_cases;
 use lossref::mp::certify::CertifiedAnswer;
 use lossref::reference::{certified, certified_plain};
 use lossref::spec::Case;

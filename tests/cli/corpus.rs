@@ -3,7 +3,7 @@
 //! tagged regime is really reached, the binary embeds and exports the same files, and the
 //! commands fail cleanly. (`.ci/run` verifies the whole corpus with `lossref corpus verify`.)
 
-use lossref::corpus::generate::all_cases;
+use lossref::corpus::all_cases;
 use lossref::corpus::{self, case_file, Shard, VERSION};
 use lossref::npz::{self, Data};
 use lossref::spec::Dtype;

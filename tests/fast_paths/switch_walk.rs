@@ -15,6 +15,7 @@ use crate::common;
 
 use common::table::within_table;
 use lossref::answer::Answer;
+use lossref::family::{switch_points, SwitchPoint};
 use lossref::fast::{dispatch, Real};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::CertifiedAnswer;
@@ -25,6 +26,7 @@ use lossref::spec::{
 };
 use rug::float::Constant;
 use rug::Float;
+use serde_json::json;
 
 /// Steps walked on each side of the switch.
 const STEPS: i32 = 40;
@@ -188,13 +190,34 @@ fn arc(m: f64, boundary: Boundary, grad: MarginGrad) -> Margin {
     Margin::Angular { m, boundary, grad }
 }
 
+/// The switch points of `loss` with `params` (`lossref::family::switch_points`).
+fn points(loss: LossId, params: serde_json::Value) -> Vec<SwitchPoint> {
+    switch_points(loss, &params).expect("valid parameters")
+}
+
+/// The θ of `loss`'s `edge:NAME-switch` point.
+fn switch_point(loss: LossId, params: serde_json::Value, name: &str) -> f64 {
+    let tag = format!("edge:{name}-switch");
+    points(loss, params)
+        .into_iter()
+        .find(|p| p.tag == tag)
+        .map(|p| p.theta)
+        .unwrap_or_else(|| panic!("{loss} has no {tag}"))
+}
+
 #[test]
 fn the_thmm_switch_walked_one_ulp_at_a_time() {
     let m = 0.5;
     // cos θ* = cos(π − m), and past it (θ > π − m) the rule falls back to cos θ − m·sin m
     let pi = Float::with_val(PREC, Constant::Pi);
     let switch = Float::with_val(PREC, pi - m).cos();
-    let theta = std::f64::consts::PI - m;
+    // the switch where the family states it
+    let theta = switch_point(
+        LossId::ArcFace,
+        json!({"margin": m, "boundary": "thmm"}),
+        "thmm",
+    );
+    assert_eq!(theta, std::f64::consts::PI - m);
     let fallback = Margin::Combined {
         m1: 1.0,
         m2: 0.0,
@@ -250,6 +273,13 @@ fn the_easy_switch_walked_one_ulp_at_a_time_through_exactly_zero() {
     for grad in MarginGrad::ALL {
         let margin = arc(m, Boundary::Easy, grad);
         let sides = [arc(m, Boundary::None, grad), Margin::None];
+        // the family states the switch at cos θ = 0, undefined for the full gradient
+        let params = json!({"margin": m, "boundary": "easy", "margin_grad": grad.as_str()});
+        let easy = points(LossId::ArcFace, params)
+            .into_iter()
+            .find(|p| p.tag == "edge:easy-switch")
+            .expect("an easy switch");
+        assert_eq!((easy.cos, easy.undefined), (0.0, grad == MarginGrad::Full));
         for (dtype, seen) in [
             (
                 "f32",
@@ -283,8 +313,10 @@ fn the_easy_switch_walked_one_ulp_at_a_time_through_exactly_zero() {
 #[test]
 fn psi_segment_boundaries_walked_one_ulp_at_a_time() {
     for margin in 2..=4u32 {
-        for k in 1..margin {
-            let theta = f64::from(k) * std::f64::consts::PI / f64::from(margin);
+        // kπ/m for k = 1 … m − 1, as the family states them
+        let boundaries = points(LossId::LSoftmax, json!({ "margin": margin }));
+        assert_eq!(boundaries.len(), margin as usize - 1);
+        for theta in boundaries.iter().map(|p| p.theta) {
             for lambda in [0.0, 0.5] {
                 walk_psi::<f32>(theta, margin, lambda);
                 walk_psi::<f64>(theta, margin, lambda);
@@ -324,31 +356,44 @@ fn walk_psi<T: Real>(theta: f64, margin: u32, lambda: f64) {
 #[test]
 fn acos_poles_walked_in_by_halving_the_angle() {
     let rules = [
-        arc(0.5, Boundary::None, MarginGrad::Full),
-        arc(0.5, Boundary::None, MarginGrad::Detached),
-        Margin::Combined {
-            m1: 1.0,
-            m2: 0.3,
-            m3: 0.2,
-        },
+        (
+            LossId::ArcFace,
+            json!({"margin": 0.5, "margin_grad": "full"}),
+            arc(0.5, Boundary::None, MarginGrad::Full),
+        ),
+        (
+            LossId::ArcFace,
+            json!({"margin": 0.5, "margin_grad": "detached"}),
+            arc(0.5, Boundary::None, MarginGrad::Detached),
+        ),
+        (
+            LossId::Combined,
+            json!({"m1": 1.0, "m2": 0.3, "m3": 0.2}),
+            Margin::Combined {
+                m1: 1.0,
+                m2: 0.3,
+                m3: 0.2,
+            },
+        ),
     ];
-    for margin in rules {
-        for pole in [1.0, -1.0] {
-            let refused32 = walk_pole::<f32>(margin, pole);
-            let refused64 = walk_pole::<f64>(margin, pole);
-            let detached = matches!(
-                margin,
-                Margin::Angular {
-                    grad: MarginGrad::Detached,
-                    ..
-                }
-            );
+    for (loss, params, margin) in rules {
+        // the poles where the family states them, with whether the gradient exists there
+        let poles: Vec<SwitchPoint> = points(loss, params)
+            .into_iter()
+            .filter(|p| p.tag.starts_with("edge:acos-near-"))
+            .collect();
+        assert_eq!(poles.len(), 2, "{loss}");
+        for pole in poles {
+            let refused32 = walk_pole::<f32>(margin, pole.cos);
+            let refused64 = walk_pole::<f64>(margin, pole.cos);
             for refused in [refused32, refused64] {
-                // the walk reaches the pole's rounding band, where a full gradient is refused
+                // the walk reaches the pole's rounding band, where a gradient that the family
+                // calls undefined at the pole is refused, and only such a one
                 assert_eq!(
-                    refused == 0,
-                    detached,
-                    "{margin:?} at {pole}: {refused} refused"
+                    refused > 0,
+                    pole.undefined,
+                    "{margin:?} at {}: {refused} refused",
+                    pole.cos
                 );
             }
         }

@@ -16,7 +16,7 @@ use crate::check::diagnose::{midpoints, scaled, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::Result;
 use crate::exact::ExactForm;
-use crate::family::LossFamily;
+use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
@@ -24,6 +24,7 @@ use crate::mp::interval::Interval;
 use crate::precision::{Entry, Quantity};
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
+use serde_json::Value;
 
 /// A `center` case (SPEC §1): ½‖x_i − c_{y_i}‖², reduced, with the update `centers_next`.
 #[derive(Clone, Debug, PartialEq)]
@@ -74,6 +75,8 @@ pub struct CenterFamily;
 
 impl LossFamily for CenterFamily {
     type Case = CenterCase;
+
+    const NAME: &'static str = "center";
 
     const LOSSES: &'static [LossId] = &[LossId::Center];
 
@@ -189,6 +192,11 @@ impl LossFamily for CenterFamily {
 
     fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
         corpus::exact_zero_cases(dtype)
+    }
+
+    /// None: the rule has no switch.
+    fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
+        Ok(Vec::new())
     }
 }
 

@@ -1,7 +1,7 @@
 //! `distill`'s corpus cases (SPEC §4): the temperature and α regimes its implementations
 //! meet, and the exact-zero construction.
 
-use crate::corpus::exact_zero::{generated, id};
+use crate::corpus::generate::{exact_zero_case as generated, exact_zero_id as id};
 use crate::corpus::generate::{params, push, rows_json, Generated, Regime};
 use crate::spec::{Dtype, LossId};
 use serde_json::json;

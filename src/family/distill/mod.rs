@@ -19,7 +19,7 @@ use crate::check::diagnose::{combine, midpoints, reevaluated, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
-use crate::family::LossFamily;
+use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
@@ -27,6 +27,7 @@ use crate::mp::interval::Interval;
 use crate::precision::{log_softmax_row, softmax_row, Entry, LossOutput, Quantity};
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
+use serde_json::Value;
 
 /// The soft term of `distill` (SPEC §1, `soft`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -80,6 +81,8 @@ pub struct DistillFamily;
 
 impl LossFamily for DistillFamily {
     type Case = DistillCase;
+
+    const NAME: &'static str = "distill";
 
     const LOSSES: &'static [LossId] = &[LossId::Distill];
 
@@ -222,6 +225,11 @@ impl LossFamily for DistillFamily {
 
     fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
         corpus::exact_zero_cases(dtype)
+    }
+
+    /// None: the rule has no switch.
+    fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
+        Ok(Vec::new())
     }
 }
 

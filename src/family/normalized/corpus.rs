@@ -2,10 +2,11 @@
 //! special-angle construction of `crate::corpus::exact_zero`, shared with lsoftmax and
 //! sphereface.
 
+use super::NormalizedFamily;
 use crate::corpus::generate::{push, rows_json, variant, Generated, Regime, Variant};
+use crate::family::LossFamily;
 use crate::spec::{Boundary, Dtype, LossId, MarginGrad};
 use serde_json::{json, Value};
-use std::f64::consts::PI;
 
 /// The variants of the normalized-margin family: every loss, every ArcFace boundary and
 /// margin gradient (all parameters exact in binary32).
@@ -50,13 +51,10 @@ pub(crate) fn margin_variants_with(combined: Vec<Variant>) -> Vec<Variant> {
 /// poles, the `thmm` and `easy` switches, and large C.
 pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
     for v in margin_variants() {
-        let angular = v.loss == LossId::ArcFace || v.loss == LossId::Combined;
-        let detached = v.params.get("margin_grad").and_then(Value::as_str) == Some("detached");
-        let boundary = v
-            .params
-            .get("boundary")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        // the rule's points of interest (SPEC §1), as the family states them
+        let points = NormalizedFamily::switch_points(v.loss, &Value::Object(v.params.clone()))
+            .expect("the corpus variants' parameters are valid");
+        let point = |tag: &str| points.iter().find(|p| p.tag == tag).copied();
         let mut regimes = vec![
             Regime::Random,
             Regime::Dominant,
@@ -64,15 +62,22 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
             Regime::HugeNorm,
             Regime::AcosNearOne,
         ];
-        // acos near −1 needs a margin that stays defined there: the affine rules, or a
-        // detached ArcFace gradient
+        // acos near −1 for the rules whose margin side stays defined at the pole: the affine
+        // rules and a detached ArcFace gradient. (The `thmm` and `easy` rules with a full
+        // gradient are defined at θ = π too, on their fallback side, as their switch
+        // points say; corpus 0.3.0 holds no such case, and adding them is a new version.)
+        let angular = matches!(v.loss, LossId::ArcFace | LossId::Combined);
+        let detached = v.params.get("margin_grad").and_then(Value::as_str) == Some("detached");
         if !angular || detached {
             regimes.push(Regime::AcosNearMinusOne);
         }
-        match boundary {
-            "thmm" => regimes.push(Regime::ThmmSwitch),
-            "easy" => regimes.push(Regime::EasySwitch),
-            _ => {}
+        let thmm = point("edge:thmm-switch");
+        let easy = point("edge:easy-switch");
+        if thmm.is_some() {
+            regimes.push(Regime::ThmmSwitch);
+        }
+        if easy.is_some() {
+            regimes.push(Regime::EasySwitch);
         }
         if matches!(
             v.name.as_str(),
@@ -81,11 +86,6 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
             regimes.push(Regime::LargeC);
         }
         for regime in regimes {
-            let margin = v
-                .params
-                .get("margin")
-                .and_then(Value::as_f64)
-                .unwrap_or(0.0);
             push(
                 out,
                 dtype,
@@ -130,8 +130,8 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                                     } else {
                                         1.0
                                     };
-                                    (PI - margin + side * draw.log_uniform(switch.0, switch.1))
-                                        .cos()
+                                    let at = thmm.map_or(0.0, |p| p.theta);
+                                    (at + side * draw.log_uniform(switch.0, switch.1)).cos()
                                 })
                                 .collect(),
                             format!("cos(π − m ± log-uniform[{:e}, {:e}])", switch.0, switch.1),
@@ -144,7 +144,7 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                                     } else {
                                         1.0
                                     };
-                                    side * draw.log_uniform(near, far)
+                                    easy.map_or(0.0, |p| p.cos) + side * draw.log_uniform(near, far)
                                 })
                                 .collect(),
                             format!("± log-uniform[{near:e}, {far:e}]"),

@@ -18,7 +18,7 @@ use crate::check::diagnose::{reevaluated, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
-use crate::family::LossFamily;
+use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::normalized::MarginLoss;
 use crate::fast::Real;
@@ -28,6 +28,7 @@ use crate::spec::{Boundary, Case, Dtype, LossId, Margin, MarginGrad, NormalizedC
 use crate::tolerance::Scale;
 use scales::{normalized_loss_scale, normalized_terms, normface_grad_scale_scale};
 use serde_json::Value;
+use std::f64::consts::PI;
 
 /// NormFace's outputs, as rows of the precision table: it also differentiates its scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,6 +58,8 @@ fn loss_of(answer: &Answer<f64>) -> f64 {
 
 impl LossFamily for NormalizedFamily {
     type Case = NormalizedCase;
+
+    const NAME: &'static str = "normalized";
 
     const LOSSES: &'static [LossId] = &[
         LossId::NormFace,
@@ -305,6 +308,34 @@ impl LossFamily for NormalizedFamily {
     /// Empty: the special-angle construction serves this family.
     fn exact_zero_cases(_: Dtype) -> Vec<Generated> {
         Vec::new()
+    }
+
+    /// acos's poles θ = 0 and π for every rule, ArcFace's `thmm` switch θ = π − m and its
+    /// `easy` switch θ = π/2; each undefined where the family's rule says the requested
+    /// gradient does not exist there ([`target`]).
+    fn switch_points(loss: LossId, params: &Value) -> Result<Vec<SwitchPoint>> {
+        let (_, margin, _) = margin_params(loss, params)?;
+        let point = |tag, theta, cos: f64, sin| SwitchPoint {
+            tag,
+            theta,
+            cos,
+            undefined: target(&margin, cos, sin).undefined.is_some(),
+        };
+        let mut points = vec![
+            point("edge:acos-near-1", 0.0, 1.0, 0.0),
+            point("edge:acos-near-minus-1", PI, -1.0, 0.0),
+        ];
+        if let Margin::Angular { m, boundary, .. } = margin {
+            match boundary {
+                Boundary::Thmm => {
+                    let theta = PI - m;
+                    points.push(point("edge:thmm-switch", theta, theta.cos(), theta.sin()));
+                }
+                Boundary::Easy => points.push(point("edge:easy-switch", PI / 2.0, 0.0, 1.0)),
+                Boundary::None => {}
+            }
+        }
+        Ok(points)
     }
 }
 

@@ -2,10 +2,11 @@
 //! special-angle construction of `crate::corpus::exact_zero`, shared with the
 //! normalized-margin family.
 
+use super::PsiFamily;
 use crate::corpus::generate::{params, push, rows_json, Generated, Regime};
+use crate::family::LossFamily;
 use crate::spec::{Dtype, LossId};
 use serde_json::json;
-use std::f64::consts::PI;
 
 /// Every margin and λ variant, at ψ's segment boundaries and at tiny and huge norms.
 pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
@@ -17,13 +18,16 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
         (LossId::SphereFace, 4, 5.0),
     ] {
         let name = format!("{}-m{m}-lambda{lambda}", loss.as_str());
+        // ψ_m's segment boundaries kπ/m, as the family states them
+        let boundaries = PsiFamily::switch_points(loss, &json!({"margin": m, "lambda": lambda}))
+            .expect("the corpus variants' parameters are valid");
         for regime in [
             Regime::Random,
             Regime::PsiBoundary,
             Regime::TinyNorm,
             Regime::HugeNorm,
         ] {
-            if regime == Regime::PsiBoundary && m == 1 {
+            if regime == Regime::PsiBoundary && boundaries.is_empty() {
                 continue;
             }
             push(out, dtype, &name, loss, regime, 2, &[], |draw, _| {
@@ -39,14 +43,13 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                         };
                         let cos: Vec<f64> = (0..n)
                             .map(|_| {
-                                let k = 1 + draw.index(m as usize - 1);
+                                let at = boundaries[draw.index(boundaries.len())].theta;
                                 let side = if draw.uniform(0.0, 1.0) < 0.5 {
                                     -1.0
                                 } else {
                                     1.0
                                 };
-                                (k as f64 * PI / m as f64 + side * draw.log_uniform(eps.0, eps.1))
-                                    .cos()
+                                (at + side * draw.log_uniform(eps.0, eps.1)).cos()
                             })
                             .collect();
                         (

@@ -11,7 +11,7 @@ use crate::check::diagnose::Alternative;
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
-use crate::family::LossFamily;
+use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::psi::MultiplicativeLoss;
 use crate::fast::Real;
@@ -23,6 +23,8 @@ use crate::precision::{per_entry, Entry, LossOutput, Quantity};
 use crate::spec::{Case, Dtype, LossId, MultiplicativeCase, Reduction};
 use crate::tolerance::Scale;
 use scales::psi_scales;
+use serde_json::Value;
+use std::f64::consts::PI;
 
 /// The `lsoftmax` / `sphereface` family.
 pub struct PsiFamily;
@@ -36,6 +38,8 @@ fn loss_of(answer: &Answer<f64>) -> f64 {
 
 impl LossFamily for PsiFamily {
     type Case = MultiplicativeCase;
+
+    const NAME: &'static str = "psi";
 
     const LOSSES: &'static [LossId] = &[LossId::LSoftmax, LossId::SphereFace];
 
@@ -165,6 +169,27 @@ impl LossFamily for PsiFamily {
     /// Empty: the special-angle construction serves this family.
     fn exact_zero_cases(_: Dtype) -> Vec<Generated> {
         Vec::new()
+    }
+
+    /// ψ_m's segment boundaries θ = kπ/m, k = 1 … m − 1, where the formula changes its
+    /// k (ψ is C¹ there: the gradient exists).
+    fn switch_points(loss: LossId, params: &Value) -> Result<Vec<SwitchPoint>> {
+        let mut fields = Fields::new(params, "params")?;
+        let margin = fields.integer_margin(if loss == LossId::LSoftmax { 2 } else { 4 })?;
+        fields.non_negative("lambda", 0.0)?;
+        fields.reduction()?;
+        fields.finish(&format!("`{loss}` takes the parameters {}", fields.taken()))?;
+        Ok((1..margin)
+            .map(|k| {
+                let theta = f64::from(k) * PI / f64::from(margin);
+                SwitchPoint {
+                    tag: "edge:psi-boundary",
+                    theta,
+                    cos: theta.cos(),
+                    undefined: false,
+                }
+            })
+            .collect())
     }
 }
 

@@ -1,7 +1,7 @@
 //! The softmax families' corpus cases (SPEC §4): the logit regimes their implementations
 //! meet, and the exact-zero constructions.
 
-use crate::corpus::exact_zero::{generated, id};
+use crate::corpus::generate::{exact_zero_case as generated, exact_zero_id as id};
 use crate::corpus::generate::{params, push, rows_json, Draw, Generated, Regime};
 use crate::spec::{Dtype, LossId};
 use serde_json::{json, Value};

@@ -11,7 +11,7 @@ use crate::check::diagnose::{midpoints, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::Result;
 use crate::exact::ExactForm;
-use crate::family::LossFamily;
+use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::softmax::{log_softmax, softmax, softmax_ce};
 use crate::fast::Real;
@@ -20,6 +20,7 @@ use crate::precision::{log_softmax_row, softmax_row, Entry, LossOutput, Quantity
 use crate::reference;
 use crate::spec::{Case, Dtype, LossId, Reduction, SoftmaxCase, SoftmaxCeCase};
 use crate::tolerance::Scale;
+use serde_json::Value;
 
 /// The outputs of `softmax`, as rows of the precision table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,6 +54,8 @@ fn plain_measures(quantities: &[(&'static str, Quantity)], exact: &Answer<f64>) 
 
 impl LossFamily for SoftmaxFamily {
     type Case = SoftmaxCase;
+
+    const NAME: &'static str = "softmax";
 
     const LOSSES: &'static [LossId] = &[LossId::Softmax];
 
@@ -176,10 +179,17 @@ impl LossFamily for SoftmaxFamily {
     fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
         corpus::softmax_exact_zero_cases(dtype)
     }
+
+    /// None: the rule has no switch.
+    fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
+        Ok(Vec::new())
+    }
 }
 
 impl LossFamily for SoftmaxCeFamily {
     type Case = SoftmaxCeCase;
+
+    const NAME: &'static str = "softmax_ce";
 
     const LOSSES: &'static [LossId] = &[LossId::SoftmaxCe];
 
@@ -288,6 +298,11 @@ impl LossFamily for SoftmaxCeFamily {
 
     fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
         corpus::softmax_ce_exact_zero_cases(dtype)
+    }
+
+    /// None: the rule has no switch.
+    fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
+        Ok(Vec::new())
     }
 }
 

@@ -1,0 +1,229 @@
+//! The whole check's report: the summary table per loss and dtype, and its JSON form.
+
+use crate::check::{diagnose, CaseReport, Verdict};
+use crate::spec::Dtype;
+use crate::tolerance::ILL_CONDITIONED;
+use serde_json::{json, Value};
+use statrs::statistics::{Data as Sample, OrderStatistics};
+use std::collections::BTreeMap;
+
+/// The whole check.
+pub struct CheckReport {
+    /// The implementation's name.
+    pub implementation: String,
+    /// The corpus version.
+    pub corpus_version: String,
+    /// Per case.
+    pub cases: Vec<CaseReport>,
+    /// Per loss: the conventions that explain its failures.
+    pub diagnoses: Vec<diagnose::Diagnosis>,
+}
+
+/// One row of the summary table: a loss's output group in one dtype.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// `cosface.grad`.
+    pub function: String,
+    /// float32 or float64.
+    pub dtype: Dtype,
+    /// Values judged.
+    pub values: usize,
+    /// Error in tolerance units: max, median, 99th percentile.
+    pub max: f64,
+    /// Median.
+    pub median: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// The largest error in ulps of the exact value, over the values that are not 0.
+    pub max_ulps: f64,
+    /// Where the largest error is.
+    pub worst_case: String,
+    /// Failing groups.
+    pub failures: usize,
+}
+
+impl CheckReport {
+    /// True when nothing failed.
+    pub fn passed(&self) -> bool {
+        !self.cases.iter().any(|c| c.verdict.is_failure())
+    }
+
+    /// The summary table, per loss output group and dtype.
+    pub fn table(&self) -> Vec<Row> {
+        // per (function, dtype): every error, the worst in units and in ulps, where, failures
+        type Acc = (Vec<f64>, f64, f64, String, usize);
+        let mut by: BTreeMap<(String, Dtype), Acc> = BTreeMap::new();
+        for c in &self.cases {
+            if matches!(c.verdict, Verdict::NotRun | Verdict::Skipped(_)) {
+                continue;
+            }
+            for g in &c.groups {
+                let e = by.entry((g.function.clone(), c.dtype)).or_insert((
+                    Vec::new(),
+                    0.0,
+                    0.0,
+                    String::new(),
+                    0,
+                ));
+                e.0.extend(g.points.iter().map(|p| p.0.min(1e300)));
+                if g.worst_units >= e.1 {
+                    e.1 = g.worst_units;
+                    e.3 = format!("{} {}{}", c.id, g.group, g.worst_at);
+                }
+                e.2 = e.2.max(g.worst_ulps);
+                e.4 += usize::from(g.verdict.is_failure());
+            }
+        }
+        by.into_iter()
+            .map(
+                |((function, dtype), (points, max, max_ulps, worst_case, failures))| {
+                    let values = points.len();
+                    let mut sample =
+                        Sample::new(if points.is_empty() { vec![0.0] } else { points });
+                    Row {
+                        function,
+                        dtype,
+                        values,
+                        max,
+                        median: sample.median(),
+                        p99: sample.percentile(99),
+                        max_ulps,
+                        worst_case,
+                        failures,
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Counts of case verdicts.
+    pub fn counts(&self) -> BTreeMap<&'static str, usize> {
+        let mut m = BTreeMap::new();
+        for c in &self.cases {
+            *m.entry(c.verdict.word()).or_default() += 1;
+        }
+        m
+    }
+
+    /// The report as JSON.
+    pub fn json(&self) -> Value {
+        let table: Vec<Value> = self
+            .table()
+            .iter()
+            .map(|r| json!({"function": r.function, "dtype": r.dtype.as_str(), "values": r.values, "max_units": finite(r.max), "median_units": r.median, "p99_units": r.p99, "max_ulps": finite(r.max_ulps), "worst": r.worst_case, "failures": r.failures}))
+            .collect();
+        let cases: Vec<Value> = self
+            .cases
+            .iter()
+            .map(|c| {
+                json!({"id": c.id, "verdict": c.verdict.word(), "detail": detail(&c.verdict), "groups": c.groups.iter().map(|g| json!({
+                    "group": g.group, "verdict": g.verdict.word(), "detail": detail(&g.verdict), "max_units": finite(g.worst_units), "max_ulps": finite(g.worst_ulps), "at": g.worst_at, "kappa": g.kappa,
+                    "ill_conditioned": g.kappa > ILL_CONDITIONED,
+                })).collect::<Vec<_>>()})
+            })
+            .collect();
+        json!({
+            "implementation": self.implementation,
+            "corpus_version": self.corpus_version,
+            "passed": self.passed(),
+            "counts": self.counts(),
+            "table": table,
+            "diagnoses": self.diagnoses.iter().map(diagnose::Diagnosis::json).collect::<Vec<_>>(),
+            "cases": cases,
+        })
+    }
+
+    /// The human-readable report: counts, the table, the failures and the diagnoses.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "lossref check: {} against corpus {}\n",
+            self.implementation, self.corpus_version
+        );
+        let counts: Vec<String> = self
+            .counts()
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        out.push_str(&format!("cases: {}\n\n", counts.join(", ")));
+        out.push_str(&format!(
+            "{:<22} {:<8} {:>7} {:>11} {:>11} {:>11} {:>12} {:>5}  worst\n",
+            "function", "dtype", "values", "max(tol)", "median", "p99", "max ulps", "fail"
+        ));
+        for r in self.table() {
+            out.push_str(&format!(
+                "{:<22} {:<8} {:>7} {:>11.3e} {:>11.3e} {:>11.3e} {:>12.3e} {:>5}  {}\n",
+                r.function,
+                r.dtype.as_str(),
+                r.values,
+                r.max,
+                r.median,
+                r.p99,
+                r.max_ulps,
+                r.failures,
+                r.worst_case
+            ));
+        }
+        let failing: Vec<&CaseReport> = self
+            .cases
+            .iter()
+            .filter(|c| c.verdict.is_failure())
+            .collect();
+        if !failing.is_empty() {
+            out.push_str(&format!("\nfailures ({}):\n", failing.len()));
+            for c in failing.iter().take(40) {
+                for g in c.groups.iter().filter(|g| g.verdict.is_failure()) {
+                    out.push_str(&format!("  {} {}: {}\n", c.id, g.group, g.summary()));
+                }
+                if let Verdict::UnexpectedPass(why) = &c.verdict {
+                    out.push_str(&format!("  {}: {why}\n", c.id));
+                }
+            }
+            if failing.len() > 40 {
+                out.push_str(&format!("  … and {} more\n", failing.len() - 40));
+            }
+        }
+        for d in &self.diagnoses {
+            out.push_str(&format!("\ndiagnosis {}: {}\n", d.loss, d.text()));
+        }
+        out.push_str(&format!(
+            "\n{}\n",
+            if self.passed() { "PASSED" } else { "FAILED" }
+        ));
+        out
+    }
+}
+
+/// `s` with the characters XML and HTML reserve escaped.
+pub fn escape_markup(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// " at `[i][j]`" for a matrix entry, nothing for a scalar.
+pub fn at(place: &str) -> String {
+    if place.is_empty() {
+        String::new()
+    } else {
+        format!(" at {place}")
+    }
+}
+
+fn finite(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        json!("inf")
+    }
+}
+
+/// The words behind a verdict.
+pub fn detail(v: &Verdict) -> String {
+    match v {
+        Verdict::Unstable(why) => format!("unstable implementation on this case: {why}"),
+        Verdict::Missing(why) => why.clone(),
+        Verdict::Xfail(why) | Verdict::UnexpectedPass(why) | Verdict::Skipped(why) => why.clone(),
+        _ => String::new(),
+    }
+}
