@@ -3,7 +3,7 @@
 //! implementations use. The figure of merit is the ratio fast / naive per shape and dtype.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use lossref::fast::softmax::softmax_ce_into;
+use lossref::family::softmax::fast::softmax_ce_into;
 use lossref::fast::Real;
 use lossref::spec::Reduction;
 

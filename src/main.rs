@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, default_value = "")]
         params: String,
         /// The most logits (rows × classes) the fused path holds at once.
-        #[arg(long, default_value_t = lossref::fast::normalized::TILE_LOGITS)]
+        #[arg(long, default_value_t = lossref::family::normalized::fast::TILE_LOGITS)]
         tile_logits: usize,
         /// Untimed rounds before measuring.
         #[arg(long, default_value_t = 2)]

@@ -18,10 +18,10 @@ use crate::bounds::{
     normface_lower_bound, Bound,
 };
 use crate::error::{Error, Result};
+use crate::family::normalized::reference::{loss, Rule};
 use crate::matrix::Matrix;
 use crate::mp::certify::{decimal_string, Goal};
 use crate::mp::interval::Interval;
-use crate::reference::normalized::{loss, Rule};
 use crate::spec::{Margin, Reduction};
 use rug::Rational;
 use serde_json::{json, Value};

@@ -21,11 +21,11 @@
 
 use crate::bounds::normface_lower_bound;
 use crate::error::{Error, Result};
-use crate::fast::normalized::MarginLoss;
+use crate::family::normalized::fast::MarginLoss;
+use crate::family::normalized::reference::{loss as reference_loss, Rule};
 use crate::matrix::Matrix;
 use crate::mp::certify::decide_sign;
 use crate::mp::interval::Interval;
-use crate::reference::normalized::{loss as reference_loss, Rule};
 use crate::reference::softmax::points;
 use crate::spec::{Margin, Reduction};
 use std::cmp::Ordering;

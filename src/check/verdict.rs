@@ -77,7 +77,7 @@ pub struct GroupReport {
     /// The largest error in units of the tolerance (1 = at the tolerance).
     pub worst_units: f64,
     /// The error in ulps of the exact value at the worst point, in the case's dtype (0 where
-    /// the exact value is 0: see [`CheckReport`]'s table).
+    /// the exact value is 0: see [`crate::check::CheckReport`]'s table).
     pub worst_ulps: f64,
     /// Where the largest error is, e.g. `[3][1]`.
     pub worst_at: String,

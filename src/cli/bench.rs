@@ -213,7 +213,7 @@ fn reference(
 /// σ = 3, a fixed stream per seed; `--dim` is not used) timed once, and in the same run the
 /// fast f64 forward + backward on the same logits (median of `repeats` after `warmup`).
 fn softmax_ce_reference(r: &Request) -> Result<String> {
-    use crate::fast::softmax::softmax_ce_into;
+    use crate::family::softmax::fast::softmax_ce_into;
     use crate::spec::{Reduction, SoftmaxCeCase};
     let params: Value = if r.params.trim().is_empty() {
         json!({})

@@ -12,14 +12,14 @@
 //! | [`center::CenterFamily`] | `center` | `family/center/` |
 //! | [`normalized::NormalizedFamily`] | `normface`, `cosface`, `amsoftmax`, `arcface`, `combined` | `family/normalized/` |
 //!
-//! Each family implements [`LossFamily`] once: its parameters with their defaults and
+//! Each family implements `LossFamily` once: its parameters with their defaults and
 //! validation (parsing), its interval reference, its fast f32/f64 path, its rows of the
 //! precision table with their error measures, the scales of `lossref check`'s tolerances,
 //! and the exact form of its zero test. The layers are generic over it: `case`, `reference`,
-//! `fast`, `precision`, `tolerance` and `exact` each call the functions that [`catalogue!`]
+//! `fast`, `precision`, `tolerance` and `exact` each call the functions that `catalogue!`
 //! generates from the list at the bottom of this file, and never name a family.
 //!
-//! Adding a family is one new home (a folder with a type that implements [`LossFamily`])
+//! Adding a family is one new home (a folder with a type that implements `LossFamily`)
 //! and one line in that list, plus its variant of [`crate::spec::Case`] and its ids in
 //! [`crate::spec::LossId`]; the compiler then points at every method the home lacks.
 
@@ -75,6 +75,16 @@ pub(crate) trait LossFamily {
     /// # Errors
     /// An undefined point (SPEC §1), naming the row.
     fn reference(case: &Self::Case, prec: u32) -> Result<Answer<Interval>>;
+
+    /// The same enclosures by the plain path, one MPFR operation per term of the formula:
+    /// what a batch-scale [`LossFamily::reference`] is checked against. The families with
+    /// one path answer [`LossFamily::reference`].
+    ///
+    /// # Errors
+    /// As [`LossFamily::reference`].
+    fn reference_plain(case: &Self::Case, prec: u32) -> Result<Answer<Interval>> {
+        Self::reference(case, prec)
+    }
 
     /// The fast path's answer in dtype `T`, widened exactly to f64, shaped like the
     /// reference's.
@@ -179,6 +189,11 @@ macro_rules! catalogue {
             match case { $(Case::$variant(c) => <$family as LossFamily>::reference(c, prec),)* }
         }
 
+        /// See [`LossFamily::reference_plain`].
+        pub(crate) fn reference_plain(case: &Case, prec: u32) -> Result<Answer<Interval>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::reference_plain(c, prec),)* }
+        }
+
         /// See [`LossFamily::fast`].
         pub(crate) fn fast<T: Real>(case: &Case) -> Result<Answer<f64>> {
             match case { $(Case::$variant(c) => <$family as LossFamily>::fast::<T>(c),)* }
@@ -216,7 +231,17 @@ macro_rules! catalogue {
             out
         }
 
-        /// See [`LossFamily::switch_points`].
+        /// The points of `loss`'s rule where implementations go wrong (SPEC §1), with
+        /// `params` (a JSON `params` object; SPEC §1's defaults for what it omits), as its
+        /// family states them: `thmm` and `easy` switches, ψ's segment boundaries kπ/m,
+        /// acos's poles.
+        ///
+        /// ```
+        /// use lossref::spec::LossId;
+        /// let points = lossref::family::switch_points(LossId::ArcFace, &serde_json::json!({"boundary": "thmm"})).unwrap();
+        /// let thmm = points.iter().find(|p| p.tag == "edge:thmm-switch").unwrap();
+        /// assert_eq!(thmm.theta, std::f64::consts::PI - 0.5); // π − m, m = 0.5 by default
+        /// ```
         ///
         /// # Errors
         /// A parameter of the wrong type or range, named.

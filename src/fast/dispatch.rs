@@ -1,7 +1,7 @@
 //! Any case of SPEC §1 through the fast f32/f64 paths, as an [`Answer`] shaped like the
 //! reference's (the same outputs and gradients, by the same names), so that `lossref report`
 //! and the tests judge them like any implementation. Each family's
-//! [`crate::family`] home shapes its own answer with [`narrow`] and [`widen`].
+//! [`crate::family`] home shapes its own answer with `narrow` and `widen`.
 
 use crate::answer::{Answer, Tensor};
 use crate::error::Result;

@@ -11,12 +11,9 @@
 //! `tests/fast_paths/fast_margin.rs` holds these claims.
 
 pub mod dispatch;
-pub mod normalized;
-pub mod psi;
 pub mod real;
 pub mod simd;
-pub mod softmax;
 pub(crate) mod tiles;
 
-pub use normalized::{MarginGradients, MarginLoss, Workspace};
+pub use crate::family::normalized::fast::{MarginGradients, MarginLoss, Workspace};
 pub use real::Real;

@@ -5,8 +5,6 @@
 //! [`crate::mp::certify`].
 
 pub mod geometry;
-pub mod normalized;
-pub mod psi;
 pub mod softmax;
 
 use crate::answer::Answer;
@@ -44,11 +42,7 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
 /// # Errors
 /// As [`evaluate`].
 pub fn evaluate_plain(case: &Case, prec: u32) -> Result<Answer<Interval>> {
-    Ok(match case {
-        Case::SoftmaxCe(c) => softmax::evaluate_softmax_ce_plain(c, prec),
-        Case::Normalized(c) => normalized::evaluate_plain(c, prec)?,
-        _ => evaluate(case, prec)?,
-    })
+    crate::family::reference_plain(case, prec)
 }
 
 /// [`certified`] by the plain path ([`evaluate_plain`]): the same certified answer, more

@@ -3,9 +3,9 @@
 
 use lossref::bounds::evidence;
 use lossref::bounds::simplex::{features_at_weights, integer_simplex};
+use lossref::family::normalized::reference::{loss, Rule};
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
-use lossref::reference::normalized::{loss, Rule};
 use lossref::reference::softmax::points;
 use lossref::spec::{Margin, Reduction};
 use proptest::prelude::*;

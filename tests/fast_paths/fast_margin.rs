@@ -279,7 +279,7 @@ fn a_tile_size_changes_only_the_bits_of_the_weight_gradient() {
 /// L-Softmax and SphereFace: the same bits on any number of threads.
 #[test]
 fn fast_psi_losses_are_bit_identical_for_any_thread_count() {
-    use lossref::fast::psi::MultiplicativeLoss;
+    use lossref::family::psi::fast::MultiplicativeLoss;
     let (n, c, d) = (96, 301, 130);
     let (x, w, labels) = batch::<f64>(n, c, d);
     for normalized_weights in [false, true] {
@@ -314,7 +314,7 @@ fn fast_psi_losses_are_bit_identical_for_any_thread_count() {
 /// projections) give the same bits as their portable copies (`fast::simd`).
 #[test]
 fn portable_and_avx2_kernels_give_identical_bits() {
-    use lossref::fast::psi::MultiplicativeLoss;
+    use lossref::family::psi::fast::MultiplicativeLoss;
     use lossref::fast::simd::{avx2_enabled, force_portable};
     if !avx2_enabled() {
         eprintln!("this CPU has no AVX2 + FMA: only the portable kernels exist");

@@ -4,7 +4,7 @@
 
 use lossref::family::center::fast::center;
 use lossref::family::distill::fast::Distill;
-use lossref::fast::psi::{psi_f64, MultiplicativeLoss};
+use lossref::family::psi::fast::{psi_f64, MultiplicativeLoss};
 use lossref::spec::{Reduction, SoftTerm};
 
 fn message<T: std::fmt::Debug>(r: lossref::error::Result<T>) -> String {

@@ -5,7 +5,7 @@
 use crate::common;
 
 use common::any_batch;
-use lossref::fast::softmax::{log_softmax, softmax, softmax_ce, softmax_ce_into};
+use lossref::family::softmax::fast::{log_softmax, softmax, softmax_ce, softmax_ce_into};
 use lossref::fast::Real;
 use lossref::spec::Reduction;
 use proptest::prelude::*;

@@ -302,7 +302,7 @@ proptest::proptest! {
 /// Liouville-type bounds by far).
 #[test]
 fn niven_boundaries_are_the_rational_cos_squares() {
-    use lossref::exact::psi::niven_boundary;
+    use lossref::family::psi::exact::niven_boundary;
     use lossref::mp::interval::Interval;
     let prec = 512;
     let mut rational = 0;

@@ -8,10 +8,11 @@ use crate::common;
 
 use common::geometry::{problem, Angle};
 use common::gradient::{check_gradient, points};
+use lossref::family::psi::reference as psi_ref;
+use lossref::family::psi::reference::{chebyshev, psi};
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
-use lossref::reference::psi::{chebyshev, psi};
-use lossref::reference::{certified, psi as psi_ref};
+use lossref::reference::certified;
 use lossref::schedule::LambdaSchedule;
 use lossref::spec::{Case, LossId, MultiplicativeCase, Reduction, SoftmaxCeCase};
 use proptest::prelude::*;

@@ -14,10 +14,10 @@ use lossref::bounds::{
     adacos_scale, cosface_posterior_ceiling, cosface_scale_bound, cosface_scale_for, Bound,
     BoundId, ExactNumber,
 };
+use lossref::family::normalized::reference::{loss, Rule};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{decide_sign, Goal};
 use lossref::mp::interval::Interval;
-use lossref::reference::normalized::{loss, Rule};
 use lossref::reference::softmax::points;
 use lossref::spec::{Margin, Reduction};
 use proptest::prelude::*;

@@ -10,7 +10,7 @@ use crate::common;
 use common::geometry::{problem, Angle, Problem};
 use common::{deterministic_runner, run_with_stdin};
 use lossref::case::parse_case;
-use lossref::fast::normalized::MarginLoss;
+use lossref::family::normalized::fast::MarginLoss;
 use lossref::fast::real::Real;
 use lossref::matrix::Matrix;
 use lossref::mp::certify::CertifiedAnswer;

@@ -2,7 +2,7 @@
 //! with the update `centers_next` = c_j − α·Δc_j, Δc_j = Σ_{i: y_i = j}(c_j − x_i)/(1 + n_j).
 //!
 //! Everything lossref knows about center loss lives here: the case and its parameters
-//! ([`CenterCase`]), the interval reference ([`reference`]), the fast path ([`fast`]), the
+//! ([`CenterCase`]), the interval reference ([`reference`](mod@reference)), the fast path ([`fast`]), the
 //! rows of the precision table and their measures, the tolerance scales of `lossref check`,
 //! the corpus generator and the conventions the diagnosis tries.
 

@@ -5,8 +5,8 @@
 //! `kl` sums q_t·(log q_t − log q_s) per row, compensated; `ce` sums −q_t·log q_s.
 
 use crate::error::{Error, Result};
+use crate::family::softmax::fast::{log_softmax, softmax, softmax_ce_into};
 use crate::fast::real::{compensated_sum, Real};
-use crate::fast::softmax::{log_softmax, softmax, softmax_ce_into};
 use crate::spec::{Reduction, SoftTerm};
 
 /// The parameters of a distillation loss (SPEC §1).
@@ -16,7 +16,7 @@ use crate::spec::{Reduction, SoftTerm};
 ///
 /// ```
 /// use lossref::family::distill::fast::Distill;
-/// use lossref::fast::softmax::softmax_ce;
+/// use lossref::family::softmax::fast::softmax_ce;
 /// use lossref::spec::{Reduction, SoftTerm};
 ///
 /// let student: [f64; 6] = [1.5, -0.25, 3.0, 0.5, 0.5, -2.0];

@@ -3,7 +3,7 @@
 //! (`kl`) or −Σ q_t log q_s (`ce`); the gradient is with respect to the student's logits.
 //!
 //! Everything lossref knows about distillation lives here: the case and its parameters
-//! ([`DistillCase`]), the interval reference ([`reference`]), the fast path ([`fast`]), the
+//! ([`DistillCase`]), the interval reference ([`reference`](mod@reference)), the fast path ([`fast`]), the
 //! exact form of its zero test ([`exact`]), the rows of the precision table and their
 //! measures, the tolerance scales of `lossref check`, the corpus generator and the
 //! conventions the diagnosis tries.

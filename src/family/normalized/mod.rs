@@ -1,12 +1,15 @@
 //! The normalized-margin family (SPEC §1): `normface`, `cosface`, `amsoftmax`, `arcface`
 //! and `combined`, whose logits are s·cos θ with the target's replaced by s·g(θ).
 //!
-//! Its interval reference is [`crate::reference::normalized`], its fast path
-//! [`crate::fast::normalized`], the exact form of its zero test
-//! [`crate::exact::normalized`]; the one binary64 target rule ([`target`]) serves the
-//! fast path and the error scales ([`scales`]).
+//! Its interval reference is [`reference`](mod@reference), its fast path
+//! [`fast`], the exact form of its zero test
+//! [`exact`]; the one binary64 target rule (`target`) serves the
+//! fast path and the error scales (`scales`).
 
 pub(crate) mod corpus;
+pub mod exact;
+pub mod fast;
+pub mod reference;
 mod scales;
 mod target;
 
@@ -20,12 +23,12 @@ use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
 use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
-use crate::fast::normalized::MarginLoss;
 use crate::fast::Real;
 use crate::mp::interval::Interval;
 use crate::precision::{per_entry, Entry, LossOutput, Quantity};
 use crate::spec::{Boundary, Case, Dtype, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
 use crate::tolerance::Scale;
+use fast::MarginLoss;
 use scales::{normalized_loss_scale, normalized_terms, normface_grad_scale_scale};
 use serde_json::Value;
 use std::f64::consts::PI;
@@ -82,7 +85,11 @@ impl LossFamily for NormalizedFamily {
     }
 
     fn reference(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
-        crate::reference::normalized::evaluate(c, prec)
+        reference::evaluate(c, prec)
+    }
+
+    fn reference_plain(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
+        reference::evaluate_plain(c, prec)
     }
 
     fn fast<T: Real>(c: &NormalizedCase) -> Result<Answer<f64>> {
@@ -203,9 +210,7 @@ impl LossFamily for NormalizedFamily {
 
     fn exact_form(c: &NormalizedCase, prec: u32) -> Option<Box<dyn ExactForm>> {
         within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
-        Some(Box::new(crate::exact::normalized::NormalizedForm::new(
-            c, prec,
-        )?))
+        Some(Box::new(exact::NormalizedForm::new(c, prec)?))
     }
 
     /// The target logit s·cos θ − m (cosface), margins read in degrees, the other

@@ -2,7 +2,7 @@
 //! form of g(cos θ) and dg/dcos θ, used by the fast paths (which evaluate the rule in f64
 //! for both dtypes) and by the error scales of [`crate::precision`] and
 //! [`crate::tolerance`]. The interval form is the reference's
-//! ([`crate::reference::normalized`]).
+//! ([`crate::family::normalized::reference`]).
 //!
 //! | rule | g(cos θ) | dg/dcos θ |
 //! |---|---|---|

@@ -2,9 +2,12 @@
 //! (A-Softmax), CE(f_i, y_i) with f_ij = ν_j‖x_i‖cos θ_ij off the target and
 //! f_iy = ν_y‖x_i‖(λ cos θ_iy + ψ_m(θ_iy))/(1 + λ), ν_j = ‖w_j‖ or 1.
 //!
-//! Its interval reference is [`crate::reference::psi`], its fast path
-//! [`crate::fast::psi`], the exact form of its zero test [`crate::exact::psi`].
+//! Its interval reference is [`reference`](mod@reference), its fast path
+//! [`fast`], the exact form of its zero test [`exact`].
 
+pub mod exact;
+pub mod fast;
+pub mod reference;
 use crate::answer::{Answer, Tensor};
 use crate::case::{check_classes, Fields, Inputs};
 use crate::check::diagnose::Alternative;
@@ -13,9 +16,9 @@ use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
 use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
-use crate::fast::psi::MultiplicativeLoss;
 use crate::fast::Real;
 use crate::mp::interval::Interval;
+use fast::MultiplicativeLoss;
 mod corpus;
 mod scales;
 
@@ -87,7 +90,7 @@ impl LossFamily for PsiFamily {
     }
 
     fn reference(c: &MultiplicativeCase, prec: u32) -> Result<Answer<Interval>> {
-        Ok(crate::reference::psi::evaluate(c, prec))
+        Ok(reference::evaluate(c, prec))
     }
 
     fn fast<T: Real>(c: &MultiplicativeCase) -> Result<Answer<f64>> {
@@ -154,7 +157,7 @@ impl LossFamily for PsiFamily {
 
     fn exact_form(c: &MultiplicativeCase, prec: u32) -> Option<Box<dyn ExactForm>> {
         within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
-        Some(Box::new(crate::exact::psi::PsiForm::new(c, prec)?))
+        Some(Box::new(exact::PsiForm::new(c, prec)?))
     }
 
     /// None beyond the reduction.

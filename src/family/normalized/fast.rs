@@ -355,12 +355,12 @@ crate::avx2_dispatch!(
 );
 
 /// g(cos θ) and dg/dcos θ in f64 (SPEC §1), by the family's one binary64 rule
-/// ([`crate::family::normalized::target`]); `Err` says why the full gradient does not exist
+/// ([`super::target`]); `Err` says why the full gradient does not exist
 /// at `c`: a slope that is unbounded when sin θ rounds to 0, or the `easy` switch hit
 /// exactly (cos θ = 0), where the target logit jumps.
 fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static str> {
     let c = c.clamp(-1.0, 1.0);
-    let rule = crate::family::normalized::target(margin, c, ((1.0 - c) * (1.0 + c)).sqrt());
+    let rule = super::target(margin, c, ((1.0 - c) * (1.0 + c)).sqrt());
     match rule.undefined {
         Some(why) => Err(why),
         None => Ok((rule.value, rule.slope)),

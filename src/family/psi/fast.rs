@@ -1,5 +1,5 @@
 //! Fast f32/f64 `lsoftmax` and `sphereface` (SPEC §1) forward + backward, on the GEMM and
-//! row-tile scheme of [`crate::fast::normalized`]:
+//! row-tile scheme of [`crate::family::normalized::fast`]:
 //!
 //! 1. per tile of rows, A = X·Wᵀ (GEMM 1); the logits are f_ij = A_ij (`lsoftmax`) or
 //!    A_ij/‖w_j‖ (`sphereface`), and the target's f_iy = ν_y‖x_i‖·h(cos θ_iy) with
@@ -9,7 +9,7 @@
 //!    column zeroed, so that G̃·W (GEMM 2) and G̃ᵀ·X (GEMM 3) are the off-target parts of
 //!    ∂L/∂X and ∂L/∂W (for `sphereface`, projected off w_j afterwards);
 //! 3. the target terms, O(N·D), added in f64 from the formulas of
-//!    [`crate::reference::psi`].
+//!    [`crate::family::psi::reference`].
 
 use crate::error::{Error, Result};
 use crate::fast::real::{compensated_sum, Real};
@@ -180,7 +180,7 @@ impl MultiplicativeLoss {
     }
 
     /// [`MultiplicativeLoss::row`], compiled for AVX2 + FMA where the CPU has them (as in
-    /// [`crate::fast::normalized`]: after faer's AVX kernels, SSE code pays a transition
+    /// [`crate::family::normalized::fast`]: after faer's AVX kernels, SSE code pays a transition
     /// penalty).
     #[allow(clippy::too_many_arguments)]
     fn row_dispatch<T: Real>(
