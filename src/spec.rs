@@ -1,10 +1,12 @@
-//! The loss catalogue of SPEC §1 as types: loss ids, typed parameters with their defaults
-//! and validated inputs. One [`Case`] per loss drives the reference, the fast paths and
-//! `lossref eval` alike.
+//! The vocabulary of SPEC §1 as types: the loss ids ([`LossId`]), the reduction, the
+//! dtypes, and [`Case`], one validated case of any loss. Each case type and its parameters
+//! live in the loss's family home ([`crate::family`]) and are re-exported here.
 
 pub use crate::family::center::CenterCase;
 pub use crate::family::distill::{DistillCase, SoftTerm};
-use crate::matrix::Matrix;
+pub use crate::family::normalized::{Boundary, Margin, MarginGrad, NormalizedCase};
+pub use crate::family::psi::MultiplicativeCase;
+pub use crate::family::softmax::{SoftmaxCase, SoftmaxCeCase};
 use std::fmt;
 
 /// Every loss id that SPEC §1 lists, in catalogue order (each is a [`LossId`]).
@@ -223,167 +225,6 @@ fn exp2i(e: i32) -> f64 {
     }
 }
 
-/// A `softmax` case: `probabilities = e^{z/T} / Σ e^{z/T}` and `log_probabilities`, row-wise.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SoftmaxCase {
-    /// T > 0, default 1.
-    pub temperature: f64,
-    /// N×C logits, C ≥ 2, all finite.
-    pub logits: Matrix<f64>,
-}
-
-/// A `softmax_ce` case: `reduction_i CE(z_i, y_i)` and its gradient with respect to the logits.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SoftmaxCeCase {
-    /// `mean` (default) or `sum`.
-    pub reduction: Reduction,
-    /// N×C logits, C ≥ 2, all finite.
-    pub logits: Matrix<f64>,
-    /// N labels in `0..C`.
-    pub labels: Vec<usize>,
-}
-
-/// An `lsoftmax` or `sphereface` case (SPEC §1): CE(f_i, y_i) with f_ij = ν_j‖x_i‖cos θ_ij
-/// off the target and f_iy = ν_y‖x_i‖(λ cos θ_iy + ψ_m(θ_iy))/(1 + λ), where ν_j = ‖w_j‖
-/// (`lsoftmax`) or 1 (`sphereface`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct MultiplicativeCase {
-    /// `lsoftmax` or `sphereface`.
-    pub loss: LossId,
-    /// The integer margin m ≥ 1 (default 2 for lsoftmax, 4 for sphereface).
-    pub margin: u32,
-    /// λ ≥ 0, default 0: the blend with cos θ of the annealing schedule.
-    pub lambda: f64,
-    /// `mean` (default) or `sum`.
-    pub reduction: Reduction,
-    /// N×D features, non-zero rows.
-    pub features: Matrix<f64>,
-    /// C×D weights, C ≥ 2.
-    pub weights: Matrix<f64>,
-    /// N labels in `0..C`.
-    pub labels: Vec<usize>,
-}
-
-impl MultiplicativeCase {
-    /// Whether the weights are normalized (`sphereface`).
-    pub fn normalized_weights(&self) -> bool {
-        self.loss == LossId::SphereFace
-    }
-}
-
-/// ArcFace's rule past the point where cos(θ + m) stops decreasing (SPEC §1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Boundary {
-    /// g = cos(θ + m) everywhere (the paper's formula).
-    #[default]
-    None,
-    /// g = cos(θ + m) when cos θ > cos(π − m), else cos θ − m·sin m (insightface before
-    /// 2022); the tie takes the fallback.
-    Thmm,
-    /// g = cos(θ + m) when cos θ > 0, else cos θ (the "easy margin").
-    Easy,
-}
-
-impl Boundary {
-    /// Every value, for messages and generators.
-    pub const ALL: [Boundary; 3] = [Boundary::None, Boundary::Thmm, Boundary::Easy];
-
-    /// The SPEC spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Boundary::None => "none",
-            Boundary::Thmm => "thmm",
-            Boundary::Easy => "easy",
-        }
-    }
-
-    /// Parses `none`, `thmm` or `easy`.
-    pub fn from_name(name: &str) -> Option<Boundary> {
-        Boundary::ALL.into_iter().find(|b| b.as_str() == name)
-    }
-}
-
-/// How ArcFace differentiates its target logit (SPEC §1, `margin_grad`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum MarginGrad {
-    /// The derivative of g(θ(cos θ)) itself.
-    #[default]
-    Full,
-    /// The offset g(θ) − cos θ is held constant: the gradient of NormFace with the target
-    /// logit shifted (insightface's arcface_torch since 2022, opensphere).
-    Detached,
-}
-
-impl MarginGrad {
-    /// Every value.
-    pub const ALL: [MarginGrad; 2] = [MarginGrad::Full, MarginGrad::Detached];
-
-    /// The SPEC spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MarginGrad::Full => "full",
-            MarginGrad::Detached => "detached",
-        }
-    }
-
-    /// Parses `full` or `detached`.
-    pub fn from_name(name: &str) -> Option<MarginGrad> {
-        MarginGrad::ALL.into_iter().find(|g| g.as_str() == name)
-    }
-}
-
-/// The target-logit rule of the normalized-margin family (SPEC §1): the logit of class j
-/// is s·cos θ_ij for j ≠ y_i and s·g(θ_iy) for the target.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Margin {
-    /// `normface`: g = cos θ.
-    None,
-    /// `cosface` / `amsoftmax`: g = cos θ − m.
-    Additive {
-        /// m (radians are irrelevant here: m is subtracted from a cosine).
-        m: f64,
-    },
-    /// `arcface`: g = cos(θ + m) with a boundary rule and a gradient mode.
-    Angular {
-        /// m, in radians.
-        m: f64,
-        /// Past-the-boundary rule.
-        boundary: Boundary,
-        /// Full or detached margin gradient.
-        grad: MarginGrad,
-    },
-    /// `combined`: g = cos(m1·θ + m2) − m3.
-    Combined {
-        /// Multiplicative angular margin (SphereFace-like).
-        m1: f64,
-        /// Additive angular margin (ArcFace-like), radians.
-        m2: f64,
-        /// Additive cosine margin (CosFace-like).
-        m3: f64,
-    },
-}
-
-/// A case of the normalized-margin family: `normface`, `cosface`, `amsoftmax`, `arcface`
-/// or `combined` (SPEC §1). Logits are z_ij = s·cos θ_ij, the target's replaced by
-/// s·g(θ_iy); the loss is `reduction` over CE(z_i, y_i).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NormalizedCase {
-    /// Which of the five losses (the margin rule alone cannot tell cosface from amsoftmax).
-    pub loss: LossId,
-    /// s > 0.
-    pub scale: f64,
-    /// The target-logit rule.
-    pub margin: Margin,
-    /// `mean` (default) or `sum`.
-    pub reduction: Reduction,
-    /// N×D features, every row of non-zero norm.
-    pub features: Matrix<f64>,
-    /// C×D class weights, C ≥ 2, every row of non-zero norm.
-    pub weights: Matrix<f64>,
-    /// N labels in `0..C`.
-    pub labels: Vec<usize>,
-}
-
 /// One validated case (SPEC §3), typed by loss.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Case {
@@ -410,5 +251,34 @@ impl Case {
     /// The loss this case evaluates.
     pub fn loss(&self) -> LossId {
         crate::family::loss(self)
+    }
+
+    /// Checks the case however it was built (parsed, or by hand through the public fields
+    /// of its type): shapes, finite inputs, labels in range, parameters in their ranges and
+    /// consistent with the loss, and zero-norm rows where the loss normalizes. The
+    /// reference and the fast paths run it before evaluating, so a case built by hand is
+    /// refused with a message instead of a panic or an inconsistent answer.
+    ///
+    /// ```
+    /// use lossref::matrix::Matrix;
+    /// use lossref::spec::{Case, CenterCase, Reduction};
+    ///
+    /// let case = Case::Center(CenterCase {
+    ///     alpha: 0.5,
+    ///     reduction: Reduction::Mean,
+    ///     features: Matrix::from_vec(1, 2, vec![1.0, 2.0]).unwrap(),
+    ///     centers: Matrix::from_vec(2, 2, vec![0.0; 4]).unwrap(),
+    ///     labels: vec![2],
+    /// });
+    /// let err = case.validate().unwrap_err();
+    /// assert_eq!(err.to_string(), "labels[0]: label 2 is out of range 0..2 (C = 2)");
+    /// assert!(lossref::reference::certified(&case).is_err());
+    /// ```
+    ///
+    /// # Errors
+    /// The first violation, naming its place (`features[2]`, `labels[0]`,
+    /// `params.scale`, `margin`).
+    pub fn validate(&self) -> crate::error::Result<()> {
+        crate::family::validate(self)
     }
 }

@@ -6,6 +6,8 @@ use crate::bench::{time, Inputs, Timing};
 use crate::case::margin_params;
 use crate::cli::progress::Spinner;
 use crate::error::{Error, Result};
+use crate::family::normalized::NormalizedFamily;
+use crate::family::LossFamily;
 use crate::fast::{MarginLoss, Real};
 use crate::spec::{LossId, Margin};
 use serde_json::{json, Value};
@@ -52,7 +54,7 @@ pub fn run(r: &Request) -> Result<String> {
         return softmax_ce_reference(r);
     }
     let loss = LossId::from_name(&r.loss)
-        .filter(|l| matches!(l, LossId::NormFace | LossId::CosFace | LossId::AmSoftmax | LossId::ArcFace | LossId::Combined))
+        .filter(|l| NormalizedFamily::LOSSES.contains(l))
         .ok_or_else(|| {
             Error::invalid(
                 "LOSS",

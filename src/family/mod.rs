@@ -67,6 +67,16 @@ pub(crate) trait LossFamily {
     /// The loss this case evaluates.
     fn loss(case: &Self::Case) -> LossId;
 
+    /// Checks a case however it was built (parsed, or by hand through the public fields):
+    /// shapes, finite inputs, labels in range, parameters in their ranges and consistent
+    /// with the loss, and the undefined points that need no evaluation to see (zero-norm
+    /// rows). Every layer's entry point runs it before evaluating.
+    ///
+    /// # Errors
+    /// The first violation, naming its place (`features[2]`, `labels[0]`,
+    /// `params.scale`).
+    fn validate(case: &Self::Case) -> Result<()>;
+
     /// The case's reduction, where it has one.
     fn reduction_mut(case: &mut Self::Case) -> Option<&mut crate::spec::Reduction>;
 
@@ -177,6 +187,11 @@ macro_rules! catalogue {
         /// See [`LossFamily::loss`].
         pub(crate) fn loss(case: &Case) -> LossId {
             match case { $(Case::$variant(c) => <$family as LossFamily>::loss(c),)* }
+        }
+
+        /// See `LossFamily::validate`.
+        pub(crate) fn validate(case: &Case) -> Result<()> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::validate(c),)* }
         }
 
         /// See [`LossFamily::reduction_mut`].

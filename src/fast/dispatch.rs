@@ -25,7 +25,9 @@ pub(crate) fn widen<T: Real>(rows: usize, cols: usize, v: Vec<T>) -> Tensor<f64>
 /// The fast path's answer for `case` in dtype `T`, widened exactly to f64.
 ///
 /// # Errors
-/// The fast path's own errors (shapes, non-finite values, undefined points).
+/// A case that is not valid ([`Case::validate`]), or the fast path's own errors
+/// (undefined points).
 pub fn evaluate<T: Real>(case: &Case) -> Result<Answer<f64>> {
+    case.validate()?;
     crate::family::fast::<T>(case)
 }

@@ -29,8 +29,10 @@ use crate::spec::{Case, Reduction};
 /// ```
 ///
 /// # Errors
-/// An undefined point of the loss (SPEC §1), naming the row.
+/// A case that is not valid (`Case::validate`), or an undefined point of the loss
+/// (SPEC §1), naming the row.
 pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
+    case.validate()?;
     crate::family::reference(case, prec)
 }
 
@@ -42,6 +44,7 @@ pub fn evaluate(case: &Case, prec: u32) -> Result<Answer<Interval>> {
 /// # Errors
 /// As [`evaluate`].
 pub fn evaluate_plain(case: &Case, prec: u32) -> Result<Answer<Interval>> {
+    case.validate()?;
     crate::family::reference_plain(case, prec)
 }
 
@@ -51,6 +54,7 @@ pub fn evaluate_plain(case: &Case, prec: u32) -> Result<Answer<Interval>> {
 /// # Errors
 /// As [`certified`].
 pub fn certified_plain(case: &Case) -> Result<CertifiedAnswer> {
+    case.validate()?;
     let mut zeros = exact::ZeroTest::new(case);
     certify_with_zeros(
         Goal::EVAL,
@@ -66,6 +70,7 @@ pub fn certified_plain(case: &Case) -> Result<CertifiedAnswer> {
 /// # Errors
 /// An undefined point, or a value that cannot be certified below the cap.
 pub fn certified(case: &Case) -> Result<CertifiedAnswer> {
+    case.validate()?;
     let mut zeros = exact::ZeroTest::new(case);
     certify_with_zeros(
         Goal::EVAL,

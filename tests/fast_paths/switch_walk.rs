@@ -89,9 +89,17 @@ fn epsilon(dtype: Dtype) -> f64 {
     2f64.powi(1 - dtype.significand_bits() as i32)
 }
 
+/// The normalized-margin case of `margin`'s loss (the side rules of a walk are normface's
+/// and combined's) on one sample of class 0.
 fn normalized(margin: Margin, x: Matrix<f64>, w: Matrix<f64>) -> Case {
+    let loss = match margin {
+        Margin::None => LossId::NormFace,
+        Margin::Additive { .. } => LossId::CosFace,
+        Margin::Angular { .. } => LossId::ArcFace,
+        Margin::Combined { .. } => LossId::Combined,
+    };
     Case::Normalized(NormalizedCase {
-        loss: LossId::ArcFace,
+        loss,
         scale: 32.0,
         margin,
         reduction: Reduction::Mean,

@@ -83,3 +83,129 @@ fn every_loss_reaches_every_layer_through_the_catalogue() {
         }
     }
 }
+
+/// Cases built by hand through the public fields are checked by every entry point: each
+/// is refused with the same message, never a panic (a bad label used to index out of
+/// bounds in the center reference) or an inconsistent answer (a cosface whose margin is
+/// ArcFace's).
+#[test]
+fn cases_built_by_hand_are_validated_by_every_entry_point() {
+    use lossref::matrix::Matrix;
+    use lossref::spec::{
+        Boundary, Case, CenterCase, DistillCase, Margin, MarginGrad, MultiplicativeCase,
+        NormalizedCase, Reduction, SoftTerm, SoftmaxCase, SoftmaxCeCase,
+    };
+    let m = |rows, cols, v: Vec<f64>| Matrix::from_vec(rows, cols, v).unwrap();
+    let unit = || m(2, 2, vec![1.0, 0.0, 0.0, 1.0]);
+    let bad: Vec<(Case, &str)> = vec![
+        (
+            Case::Softmax(SoftmaxCase {
+                temperature: 0.0,
+                logits: m(1, 2, vec![0.0, 1.0]),
+            }),
+            "params.temperature: must be a number > 0, got 0",
+        ),
+        (
+            Case::SoftmaxCe(SoftmaxCeCase {
+                reduction: Reduction::Mean,
+                logits: m(1, 2, vec![0.0, f64::NAN]),
+                labels: vec![0],
+            }),
+            "logits[0][1]: is NaN; inputs must be finite",
+        ),
+        (
+            Case::Distill(DistillCase {
+                temperature: 4.0,
+                alpha: 0.5,
+                soft: SoftTerm::Kl,
+                reduction: Reduction::Sum,
+                student: m(1, 3, vec![0.0, 1.0, 2.0]),
+                teacher: m(1, 2, vec![0.0, 1.0]),
+                labels: vec![0],
+            }),
+            "teacher_logits: is 1×2 but student_logits is 1×3; both are N×C",
+        ),
+        (
+            Case::Multiplicative(MultiplicativeCase {
+                loss: LossId::LSoftmax,
+                margin: 2,
+                lambda: 0.0,
+                reduction: Reduction::Mean,
+                features: m(1, 2, vec![1.0, 1.0]),
+                weights: m(2, 2, vec![1.0, 0.0, 0.0, 0.0]),
+                labels: vec![1],
+            }),
+            "weights[1]: is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
+        ),
+        (
+            Case::Center(CenterCase {
+                alpha: 0.5,
+                reduction: Reduction::Mean,
+                features: m(1, 2, vec![1.0, 2.0]),
+                centers: unit(),
+                labels: vec![5],
+            }),
+            "labels[0]: label 5 is out of range 0..2 (C = 2)",
+        ),
+        (
+            Case::Normalized(NormalizedCase {
+                loss: LossId::CosFace,
+                scale: 64.0,
+                margin: Margin::Angular {
+                    m: 0.5,
+                    boundary: Boundary::None,
+                    grad: MarginGrad::Full,
+                },
+                reduction: Reduction::Mean,
+                features: m(1, 2, vec![1.0, 2.0]),
+                weights: unit(),
+                labels: vec![0],
+            }),
+            "margin: Angular { m: 0.5, boundary: None, grad: Full } is not the rule of `cosface`",
+        ),
+        (
+            Case::Normalized(NormalizedCase {
+                loss: LossId::NormFace,
+                scale: 16.0,
+                margin: Margin::None,
+                reduction: Reduction::Mean,
+                features: m(1, 2, vec![0.0, 0.0]),
+                weights: unit(),
+                labels: vec![0],
+            }),
+            "features[0]: is a zero-norm row",
+        ),
+    ];
+    let families: std::collections::BTreeSet<&str> = bad
+        .iter()
+        .map(|(c, _)| {
+            lossref::family::FAMILIES
+                .iter()
+                .find(|(_, losses)| losses.contains(&c.loss()))
+                .unwrap()
+                .0
+        })
+        .collect();
+    assert_eq!(
+        families.len(),
+        lossref::family::FAMILIES.len(),
+        "one bad case per family at least"
+    );
+    for (case, want) in bad {
+        let messages = [
+            case.validate().map(|_| ()),
+            certified(&case).map(|_| ()),
+            lossref::reference::certified_plain(&case).map(|_| ()),
+            lossref::reference::evaluate(&case, 128).map(|_| ()),
+            dispatch::evaluate::<f32>(&case).map(|_| ()),
+            dispatch::evaluate::<f64>(&case).map(|_| ()),
+        ]
+        .map(|r| r.expect_err(want).to_string());
+        for got in messages {
+            assert!(
+                got.starts_with(want),
+                "{got}\n  does not start with\n{want}"
+            );
+        }
+    }
+}

@@ -453,7 +453,12 @@ fn error_of(c: &NormalizedCase) -> String {
 
 fn pole_case(feature: Vec<f64>, margin: Margin) -> NormalizedCase {
     NormalizedCase {
-        loss: LossId::ArcFace,
+        // the loss whose rule the margin is (the case is validated)
+        loss: if matches!(margin, Margin::Combined { .. }) {
+            LossId::Combined
+        } else {
+            LossId::ArcFace
+        },
         scale: 64.0,
         margin,
         reduction: Reduction::Mean,

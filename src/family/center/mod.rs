@@ -11,7 +11,8 @@ pub mod fast;
 pub mod reference;
 
 use crate::answer::{Answer, Tensor};
-use crate::case::{check_classes, Fields, Inputs};
+use crate::case::validate;
+use crate::case::{Fields, Inputs};
 use crate::check::diagnose::{midpoints, scaled, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::Result;
@@ -85,7 +86,7 @@ impl LossFamily for CenterFamily {
         let reduction = params.reduction()?;
         let features = inputs.matrix("features")?;
         let centers = inputs.matrix("centers")?;
-        check_classes(&features, &centers, &inputs.place("centers"))?;
+        validate::classes(&features, &centers, &inputs.place("centers"))?;
         let labels = inputs.labels("labels", features.rows(), centers.rows())?;
         Ok(CenterCase {
             alpha,
@@ -98,6 +99,14 @@ impl LossFamily for CenterFamily {
 
     fn loss(_: &CenterCase) -> LossId {
         LossId::Center
+    }
+
+    fn validate(c: &CenterCase) -> Result<()> {
+        validate::unit_interval("params.alpha", c.alpha)?;
+        validate::finite_matrix("features", &c.features)?;
+        validate::finite_matrix("centers", &c.centers)?;
+        validate::classes(&c.features, &c.centers, "centers")?;
+        validate::labels("labels", &c.labels, c.features.rows(), c.centers.rows())
     }
 
     fn reduction_mut(case: &mut CenterCase) -> Option<&mut Reduction> {

@@ -14,6 +14,7 @@ pub mod fast;
 pub mod reference;
 
 use crate::answer::{Answer, Tensor};
+use crate::case::validate;
 use crate::case::{Fields, Inputs};
 use crate::check::diagnose::{combine, midpoints, reevaluated, Alternative};
 use crate::corpus::generate::Generated;
@@ -121,6 +122,27 @@ impl LossFamily for DistillFamily {
 
     fn loss(_: &DistillCase) -> LossId {
         LossId::Distill
+    }
+
+    fn validate(c: &DistillCase) -> Result<()> {
+        validate::positive("params.temperature", c.temperature)?;
+        validate::unit_interval("params.alpha", c.alpha)?;
+        validate::finite_matrix("student_logits", &c.student)?;
+        validate::logits("student_logits", &c.student)?;
+        validate::finite_matrix("teacher_logits", &c.teacher)?;
+        if (c.teacher.rows(), c.teacher.cols()) != (c.student.rows(), c.student.cols()) {
+            return Err(Error::invalid(
+                "teacher_logits",
+                format!(
+                    "is {}×{} but student_logits is {}×{}; both are N×C",
+                    c.teacher.rows(),
+                    c.teacher.cols(),
+                    c.student.rows(),
+                    c.student.cols()
+                ),
+            ));
+        }
+        validate::labels("labels", &c.labels, c.student.rows(), c.student.cols())
     }
 
     fn reduction_mut(case: &mut DistillCase) -> Option<&mut Reduction> {

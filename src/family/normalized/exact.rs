@@ -32,7 +32,7 @@ use crate::exact::lindemann::{Coefficient, Combination, Logit, Row, RowTerm};
 use crate::exact::surd::Surd;
 use crate::exact::ExactForm;
 use crate::mp::interval::Interval;
-use crate::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase};
+use crate::spec::{Boundary, Margin, MarginGrad, NormalizedCase};
 use rug::Rational;
 use std::cmp::Ordering;
 
@@ -180,7 +180,7 @@ impl NormalizedForm {
             cos,
             slopes,
             rows,
-            normface: case.loss == LossId::NormFace,
+            normface: case.learns_scale(),
         })
     }
 

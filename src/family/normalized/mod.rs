@@ -16,7 +16,8 @@ mod target;
 pub(crate) use target::target;
 
 use crate::answer::{Answer, Tensor};
-use crate::case::{check_classes, Fields, Inputs};
+use crate::case::validate;
+use crate::case::{Fields, Inputs};
 use crate::check::diagnose::{reevaluated, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
@@ -24,14 +25,128 @@ use crate::exact::{within_budget, ExactForm};
 use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
+use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{per_entry, Entry, LossOutput, Quantity};
-use crate::spec::{Boundary, Case, Dtype, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
+use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
 use fast::MarginLoss;
 use scales::{normalized_loss_scale, normalized_terms, normface_grad_scale_scale};
 use serde_json::Value;
 use std::f64::consts::PI;
+
+/// ArcFace's rule past the point where cos(θ + m) stops decreasing (SPEC §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Boundary {
+    /// g = cos(θ + m) everywhere (the paper's formula).
+    #[default]
+    None,
+    /// g = cos(θ + m) when cos θ > cos(π − m), else cos θ − m·sin m (insightface before
+    /// 2022); the tie takes the fallback.
+    Thmm,
+    /// g = cos(θ + m) when cos θ > 0, else cos θ (the "easy margin").
+    Easy,
+}
+
+impl Boundary {
+    /// Every value, for messages and generators.
+    pub const ALL: [Boundary; 3] = [Boundary::None, Boundary::Thmm, Boundary::Easy];
+
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Boundary::None => "none",
+            Boundary::Thmm => "thmm",
+            Boundary::Easy => "easy",
+        }
+    }
+
+    /// Parses `none`, `thmm` or `easy`.
+    pub fn from_name(name: &str) -> Option<Boundary> {
+        Boundary::ALL.into_iter().find(|b| b.as_str() == name)
+    }
+}
+
+/// How ArcFace differentiates its target logit (SPEC §1, `margin_grad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MarginGrad {
+    /// The derivative of g(θ(cos θ)) itself.
+    #[default]
+    Full,
+    /// The offset g(θ) − cos θ is held constant: the gradient of NormFace with the target
+    /// logit shifted (insightface's arcface_torch since 2022, opensphere).
+    Detached,
+}
+
+impl MarginGrad {
+    /// Every value.
+    pub const ALL: [MarginGrad; 2] = [MarginGrad::Full, MarginGrad::Detached];
+
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginGrad::Full => "full",
+            MarginGrad::Detached => "detached",
+        }
+    }
+
+    /// Parses `full` or `detached`.
+    pub fn from_name(name: &str) -> Option<MarginGrad> {
+        MarginGrad::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+}
+
+/// The target-logit rule of the normalized-margin family (SPEC §1): the logit of class j
+/// is s·cos θ_ij for j ≠ y_i and s·g(θ_iy) for the target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Margin {
+    /// `normface`: g = cos θ.
+    None,
+    /// `cosface` / `amsoftmax`: g = cos θ − m.
+    Additive {
+        /// m (radians are irrelevant here: m is subtracted from a cosine).
+        m: f64,
+    },
+    /// `arcface`: g = cos(θ + m) with a boundary rule and a gradient mode.
+    Angular {
+        /// m, in radians.
+        m: f64,
+        /// Past-the-boundary rule.
+        boundary: Boundary,
+        /// Full or detached margin gradient.
+        grad: MarginGrad,
+    },
+    /// `combined`: g = cos(m1·θ + m2) − m3.
+    Combined {
+        /// Multiplicative angular margin (SphereFace-like).
+        m1: f64,
+        /// Additive angular margin (ArcFace-like), radians.
+        m2: f64,
+        /// Additive cosine margin (CosFace-like).
+        m3: f64,
+    },
+}
+
+/// A case of the normalized-margin family: `normface`, `cosface`, `amsoftmax`, `arcface`
+/// or `combined` (SPEC §1). Logits are z_ij = s·cos θ_ij, the target's replaced by
+/// s·g(θ_iy); the loss is `reduction` over CE(z_i, y_i).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NormalizedCase {
+    /// Which of the five losses (the margin rule alone cannot tell cosface from amsoftmax).
+    pub loss: LossId,
+    /// s > 0.
+    pub scale: f64,
+    /// The target-logit rule.
+    pub margin: Margin,
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×D features, every row of non-zero norm.
+    pub features: Matrix<f64>,
+    /// C×D class weights, C ≥ 2, every row of non-zero norm.
+    pub weights: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
 
 /// NormFace's outputs, as rows of the precision table: it also differentiates its scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -47,9 +162,11 @@ pub enum NormFaceOutput {
 /// The normalized-margin family.
 pub struct NormalizedFamily;
 
-/// Whether the case differentiates its scale s (`normface`, SPEC §1: `gradients/scale`).
-fn learns_scale(c: &NormalizedCase) -> bool {
-    c.loss == LossId::NormFace
+impl NormalizedCase {
+    /// Whether the case differentiates its scale s: `normface` (SPEC §1, `gradients/scale`).
+    pub fn learns_scale(&self) -> bool {
+        self.loss == LossId::NormFace
+    }
 }
 
 fn loss_of(answer: &Answer<f64>) -> f64 {
@@ -80,6 +197,43 @@ impl LossFamily for NormalizedFamily {
         c.loss
     }
 
+    fn validate(c: &NormalizedCase) -> Result<()> {
+        let consistent = match c.margin {
+            Margin::None => c.loss == LossId::NormFace,
+            Margin::Additive { m } => {
+                validate::finite("params.margin", m)?;
+                matches!(c.loss, LossId::CosFace | LossId::AmSoftmax)
+            }
+            Margin::Angular { m, .. } => {
+                validate::finite("params.margin", m)?;
+                c.loss == LossId::ArcFace
+            }
+            Margin::Combined { m1, m2, m3 } => {
+                validate::finite("params.m1", m1)?;
+                validate::finite("params.m2", m2)?;
+                validate::finite("params.m3", m3)?;
+                c.loss == LossId::Combined
+            }
+        };
+        if !consistent {
+            return Err(Error::invalid(
+                "margin",
+                format!(
+                    "{:?} is not the rule of `{}` (normface: None, cosface and amsoftmax: \
+                     Additive, arcface: Angular, combined: Combined)",
+                    c.margin, c.loss
+                ),
+            ));
+        }
+        validate::positive("params.scale", c.scale)?;
+        validate::finite_matrix("features", &c.features)?;
+        validate::unit_rows("features", &c.features)?;
+        validate::finite_matrix("weights", &c.weights)?;
+        validate::unit_rows("weights", &c.weights)?;
+        validate::classes(&c.features, &c.weights, "weights")?;
+        validate::labels("labels", &c.labels, c.features.rows(), c.weights.rows())
+    }
+
     fn reduction_mut(c: &mut NormalizedCase) -> Option<&mut Reduction> {
         Some(&mut c.reduction)
     }
@@ -105,7 +259,7 @@ impl LossFamily for NormalizedFamily {
             ("features", widen(c.features.rows(), d, g.features)),
             ("weights", widen(c.weights.rows(), d, g.weights)),
         ];
-        if learns_scale(c) {
+        if c.learns_scale() {
             if let Some(s) = g.scale {
                 gradients.push(("scale", Tensor::Scalar(s.as_f64())));
             }
@@ -140,7 +294,7 @@ impl LossFamily for NormalizedFamily {
             ("gradients/features", grad),
             ("gradients/weights", grad),
         ];
-        if learns_scale(c) {
+        if c.learns_scale() {
             out.push((
                 "gradients/scale",
                 Quantity::NormFace(NormFaceOutput::GradScale),
@@ -160,7 +314,7 @@ impl LossFamily for NormalizedFamily {
             per_entry(&t.rows, d),
             per_entry(&t.cols, d),
         ];
-        if learns_scale(c) {
+        if c.learns_scale() {
             columns.push(vec![normface_grad_scale_scale(c)]);
         }
         columns
@@ -199,7 +353,7 @@ impl LossFamily for NormalizedFamily {
                 .map(|e| grad(t.cols[e / d], t.naive_cols[e / d], t.kappa_max, n.max(d)))
                 .collect(),
         ];
-        if learns_scale(c) {
+        if c.learns_scale() {
             columns.push(vec![Scale::plain(
                 normface_grad_scale_scale(c),
                 n * classes,
@@ -410,7 +564,7 @@ fn normalized_case(
     let (scale, margin, reduction) = read_margin_params(loss, params)?;
     let features = inputs.unit_rows("features")?;
     let weights = inputs.unit_rows("weights")?;
-    check_classes(&features, &weights, &inputs.place("weights"))?;
+    validate::classes(&features, &weights, &inputs.place("weights"))?;
     let labels = inputs.labels("labels", features.rows(), weights.rows())?;
     Ok(NormalizedCase {
         loss,

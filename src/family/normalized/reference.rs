@@ -45,7 +45,7 @@ use crate::mp::interval::Interval;
 use crate::reference::geometry::{cosine, direction_numerator, row_norms, Cosine, RowNorm};
 use crate::reference::per_sample;
 use crate::reference::softmax::{ce_row, cross_entropies, points, reduce, softmax_ce_grad};
-use crate::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
+use crate::spec::{Boundary, Margin, MarginGrad, NormalizedCase, Reduction};
 use std::cmp::Ordering;
 
 /// Why a target rule has no derivative at a pole; the caller names the row.
@@ -320,7 +320,7 @@ pub fn evaluate_plain(case: &NormalizedCase, prec: u32) -> Result<Answer<Interva
         ("features", Tensor::Matrix(grad_features)),
         ("weights", Tensor::Matrix(grad_weights)),
     ];
-    if case.loss == LossId::NormFace {
+    if case.learns_scale() {
         // ∂L/∂s = Σ_ij ∂L/∂z_ij · z_ij/s, and z/s = cos θ for normface.
         let terms: Vec<Interval> = (0..dz.rows())
             .flat_map(|i| (0..dz.cols()).map(move |j| (i, j)))
@@ -418,14 +418,14 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         let (loss, dz) = ce_row(&logits, y);
         drop(logits);
         // Σ_j ∂CE/∂z_j·cos θ_j is normface's ∂L/∂s share (times r).
-        let mut plain_terms = Vec::with_capacity(if case.loss == LossId::NormFace { c } else { 0 });
+        let mut plain_terms = Vec::with_capacity(if case.learns_scale() { c } else { 0 });
         let mut along_terms = Vec::with_capacity(c);
         // f_i = r·s/‖x_i‖: A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖
         let f = rs.mul(&inv_x);
         let a: Vec<Interval> = (0..c)
             .map(|j| {
                 let term = dz[j].mul(&cos[j].value);
-                if case.loss == LossId::NormFace {
+                if case.learns_scale() {
                     plain_terms.push(term.clone());
                 }
                 // A pair at a pole has no direction term (A_ij = 0), in both sums.
@@ -513,7 +513,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         ("features", Tensor::Matrix(grad_features)),
         ("weights", Tensor::Matrix(grad_weights)),
     ];
-    if case.loss == LossId::NormFace {
+    if case.learns_scale() {
         let shares: Vec<Interval> = shares.iter().map(|r| r.scale.clone()).collect();
         gradients.push(("scale", Tensor::Scalar(Interval::sum(prec, &shares))));
     }

@@ -9,7 +9,8 @@ pub mod exact;
 pub mod fast;
 pub mod reference;
 use crate::answer::{Answer, Tensor};
-use crate::case::{check_classes, Fields, Inputs};
+use crate::case::validate;
+use crate::case::{Fields, Inputs, MAX_INTEGER_MARGIN};
 use crate::check::diagnose::Alternative;
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
@@ -22,12 +23,56 @@ use fast::MultiplicativeLoss;
 mod corpus;
 mod scales;
 
+use crate::matrix::Matrix;
 use crate::precision::{per_entry, Entry, LossOutput, Quantity};
-use crate::spec::{Case, Dtype, LossId, MultiplicativeCase, Reduction};
+use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
 use scales::psi_scales;
 use serde_json::Value;
 use std::f64::consts::PI;
+
+/// An `lsoftmax` or `sphereface` case (SPEC §1): CE(f_i, y_i) with f_ij = ν_j‖x_i‖cos θ_ij
+/// off the target and f_iy = ν_y‖x_i‖(λ cos θ_iy + ψ_m(θ_iy))/(1 + λ), where ν_j = ‖w_j‖
+/// (`lsoftmax`) or 1 (`sphereface`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiplicativeCase {
+    /// `lsoftmax` or `sphereface`.
+    pub loss: LossId,
+    /// The integer margin m ≥ 1 (default 2 for lsoftmax, 4 for sphereface).
+    pub margin: u32,
+    /// λ ≥ 0, default 0: the blend with cos θ of the annealing schedule.
+    pub lambda: f64,
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×D features, non-zero rows.
+    pub features: Matrix<f64>,
+    /// C×D weights, C ≥ 2.
+    pub weights: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
+
+impl MultiplicativeCase {
+    /// Whether the weights are normalized (`sphereface`).
+    pub fn normalized_weights(&self) -> bool {
+        self.loss == LossId::SphereFace
+    }
+}
+
+/// L-Softmax normalizes only at the target: a zero weight row is undefined where it is
+/// some sample's class.
+fn zero_target_weight(weights: &Matrix<f64>, labels: &[usize], place: &str) -> Result<()> {
+    match labels
+        .iter()
+        .find(|&&y| weights.row(y).iter().all(|&v| v == 0.0))
+    {
+        Some(&y) => Err(Error::invalid(
+            format!("{place}[{y}]"),
+            "is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
+        )),
+        None => Ok(()),
+    }
+}
 
 /// The `lsoftmax` / `sphereface` family.
 pub struct PsiFamily;
@@ -57,19 +102,9 @@ impl LossFamily for PsiFamily {
         } else {
             inputs.matrix("weights")?
         };
-        check_classes(&features, &weights, &inputs.place("weights"))?;
+        validate::classes(&features, &weights, &inputs.place("weights"))?;
         let labels = inputs.labels("labels", features.rows(), weights.rows())?;
-        // L-Softmax normalizes only at the target: a zero weight row is undefined
-        // where it is some sample's class.
-        if let Some(&y) = labels
-            .iter()
-            .find(|&&y| weights.row(y).iter().all(|&v| v == 0.0))
-        {
-            return Err(Error::invalid(
-                format!("{}[{y}]", inputs.place("weights")),
-                "is a zero-norm row and a label's class: cos θ to it is undefined (SPEC §1, undefined points)",
-            ));
-        }
+        zero_target_weight(&weights, &labels, &inputs.place("weights"))?;
         Ok(MultiplicativeCase {
             loss,
             margin,
@@ -83,6 +118,31 @@ impl LossFamily for PsiFamily {
 
     fn loss(c: &MultiplicativeCase) -> LossId {
         c.loss
+    }
+
+    fn validate(c: &MultiplicativeCase) -> Result<()> {
+        if !Self::LOSSES.contains(&c.loss) {
+            return Err(Error::invalid(
+                "loss",
+                format!("`{}` is not lsoftmax or sphereface", c.loss),
+            ));
+        }
+        validate::param(
+            "params.margin",
+            f64::from(c.margin),
+            (1..=MAX_INTEGER_MARGIN).contains(&c.margin),
+            &format!("an integer from 1 to {MAX_INTEGER_MARGIN}"),
+        )?;
+        validate::non_negative("params.lambda", c.lambda)?;
+        validate::finite_matrix("features", &c.features)?;
+        validate::unit_rows("features", &c.features)?;
+        validate::finite_matrix("weights", &c.weights)?;
+        if c.normalized_weights() {
+            validate::unit_rows("weights", &c.weights)?;
+        }
+        validate::classes(&c.features, &c.weights, "weights")?;
+        validate::labels("labels", &c.labels, c.features.rows(), c.weights.rows())?;
+        zero_target_weight(&c.weights, &c.labels, "weights")
     }
 
     fn reduction_mut(c: &mut MultiplicativeCase) -> Option<&mut Reduction> {

@@ -9,6 +9,7 @@ pub mod fast;
 pub mod reference;
 
 use crate::answer::{Answer, Tensor};
+use crate::case::validate;
 use crate::case::{Fields, Inputs};
 use crate::check::diagnose::{midpoints, Alternative};
 use crate::corpus::generate::Generated;
@@ -17,12 +18,33 @@ use crate::exact::ExactForm;
 use crate::family::{LossFamily, SwitchPoint};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
+use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{log_softmax_row, softmax_row, Entry, LossOutput, Quantity};
-use crate::spec::{Case, Dtype, LossId, Reduction, SoftmaxCase, SoftmaxCeCase};
+use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
 use fast::{log_softmax, softmax, softmax_ce};
 use serde_json::Value;
+
+/// A `softmax` case: `probabilities = e^{z/T} / Σ e^{z/T}` and `log_probabilities`, row-wise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoftmaxCase {
+    /// T > 0, default 1.
+    pub temperature: f64,
+    /// N×C logits, C ≥ 2, all finite.
+    pub logits: Matrix<f64>,
+}
+
+/// A `softmax_ce` case: `reduction_i CE(z_i, y_i)` and its gradient with respect to the logits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SoftmaxCeCase {
+    /// `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// N×C logits, C ≥ 2, all finite.
+    pub logits: Matrix<f64>,
+    /// N labels in `0..C`.
+    pub labels: Vec<usize>,
+}
 
 /// The outputs of `softmax`, as rows of the precision table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,6 +94,12 @@ impl LossFamily for SoftmaxFamily {
 
     fn loss(_: &SoftmaxCase) -> LossId {
         LossId::Softmax
+    }
+
+    fn validate(c: &SoftmaxCase) -> Result<()> {
+        validate::positive("params.temperature", c.temperature)?;
+        validate::finite_matrix("logits", &c.logits)?;
+        validate::logits("logits", &c.logits)
     }
 
     fn reduction_mut(_: &mut SoftmaxCase) -> Option<&mut Reduction> {
@@ -208,6 +236,12 @@ impl LossFamily for SoftmaxCeFamily {
 
     fn loss(_: &SoftmaxCeCase) -> LossId {
         LossId::SoftmaxCe
+    }
+
+    fn validate(c: &SoftmaxCeCase) -> Result<()> {
+        validate::finite_matrix("logits", &c.logits)?;
+        validate::logits("logits", &c.logits)?;
+        validate::labels("labels", &c.labels, c.logits.rows(), c.logits.cols())
     }
 
     fn reduction_mut(c: &mut SoftmaxCeCase) -> Option<&mut Reduction> {
