@@ -82,6 +82,62 @@ fn matrix_index(k: usize, cols: usize) -> String {
     format!("[{}][{}]", k / cols, k % cols)
 }
 
+/// An output of SPEC §1, by name: the typed key of [`Answer::out`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `loss`: every loss but `softmax`.
+    Loss,
+    /// `probabilities` of `softmax`.
+    Probabilities,
+    /// `log_probabilities` of `softmax`.
+    LogProbabilities,
+    /// `centers_next` of `center`: the centers after one update.
+    CentersNext,
+}
+
+impl Output {
+    /// The SPEC §1 name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Output::Loss => "loss",
+            Output::Probabilities => "probabilities",
+            Output::LogProbabilities => "log_probabilities",
+            Output::CentersNext => "centers_next",
+        }
+    }
+}
+
+/// A gradient of SPEC §1, by the input it differentiates: the typed key of [`Answer::grad`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gradient {
+    /// ∂L/∂`logits` (`softmax_ce`).
+    Logits,
+    /// ∂L/∂`student_logits` (`distill`).
+    StudentLogits,
+    /// ∂L/∂`features`.
+    Features,
+    /// ∂L/∂`weights`.
+    Weights,
+    /// ∂L/∂`centers` (`center`).
+    Centers,
+    /// ∂L/∂s, the scale of `normface`.
+    Scale,
+}
+
+impl Gradient {
+    /// The SPEC §1 name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Gradient::Logits => "logits",
+            Gradient::StudentLogits => "student_logits",
+            Gradient::Features => "features",
+            Gradient::Weights => "weights",
+            Gradient::Centers => "centers",
+            Gradient::Scale => "scale",
+        }
+    }
+}
+
 /// The outputs and gradients of one case, in catalogue order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Answer<V> {
@@ -97,6 +153,24 @@ impl<V> Answer<V> {
         let outs = self.outputs.iter().map(|(n, t)| ("outputs", *n, t));
         let grads = self.gradients.iter().map(|(n, t)| ("gradients", *n, t));
         outs.chain(grads)
+    }
+
+    /// The scalar `loss`, for every loss but `softmax`.
+    pub fn loss(&self) -> Option<&V> {
+        match self.out(Output::Loss)? {
+            Tensor::Scalar(v) => Some(v),
+            Tensor::Matrix(_) => None,
+        }
+    }
+
+    /// An output, by its typed name; `None` where the loss has no such output.
+    pub fn out(&self, output: Output) -> Option<&Tensor<V>> {
+        self.output(output.as_str())
+    }
+
+    /// A gradient, by the input it differentiates; `None` where the loss has none.
+    pub fn grad(&self, gradient: Gradient) -> Option<&Tensor<V>> {
+        self.gradient(gradient.as_str())
     }
 
     /// Looks up an output by name.

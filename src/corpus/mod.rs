@@ -21,6 +21,7 @@
 //!   manifest's `unstable_formulas` names it).
 
 pub mod exact_zero;
+#[doc(hidden)]
 pub mod generate;
 pub mod reader;
 
