@@ -4,6 +4,8 @@
 
 use crate::matrix::Matrix;
 
+pub use crate::family::{Gradient, Output};
+
 /// One named value: a scalar (a reduced loss) or a matrix (probabilities, a gradient).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tensor<V> {
@@ -80,62 +82,6 @@ impl Place {
 /// `[row][col]` of value number `k` in a row-major matrix of `cols ≥ 1` columns.
 fn matrix_index(k: usize, cols: usize) -> String {
     format!("[{}][{}]", k / cols, k % cols)
-}
-
-/// An output of SPEC §1, by name: the typed key of [`Answer::out`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Output {
-    /// `loss`: every loss but `softmax`.
-    Loss,
-    /// `probabilities` of `softmax`.
-    Probabilities,
-    /// `log_probabilities` of `softmax`.
-    LogProbabilities,
-    /// `centers_next` of `center`: the centers after one update.
-    CentersNext,
-}
-
-impl Output {
-    /// The SPEC §1 name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Output::Loss => "loss",
-            Output::Probabilities => "probabilities",
-            Output::LogProbabilities => "log_probabilities",
-            Output::CentersNext => "centers_next",
-        }
-    }
-}
-
-/// A gradient of SPEC §1, by the input it differentiates: the typed key of [`Answer::grad`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Gradient {
-    /// ∂L/∂`logits` (`softmax_ce`).
-    Logits,
-    /// ∂L/∂`student_logits` (`distill`).
-    StudentLogits,
-    /// ∂L/∂`features`.
-    Features,
-    /// ∂L/∂`weights`.
-    Weights,
-    /// ∂L/∂`centers` (`center`).
-    Centers,
-    /// ∂L/∂s, the scale of `normface`.
-    Scale,
-}
-
-impl Gradient {
-    /// The SPEC §1 name.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Gradient::Logits => "logits",
-            Gradient::StudentLogits => "student_logits",
-            Gradient::Features => "features",
-            Gradient::Weights => "weights",
-            Gradient::Centers => "centers",
-            Gradient::Scale => "scale",
-        }
-    }
 }
 
 /// The outputs and gradients of one case, in catalogue order.

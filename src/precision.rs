@@ -66,6 +66,16 @@ pub enum LossOutput {
     Grad,
 }
 
+impl LossOutput {
+    /// `loss` or `grad`, as the table names the row.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LossOutput::Loss => "loss",
+            LossOutput::Grad => "grad",
+        }
+    }
+}
+
 /// One row of the table.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Entry {
@@ -90,7 +100,7 @@ pub const STALE_FACTOR: f64 = 4.0;
 /// stays within [`STALE_FACTOR`] of the default run.
 ///
 /// The match has no wildcard: a new quantity or dtype without its entries does not compile.
-pub const fn entry(quantity: Quantity, dtype: Dtype) -> Entry {
+pub fn entry(quantity: Quantity, dtype: Dtype) -> Entry {
     crate::family::entry(quantity, dtype)
 }
 

@@ -10,8 +10,8 @@
 //! * [`lindemann`]: the value as Σ_r Σ_l p_rl·B_rl over softmax rows, proven 0 when the
 //!   coefficients of equal logits cancel (complete for algebraic data by
 //!   Lindemann–Weierstrass);
-//! * each family's gradients in that form, in the family's home ([`crate::family`]:
-//!   `normalized::exact`, `psi::exact`, `distill::exact`), through its `exact_form`.
+//! * each family's gradients in that form, in the family's home ([`crate::family`]),
+//!   through its `exact_form`.
 //!
 //! Every loss value, and the families whose `exact_form` is `None`, need none of this: a
 //! probability lies in (0, 1), CE(z, y) > 0 for C ≥ 2, and a polynomial in the inputs is

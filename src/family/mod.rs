@@ -37,13 +37,10 @@ use crate::error::Result;
 use crate::exact::ExactForm;
 use crate::fast::Real;
 use crate::mp::interval::Interval;
-use crate::precision::{Entry, LossOutput};
+use crate::precision::Entry;
 use crate::spec::{Case, Dtype, LossId};
 use crate::tolerance::Scale;
-use center::CenterOutput;
-use normalized::NormFaceOutput;
 use serde_json::Value;
-use softmax::SoftmaxOutput;
 use std::fmt;
 
 /// Everything lossref knows about one family of losses (SPEC §1), in one place.
@@ -165,7 +162,74 @@ pub struct SwitchPoint {
 /// Expands the list of families into the functions every layer calls: one `match` over
 /// [`Case`] (or [`LossId`]) per layer, each arm asking the family's [`LossFamily`] impl.
 macro_rules! catalogue {
-    ($($variant:ident => $family:ty),* $(,)?) => {
+    ($($variant:ident => $family:ty, $rows:ty;)*) => {
+        /// A fast function's output: the row key of the precision table, one family's
+        /// loss × one of its outputs (each family's rows type names them; AM-Softmax is
+        /// CosFace's mathematics and shares its rows).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Quantity {
+            $(
+                #[doc = concat!("A row of the `", stringify!($variant), "` family's (`", stringify!($rows), "`).")]
+                $variant($rows),
+            )*
+        }
+
+        /// How many rows the table has.
+        const QUANTITIES: usize = 0 $(+ <$rows as TableRows>::ALL.len())*;
+
+        impl Quantity {
+            /// Every quantity, in table order (the catalogue's, then each family's).
+            pub const ALL: [Quantity; QUANTITIES] = {
+                const fn first() -> Quantity {
+                    $(
+                        if !<$rows as TableRows>::ALL.is_empty() {
+                            return Quantity::$variant(<$rows as TableRows>::ALL[0]);
+                        }
+                    )*
+                    panic!("the table has rows")
+                }
+                let mut all = [first(); QUANTITIES];
+                let mut k = 0;
+                $(
+                    let mut i = 0;
+                    while i < <$rows as TableRows>::ALL.len() {
+                        all[k] = Quantity::$variant(<$rows as TableRows>::ALL[i]);
+                        k += 1;
+                        i += 1;
+                    }
+                )*
+                all
+            };
+
+            /// The loss whose row this is (`softmax_ce`, `cosface`, …).
+            pub fn family(self) -> &'static str {
+                match self { $(Quantity::$variant(o) => o.loss(),)* }
+            }
+
+            /// The output (`loss`, `grad`, `centers_next`, `grad_scale`; empty for softmax).
+            pub fn output(self) -> &'static str {
+                match self { $(Quantity::$variant(o) => o.output(),)* }
+            }
+
+            /// The row's name in reports: `softmax`, `log_softmax`, `family.output`.
+            pub fn name(self) -> String {
+                match self { $(Quantity::$variant(o) => o.name(),)* }
+            }
+        }
+
+        impl fmt::Display for Quantity {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.name())
+            }
+        }
+
+        /// The row of the precision table of `quantity` in `dtype`: each family states its
+        /// own rows in its home, with a match that names every output, so that a quantity
+        /// without an entry for both dtypes does not compile.
+        pub(crate) fn entry(quantity: Quantity, dtype: Dtype) -> Entry {
+            match quantity { $(Quantity::$variant(o) => o.entry(dtype),)* }
+        }
+
         /// Every family's losses, in catalogue order: the loss list that Rust, Python and
         /// the test generators read.
         pub const LOSSES: &[&[LossId]] = &[$(<$family as LossFamily>::LOSSES),*];
@@ -276,139 +340,94 @@ macro_rules! catalogue {
     };
 }
 
+// The one list: each family's `Case` variant, its home's type, and its rows of the
+// precision table. A new family is one line here.
 catalogue! {
-    Softmax => softmax::SoftmaxFamily,
-    SoftmaxCe => softmax::SoftmaxCeFamily,
-    Distill => distill::DistillFamily,
-    Multiplicative => psi::PsiFamily,
-    Center => center::CenterFamily,
-    Normalized => normalized::NormalizedFamily,
+    Softmax => softmax::SoftmaxFamily, softmax::SoftmaxOutput;
+    SoftmaxCe => softmax::SoftmaxCeFamily, softmax::SoftmaxCeOutput;
+    Distill => distill::DistillFamily, distill::DistillOutput;
+    Multiplicative => psi::PsiFamily, psi::PsiOutput;
+    Center => center::CenterFamily, center::CenterOutput;
+    Normalized => normalized::NormalizedFamily, normalized::NormalizedOutput;
 }
 
-/// A fast function's output: the row key of the table, a loss of SPEC §1 × one of its
-/// outputs. AM-Softmax is CosFace's mathematics and shares its rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Quantity {
-    /// `softmax`.
-    Softmax(SoftmaxOutput),
-    /// `softmax_ce`.
-    SoftmaxCe(LossOutput),
-    /// `normface`.
-    NormFace(NormFaceOutput),
-    /// `cosface` and `amsoftmax`.
-    CosFace(LossOutput),
-    /// `arcface`.
-    ArcFace(LossOutput),
-    /// `combined`.
-    Combined(LossOutput),
-    /// `distill`.
-    Distill(LossOutput),
-    /// `center`.
-    Center(CenterOutput),
-    /// `lsoftmax`.
-    LSoftmax(LossOutput),
-    /// `sphereface`.
-    SphereFace(LossOutput),
-}
+/// A family's rows of the precision table (`crate::precision`): every output it states an
+/// entry for, with the loss and output names of reports.
+pub(crate) trait TableRows: Copy + 'static {
+    /// Every row, in table order.
+    const ALL: &'static [Self];
 
-use crate::precision::LossOutput as L;
-use Quantity as Q;
+    /// The loss (`cosface`, …).
+    fn loss(self) -> &'static str;
 
-impl Quantity {
-    /// Every quantity, in table order.
-    pub const ALL: [Quantity; 22] = [
-        Q::Softmax(SoftmaxOutput::Probabilities),
-        Q::Softmax(SoftmaxOutput::LogProbabilities),
-        Q::SoftmaxCe(L::Loss),
-        Q::SoftmaxCe(L::Grad),
-        Q::NormFace(NormFaceOutput::Loss),
-        Q::NormFace(NormFaceOutput::Grad),
-        Q::NormFace(NormFaceOutput::GradScale),
-        Q::CosFace(L::Loss),
-        Q::CosFace(L::Grad),
-        Q::ArcFace(L::Loss),
-        Q::ArcFace(L::Grad),
-        Q::Combined(L::Loss),
-        Q::Combined(L::Grad),
-        Q::Distill(L::Loss),
-        Q::Distill(L::Grad),
-        Q::Center(CenterOutput::Loss),
-        Q::Center(CenterOutput::Grad),
-        Q::Center(CenterOutput::CentersNext),
-        Q::LSoftmax(L::Loss),
-        Q::LSoftmax(L::Grad),
-        Q::SphereFace(L::Loss),
-        Q::SphereFace(L::Grad),
-    ];
+    /// The output (`loss`, `grad`, …), empty where the loss name says it all.
+    fn output(self) -> &'static str;
 
-    /// The loss's name in the table (`normface` … `combined` name the margin rule).
-    pub fn family(self) -> &'static str {
-        match self {
-            Q::Softmax(_) => "softmax",
-            Q::SoftmaxCe(_) => "softmax_ce",
-            Q::NormFace(_) => "normface",
-            Q::CosFace(_) => "cosface",
-            Q::ArcFace(_) => "arcface",
-            Q::Combined(_) => "combined",
-            Q::Distill(_) => "distill",
-            Q::Center(_) => "center",
-            Q::LSoftmax(_) => "lsoftmax",
-            Q::SphereFace(_) => "sphereface",
+    /// The row's name: `loss.output`, or the loss alone when the output is empty.
+    fn name(self) -> String {
+        if self.output().is_empty() {
+            self.loss().to_string()
+        } else {
+            format!("{}.{}", self.loss(), self.output())
         }
     }
 
-    /// The output's name in the table (`loss`, `grad`, …; empty for `softmax`, whose two
-    /// outputs are named as functions).
-    pub fn output(self) -> &'static str {
-        match self {
-            Q::Softmax(_) => "",
-            Q::NormFace(NormFaceOutput::Loss) => "loss",
-            Q::NormFace(NormFaceOutput::Grad) => "grad",
-            Q::NormFace(NormFaceOutput::GradScale) => "grad_scale",
-            Q::Center(o) => o.as_str(),
-            Q::SoftmaxCe(o)
-            | Q::CosFace(o)
-            | Q::ArcFace(o)
-            | Q::Combined(o)
-            | Q::Distill(o)
-            | Q::LSoftmax(o)
-            | Q::SphereFace(o) => match o {
-                L::Loss => "loss",
-                L::Grad => "grad",
-            },
-        }
-    }
+    /// The row's entry in `dtype`.
+    fn entry(self, dtype: Dtype) -> Entry;
+}
 
-    /// The row's name in reports: `softmax`, `log_softmax`, `family.output`.
-    pub fn name(self) -> String {
+/// An output of SPEC §1 (every family's, by name): the typed key of [`crate::answer::Answer::out`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `loss`: every loss but `softmax`.
+    Loss,
+    /// `probabilities` of `softmax`.
+    Probabilities,
+    /// `log_probabilities` of `softmax`.
+    LogProbabilities,
+    /// `centers_next` of `center`: the centers after one update.
+    CentersNext,
+}
+
+impl Output {
+    /// The SPEC §1 name.
+    pub const fn as_str(self) -> &'static str {
         match self {
-            Q::Softmax(SoftmaxOutput::Probabilities) => "softmax".into(),
-            Q::Softmax(SoftmaxOutput::LogProbabilities) => "log_softmax".into(),
-            _ => format!("{}.{}", self.family(), self.output()),
+            Output::Loss => "loss",
+            Output::Probabilities => "probabilities",
+            Output::LogProbabilities => "log_probabilities",
+            Output::CentersNext => "centers_next",
         }
     }
 }
 
-impl fmt::Display for Quantity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name())
-    }
+/// A gradient of SPEC §1 (every family's, by the input it differentiates): the typed key of [`crate::answer::Answer::grad`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gradient {
+    /// ∂L/∂`logits` (`softmax_ce`).
+    Logits,
+    /// ∂L/∂`student_logits` (`distill`).
+    StudentLogits,
+    /// ∂L/∂`features`.
+    Features,
+    /// ∂L/∂`weights`.
+    Weights,
+    /// ∂L/∂`centers` (`center`).
+    Centers,
+    /// ∂L/∂s, the scale of `normface`.
+    Scale,
 }
 
-/// The row of the precision table of `quantity` in `dtype`: each family states its own
-/// rows in its home, with a match that names every output, so that a quantity without an
-/// entry for both dtypes does not compile.
-pub(crate) const fn entry(quantity: Quantity, dtype: Dtype) -> Entry {
-    match quantity {
-        Quantity::Softmax(o) => softmax::softmax_entry(o, dtype),
-        Quantity::SoftmaxCe(o) => softmax::softmax_ce_entry(o, dtype),
-        Quantity::Distill(o) => distill::entry(o, dtype),
-        Quantity::Center(o) => center::entry(o, dtype),
-        Quantity::LSoftmax(o) => psi::lsoftmax_entry(o, dtype),
-        Quantity::SphereFace(o) => psi::sphereface_entry(o, dtype),
-        Quantity::NormFace(o) => normalized::normface_entry(o, dtype),
-        Quantity::CosFace(o) => normalized::cosface_entry(o, dtype),
-        Quantity::ArcFace(o) => normalized::arcface_entry(o, dtype),
-        Quantity::Combined(o) => normalized::combined_entry(o, dtype),
+impl Gradient {
+    /// The SPEC §1 name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Gradient::Logits => "logits",
+            Gradient::StudentLogits => "student_logits",
+            Gradient::Features => "features",
+            Gradient::Weights => "weights",
+            Gradient::Centers => "centers",
+            Gradient::Scale => "scale",
+        }
     }
 }

@@ -17,7 +17,7 @@ use crate::check::diagnose::{midpoints, scaled, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::Result;
 use crate::exact::ExactForm;
-use crate::family::{LossFamily, SwitchPoint};
+use crate::family::{LossFamily, SwitchPoint, TableRows};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
@@ -53,21 +53,27 @@ pub enum CenterOutput {
     CentersNext,
 }
 
-impl CenterOutput {
-    /// Every output, in table order.
-    pub const ALL: [CenterOutput; 3] = [
+impl TableRows for CenterOutput {
+    const ALL: &'static [CenterOutput] = &[
         CenterOutput::Loss,
         CenterOutput::Grad,
         CenterOutput::CentersNext,
     ];
 
-    /// The output's name in the table (`center.NAME`).
-    pub const fn as_str(self) -> &'static str {
+    fn loss(self) -> &'static str {
+        "center"
+    }
+
+    fn output(self) -> &'static str {
         match self {
             CenterOutput::Loss => "loss",
             CenterOutput::Grad => "grad",
             CenterOutput::CentersNext => "centers_next",
         }
+    }
+
+    fn entry(self, dtype: Dtype) -> Entry {
+        entry(self, dtype)
     }
 }
 
@@ -254,7 +260,7 @@ impl Scales {
 }
 
 /// Center loss's rows of the precision table (`crate::precision`).
-pub(crate) const fn entry(output: CenterOutput, dtype: Dtype) -> Entry {
+const fn entry(output: CenterOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (CenterOutput::Loss, Dtype::Float64) => Entry {
             max_ulps: 3.0,

@@ -20,12 +20,12 @@ use crate::check::diagnose::{combine, midpoints, reevaluated, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
-use crate::family::{LossFamily, SwitchPoint};
+use crate::family::{LossFamily, SwitchPoint, TableRows};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::precision::{log_softmax_row, softmax_row, Entry, LossOutput, Quantity};
+use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity};
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
 use serde_json::Value;
@@ -75,6 +75,34 @@ pub struct DistillCase {
     pub teacher: Matrix<f64>,
     /// N labels in `0..C`.
     pub labels: Vec<usize>,
+}
+
+/// Distillation's outputs, as rows of the precision table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DistillOutput {
+    /// The loss.
+    Loss,
+    /// ∂L/∂student_logits.
+    Grad,
+}
+
+impl TableRows for DistillOutput {
+    const ALL: &'static [DistillOutput] = &[DistillOutput::Loss, DistillOutput::Grad];
+
+    fn loss(self) -> &'static str {
+        "distill"
+    }
+
+    fn output(self) -> &'static str {
+        match self {
+            DistillOutput::Loss => "loss",
+            DistillOutput::Grad => "grad",
+        }
+    }
+
+    fn entry(self, dtype: Dtype) -> Entry {
+        entry(self, dtype)
+    }
 }
 
 /// The `distill` family.
@@ -175,10 +203,10 @@ impl LossFamily for DistillFamily {
 
     fn quantities(_: &DistillCase) -> Vec<(&'static str, Quantity)> {
         vec![
-            ("outputs/loss", Quantity::Distill(LossOutput::Loss)),
+            ("outputs/loss", Quantity::Distill(DistillOutput::Loss)),
             (
                 "gradients/student_logits",
-                Quantity::Distill(LossOutput::Grad),
+                Quantity::Distill(DistillOutput::Grad),
             ),
         ]
     }
@@ -296,21 +324,21 @@ fn scales(c: &DistillCase, exp_args: bool) -> (f64, Vec<f64>) {
 }
 
 /// Distillation's rows of the precision table (`crate::precision`).
-pub(crate) const fn entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn entry(output: DistillOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (DistillOutput::Loss, Dtype::Float64) => Entry {
         max_ulps: 3.0,
         reason: "per row the compensated KL (or soft CE) sum of q_t·(log q_t − log q_s) from the split-exponent softmax, plus the fast softmax_ce; measured against the magnitudes summed",
     },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (DistillOutput::Loss, Dtype::Float32) => Entry {
         max_ulps: 5.0,
         reason: "as for f64, in f32",
     },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (DistillOutput::Grad, Dtype::Float64) => Entry {
         max_ulps: 4.0,
         reason: "α·T·(q_s − q_t) + (1 − α)·(p − onehot), each from the fast softmax (≤ 3.5 ulps), in ulps of the terms' magnitudes",
     },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (DistillOutput::Grad, Dtype::Float32) => Entry {
         max_ulps: 8.0,
         reason: "as for f64, in f32, with T up to 20 amplifying the q error",
     },

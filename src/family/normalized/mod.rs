@@ -22,7 +22,7 @@ use crate::check::diagnose::{reevaluated, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
-use crate::family::{LossFamily, SwitchPoint};
+use crate::family::{LossFamily, SwitchPoint, TableRows};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
@@ -159,6 +159,63 @@ pub enum NormFaceOutput {
     GradScale,
 }
 
+/// The normalized-margin family's outputs, as rows of the precision table (amsoftmax is
+/// cosface's mathematics and shares its rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NormalizedOutput {
+    /// `normface`, with its ∂L/∂s.
+    NormFace(NormFaceOutput),
+    /// `cosface` and `amsoftmax`.
+    CosFace(LossOutput),
+    /// `arcface`.
+    ArcFace(LossOutput),
+    /// `combined`.
+    Combined(LossOutput),
+}
+
+impl TableRows for NormalizedOutput {
+    const ALL: &'static [NormalizedOutput] = &[
+        NormalizedOutput::NormFace(NormFaceOutput::Loss),
+        NormalizedOutput::NormFace(NormFaceOutput::Grad),
+        NormalizedOutput::NormFace(NormFaceOutput::GradScale),
+        NormalizedOutput::CosFace(LossOutput::Loss),
+        NormalizedOutput::CosFace(LossOutput::Grad),
+        NormalizedOutput::ArcFace(LossOutput::Loss),
+        NormalizedOutput::ArcFace(LossOutput::Grad),
+        NormalizedOutput::Combined(LossOutput::Loss),
+        NormalizedOutput::Combined(LossOutput::Grad),
+    ];
+
+    fn loss(self) -> &'static str {
+        match self {
+            NormalizedOutput::NormFace(_) => "normface",
+            NormalizedOutput::CosFace(_) => "cosface",
+            NormalizedOutput::ArcFace(_) => "arcface",
+            NormalizedOutput::Combined(_) => "combined",
+        }
+    }
+
+    fn output(self) -> &'static str {
+        match self {
+            NormalizedOutput::NormFace(NormFaceOutput::Loss) => "loss",
+            NormalizedOutput::NormFace(NormFaceOutput::Grad) => "grad",
+            NormalizedOutput::NormFace(NormFaceOutput::GradScale) => "grad_scale",
+            NormalizedOutput::CosFace(o)
+            | NormalizedOutput::ArcFace(o)
+            | NormalizedOutput::Combined(o) => o.as_str(),
+        }
+    }
+
+    fn entry(self, dtype: Dtype) -> Entry {
+        match self {
+            NormalizedOutput::NormFace(o) => normface_entry(o, dtype),
+            NormalizedOutput::CosFace(o) => cosface_entry(o, dtype),
+            NormalizedOutput::ArcFace(o) => arcface_entry(o, dtype),
+            NormalizedOutput::Combined(o) => combined_entry(o, dtype),
+        }
+    }
+}
+
 /// The normalized-margin family.
 pub struct NormalizedFamily;
 
@@ -273,20 +330,20 @@ impl LossFamily for NormalizedFamily {
     fn quantities(c: &NormalizedCase) -> Vec<(&'static str, Quantity)> {
         let (loss, grad) = match c.margin {
             Margin::None => (
-                Quantity::NormFace(NormFaceOutput::Loss),
-                Quantity::NormFace(NormFaceOutput::Grad),
+                Quantity::Normalized(NormalizedOutput::NormFace(NormFaceOutput::Loss)),
+                Quantity::Normalized(NormalizedOutput::NormFace(NormFaceOutput::Grad)),
             ),
             Margin::Additive { .. } => (
-                Quantity::CosFace(LossOutput::Loss),
-                Quantity::CosFace(LossOutput::Grad),
+                Quantity::Normalized(NormalizedOutput::CosFace(LossOutput::Loss)),
+                Quantity::Normalized(NormalizedOutput::CosFace(LossOutput::Grad)),
             ),
             Margin::Angular { .. } => (
-                Quantity::ArcFace(LossOutput::Loss),
-                Quantity::ArcFace(LossOutput::Grad),
+                Quantity::Normalized(NormalizedOutput::ArcFace(LossOutput::Loss)),
+                Quantity::Normalized(NormalizedOutput::ArcFace(LossOutput::Grad)),
             ),
             Margin::Combined { .. } => (
-                Quantity::Combined(LossOutput::Loss),
-                Quantity::Combined(LossOutput::Grad),
+                Quantity::Normalized(NormalizedOutput::Combined(LossOutput::Loss)),
+                Quantity::Normalized(NormalizedOutput::Combined(LossOutput::Grad)),
             ),
         };
         let mut out = vec![
@@ -297,7 +354,7 @@ impl LossFamily for NormalizedFamily {
         if c.learns_scale() {
             out.push((
                 "gradients/scale",
-                Quantity::NormFace(NormFaceOutput::GradScale),
+                Quantity::Normalized(NormalizedOutput::NormFace(NormFaceOutput::GradScale)),
             ));
         }
         out
@@ -578,7 +635,7 @@ fn normalized_case(
 }
 
 /// `normface`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn normface_entry(output: NormFaceOutput, dtype: Dtype) -> Entry {
+const fn normface_entry(output: NormFaceOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (NormFaceOutput::Loss, Dtype::Float64) => Entry {
         max_ulps: 3.5,
@@ -608,7 +665,7 @@ pub(crate) const fn normface_entry(output: NormFaceOutput, dtype: Dtype) -> Entr
 }
 
 /// `cosface`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn cosface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn cosface_entry(output: LossOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (LossOutput::Loss, Dtype::Float64) => Entry {
             max_ulps: 5.0,
@@ -630,7 +687,7 @@ pub(crate) const fn cosface_entry(output: LossOutput, dtype: Dtype) -> Entry {
 }
 
 /// `arcface`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn arcface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn arcface_entry(output: LossOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (LossOutput::Loss, Dtype::Float64) => Entry {
         max_ulps: 4.0,
@@ -652,7 +709,7 @@ pub(crate) const fn arcface_entry(output: LossOutput, dtype: Dtype) -> Entry {
 }
 
 /// `combined`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn combined_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn combined_entry(output: LossOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (LossOutput::Loss, Dtype::Float64) => Entry {
             max_ulps: 4.0,

@@ -15,7 +15,7 @@ use crate::check::diagnose::Alternative;
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
-use crate::family::{LossFamily, SwitchPoint};
+use crate::family::{LossFamily, SwitchPoint, TableRows};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::mp::interval::Interval;
@@ -56,6 +56,44 @@ impl MultiplicativeCase {
     /// Whether the weights are normalized (`sphereface`).
     pub fn normalized_weights(&self) -> bool {
         self.loss == LossId::SphereFace
+    }
+}
+
+/// lsoftmax's and sphereface's outputs, as rows of the precision table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PsiOutput {
+    /// `lsoftmax`'s loss or gradients.
+    LSoftmax(LossOutput),
+    /// `sphereface`'s loss or gradients.
+    SphereFace(LossOutput),
+}
+
+impl TableRows for PsiOutput {
+    const ALL: &'static [PsiOutput] = &[
+        PsiOutput::LSoftmax(LossOutput::Loss),
+        PsiOutput::LSoftmax(LossOutput::Grad),
+        PsiOutput::SphereFace(LossOutput::Loss),
+        PsiOutput::SphereFace(LossOutput::Grad),
+    ];
+
+    fn loss(self) -> &'static str {
+        match self {
+            PsiOutput::LSoftmax(_) => "lsoftmax",
+            PsiOutput::SphereFace(_) => "sphereface",
+        }
+    }
+
+    fn output(self) -> &'static str {
+        match self {
+            PsiOutput::LSoftmax(o) | PsiOutput::SphereFace(o) => o.as_str(),
+        }
+    }
+
+    fn entry(self, dtype: Dtype) -> Entry {
+        match self {
+            PsiOutput::LSoftmax(o) => lsoftmax_entry(o, dtype),
+            PsiOutput::SphereFace(o) => sphereface_entry(o, dtype),
+        }
     }
 }
 
@@ -172,15 +210,17 @@ impl LossFamily for PsiFamily {
     }
 
     fn quantities(c: &MultiplicativeCase) -> Vec<(&'static str, Quantity)> {
-        let family = if c.normalized_weights() {
-            Quantity::SphereFace
-        } else {
-            Quantity::LSoftmax
+        let row = |o| {
+            Quantity::Multiplicative(if c.normalized_weights() {
+                PsiOutput::SphereFace(o)
+            } else {
+                PsiOutput::LSoftmax(o)
+            })
         };
         vec![
-            ("outputs/loss", family(LossOutput::Loss)),
-            ("gradients/features", family(LossOutput::Grad)),
-            ("gradients/weights", family(LossOutput::Grad)),
+            ("outputs/loss", row(LossOutput::Loss)),
+            ("gradients/features", row(LossOutput::Grad)),
+            ("gradients/weights", row(LossOutput::Grad)),
         ]
     }
 
@@ -257,7 +297,7 @@ impl LossFamily for PsiFamily {
 }
 
 /// `lsoftmax`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn lsoftmax_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn lsoftmax_entry(output: LossOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (LossOutput::Loss, Dtype::Float64) => Entry {
         max_ulps: 3.5,
@@ -279,7 +319,7 @@ pub(crate) const fn lsoftmax_entry(output: LossOutput, dtype: Dtype) -> Entry {
 }
 
 /// `sphereface`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn sphereface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn sphereface_entry(output: LossOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (LossOutput::Loss, Dtype::Float64) => Entry {
             max_ulps: 3.0,

@@ -15,12 +15,12 @@ use crate::check::diagnose::{midpoints, Alternative};
 use crate::corpus::generate::Generated;
 use crate::error::Result;
 use crate::exact::ExactForm;
-use crate::family::{LossFamily, SwitchPoint};
+use crate::family::{LossFamily, SwitchPoint, TableRows};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::precision::{log_softmax_row, softmax_row, Entry, LossOutput, Quantity};
+use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity};
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
 use fast::{log_softmax, softmax, softmax_ce};
@@ -53,6 +53,61 @@ pub enum SoftmaxOutput {
     Probabilities,
     /// `log_probabilities`.
     LogProbabilities,
+}
+
+impl TableRows for SoftmaxOutput {
+    const ALL: &'static [SoftmaxOutput] = &[
+        SoftmaxOutput::Probabilities,
+        SoftmaxOutput::LogProbabilities,
+    ];
+
+    fn loss(self) -> &'static str {
+        "softmax"
+    }
+
+    fn output(self) -> &'static str {
+        ""
+    }
+
+    /// `softmax` (the probabilities) and `log_softmax`.
+    fn name(self) -> String {
+        match self {
+            SoftmaxOutput::Probabilities => "softmax".into(),
+            SoftmaxOutput::LogProbabilities => "log_softmax".into(),
+        }
+    }
+
+    fn entry(self, dtype: Dtype) -> Entry {
+        softmax_entry(self, dtype)
+    }
+}
+
+/// The outputs of `softmax_ce`, as rows of the precision table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SoftmaxCeOutput {
+    /// The loss.
+    Loss,
+    /// ∂L/∂logits.
+    Grad,
+}
+
+impl TableRows for SoftmaxCeOutput {
+    const ALL: &'static [SoftmaxCeOutput] = &[SoftmaxCeOutput::Loss, SoftmaxCeOutput::Grad];
+
+    fn loss(self) -> &'static str {
+        "softmax_ce"
+    }
+
+    fn output(self) -> &'static str {
+        match self {
+            SoftmaxCeOutput::Loss => "loss",
+            SoftmaxCeOutput::Grad => "grad",
+        }
+    }
+
+    fn entry(self, dtype: Dtype) -> Entry {
+        softmax_ce_entry(self, dtype)
+    }
 }
 
 /// The `softmax` family.
@@ -267,8 +322,11 @@ impl LossFamily for SoftmaxCeFamily {
 
     fn quantities(_: &SoftmaxCeCase) -> Vec<(&'static str, Quantity)> {
         vec![
-            ("outputs/loss", Quantity::SoftmaxCe(LossOutput::Loss)),
-            ("gradients/logits", Quantity::SoftmaxCe(LossOutput::Grad)),
+            ("outputs/loss", Quantity::SoftmaxCe(SoftmaxCeOutput::Loss)),
+            (
+                "gradients/logits",
+                Quantity::SoftmaxCe(SoftmaxCeOutput::Grad),
+            ),
         ]
     }
 
@@ -347,7 +405,7 @@ impl LossFamily for SoftmaxCeFamily {
 }
 
 /// `softmax`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn softmax_entry(output: SoftmaxOutput, dtype: Dtype) -> Entry {
+const fn softmax_entry(output: SoftmaxOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
         (SoftmaxOutput::Probabilities, Dtype::Float64) => Entry {
         max_ulps: 3.5,
@@ -369,21 +427,21 @@ pub(crate) const fn softmax_entry(output: SoftmaxOutput, dtype: Dtype) -> Entry 
 }
 
 /// `softmax_ce`'s rows of the precision table (`crate::precision`).
-pub(crate) const fn softmax_ce_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn softmax_ce_entry(output: SoftmaxCeOutput, dtype: Dtype) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (SoftmaxCeOutput::Loss, Dtype::Float64) => Entry {
         max_ulps: 2.5,
         reason: "per row ln1p(S′) + (m − z_y) with m − z_y exact as a pair; compensated batch sum; one division by N",
     },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (SoftmaxCeOutput::Loss, Dtype::Float32) => Entry {
         max_ulps: 6.0,
         reason: "as for f64, plus f32 subnormals: a dominant target puts the loss below 1.2e−38, where each term e^{x_j} is rounded to an absolute 2^−150, and C − 1 terms per row and N rows add up in units of the smallest subnormal",
     },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (SoftmaxCeOutput::Grad, Dtype::Float64) => Entry {
         max_ulps: 3.5,
         reason: "the softmax error, then p − 1 (benign: p ≤ ½ off the argmax, −S′/(1+S′) at it) and one division by N",
     },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (SoftmaxCeOutput::Grad, Dtype::Float32) => Entry {
         max_ulps: 4.0,
         reason: "as for f64",
     },
