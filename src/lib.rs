@@ -26,8 +26,8 @@
 //! # Ok::<(), lossref::Error>(())
 //! ```
 //!
-//! A case built by hand ([`spec::Case`] and the case type of its family) is validated by
-//! [`Case::validate`] at every entry point, with an [`Error`] naming the place.
+//! A case built by hand from the case type of its family is validated by [`Case::new`],
+//! and again by [`Case::validate`] at every entry point, with an [`Error`] naming the place.
 //!
 //! ## The shape: one catalogue, one home per family, layers that ask it
 //!

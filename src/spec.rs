@@ -243,6 +243,40 @@ pub enum Case {
 }
 
 impl Case {
+    /// A case of any loss, validated ([`Case::validate`]): the constructor for cases built
+    /// by hand from their family's case type.
+    ///
+    /// ```
+    /// use lossref::matrix::Matrix;
+    /// use lossref::spec::{Case, Margin, NormalizedCase, Reduction};
+    /// use lossref::{certified, LossId};
+    ///
+    /// let cosface = NormalizedCase {
+    ///     loss: LossId::CosFace,
+    ///     scale: 30.0,
+    ///     margin: Margin::Additive { m: 0.35 },
+    ///     reduction: Reduction::Mean,
+    ///     features: Matrix::from_vec(1, 2, vec![3.0, 4.0]).unwrap(),
+    ///     weights: Matrix::from_vec(2, 2, vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
+    ///     labels: vec![1],
+    /// };
+    /// let case = Case::new(cosface.clone())?;
+    /// assert!(certified(&case)?.answer.loss().unwrap().f64 > 0.0);
+    ///
+    /// // a cosface carrying no margin is not a case of cosface
+    /// let err = Case::new(NormalizedCase { margin: Margin::None, ..cosface }).unwrap_err();
+    /// assert!(err.to_string().starts_with("margin: None is not the rule of `cosface`"));
+    /// # Ok::<(), lossref::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Case::validate`].
+    pub fn new(case: impl Into<Case>) -> crate::error::Result<Case> {
+        let case = case.into();
+        case.validate()?;
+        Ok(case)
+    }
+
     /// The case's `reduction`, for the losses that have one (all but `softmax`).
     pub fn reduction_mut(&mut self) -> Option<&mut Reduction> {
         crate::family::reduction_mut(self)

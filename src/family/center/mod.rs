@@ -77,6 +77,12 @@ impl TableRows for CenterOutput {
     }
 }
 
+impl From<CenterCase> for Case {
+    fn from(case: CenterCase) -> Case {
+        Case::Center(case)
+    }
+}
+
 /// The `center` family.
 pub struct CenterFamily;
 

@@ -105,6 +105,12 @@ impl TableRows for DistillOutput {
     }
 }
 
+impl From<DistillCase> for Case {
+    fn from(case: DistillCase) -> Case {
+        Case::Distill(case)
+    }
+}
+
 /// The `distill` family.
 pub struct DistillFamily;
 

@@ -216,6 +216,12 @@ impl TableRows for NormalizedOutput {
     }
 }
 
+impl From<NormalizedCase> for Case {
+    fn from(case: NormalizedCase) -> Case {
+        Case::Normalized(case)
+    }
+}
+
 /// The normalized-margin family.
 pub struct NormalizedFamily;
 

@@ -112,6 +112,12 @@ fn zero_target_weight(weights: &Matrix<f64>, labels: &[usize], place: &str) -> R
     }
 }
 
+impl From<MultiplicativeCase> for Case {
+    fn from(case: MultiplicativeCase) -> Case {
+        Case::Multiplicative(case)
+    }
+}
+
 /// The `lsoftmax` / `sphereface` family.
 pub struct PsiFamily;
 

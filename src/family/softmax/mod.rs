@@ -110,6 +110,18 @@ impl TableRows for SoftmaxCeOutput {
     }
 }
 
+impl From<SoftmaxCase> for Case {
+    fn from(case: SoftmaxCase) -> Case {
+        Case::Softmax(case)
+    }
+}
+
+impl From<SoftmaxCeCase> for Case {
+    fn from(case: SoftmaxCeCase) -> Case {
+        Case::SoftmaxCe(case)
+    }
+}
+
 /// The `softmax` family.
 pub struct SoftmaxFamily;
 
