@@ -165,6 +165,9 @@ def _target_cos(draw: Any, regime: str, loss: str, params: Dict[str, Any]) -> fl
         # the rule has one, else any point of the rule (ψ's kπ/m, acos's poles)
         points = switch_points(loss, params)
         named = [p for p in points if p["tag"] == "edge:" + regime]
+        if not (named or points):
+            # a rule without switches (ψ_1 = cos θ): nothing to be near
+            return draw(st.floats(-0.95, 0.95))
         point = draw(st.sampled_from(named or points))
         side = draw(st.sampled_from([-1.0, 1.0]))
         if point["cos"] == 0.0:

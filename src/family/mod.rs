@@ -12,16 +12,21 @@
 //! | [`center::CenterFamily`] | `center` | `family/center/` |
 //! | [`normalized::NormalizedFamily`] | `normface`, `cosface`, `amsoftmax`, `arcface`, `combined` | `family/normalized/` |
 //!
-//! Each family implements `LossFamily` once: its parameters with their defaults and
-//! validation (parsing), its interval reference, its fast f32/f64 path, its rows of the
-//! precision table with their error measures, the scales of `lossref check`'s tolerances,
-//! and the exact form of its zero test. The layers are generic over it: `case`, `reference`,
-//! `fast`, `precision`, `tolerance` and `exact` each call the functions that `catalogue!`
-//! generates from the list at the bottom of this file, and never name a family.
+//! Each family implements the crate-internal trait `LossFamily` once: its parameters with
+//! their defaults and validation (`parse`, `validate`), its interval reference
+//! (`reference`, `reference_plain`), its fast f32/f64 path (`fast`), its rows of the
+//! precision table with their error measures (`quantities`, `measures`, and a rows type
+//! with its entries), the scales of `lossref check`'s tolerances (`tolerance`), the exact
+//! form of its zero test (`exact_form`), the conventions the diagnosis tries
+//! (`conventions`), its corpus generators (`corpus_cases`, `exact_zero_cases`) and its
+//! switch points ([`switch_points`]). The layers are generic over it: `case`, `reference`,
+//! `fast`, `precision`, `tolerance`, `exact`, `corpus` and `check` each call the functions
+//! that `catalogue!` generates from the list in this file, and never name a family.
 //!
 //! Adding a family is one new home (a folder with a type that implements `LossFamily`)
 //! and one line in that list, plus its variant of [`crate::spec::Case`] and its ids in
-//! [`crate::spec::LossId`]; the compiler then points at every method the home lacks.
+//! [`crate::spec::LossId`]; the compiler then points at every method the home lacks, and
+//! the coverage tests at every generator, strategy and reference that lacks the loss.
 
 pub mod center;
 pub mod distill;
