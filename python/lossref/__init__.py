@@ -272,11 +272,30 @@ class Corpus:
 class Results:
     """The values an implementation under test computed for corpus cases (SPEC §4).
 
+    ``Results(corpus)`` (SPEC §4) binds the results to a :class:`Corpus`: ids it does not
+    hold are refused by :meth:`add` at once, and :func:`check` judges against it.
+    ``Results("my cosface")`` names the implementation instead (the embedded corpus, or the
+    one :func:`check` is given); both take ``implementation=`` as a keyword.
+
     ``results.add(case, outputs={"loss": 1.25}, gradients={"features": array})``; arrays of
     any float dtype are read exactly; NaN and infinities are kept (and fail)."""
 
-    def __init__(self, implementation: str = "unnamed"):
-        self.implementation = implementation
+    def __init__(self, corpus: Union["Corpus", str, None] = None, implementation: Optional[str] = None):
+        if isinstance(corpus, Corpus):
+            self.corpus: Optional[Corpus] = corpus
+            name = implementation
+        elif corpus is None or isinstance(corpus, str):
+            if corpus is not None and implementation is not None:
+                raise TypeError("lossref.Results: give the implementation's name once, as the first argument or as implementation=")
+            self.corpus = None
+            name = corpus if corpus is not None else implementation
+        else:
+            raise TypeError(
+                f"lossref.Results: expected a lossref.Corpus or the implementation's name (a str), got {type(corpus).__name__}"
+            )
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"lossref.Results: implementation must be a str, got {type(name).__name__}")
+        self.implementation: str = name if name is not None else "unnamed"
         self.values: Dict[str, Dict[str, Dict[str, Any]]] = {}
 
     def add(
@@ -286,7 +305,17 @@ class Results:
         gradients: Optional[Mapping[str, Any]] = None,
     ) -> None:
         """Records the values of one case (by :class:`CorpusCase` or id)."""
-        case_id = case.id if isinstance(case, CorpusCase) else str(case)
+        if isinstance(case, CorpusCase):
+            case_id = case.id
+        elif isinstance(case, str):
+            case_id = case
+        else:
+            raise TypeError(f"Results.add: expected a CorpusCase or a case id (a str), got {type(case).__name__}")
+        if self.corpus is not None and case_id not in self.corpus._by_id:
+            raise ResultsError(f"{case_id}: not a case of corpus {self.corpus.version}")
+        for name, values in (("outputs", outputs), ("gradients", gradients)):
+            if values is not None and not isinstance(values, Mapping):
+                raise TypeError(f"Results.add: {name} must map value names to arrays, got {type(values).__name__}")
         self.values[case_id] = {
             "outputs": {k: self._tensor(v) for k, v in (outputs or {}).items()},
             "gradients": {k: self._tensor(v) for k, v in (gradients or {}).items()},
@@ -384,9 +413,12 @@ def check(
     """Judges `results` (a :class:`Results`, a results dict, or a JSON results file) against
     the corpus (default: the embedded one), with an optional expectation file or dict
     (``{"expectations": [{"case": GLOB, "category": "xfail"|"skip", "reason": TEXT}]}``).
-    Raises :class:`ResultsError` for unreadable results or ids the corpus does not hold."""
+    Raises :class:`ResultsError` for unreadable results or ids the corpus does not hold. A
+    :class:`Results` bound to a corpus is judged against it unless `corpus` says otherwise."""
     if isinstance(results, Results):
         text = results.to_json()
+        if corpus is None:
+            corpus = results.corpus
     elif isinstance(results, Mapping):
         text = json.dumps(_plain(results))
     else:

@@ -76,3 +76,34 @@ def test_the_plugin_runs_once_per_case(lossref_case: lossref.CorpusCase) -> None
     p = e / e.sum(axis=1, keepdims=True)
     logp = z - z.max(axis=1, keepdims=True) - np.log(e.sum(axis=1, keepdims=True))
     lossref.assert_conforms(lossref_case, outputs={"probabilities": p, "log_probabilities": logp})
+
+
+def test_results_bound_to_a_corpus_as_spec_section_4_says(tmp_path: Path) -> None:
+    corpus = lossref.Corpus.load()
+    case = corpus.cases(loss="center", dtype="float64")[0]
+    results = lossref.Results(corpus, implementation="the reference itself")
+    assert results.corpus is corpus and results.implementation == "the reference itself"
+    ref = case.reference()
+    results.add(case.id, outputs=ref["outputs"], gradients=ref["gradients"])
+    # an id the bound corpus does not hold is refused at once, not at check time
+    with pytest.raises(lossref.ResultsError, match="center/no-such-case: not a case of corpus"):
+        results.add("center/no-such-case", outputs={"loss": 1.0})
+    results.save(tmp_path / "r.json")
+    assert lossref.check(results).counts["pass"] == 1
+    assert lossref.Results().implementation == "unnamed"
+
+
+@pytest.mark.parametrize("bad", [42, 1.5, ["a"], {"implementation": "x"}])
+def test_results_refuses_a_wrong_argument_type_at_once(bad: object) -> None:
+    with pytest.raises(TypeError, match="expected a lossref.Corpus or the implementation's name"):
+        lossref.Results(bad)  # type: ignore[arg-type]
+
+
+def test_results_add_refuses_wrong_types_at_once() -> None:
+    results = lossref.Results("typed")
+    with pytest.raises(TypeError, match="expected a CorpusCase or a case id"):
+        results.add(7, outputs={"loss": 1.0})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="outputs must map value names to arrays"):
+        results.add("softmax/random/f64-0000", outputs=[1.0])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="give the implementation's name once"):
+        lossref.Results("a", implementation="b")

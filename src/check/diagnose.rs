@@ -25,22 +25,58 @@ pub struct Diagnosis {
     pub examined: usize,
     /// Conventions and how many of the examined cases each explains.
     pub explained_by: Vec<(String, usize)>,
+    /// The examined cases that no convention explains but whose verdict is UNSTABLE: the
+    /// named formula's reason, and how many cases it explains (SPEC §4: such cases are
+    /// reported as explained by the instability, never as unexplained).
+    pub unstable: Vec<(String, usize)>,
+    /// The examined cases that neither a convention nor a named instability explains.
+    pub unexplained: usize,
 }
 
 impl Diagnosis {
-    /// One line: the best explanation, or that none is known.
+    /// One line: the best explanation, the cases a named instability explains, and how
+    /// many nothing explains.
     pub fn text(&self) -> String {
-        match self.explained_by.first() {
-            Some((what, k)) if *k == self.examined => format!("matches if {what} ({k} of {} failing cases examined)", self.examined),
-            Some((what, k)) => format!("{k} of {} failing cases examined match if {what}; no known convention explains the rest", self.examined),
-            None => format!("no known convention explains this ({} failing cases examined)", self.examined),
+        let n = self.examined;
+        let unstable: usize = self.unstable.iter().map(|(_, k)| k).sum();
+        let instability = || {
+            let why: Vec<&str> = self.unstable.iter().map(|(w, _)| w.as_str()).collect();
+            format!("UNSTABLE by a named formula ({})", why.join("; "))
+        };
+        let mut text = match self.explained_by.first() {
+            Some((what, k)) if *k == n => {
+                return format!("matches if {what} ({k} of {n} failing cases examined)")
+            }
+            Some((what, k)) => format!("{k} of {n} failing cases examined match if {what}"),
+            None if unstable == n => {
+                return format!(
+                    "the {n} failing cases examined are {}: right in absolute terms, with a formula that loses accuracy on them",
+                    instability()
+                )
+            }
+            None => format!(
+                "no known convention explains {} of the {n} failing cases examined",
+                self.unexplained
+            ),
+        };
+        if unstable > 0 {
+            text.push_str(&format!("; {unstable} are {}", instability()));
         }
+        if !self.explained_by.is_empty() && self.unexplained > 0 {
+            text.push_str(&format!(
+                "; no known convention explains {}",
+                self.unexplained
+            ));
+        }
+        text
     }
 
     /// As JSON.
     pub fn json(&self) -> Value {
         json!({"loss": self.loss, "examined": self.examined, "text": self.text(),
-               "explained_by": self.explained_by.iter().map(|(w, k)| json!({"convention": w, "cases": k})).collect::<Vec<_>>()})
+               "explained_by": self.explained_by.iter().map(|(w, k)| json!({"convention": w, "cases": k})).collect::<Vec<_>>(),
+               "unstable": self.unstable.iter().map(|(w, k)| json!({"formula": w, "cases": k})).collect::<Vec<_>>(),
+               "unexplained": self.unexplained})
     }
 }
 
@@ -184,12 +220,28 @@ pub fn diagnose(
     let mut out = Vec::new();
     for (loss, failing) in by_loss {
         let mut explained: BTreeMap<String, usize> = BTreeMap::new();
+        let mut unstable: BTreeMap<String, usize> = BTreeMap::new();
+        let mut unexplained = 0;
         let examined: Vec<&&CaseReport> = failing.iter().take(CASES_PER_LOSS).collect();
         for r in &examined {
+            // a case that no convention explains is explained by its named instability,
+            // if it has one, and otherwise by nothing
+            let mut by_convention = false;
+            let mut account = |by_convention: bool| {
+                if by_convention {
+                    return;
+                }
+                match &r.verdict {
+                    Verdict::Unstable(why) => *unstable.entry(why.clone()).or_default() += 1,
+                    _ => unexplained += 1,
+                }
+            };
             let Some(case) = corpus.cases.iter().find(|c| c.id == r.id) else {
+                account(false);
                 continue;
             };
             let Some(got) = results.values.get(&r.id) else {
+                account(false);
                 continue;
             };
             let loaded = corpus.load_case(case)?;
@@ -211,8 +263,10 @@ pub fn diagnose(
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
                 if matches(got, &answer, &scale_case, case.dtype, transposed) {
                     *explained.entry(what).or_default() += 1;
+                    by_convention = true;
                 }
             }
+            account(by_convention);
         }
         let mut explained_by: Vec<(String, usize)> = explained.into_iter().collect();
         explained_by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -220,6 +274,8 @@ pub fn diagnose(
             loss,
             examined: examined.len(),
             explained_by,
+            unstable: unstable.into_iter().collect(),
+            unexplained,
         });
     }
     Ok(out)

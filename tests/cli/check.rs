@@ -344,9 +344,24 @@ fn the_textbook_cross_entropy_is_unstable_exactly_where_it_cancels() {
             values,
         },
         &[],
-        false,
+        true,
     )
     .unwrap();
+    // the diagnosis reports the cases as explained by the named instability (issue 21),
+    // never as unexplained
+    let d = report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == "softmax_ce")
+        .expect("the UNSTABLE cases are diagnosed");
+    assert!(d.examined > 0 && d.unexplained == 0, "{}", d.text());
+    assert!(
+        d.text().contains("UNSTABLE by a named formula") && d.text().contains("cancels"),
+        "{}",
+        d.text()
+    );
+    assert!(!d.text().contains("no known convention"), "{}", d.text());
+    eprintln!("{}", d.text());
     for c in &report.cases {
         if c.verdict == Verdict::NotRun {
             continue;
