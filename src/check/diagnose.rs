@@ -3,7 +3,7 @@
 //! reference answers, for a missing factor) and judging the results against it with the
 //! same tolerance model, never by guessing from the size of the error.
 
-use super::{judge_group, CaseReport, Corpus, Loaded, Results, Verdict};
+use super::{groups_of, judge_group, CaseReport, Corpus, Loaded, Results, Verdict};
 use crate::answer::{Answer, Tensor};
 use crate::error::Result;
 use crate::reference::evaluate;
@@ -16,6 +16,18 @@ use std::collections::BTreeMap;
 /// At most this many failing cases of a loss are re-evaluated.
 pub const CASES_PER_LOSS: usize = 12;
 
+/// One convention's evidence over the examined cases of a loss.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    /// The convention, in words.
+    pub convention: String,
+    /// The examined failing cases whose results it explains.
+    pub cases: usize,
+    /// The examined failing cases where its reference differs from the case's own by more
+    /// than the tolerance (the only cases where it was tried).
+    pub differing: usize,
+}
+
 /// What explains a loss's failures.
 #[derive(Clone, Debug)]
 pub struct Diagnosis {
@@ -23,8 +35,11 @@ pub struct Diagnosis {
     pub loss: String,
     /// Failing cases examined.
     pub examined: usize,
-    /// Conventions and how many of the examined cases each explains.
-    pub explained_by: Vec<(String, usize)>,
+    /// Conventions, each with how many of the examined cases it explains and on how many
+    /// it differs from the case's own convention at all (SPEC §4: a convention is evidence
+    /// only where the two differ by more than the tolerance; on the others it is never
+    /// tried), best first.
+    pub explained_by: Vec<Explanation>,
     /// The examined cases that no convention explains but whose verdict is UNSTABLE: the
     /// named formula's reason, and how many cases it explains (SPEC §4: such cases are
     /// reported as explained by the instability, never as unexplained).
@@ -44,10 +59,13 @@ impl Diagnosis {
             format!("UNSTABLE by a named formula ({})", why.join("; "))
         };
         let mut text = match self.explained_by.first() {
-            Some((what, k)) if *k == n => {
-                return format!("matches if {what} ({k} of {n} failing cases examined)")
+            Some(e) if e.cases == n => {
+                return format!("matches if {} ({n} of {n} failing cases examined)", e.convention)
             }
-            Some((what, k)) => format!("{k} of {n} failing cases examined match if {what}"),
+            Some(e) => format!(
+                "{} of {n} failing cases examined match if {} (of the {} where it differs from the case's own convention)",
+                e.cases, e.convention, e.differing
+            ),
             None if unstable == n => {
                 return format!(
                     "the {n} failing cases examined are {}: right in absolute terms, with a formula that loses accuracy on them",
@@ -74,7 +92,7 @@ impl Diagnosis {
     /// As JSON.
     pub fn json(&self) -> Value {
         json!({"loss": self.loss, "examined": self.examined, "text": self.text(),
-               "explained_by": self.explained_by.iter().map(|(w, k)| json!({"convention": w, "cases": k})).collect::<Vec<_>>(),
+               "explained_by": self.explained_by.iter().map(|e| json!({"convention": e.convention, "cases": e.cases, "differing": e.differing})).collect::<Vec<_>>(),
                "unstable": self.unstable.iter().map(|(w, k)| json!({"formula": w, "cases": k})).collect::<Vec<_>>(),
                "unexplained": self.unexplained})
     }
@@ -219,7 +237,8 @@ pub fn diagnose(
     }
     let mut out = Vec::new();
     for (loss, failing) in by_loss {
-        let mut explained: BTreeMap<String, usize> = BTreeMap::new();
+        // per convention: (cases explained, cases where it differs from the case's own)
+        let mut explained: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut unstable: BTreeMap<String, usize> = BTreeMap::new();
         let mut unexplained = 0;
         let examined: Vec<&&CaseReport> = failing.iter().take(CASES_PER_LOSS).collect();
@@ -255,21 +274,39 @@ pub fn diagnose(
                 &loaded.reference
             };
             if transposed && matches(got, reference, &loaded.case, case.dtype, true) {
-                *explained
+                let e = explained
                     .entry("the weights are laid out D×C (transposed), not C×D".into())
-                    .or_default() += 1;
+                    .or_default();
+                e.0 += 1;
+                e.1 += 1;
                 continue;
             }
+            // the case's own answer, as results: a convention under which it passes gives
+            // (within the tolerance) the same values here, and is no evidence on this case
+            let own = groups_of(reference);
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
+                if matches(&own, &answer, &scale_case, case.dtype, false) {
+                    continue;
+                }
+                let e = explained.entry(what).or_default();
+                e.1 += 1;
                 if matches(got, &answer, &scale_case, case.dtype, transposed) {
-                    *explained.entry(what).or_default() += 1;
+                    e.0 += 1;
                     by_convention = true;
                 }
             }
             account(by_convention);
         }
-        let mut explained_by: Vec<(String, usize)> = explained.into_iter().collect();
-        explained_by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut explained_by: Vec<Explanation> = explained
+            .into_iter()
+            .filter(|(_, (cases, _))| *cases > 0)
+            .map(|(convention, (cases, differing))| Explanation {
+                convention,
+                cases,
+                differing,
+            })
+            .collect();
+        explained_by.sort_by(|a, b| b.cases.cmp(&a.cases).then(a.convention.cmp(&b.convention)));
         out.push(Diagnosis {
             loss,
             examined: examined.len(),
