@@ -676,8 +676,13 @@ impl Input {
                     let Some(case) = corpus.cases.iter().find(|c| &c.id == id) else {
                         return Err(format!("no corpus case {id}"));
                     };
-                    let report = check::judge_case(corpus, case, results.values.get(id))
-                        .map_err(|e| format!("judging failed: {e}"))?;
+                    let report = check::judge_case(
+                        corpus,
+                        case,
+                        results.values.get(id),
+                        results.computes.as_deref(),
+                    )
+                    .map_err(|e| format!("judging failed: {e}"))?;
                     reached(5);
                     if report.verdict.is_failure() {
                         check::diagnose::diagnose(corpus, &results, std::slice::from_ref(&report))

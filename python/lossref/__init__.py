@@ -272,6 +272,10 @@ class Corpus:
 class Results:
     """The values an implementation under test computed for corpus cases (SPEC §4).
 
+    ``computes=["outputs/loss", "gradients/features"]`` declares what the implementation
+    computes: the other value groups are "not run", never MISSING (a NormFace with a fixed
+    scale has no ``gradients/scale``).
+
     ``Results(corpus)`` (SPEC §4) binds the results to a :class:`Corpus`: ids it does not
     hold are refused by :meth:`add` at once, and :func:`check` judges against it.
     ``Results("my cosface")`` names the implementation instead (the embedded corpus, or the
@@ -280,7 +284,12 @@ class Results:
     ``results.add(case, outputs={"loss": 1.25}, gradients={"features": array})``; arrays of
     any float dtype are read exactly; NaN and infinities are kept (and fail)."""
 
-    def __init__(self, corpus: Union["Corpus", str, None] = None, implementation: Optional[str] = None):
+    def __init__(
+        self,
+        corpus: Union["Corpus", str, None] = None,
+        implementation: Optional[str] = None,
+        computes: Optional[Sequence[str]] = None,
+    ):
         if isinstance(corpus, Corpus):
             self.corpus: Optional[Corpus] = corpus
             name = implementation
@@ -296,6 +305,17 @@ class Results:
         if name is not None and not isinstance(name, str):
             raise TypeError(f"lossref.Results: implementation must be a str, got {type(name).__name__}")
         self.implementation: str = name if name is not None else "unnamed"
+        if computes is not None:
+            if isinstance(computes, str) or not all(
+                isinstance(g, str) and g.startswith(("outputs/", "gradients/")) for g in computes
+            ):
+                raise ValueError(
+                    f"lossref.Results: computes must list value groups such as 'outputs/loss' or 'gradients/features', got {computes!r}"
+                )
+            computes = list(computes)
+        #: The value groups this implementation computes (SPEC §4), or None: a group it
+        #: does not compute is "not run", never MISSING.
+        self.computes: Optional[List[str]] = computes
         self.values: Dict[str, Dict[str, Dict[str, Any]]] = {}
 
     def add(
@@ -330,7 +350,10 @@ class Results:
 
     def to_json(self) -> str:
         """The SPEC §4 JSON results file."""
-        return json.dumps({"implementation": self.implementation, "results": self.values})
+        out: Dict[str, Any] = {"implementation": self.implementation, "results": self.values}
+        if self.computes is not None:
+            out["computes"] = self.computes
+        return json.dumps(out)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Writes the JSON results file (for ``lossref check --results``)."""

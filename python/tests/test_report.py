@@ -107,3 +107,19 @@ def test_results_add_refuses_wrong_types_at_once() -> None:
         results.add("softmax/random/f64-0000", outputs=[1.0])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="give the implementation's name once"):
         lossref.Results("a", implementation="b")
+
+
+def test_a_declared_computes_makes_what_is_not_computed_not_run() -> None:
+    corpus = lossref.Corpus.load()
+    cases = corpus.cases(loss="normface", dtype="float64")[:3]
+    groups = ["outputs/loss", "gradients/features", "gradients/weights"]
+    for computes, verdict in ((None, "MISSING"), (groups, "pass")):
+        results = lossref.Results("normface with a fixed scale", computes=computes)
+        for c in cases:
+            ref = c.reference()
+            grads = {k: v for k, v in ref["gradients"].items() if k != "scale"}
+            results.add(c, outputs=ref["outputs"], gradients=grads)
+        report = lossref.check(results)
+        assert all(report.verdict(c.id) == verdict for c in cases), [report.verdict(c.id) for c in cases]
+    with pytest.raises(ValueError, match="computes must list value groups"):
+        lossref.Results("x", computes=["loss"])

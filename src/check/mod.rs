@@ -34,7 +34,12 @@ pub fn check(
         .cases
         .par_iter()
         .map(|c| {
-            let mut r = judge_case(corpus, c, results.values.get(&c.id))?;
+            let mut r = judge_case(
+                corpus,
+                c,
+                results.values.get(&c.id),
+                results.computes.as_deref(),
+            )?;
             expect(&mut r, expectations);
             Ok(r)
         })

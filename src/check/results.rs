@@ -36,6 +36,9 @@ pub struct Results {
     pub implementation: String,
     /// id → group → (shape, values).
     pub values: BTreeMap<String, Groups>,
+    /// The value groups the implementation computes (`"computes"`, SPEC §4), if it
+    /// declares them: a group it does not compute is "not run", never MISSING.
+    pub computes: Option<Vec<String>>,
 }
 
 fn json_tensor(v: &Value, place: &str) -> Result<(Vec<usize>, Vec<f64>)> {
@@ -134,7 +137,11 @@ impl Results {
             }
             all.insert(id.clone(), case);
         }
-        serde_json::json!({"implementation": self.implementation, "results": all})
+        let mut out = serde_json::json!({"implementation": self.implementation, "results": all});
+        if let Some(computes) = &self.computes {
+            out["computes"] = serde_json::json!(computes);
+        }
+        out
     }
 
     /// Reads a results file: JSON (`{"implementation", "results": {id: {"outputs": …,
@@ -167,6 +174,7 @@ impl Results {
             return Ok(Results {
                 implementation: file,
                 values,
+                computes: None,
             });
         }
         let text = crate::cli::read_input(&file, MAX_RESULTS_BYTES)?;
@@ -187,6 +195,30 @@ impl Results {
                 "expected an object of results by case id",
             )
         })?;
+        let computes = match v.get("computes") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(k, item)| match item.as_str() {
+                        Some(g) if g.starts_with("outputs/") || g.starts_with("gradients/") => {
+                            Ok(g.to_string())
+                        }
+                        _ => Err(Error::invalid(
+                            format!("{file}: computes[{k}]"),
+                            format!("expected a value group such as \"outputs/loss\" or \"gradients/features\", got {item}"),
+                        )),
+                    })
+                    .collect::<Result<Vec<String>>>()?,
+            ),
+            Some(other) => {
+                return Err(Error::invalid(
+                    format!("{file}: computes"),
+                    format!("expected an array of value groups, got {other}"),
+                ))
+            }
+        };
         let mut values = BTreeMap::new();
         for (id, r) in results {
             let mut groups = BTreeMap::new();
@@ -214,6 +246,7 @@ impl Results {
                 .unwrap_or("unnamed")
                 .to_string(),
             values,
+            computes,
         })
     }
 }

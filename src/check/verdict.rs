@@ -113,6 +113,16 @@ impl GroupReport {
     }
 
     /// A group the results lack, or hold in the wrong shape.
+    /// A group the implementation declares it does not compute: not run.
+    fn not_computed(group: &str, function: String) -> GroupReport {
+        GroupReport {
+            verdict: Verdict::NotRun,
+            worst_units: 0.0,
+            worst_ulps: 0.0,
+            ..GroupReport::missing(group, function, String::new())
+        }
+    }
+
     fn missing(group: &str, function: String, why: String) -> GroupReport {
         GroupReport {
             group: group.to_string(),
@@ -227,7 +237,12 @@ pub(crate) fn judge_group(
 ///
 /// # Errors
 /// The case cannot be loaded from the corpus.
-pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> Result<CaseReport> {
+pub fn judge_case(
+    corpus: &Corpus,
+    case: &CorpusCase,
+    got: Option<&Groups>,
+    computes: Option<&[String]>,
+) -> Result<CaseReport> {
     let mut report = CaseReport {
         id: case.id.clone(),
         loss: case.loss.clone(),
@@ -259,6 +274,12 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
         };
         let expected_shape: Vec<usize> = if cols == 0 { vec![] } else { vec![rows, cols] };
         let g = match got.get(&group) {
+            None if computes.is_some_and(|c| !c.contains(&group)) => {
+                report
+                    .groups
+                    .push(GroupReport::not_computed(&group, function));
+                continue;
+            }
             None => {
                 let why = "missing from the results".to_string();
                 report
@@ -308,6 +329,13 @@ pub fn judge_case(corpus: &Corpus, case: &CorpusCase, got: Option<&Groups>) -> R
         .map(|g| g.verdict.clone())
         .filter(Verdict::is_failure)
         .max_by_key(Verdict::severity)
-        .unwrap_or(Verdict::Pass);
+        .unwrap_or(
+            // every group the implementation computes passed; none computed: not run
+            if report.groups.iter().all(|g| g.verdict == Verdict::NotRun) {
+                Verdict::NotRun
+            } else {
+                Verdict::Pass
+            },
+        );
     Ok(report)
 }

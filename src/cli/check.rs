@@ -128,6 +128,7 @@ pub fn fast_results(corpus: &Corpus) -> Result<Results> {
             .into_iter()
             .map(|(id, g)| (id, g.unwrap_or_default()))
             .collect(),
+        computes: None,
     })
 }
 

@@ -397,6 +397,7 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
     Results {
         implementation: "textbook (PyTorch-style)".into(),
         values,
+        computes: None,
     }
 }
 

@@ -50,6 +50,7 @@ fn wrong_results(
     Results {
         implementation: "a wrong implementation".into(),
         values,
+        computes: None,
     }
 }
 
@@ -170,6 +171,7 @@ fn a_missing_t_squared_is_diagnosed() {
     let r = Results {
         implementation: "distillation without T²".into(),
         values,
+        computes: None,
     };
     let d = diagnosis_of(&r, &corpus, "distill");
     assert!(
@@ -342,6 +344,7 @@ fn the_textbook_cross_entropy_is_unstable_exactly_where_it_cancels() {
         &Results {
             implementation: "textbook".into(),
             values,
+            computes: None,
         },
         &[],
         true,
@@ -762,6 +765,7 @@ fn a_convention_that_coincides_with_the_cases_own_is_never_claimed() {
         &Results {
             implementation: "unstable on coinciding cases".into(),
             values,
+            computes: None,
         },
         &[],
         true,
@@ -803,4 +807,57 @@ fn a_convention_that_coincides_with_the_cases_own_is_never_claimed() {
         "{}",
         d.text()
     );
+}
+
+/// A NormFace with a fixed scale has no ∂L/∂s: declared in `"computes"`, the group it does
+/// not compute is "not run" and its cases pass; undeclared, it is MISSING (SPEC §4). A
+/// declaration that names nothing it computes leaves the case not run, and a malformed one
+/// is an error naming its place.
+#[test]
+fn values_an_implementation_does_not_compute_are_not_run_when_declared() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| id.starts_with("normface/"));
+    for g in r.values.values_mut() {
+        g.remove("gradients/scale");
+    }
+    let undeclared = check(&corpus, &r, &[], false).unwrap();
+    let run: Vec<_> = undeclared
+        .cases
+        .iter()
+        .filter(|c| c.verdict != Verdict::NotRun)
+        .collect();
+    assert!(!run.is_empty());
+    assert!(run.iter().all(|c| matches!(c.verdict, Verdict::Missing(_))));
+    r.computes = Some(vec![
+        "outputs/loss".into(),
+        "gradients/features".into(),
+        "gradients/weights".into(),
+    ]);
+    let declared = check(&corpus, &r, &[], false).unwrap();
+    for c in declared.cases.iter().filter(|c| c.loss == "normface") {
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.id);
+        let scale = c
+            .groups
+            .iter()
+            .find(|g| g.group == "gradients/scale")
+            .unwrap();
+        assert_eq!(scale.verdict, Verdict::NotRun, "{}", c.id);
+    }
+    // the JSON form carries the declaration
+    let again = Results::parse(&r.json().to_string(), "r.json").unwrap();
+    assert_eq!(again.computes, r.computes);
+    // nothing computed: the case is not run, not passed
+    r.computes = Some(vec!["outputs/probabilities".into()]);
+    for g in r.values.values_mut() {
+        g.clear();
+    }
+    let nothing = check(&corpus, &r, &[], false).unwrap();
+    assert!(nothing.cases.iter().all(|c| c.verdict == Verdict::NotRun));
+    let e = Results::parse(
+        r#"{"implementation": "x", "computes": ["loss"], "results": {}}"#,
+        "r.json",
+    )
+    .unwrap_err();
+    assert_eq!(e.place, "r.json: computes[0]");
 }
