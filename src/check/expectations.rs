@@ -6,20 +6,35 @@ use crate::error::{Error, ErrorKind, Result};
 use serde_json::Value;
 use std::path::Path;
 
-/// One expectation: cases (and optionally groups) matching globs, expected to fail or
-/// skipped, with the reason.
+/// One expectation (SPEC §4): the cases it names (by an id glob, by tags, or both), and
+/// optionally only some of their value groups, expected to fail or skipped, with the
+/// reason.
 #[derive(Clone, Debug)]
 pub struct Expectation {
-    /// A glob over case ids (`*` matches any run of characters).
+    /// A glob over case ids (`*` matches any run of characters); `*` when only tags are
+    /// given.
     pub case: String,
+    /// Tags, any of which a case must carry (`edge:tiny-norm`); empty: any case.
+    pub tags: Vec<String>,
+    /// Value groups (`gradients/scale`) the expectation covers; empty: the whole case.
+    pub values: Vec<String>,
     /// `xfail` or `skip`.
     pub category: String,
     /// Why.
     pub reason: String,
 }
 
-/// Reads an expectation file: `{"expectations": [{"case": GLOB, "category": "xfail"|"skip",
-/// "reason": TEXT}, …]}`.
+impl Expectation {
+    /// Whether the expectation names this case.
+    fn covers(&self, report: &CaseReport) -> bool {
+        glob(&self.case, &report.id)
+            && (self.tags.is_empty() || self.tags.iter().any(|t| report.tags.contains(t)))
+    }
+}
+
+/// Reads an expectation file: `{"expectations": [{"case": GLOB, "tags": [TAG, …],
+/// "values": [GROUP, …], "category": "xfail"|"skip", "reason": TEXT}, …]}` (`case` or
+/// `tags` required; `values` optional).
 ///
 /// # Errors
 /// A malformed file, naming the place.
@@ -57,8 +72,49 @@ pub fn parse_expectations(text: &str, file: &str) -> Result<Vec<Expectation>> {
                     format!("category must be \"xfail\" or \"skip\", got {category:?}"),
                 ));
             }
+            let strings = |name: &str| -> Result<Vec<String>> {
+                match &e[name] {
+                    Value::Null => Ok(Vec::new()),
+                    Value::Array(items) => items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| {
+                            item.as_str().map(str::to_string).ok_or_else(|| {
+                                Error::invalid(
+                                    format!("{at}.{name}[{i}]"),
+                                    format!("expected a string, got {item}"),
+                                )
+                            })
+                        })
+                        .collect(),
+                    other => Err(Error::invalid(
+                        format!("{at}.{name}"),
+                        format!("expected an array of strings, got {other}"),
+                    )),
+                }
+            };
+            let tags = strings("tags")?;
+            let values = strings("values")?;
+            if let Some((i, v)) = values
+                .iter()
+                .enumerate()
+                .find(|(_, v)| !(v.starts_with("outputs/") || v.starts_with("gradients/")))
+            {
+                return Err(Error::invalid(
+                    format!("{at}.values[{i}]"),
+                    format!("expected a value group such as \"gradients/scale\", got {v:?}"),
+                ));
+            }
+            let case = match &e["case"] {
+                Value::Null if !tags.is_empty() => "*".to_string(),
+                _ => field("case").map_err(|_| {
+                    Error::invalid(&at, "needs a string `case` (an id glob) or `tags`")
+                })?,
+            };
             Ok(Expectation {
-                case: field("case")?,
+                case,
+                tags,
+                values,
                 category,
                 reason: field("reason")?,
             })
@@ -87,12 +143,9 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// Applies the expectations to a case's verdict.
-pub fn expect(report: &mut CaseReport, expectations: &[Expectation]) {
-    let Some(e) = expectations.iter().find(|e| glob(&e.case, &report.id)) else {
-        return;
-    };
-    report.verdict = match (&e.category[..], &report.verdict) {
+/// What an expectation makes of a verdict.
+fn expected(e: &Expectation, verdict: &Verdict) -> Verdict {
+    match (&e.category[..], verdict) {
         ("skip", _) => Verdict::Skipped(e.reason.clone()),
         (_, Verdict::NotRun) => Verdict::NotRun,
         (_, v) if v.is_failure() => Verdict::Xfail(e.reason.clone()),
@@ -100,5 +153,49 @@ pub fn expect(report: &mut CaseReport, expectations: &[Expectation]) {
             "expected to fail ({}), but passes: update your expectations",
             e.reason
         )),
-    };
+    }
+}
+
+/// Applies the expectations to a case: those that name value groups to its groups (the
+/// first that covers each group), and then the first that covers the whole case to its
+/// verdict.
+pub fn expect(report: &mut CaseReport, expectations: &[Expectation]) {
+    let covering: Vec<&Expectation> = expectations.iter().filter(|e| e.covers(report)).collect();
+    if covering.iter().any(|e| !e.values.is_empty()) {
+        for g in &mut report.groups {
+            if let Some(e) = covering.iter().find(|e| e.values.contains(&g.group)) {
+                g.verdict = expected(e, &g.verdict);
+            }
+        }
+        // the case takes its most severe remaining failure; else an expected failure, a
+        // pass, a skip, or not run
+        let groups = &report.groups;
+        report.verdict = groups
+            .iter()
+            .map(|g| g.verdict.clone())
+            .filter(Verdict::is_failure)
+            .max_by_key(Verdict::severity)
+            .or_else(|| {
+                groups
+                    .iter()
+                    .find(|g| matches!(g.verdict, Verdict::Xfail(_)))
+                    .map(|g| g.verdict.clone())
+            })
+            .or_else(|| {
+                groups
+                    .iter()
+                    .find(|g| matches!(g.verdict, Verdict::Pass))
+                    .map(|_| Verdict::Pass)
+            })
+            .or_else(|| {
+                groups
+                    .iter()
+                    .find(|g| matches!(g.verdict, Verdict::Skipped(_)))
+                    .map(|g| g.verdict.clone())
+            })
+            .unwrap_or(report.verdict.clone());
+    }
+    if let Some(e) = covering.iter().find(|e| e.values.is_empty()) {
+        report.verdict = expected(e, &report.verdict);
+    }
 }

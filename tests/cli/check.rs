@@ -6,7 +6,8 @@
 
 use lossref::check::junit::junit;
 use lossref::check::{
-    check, glob, groups_of, Corpus, CorpusCase, Expectation, Groups, Results, Verdict,
+    check, glob, groups_of, parse_expectations, Corpus, CorpusCase, Expectation, Groups, Results,
+    Verdict,
 };
 use lossref::cli::check::fast_results;
 use lossref::fast::dispatch::evaluate;
@@ -401,6 +402,8 @@ fn expectations_turn_failures_into_xfails_and_catch_unexpected_passes() {
         .1[0] += 1.0;
     let xfail = |case: &str| Expectation {
         case: case.into(),
+        tags: vec![],
+        values: vec![],
         category: "xfail".into(),
         reason: "known".into(),
     };
@@ -425,6 +428,8 @@ fn expectations_turn_failures_into_xfails_and_catch_unexpected_passes() {
     assert!(!report.passed());
     let skip = Expectation {
         case: "center/*".into(),
+        tags: vec![],
+        values: vec![],
         category: "skip".into(),
         reason: "not ours".into(),
     };
@@ -860,4 +865,79 @@ fn values_an_implementation_does_not_compute_are_not_run_when_declared() {
     )
     .unwrap_err();
     assert_eq!(e.place, "r.json: computes[0]");
+}
+
+/// Expectations by value group and by tag (SPEC §4): a NormFace of fixed scale skips only
+/// `gradients/scale` and passes; a wrong implementation's tiny-norm failures are expected
+/// by tag, its other failures stay failures; malformed entries name their place.
+#[test]
+fn expectations_name_value_groups_and_tags() {
+    let corpus = corpus();
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| id.starts_with("normface/"));
+    for g in r.values.values_mut() {
+        g.remove("gradients/scale");
+    }
+    let expectations = parse_expectations(
+        r#"{"expectations": [{"case": "normface/*", "values": ["gradients/scale"],
+            "category": "skip", "reason": "the scale is fixed"}]}"#,
+        "e.json",
+    )
+    .unwrap();
+    let report = check(&corpus, &r, &expectations, false).unwrap();
+    assert!(report.passed(), "{}", report.text());
+    for c in report.cases.iter().filter(|c| c.loss == "normface") {
+        assert_eq!(c.verdict, Verdict::Pass, "{}", c.id);
+        let g = c
+            .groups
+            .iter()
+            .find(|g| g.group == "gradients/scale")
+            .unwrap();
+        assert_eq!(g.verdict, Verdict::Skipped("the scale is fixed".into()));
+    }
+    // by tag: every loss output off by a factor on tiny-norm and random cases
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| {
+        id.starts_with("center/edge-tiny-norm/") || id.starts_with("center/random/")
+    });
+    for g in r.values.values_mut() {
+        g.get_mut("outputs/loss").unwrap().1[0] *= 1.5;
+    }
+    let by_tag = parse_expectations(
+        r#"{"expectations": [{"tags": ["edge:tiny-norm"], "category": "xfail",
+            "reason": "our norms underflow"}]}"#,
+        "e.json",
+    )
+    .unwrap();
+    let report = check(&corpus, &r, &by_tag, false).unwrap();
+    for c in report.cases.iter().filter(|c| c.verdict != Verdict::NotRun) {
+        let tiny = c.tags.iter().any(|t| t == "edge:tiny-norm");
+        if tiny {
+            assert_eq!(
+                c.verdict,
+                Verdict::Xfail("our norms underflow".into()),
+                "{}",
+                c.id
+            );
+        } else {
+            assert_eq!(c.verdict, Verdict::Fail, "{}", c.id);
+        }
+    }
+    for (text, place) in [
+        (
+            r#"{"expectations": [{"category": "skip", "reason": "r"}]}"#,
+            "e.json: expectations[0]",
+        ),
+        (
+            r#"{"expectations": [{"case": "*", "values": ["scale"], "category": "skip", "reason": "r"}]}"#,
+            "e.json: expectations[0].values[0]",
+        ),
+        (
+            r#"{"expectations": [{"tags": [3], "category": "skip", "reason": "r"}]}"#,
+            "e.json: expectations[0].tags[0]",
+        ),
+    ] {
+        let e = parse_expectations(text, "e.json").unwrap_err();
+        assert_eq!(e.place, place, "{text}");
+    }
 }
