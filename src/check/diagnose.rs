@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::reference::evaluate;
 use crate::spec::Dtype;
 use crate::spec::{Case, Reduction};
-use crate::tolerance::scales;
+use crate::tolerance::{scales, Group};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -162,18 +162,17 @@ fn alternatives(loaded: &Loaded, dtype: Dtype) -> Vec<Alternative> {
     out
 }
 
-/// Whether the results of one case match an alternative answer (every group within the
-/// tolerance of the alternative's scales).
+/// Whether the results of one case match an alternative answer: every group within the
+/// tolerance of `groups`, the alternative's scales (`crate::tolerance::scales`).
 fn matches(
     results: &super::Groups,
     answer: &Answer<f64>,
-    scale_case: &Case,
+    groups: &[Group],
     dtype: Dtype,
     transpose_weights: bool,
 ) -> bool {
-    let groups = scales(scale_case, answer);
     let mut judged = 0;
-    for scale_group in &groups {
+    for scale_group in groups {
         let group = &scale_group.name;
         let (section, name) = group.split_once('/').unwrap_or(("", ""));
         let want = if section == "outputs" {
@@ -273,7 +272,15 @@ pub fn diagnose(
             } else {
                 &loaded.reference
             };
-            if transposed && matches(got, reference, &loaded.case, case.dtype, true) {
+            if transposed
+                && matches(
+                    got,
+                    reference,
+                    &scales(&loaded.case, reference),
+                    case.dtype,
+                    true,
+                )
+            {
                 let e = explained
                     .entry("the weights are laid out D×C (transposed), not C×D".into())
                     .or_default();
@@ -285,12 +292,14 @@ pub fn diagnose(
             // (within the tolerance) the same values here, and is no evidence on this case
             let own = groups_of(reference);
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
-                if matches(&own, &answer, &scale_case, case.dtype, false) {
+                // the alternative's tolerance scales, for both judgements
+                let groups = scales(&scale_case, &answer);
+                if matches(&own, &answer, &groups, case.dtype, false) {
                     continue;
                 }
                 let e = explained.entry(what).or_default();
                 e.1 += 1;
-                if matches(got, &answer, &scale_case, case.dtype, transposed) {
+                if matches(got, &answer, &groups, case.dtype, transposed) {
                     e.0 += 1;
                     by_convention = true;
                 }

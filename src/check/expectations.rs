@@ -1,6 +1,7 @@
 //! Expectations (SPEC §4): named cases, tags or value groups expected to fail or skipped,
 //! each with a reason, applied to the verdicts.
 
+use crate::check::verdict::case_verdict;
 use crate::check::{CaseReport, Verdict};
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::Value;
@@ -167,33 +168,7 @@ pub fn expect(report: &mut CaseReport, expectations: &[Expectation]) {
                 g.verdict = expected(e, &g.verdict);
             }
         }
-        // the case takes its most severe remaining failure; else an expected failure, a
-        // pass, a skip, or not run
-        let groups = &report.groups;
-        report.verdict = groups
-            .iter()
-            .map(|g| g.verdict.clone())
-            .filter(Verdict::is_failure)
-            .max_by_key(Verdict::severity)
-            .or_else(|| {
-                groups
-                    .iter()
-                    .find(|g| matches!(g.verdict, Verdict::Xfail(_)))
-                    .map(|g| g.verdict.clone())
-            })
-            .or_else(|| {
-                groups
-                    .iter()
-                    .find(|g| matches!(g.verdict, Verdict::Pass))
-                    .map(|_| Verdict::Pass)
-            })
-            .or_else(|| {
-                groups
-                    .iter()
-                    .find(|g| matches!(g.verdict, Verdict::Skipped(_)))
-                    .map(|g| g.verdict.clone())
-            })
-            .unwrap_or(report.verdict.clone());
+        report.verdict = case_verdict(&report.groups);
     }
     if let Some(e) = covering.iter().find(|e| e.values.is_empty()) {
         report.verdict = expected(e, &report.verdict);

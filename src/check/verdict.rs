@@ -321,21 +321,28 @@ pub fn judge_case(
             cols,
         ));
     }
-    // the case takes its most severe group's verdict: a FAIL is not hidden behind an
-    // UNSTABLE group that happens to come first
-    report.verdict = report
-        .groups
+    report.verdict = case_verdict(&report.groups);
+    Ok(report)
+}
+
+/// A case's verdict from its groups': the most severe failure (a FAIL is not hidden behind
+/// an UNSTABLE group that happens to come first); else an expected failure; else a pass;
+/// else a skip; else (no group computed, or none at all) not run.
+pub(crate) fn case_verdict(groups: &[GroupReport]) -> Verdict {
+    let first = |wanted: fn(&Verdict) -> bool| {
+        groups
+            .iter()
+            .map(|g| &g.verdict)
+            .find(|v| wanted(v))
+            .cloned()
+    };
+    groups
         .iter()
         .map(|g| g.verdict.clone())
         .filter(Verdict::is_failure)
         .max_by_key(Verdict::severity)
-        .unwrap_or(
-            // every group the implementation computes passed; none computed: not run
-            if report.groups.iter().all(|g| g.verdict == Verdict::NotRun) {
-                Verdict::NotRun
-            } else {
-                Verdict::Pass
-            },
-        );
-    Ok(report)
+        .or_else(|| first(|v| matches!(v, Verdict::Xfail(_))))
+        .or_else(|| first(|v| matches!(v, Verdict::Pass)))
+        .or_else(|| first(|v| matches!(v, Verdict::Skipped(_))))
+        .unwrap_or(Verdict::NotRun)
 }

@@ -152,15 +152,16 @@ fn angle_variants() -> Vec<Variant> {
     v
 }
 
-/// Whether the target at `degrees` is an undefined point of the variant (SPEC §1): only
-/// ArcFace's `easy` switch at exactly 90° with the full gradient.
-/// Whether `degrees` is a point where `v`'s requested gradient does not exist (the `easy`
-/// switch with a full gradient), by the family's switch points.
-fn undefined(v: &Variant, degrees: u32) -> bool {
+/// The angles θ, in degrees, where `v`'s requested gradient does not exist (SPEC §1), by
+/// its family's switch points: among the special angles, only ArcFace's `easy` switch at
+/// 90° with the full gradient.
+fn undefined_degrees(v: &Variant) -> Vec<f64> {
     crate::family::switch_points(v.loss, &Value::Object(v.params.clone()))
         .expect("the exact-zero variants' parameters are valid")
         .iter()
-        .any(|p| p.undefined && (p.theta.to_degrees() - f64::from(degrees)).abs() < 1e-9)
+        .filter(|p| p.undefined)
+        .map(|p| p.theta.to_degrees())
+        .collect()
 }
 
 /// Every case of the family in the given frames, for `dtype` (the numbers are small
@@ -168,10 +169,14 @@ fn undefined(v: &Variant, degrees: u32) -> bool {
 pub fn cases(dtype: Dtype, frames: &[Frame]) -> Vec<Generated> {
     let mut out = Vec::new();
     for v in angle_variants() {
+        let undefined = undefined_degrees(&v);
         let mut k = 0;
         for frame in frames {
             for (degrees, feature) in ANGLES {
-                if undefined(&v, degrees) {
+                if undefined
+                    .iter()
+                    .any(|u| (u - f64::from(degrees)).abs() < 1e-9)
+                {
                     continue;
                 }
                 let (x, w, labels) = configuration(feature, *frame);

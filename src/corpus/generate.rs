@@ -62,6 +62,15 @@ impl Draw {
         self.uniform(lo.ln(), hi.ln()).exp()
     }
 
+    /// −1 or +1 with equal odds: the side of a switch point a case is drawn on.
+    pub(crate) fn side(&mut self) -> f64 {
+        if self.uniform(0.0, 1.0) < 0.5 {
+            -1.0
+        } else {
+            1.0
+        }
+    }
+
     pub(crate) fn index(&mut self, n: usize) -> usize {
         (self.uniform(0.0, n as f64) as usize).min(n - 1)
     }

@@ -58,7 +58,7 @@ pub fn certified_plain(case: &Case) -> Result<CertifiedAnswer> {
     let mut zeros = exact::ZeroTest::new(case);
     certify_with_zeros(
         Goal::EVAL,
-        |prec| evaluate_plain(case, prec),
+        |prec| crate::family::reference_plain(case, prec),
         |prec, places| zeros.proven(prec, places),
     )
 }
@@ -74,7 +74,7 @@ pub fn certified(case: &Case) -> Result<CertifiedAnswer> {
     let mut zeros = exact::ZeroTest::new(case);
     certify_with_zeros(
         Goal::EVAL,
-        |prec| evaluate(case, prec),
+        |prec| crate::family::reference(case, prec),
         |prec, places| zeros.proven(prec, places),
     )
 }

@@ -111,6 +111,23 @@ impl From<DistillCase> for Case {
     }
 }
 
+/// The teacher's logits (at `place`) have the student's shape, N×C.
+fn same_shape(student: &Matrix<f64>, teacher: &Matrix<f64>, place: &str) -> Result<()> {
+    if (teacher.rows(), teacher.cols()) == (student.rows(), student.cols()) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        place,
+        format!(
+            "is {}×{} but student_logits is {}×{}; both are N×C",
+            teacher.rows(),
+            teacher.cols(),
+            student.rows(),
+            student.cols()
+        ),
+    ))
+}
+
 /// The `distill` family.
 pub struct DistillFamily;
 
@@ -130,18 +147,7 @@ impl LossFamily for DistillFamily {
         let reduction = params.reduction()?;
         let student = inputs.logits("student_logits")?;
         let teacher = inputs.logits("teacher_logits")?;
-        if (teacher.rows(), teacher.cols()) != (student.rows(), student.cols()) {
-            return Err(Error::invalid(
-                inputs.place("teacher_logits"),
-                format!(
-                    "is {}×{} but student_logits is {}×{}; both are N×C",
-                    teacher.rows(),
-                    teacher.cols(),
-                    student.rows(),
-                    student.cols()
-                ),
-            ));
-        }
+        same_shape(&student, &teacher, &inputs.place("teacher_logits"))?;
         let labels = inputs.labels("labels", student.rows(), student.cols())?;
         Ok(DistillCase {
             temperature,
@@ -164,18 +170,7 @@ impl LossFamily for DistillFamily {
         validate::finite_matrix("student_logits", &c.student)?;
         validate::logits("student_logits", &c.student)?;
         validate::finite_matrix("teacher_logits", &c.teacher)?;
-        if (c.teacher.rows(), c.teacher.cols()) != (c.student.rows(), c.student.cols()) {
-            return Err(Error::invalid(
-                "teacher_logits",
-                format!(
-                    "is {}×{} but student_logits is {}×{}; both are N×C",
-                    c.teacher.rows(),
-                    c.teacher.cols(),
-                    c.student.rows(),
-                    c.student.cols()
-                ),
-            ));
-        }
+        same_shape(&c.student, &c.teacher, "teacher_logits")?;
         validate::labels("labels", &c.labels, c.student.rows(), c.student.cols())
     }
 

@@ -125,11 +125,7 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                         Regime::ThmmSwitch => (
                             (0..n)
                                 .map(|_| {
-                                    let side = if draw.uniform(0.0, 1.0) < 0.5 {
-                                        -1.0
-                                    } else {
-                                        1.0
-                                    };
+                                    let side = draw.side();
                                     let at = thmm.map_or(0.0, |p| p.theta);
                                     (at + side * draw.log_uniform(switch.0, switch.1)).cos()
                                 })
@@ -139,11 +135,7 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                         Regime::EasySwitch => (
                             (0..n)
                                 .map(|_| {
-                                    let side = if draw.uniform(0.0, 1.0) < 0.5 {
-                                        -1.0
-                                    } else {
-                                        1.0
-                                    };
+                                    let side = draw.side();
                                     easy.map_or(0.0, |p| p.cos) + side * draw.log_uniform(near, far)
                                 })
                                 .collect(),

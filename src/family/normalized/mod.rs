@@ -232,13 +232,6 @@ impl NormalizedCase {
     }
 }
 
-fn loss_of(answer: &Answer<f64>) -> f64 {
-    answer
-        .output("loss")
-        .and_then(|t| t.values().first())
-        .map_or(0.0, |l| l.abs())
-}
-
 impl LossFamily for NormalizedFamily {
     type Case = NormalizedCase;
 
@@ -373,7 +366,11 @@ impl LossFamily for NormalizedFamily {
         let t = normalized_terms(c, dtype.min_normal());
         let d = c.features.cols();
         let mut columns = vec![
-            vec![normalized_loss_scale(c, loss_of(exact), &t)],
+            vec![normalized_loss_scale(
+                c,
+                exact.loss().map_or(0.0, |l| l.abs()),
+                &t,
+            )],
             per_entry(&t.rows, d),
             per_entry(&t.cols, d),
         ];
@@ -388,8 +385,10 @@ impl LossFamily for NormalizedFamily {
     fn tolerance(c: &NormalizedCase, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
         let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
         let t = normalized_terms(c, f64::MIN_POSITIVE);
-        let mut loss_scale =
-            Scale::plain(normalized_loss_scale(c, loss_of(exact), &t), classes.max(d));
+        let mut loss_scale = Scale::plain(
+            normalized_loss_scale(c, exact.loss().map_or(0.0, |l| l.abs()), &t),
+            classes.max(d),
+        );
         loss_scale.kappa = t.kappa_max;
         let grad = |scale: f64, naive: f64, kappa: f64, terms: usize| Scale {
             scale,

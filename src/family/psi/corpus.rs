@@ -44,11 +44,7 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                         let cos: Vec<f64> = (0..n)
                             .map(|_| {
                                 let at = boundaries[draw.index(boundaries.len())].theta;
-                                let side = if draw.uniform(0.0, 1.0) < 0.5 {
-                                    -1.0
-                                } else {
-                                    1.0
-                                };
+                                let side = draw.side();
                                 (at + side * draw.log_uniform(eps.0, eps.1)).cos()
                             })
                             .collect();

@@ -121,13 +121,6 @@ impl From<MultiplicativeCase> for Case {
 /// The `lsoftmax` / `sphereface` family.
 pub struct PsiFamily;
 
-fn loss_of(answer: &Answer<f64>) -> f64 {
-    answer
-        .output("loss")
-        .and_then(|t| t.values().first())
-        .map_or(0.0, |l| l.abs())
-}
-
 impl LossFamily for PsiFamily {
     type Case = MultiplicativeCase;
 
@@ -238,7 +231,7 @@ impl LossFamily for PsiFamily {
         let s = psi_scales(c);
         let d = c.features.cols();
         vec![
-            vec![loss_of(exact).max(s.loss)],
+            vec![exact.loss().map_or(0.0, |l| l.abs()).max(s.loss)],
             per_entry(&s.rows, d),
             per_entry(&s.cols, d),
         ]
@@ -255,7 +248,10 @@ impl LossFamily for PsiFamily {
                 .collect()
         };
         vec![
-            vec![Scale::plain(loss_of(exact).max(s.loss), classes.max(d))],
+            vec![Scale::plain(
+                exact.loss().map_or(0.0, |l| l.abs()).max(s.loss),
+                classes.max(d),
+            )],
             per_entry(&s.rows, classes.max(d)),
             per_entry(&s.cols, n.max(d)),
         ]

@@ -383,10 +383,7 @@ impl LossFamily for SoftmaxCeFamily {
                 }
             }
         }
-        let loss = reference
-            .output("loss")
-            .and_then(|t| t.values().first())
-            .map_or(0.0, |l| l.abs());
+        let loss = reference.loss().map_or(0.0, |l| l.abs());
         let mut loss = Scale::plain(loss_scale.max(loss), cols);
         loss.unstable = Some((naive, "logsumexp(z) − z_y cancels when the target dominates (softplus(lse_{j≠y}(z_j − z_y)) does not)"));
         vec![vec![loss], grads]
