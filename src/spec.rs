@@ -179,6 +179,24 @@ impl Dtype {
         }
     }
 
+    /// The name of the lower precision that implementations of this dtype hold parameters
+    /// in (SPEC §4, "parameters in a lower precision"): `float32` in a float64
+    /// computation, `bfloat16` in a float32 one.
+    pub fn lower_name(self) -> &'static str {
+        match self {
+            Dtype::Float32 => "bfloat16",
+            Dtype::Float64 => "float32",
+        }
+    }
+
+    /// Rounds a binary64 to nearest (ties to even) in [`Dtype::lower_name`]'s format.
+    pub fn round_lower(self, x: f64) -> f64 {
+        match self {
+            Dtype::Float32 => f64::from(half::bf16::from_f64(x).to_f32()),
+            Dtype::Float64 => f64::from(x as f32),
+        }
+    }
+
     /// Bits of significand precision p (24 or 53).
     pub fn significand_bits(self) -> u32 {
         match self {

@@ -38,14 +38,15 @@ def summary(report: lossref.Report) -> str:
     return f"{report.counts}\n{report.text[-3000:]}"
 
 
-def judged(fn: Callable[..., Any], losses: Any, expectations: str, dtype: Optional[str] = None) -> lossref.Report:
+def judged(fn: Callable[..., Any], losses: Any, expectations: str, dtype: Optional[str] = None, bug_in: str = "") -> lossref.Report:
     """Checks `fn` twice: without expectations every case passes or is UNSTABLE (a named
-    unstable formula, or flushed subnormals), never FAIL; with the committed expectation
-    file (those cases as xfail, with their reasons) the check passes and no expectation is
-    stale (an expected failure that passes is UNEXPECTED PASS)."""
+    unstable formula, or flushed subnormals), never FAIL, except the cases tagged `bug_in`
+    (a bug of that way of writing the loss, which the corpus exists to show); with the
+    committed expectation file (those cases as xfail, with their reasons) the check passes
+    and no expectation is stale (an expected failure that passes is UNEXPECTED PASS)."""
     results = run(fn, losses, dtype)
     bare = lossref.check(results)
-    verdicts = {c["verdict"] for c in bare.cases if c["verdict"] != "not run"}
+    verdicts = {c["verdict"] for c in bare.cases if c["verdict"] != "not run" and not (bug_in and bug_in in c["tags"])}
     assert verdicts <= {"pass", "UNSTABLE"}, summary(bare)
     expect = json.loads((EXPECT / expectations).read_text())
     report = lossref.check(results, expect=expect)
@@ -60,7 +61,7 @@ def judged(fn: Callable[..., Any], losses: Any, expectations: str, dtype: Option
 def test_optax_cross_entropy_over_every_softmax_ce_case(fn: Callable[..., Any], dtype: str) -> None:
     report = judged(fn, "softmax_ce", "optax_softmax_ce.json", dtype)
     ran = [c for c in report.cases if c["verdict"] != "not run"]
-    assert len(ran) == 19
+    assert len(ran) == 23
     # optax is unstable only where the target dominates its row
     assert all(c["verdict"] == "pass" or "dominant-target" in c["id"] for c in ran)
 
@@ -70,7 +71,10 @@ def test_jax_cosface_over_every_cosface_and_amsoftmax_case() -> None:
 
 
 def test_jax_arcface_over_every_arcface_case() -> None:
-    judged(implementations.arcface, "arcface", "jax_arcface.json")
+    # arccos of a clipped cosine: the full margin gradient is NaN where cos θ rounds to 1
+    report = judged(implementations.arcface, "arcface", "jax_arcface.json", bug_in="edge:cos-rounds-to-1")
+    nan = [c["id"] for c in report.cases if "edge:cos-rounds-to-1" in c["tags"] and c["verdict"] == "xfail"]
+    assert nan and all("-full/" in i for i in nan), nan
 
 
 # (name, implementation, losses, its wrong setting, the cases it is run on, the

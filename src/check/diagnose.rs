@@ -132,13 +132,95 @@ pub(crate) fn combine(a: &Answer<f64>, b: &Answer<f64>, wa: f64, wb: f64) -> Ans
     .unwrap_or_else(|()| a.clone())
 }
 
-/// A convention's answer: (description, answer, the case whose scales judge it).
-pub(crate) type Alternative = (String, Answer<f64>, Case);
+/// A convention's answer: (description, answer, the case whose scales judge it). `None`:
+/// no case of SPEC §1 computes this answer (a convention that changes the formula, not a
+/// parameter), and each value is judged by the case's own scale, at least the largest
+/// |value| of its row (the own scales follow the own answer's magnitudes, which such a
+/// convention moves; a row's largest value bounds the terms that its entries sum).
+pub(crate) type Alternative = (String, Answer<f64>, Option<Case>);
 
 /// The convention `what`, whose answer is the reference's under `case`; `None` where the
 /// reference is undefined there.
 pub(crate) fn reevaluated(what: &str, case: Case) -> Option<Alternative> {
-    midpoints(&case).map(|a| (what.to_string(), a, case))
+    midpoints(&case).map(|a| (what.to_string(), a, Some(case)))
+}
+
+/// The tolerance scales that judge an alternative answer ([`Alternative`]).
+fn alternative_scales(own: &Case, answer: &Answer<f64>, scale_case: Option<&Case>) -> Vec<Group> {
+    let Some(case) = scale_case else {
+        let mut groups = scales(own, answer);
+        for g in &mut groups {
+            let (section, name) = g.name.split_once('/').unwrap_or(("", ""));
+            let values = if section == "outputs" {
+                answer.output(name)
+            } else {
+                answer.gradient(name)
+            };
+            let Some(values) = values else { continue };
+            let width = match values {
+                Tensor::Scalar(_) => 1,
+                Tensor::Matrix(m) => m.cols().max(1),
+            };
+            for (row, scales) in values
+                .values()
+                .chunks(width)
+                .zip(g.scales.chunks_mut(width))
+            {
+                let top = row.iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                for s in scales {
+                    s.scale = s.scale.max(top);
+                }
+            }
+        }
+        return groups;
+    };
+    scales(case, answer)
+}
+
+/// A real parameter of a case for [`lower_precision_params`]: its name, its value, and
+/// how to set it on the case.
+pub(crate) type Param<'a> = (&'a str, f64, &'a dyn Fn(&mut Case, f64));
+
+/// The conventions "parameters held in a lower precision" (SPEC §4: a margin, scale,
+/// temperature or α held in float32 inside a float64 computation, or in bfloat16 inside a
+/// float32 one): for each parameter of `params` that `dtype`'s lower precision does not
+/// hold, the case with it rounded there, and, when several are, all of them at once. Each
+/// names the rounded value.
+pub(crate) fn lower_precision_params(
+    case: &Case,
+    dtype: Dtype,
+    params: &[Param],
+) -> Vec<Alternative> {
+    let lower = dtype.lower_name();
+    let moved: Vec<&Param> = params
+        .iter()
+        .filter(|(_, v, _)| dtype.round_lower(*v) != *v)
+        .collect();
+    let mut out = Vec::new();
+    let describe = |(name, v, _): &&Param| format!("{name} {v} → {}", dtype.round_lower(*v));
+    for p in &moved {
+        let mut c = case.clone();
+        (p.2)(&mut c, dtype.round_lower(p.1));
+        out.extend(reevaluated(
+            &format!("the parameter {} is held in {lower} ({})", p.0, describe(p)),
+            c,
+        ));
+    }
+    if moved.len() > 1 {
+        let mut c = case.clone();
+        for p in &moved {
+            (p.2)(&mut c, dtype.round_lower(p.1));
+        }
+        let all: Vec<String> = moved.iter().map(describe).collect();
+        out.extend(reevaluated(
+            &format!(
+                "every real parameter is held in {lower} ({})",
+                all.join(", ")
+            ),
+            c,
+        ));
+    }
+    out
 }
 
 /// The alternative answers of the conventions that apply to `case`: the other reduction
@@ -240,6 +322,10 @@ pub fn diagnose(
         let mut explained: BTreeMap<String, (usize, usize)> = BTreeMap::new();
         let mut unstable: BTreeMap<String, usize> = BTreeMap::new();
         let mut unexplained = 0;
+        // the failures first, then the UNSTABLE cases: what a user must fix is explained
+        // before what a named formula already explains
+        let mut failing = failing;
+        failing.sort_by_key(|r| matches!(r.verdict, Verdict::Unstable(_)));
         let examined: Vec<&&CaseReport> = failing.iter().take(CASES_PER_LOSS).collect();
         for r in &examined {
             // a case that no convention explains is explained by its named instability,
@@ -293,7 +379,7 @@ pub fn diagnose(
             let own = groups_of(reference);
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
                 // the alternative's tolerance scales, for both judgements
-                let groups = scales(&scale_case, &answer);
+                let groups = alternative_scales(&loaded.case, &answer, scale_case.as_ref());
                 if matches(&own, &answer, &groups, case.dtype, false) {
                     continue;
                 }

@@ -42,7 +42,54 @@ pub struct Row {
     pub failures: usize,
 }
 
+/// One row of the table per tag: how the cases that carry a tag fared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagRow {
+    /// The tag (`edge:tiny-norm`).
+    pub tag: String,
+    /// Cases with the tag that were run (not `not run`, not skipped).
+    pub run: usize,
+    /// Of those, PASS (an expected failure's XFAIL included).
+    pub passed: usize,
+    /// UNSTABLE.
+    pub unstable: usize,
+    /// FAIL, MISSING or an unexpected pass.
+    pub failed: usize,
+    /// The first failing case, if any: the id that shows it.
+    pub first_failure: Option<String>,
+}
+
 impl CheckReport {
+    /// The table per tag (SPEC §4): every tag of the run cases, in tag order.
+    pub fn by_tag(&self) -> Vec<TagRow> {
+        let mut by: BTreeMap<&str, TagRow> = BTreeMap::new();
+        for c in &self.cases {
+            if matches!(c.verdict, Verdict::NotRun | Verdict::Skipped(_)) {
+                continue;
+            }
+            for tag in &c.tags {
+                let row = by.entry(tag).or_insert_with(|| TagRow {
+                    tag: tag.clone(),
+                    run: 0,
+                    passed: 0,
+                    unstable: 0,
+                    failed: 0,
+                    first_failure: None,
+                });
+                row.run += 1;
+                match &c.verdict {
+                    Verdict::Unstable(_) => row.unstable += 1,
+                    v if v.is_failure() => {
+                        row.failed += 1;
+                        row.first_failure.get_or_insert_with(|| c.id.clone());
+                    }
+                    _ => row.passed += 1,
+                }
+            }
+        }
+        by.into_values().collect()
+    }
+
     /// True when nothing failed.
     pub fn passed(&self) -> bool {
         !self.cases.iter().any(|c| c.verdict.is_failure())
@@ -116,7 +163,7 @@ impl CheckReport {
             .cases
             .iter()
             .map(|c| {
-                json!({"id": c.id, "verdict": c.verdict.word(), "detail": detail(&c.verdict), "groups": c.groups.iter().map(|g| json!({
+                json!({"id": c.id, "tags": c.tags, "verdict": c.verdict.word(), "detail": detail(&c.verdict), "groups": c.groups.iter().map(|g| json!({
                     "group": g.group, "verdict": g.verdict.word(), "detail": detail(&g.verdict), "max_units": finite(g.worst_units), "max_ulps": finite(g.worst_ulps), "at": g.worst_at, "kappa": g.kappa,
                     "ill_conditioned": g.kappa > ILL_CONDITIONED,
                 })).collect::<Vec<_>>()})
@@ -128,6 +175,7 @@ impl CheckReport {
             "passed": self.passed(),
             "counts": self.counts(),
             "table": table,
+            "tags": self.by_tag().iter().map(|t| json!({"tag": t.tag, "run": t.run, "pass": t.passed, "unstable": t.unstable, "fail": t.failed, "first_failure": t.first_failure})).collect::<Vec<_>>(),
             "diagnoses": self.diagnoses.iter().map(diagnose::Diagnosis::json).collect::<Vec<_>>(),
             "cases": cases,
         })
@@ -161,6 +209,21 @@ impl CheckReport {
                 r.max_ulps,
                 r.failures,
                 r.worst_case
+            ));
+        }
+        out.push_str(&format!(
+            "\n{:<30} {:>5} {:>5} {:>8} {:>5}  first failing case\n",
+            "tag", "run", "pass", "unstable", "fail"
+        ));
+        for t in self.by_tag() {
+            out.push_str(&format!(
+                "{:<30} {:>5} {:>5} {:>8} {:>5}  {}\n",
+                t.tag,
+                t.run,
+                t.passed,
+                t.unstable,
+                t.failed,
+                t.first_failure.as_deref().unwrap_or("")
             ));
         }
         let failing: Vec<&CaseReport> = self

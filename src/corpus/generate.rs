@@ -95,11 +95,27 @@ impl Draw {
         cos: &[f64],
         norm: (f64, f64),
     ) -> Vec<Vec<f64>> {
+        let angles: Vec<(f64, f64)> = cos
+            .iter()
+            .map(|&c| (c, (1.0 - c * c).max(0.0).sqrt()))
+            .collect();
+        self.features_at_angles(weights, labels, &angles, norm)
+    }
+
+    /// As [`Draw::features_at`], each row's angle to its class weight given as (cos θ, sin θ):
+    /// what reaches θ far below √ε, where 1 − cos θ is not representable.
+    pub(crate) fn features_at_angles(
+        &mut self,
+        weights: &[Vec<f64>],
+        labels: &[usize],
+        angles: &[(f64, f64)],
+        norm: (f64, f64),
+    ) -> Vec<Vec<f64>> {
         let d = weights[0].len();
         labels
             .iter()
-            .zip(cos)
-            .map(|(&y, &c)| {
+            .zip(angles)
+            .map(|(&y, &(c, s))| {
                 let w = &weights[y];
                 let wn = w.iter().map(|a| a * a).sum::<f64>().sqrt();
                 let what: Vec<f64> = w.iter().map(|a| a / wn).collect();
@@ -114,7 +130,6 @@ impl Draw {
                     .sum::<f64>()
                     .sqrt()
                     .max(f64::MIN_POSITIVE);
-                let s = (1.0 - c * c).max(0.0).sqrt();
                 let r = self.log_uniform(norm.0, norm.1);
                 what.iter()
                     .zip(&u)
@@ -132,6 +147,7 @@ pub(crate) enum Regime {
     NearTie,
     Dominant,
     HugeLogit,
+    LargeLoss,
     SmallTemperature,
     LargeTemperature,
     AlphaZero,
@@ -141,6 +157,9 @@ pub(crate) enum Regime {
     HugeNorm,
     AcosNearOne,
     AcosNearMinusOne,
+    CosRoundsToOne,
+    CosRoundsToMinusOne,
+    ParamPrecision,
     ThmmSwitch,
     EasySwitch,
     LargeC,
@@ -153,6 +172,7 @@ impl Regime {
             Regime::NearTie => "edge:near-tie",
             Regime::Dominant => "edge:dominant-target",
             Regime::HugeLogit => "edge:huge-logit",
+            Regime::LargeLoss => "edge:large-loss",
             Regime::SmallTemperature => "edge:small-temperature",
             Regime::LargeTemperature => "edge:large-temperature",
             Regime::AlphaZero => "edge:alpha-0",
@@ -162,6 +182,9 @@ impl Regime {
             Regime::HugeNorm => "edge:huge-norm",
             Regime::AcosNearOne => "edge:acos-near-1",
             Regime::AcosNearMinusOne => "edge:acos-near-minus-1",
+            Regime::CosRoundsToOne => "edge:cos-rounds-to-1",
+            Regime::CosRoundsToMinusOne => "edge:cos-rounds-to-minus-1",
+            Regime::ParamPrecision => "edge:param-precision",
             Regime::ThmmSwitch => "edge:thmm-switch",
             Regime::EasySwitch => "edge:easy-switch",
             Regime::LargeC => "scale:large-C",
@@ -179,6 +202,21 @@ impl Regime {
             }
         })
     }
+}
+
+/// A real parameter of an `edge:param-precision` case: `decimal` (which no binary format
+/// holds exactly) in `dtype`, checked not to be representable in the dtype's lower
+/// precision ([`Dtype::round_lower`]), so that an implementation holding its parameters
+/// there is off on every one of them (SPEC §4).
+pub(crate) fn unrepresentable_param(dtype: Dtype, decimal: f64) -> f64 {
+    let x = dtype.round(decimal);
+    assert_ne!(
+        dtype.round_lower(x),
+        x,
+        "{decimal} is representable in {}",
+        dtype.lower_name()
+    );
+    x
 }
 
 /// A variant: a loss with fixed parameters, and a name for its id.

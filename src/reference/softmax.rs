@@ -126,6 +126,59 @@ pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
     (loss, grad)
 }
 
+/// How one row's cross-entropy is computed: as SPEC §1 defines it, or as real code does
+/// instead (SPEC §4, "Conventions the diagnosis knows"), for the diagnosis.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RowLoss {
+    /// CE(z, y) = ln Σ_k e^{z_k} − z_y.
+    Exact,
+    /// −ln max(p_y, floor) = min(CE, −ln floor), its gradient 0 where the floor holds
+    /// (insightface's distributed cross-entropy, floor 1e-30).
+    Floored(f64),
+    /// CE = softplus(a) with a = ln Σ_{j≠y} e^{z_j − z_y}, by `torch.nn.functional.softplus`,
+    /// which returns a itself for a > threshold (20): the gradient is then
+    /// p_j/(1 − p_y) for j ≠ y and −1 at y, instead of p − onehot.
+    SoftplusThreshold(f64),
+}
+
+/// [`ce_row`] under a [`RowLoss`]; which side of a floor or threshold a row is on is
+/// decided at its enclosure's midpoint (the diagnosis judges midpoints).
+pub fn ce_row_as(row: &[Interval], y: usize, how: RowLoss) -> (Interval, Vec<Interval>) {
+    let (loss, grad) = ce_row(row, y);
+    let prec = working_precision(row);
+    match how {
+        RowLoss::Exact => (loss, grad),
+        RowLoss::Floored(floor) => {
+            let cap = Interval::from_f64(prec, floor).ln().neg();
+            if loss.mid() > cap.mid() {
+                (cap, vec![Interval::from_i64(prec, 0); row.len()])
+            } else {
+                (loss, grad)
+            }
+        }
+        RowLoss::SoftplusThreshold(threshold) => {
+            // a = CE + ln(1 − e^{−CE})
+            let a = loss.add(&loss.neg().exp().neg().ln_1p());
+            if a.mid().to_f64() > threshold {
+                // 1 − p_y = −(p_y − 1)
+                let rest = grad[y].neg();
+                let g = (0..row.len())
+                    .map(|j| {
+                        if j == y {
+                            Interval::from_i64(prec, -1)
+                        } else {
+                            grad[j].div(&rest)
+                        }
+                    })
+                    .collect();
+                (a, g)
+            } else {
+                (loss, grad)
+            }
+        }
+    }
+}
+
 /// Applies a reduction to per-sample terms.
 pub fn reduce(terms: &[Interval], reduction: Reduction) -> Interval {
     let prec = working_precision(terms);

@@ -4,6 +4,7 @@
 //! fails with the right diagnosis; a textbook softmax cross-entropy is called unstable exactly
 //! where its formula cancels; expectations, malformed results and the reports behave.
 
+use crate::common::textbook::{self, Quirks};
 use lossref::check::junit::junit;
 use lossref::check::{
     check, glob, groups_of, parse_expectations, Corpus, CorpusCase, Expectation, Groups, Results,
@@ -939,5 +940,249 @@ fn expectations_name_value_groups_and_tags() {
     ] {
         let e = parse_expectations(text, "e.json").unwrap_err();
         assert_eq!(e.place, place, "{text}");
+    }
+}
+
+/// `implementation` run on every selected case, in the case's dtype, as results.
+fn results_of(
+    corpus: &Corpus,
+    select: impl Fn(&CorpusCase) -> bool,
+    implementation: impl Fn(&Case, Dtype) -> Groups,
+) -> Results {
+    let mut values = BTreeMap::new();
+    for c in corpus.cases.iter().filter(|c| select(c)) {
+        let case = corpus.load_case(c).unwrap().case;
+        values.insert(c.id.clone(), implementation(&case, c.dtype));
+    }
+    assert!(!values.is_empty(), "no case selected");
+    Results {
+        implementation: "a convention of real code".into(),
+        values,
+        computes: None,
+    }
+}
+
+/// The PyTorch-style textbook of `tests/common/textbook.rs` with `quirks`, in the dtype.
+fn textbook_with(quirks: Quirks) -> impl Fn(&Case, Dtype) -> Groups {
+    move |case, dtype| match (case, dtype) {
+        (Case::Normalized(n), Dtype::Float32) => textbook::margin::<f32>(n, &quirks),
+        (Case::Normalized(n), Dtype::Float64) => textbook::margin::<f64>(n, &quirks),
+        (Case::SoftmaxCe(s), Dtype::Float32) => textbook::softmax_ce::<f32>(
+            &s.logits,
+            &s.labels,
+            s.reduction == Reduction::Mean,
+            &quirks,
+        ),
+        (Case::SoftmaxCe(s), Dtype::Float64) => textbook::softmax_ce::<f64>(
+            &s.logits,
+            &s.labels,
+            s.reduction == Reduction::Mean,
+            &quirks,
+        ),
+        _ => unreachable!("the textbook covers the normalized family and softmax_ce"),
+    }
+}
+
+/// The best explanation of `loss`'s failures under `results`, after checking that its
+/// FAIL cases all carry one of `tags` (the regime where the convention differs; empty:
+/// anywhere; the textbook's UNSTABLE cases may lie anywhere) and that nothing is left
+/// unexplained.
+fn diagnosed_where(corpus: &Corpus, results: &Results, loss: &str, tags: &[&str]) -> String {
+    let report = check(corpus, results, &[], true).unwrap();
+    for c in report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Missing(_)))
+    {
+        assert!(
+            tags.is_empty() || c.tags.iter().any(|t| tags.contains(&t.as_str())),
+            "{} fails outside {tags:?}: {:?}",
+            c.id,
+            c.verdict
+        );
+    }
+    let d = report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == loss)
+        .unwrap_or_else(|| panic!("no diagnosis for {loss}: the convention was not caught"));
+    let fails: Vec<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.verdict == Verdict::Fail)
+        .map(|c| {
+            let g: Vec<String> = c
+                .groups
+                .iter()
+                .filter(|g| g.verdict == Verdict::Fail)
+                .map(|g| g.summary())
+                .collect();
+            format!("{} {g:?}", c.id)
+        })
+        .collect();
+    assert!(d.unexplained == 0, "{}\n{}", d.text(), fails.join("\n"));
+    let best = d
+        .explained_by
+        .first()
+        .unwrap_or_else(|| panic!("{loss}: no convention explains it: {}", d.text()));
+    eprintln!("{loss}: {}", d.text());
+    best.convention.clone()
+}
+
+#[test]
+fn rows_normalized_with_an_eps_clamp_are_diagnosed_with_their_eps() {
+    let corpus = corpus();
+    // cosface and normface: no acos, so the careful textbook fails no case
+    for loss in ["cosface", "normface"] {
+        let quirks = Quirks {
+            normalize_eps: Some(1e-12),
+            ..Quirks::NONE
+        };
+        let results = results_of(&corpus, |c| c.loss == loss, textbook_with(quirks));
+        let d = diagnosed_where(&corpus, &results, loss, &["edge:tiny-norm"]);
+        assert!(
+            d.starts_with("each row is normalized as v/max(‖v‖, ε) with ε = 1e-12"),
+            "{loss}: {d}"
+        );
+        // the careful textbook fails none of the same cases (it is only UNSTABLE where
+        // its formulas are named): the diagnosis is of the ε alone
+        let careful = results_of(&corpus, |c| c.loss == loss, textbook_with(Quirks::NONE));
+        let report = check(&corpus, &careful, &[], false).unwrap();
+        assert!(
+            report
+                .cases
+                .iter()
+                .all(|c| !matches!(c.verdict, Verdict::Fail | Verdict::Missing(_))),
+            "{loss}"
+        );
+    }
+}
+
+#[test]
+fn a_cosine_clamped_before_acos_is_diagnosed_with_its_delta() {
+    let corpus = corpus();
+    // the detached arcface: acos of the clamped cosine is all that changes
+    let select = |c: &CorpusCase| {
+        c.id.starts_with("arcface-none-detached/")
+            && !c.tags.iter().any(|t| t.starts_with("edge:cos-rounds-to"))
+    };
+    for delta in [1e-3, 1e-7] {
+        let quirks = Quirks {
+            clamp_cos: Some(delta),
+            ..Quirks::NONE
+        };
+        let results = results_of(&corpus, select, textbook_with(quirks));
+        // δ = 1e-3 moves the targets of edge:acos-near-±1 only; 1 − 1e-7 (rounded to
+        // float32 1 − 2^−23 there) also the dominant targets and exact-zero cases
+        // whose cosine is within a few ulps of 1
+        let regimes: &[&str] = if delta == 1e-3 {
+            &["edge:acos-near-1", "edge:acos-near-minus-1"]
+        } else {
+            &[]
+        };
+        let d = diagnosed_where(&corpus, &results, "arcface", regimes);
+        assert!(
+            d.contains(&format!(
+                "cos θ is clamped to [−1 + δ, 1 − δ] with δ = {delta:e}"
+            )),
+            "δ = {delta}: {d}"
+        );
+    }
+}
+
+#[test]
+fn a_floored_log_probability_is_diagnosed() {
+    let corpus = corpus();
+    let quirks = Quirks {
+        log_floor: Some(1e-30),
+        ..Quirks::NONE
+    };
+    let results = results_of(&corpus, |c| c.loss == "softmax_ce", textbook_with(quirks));
+    let d = diagnosed_where(
+        &corpus,
+        &results,
+        "softmax_ce",
+        &["edge:huge-logit", "scale:large-C"],
+    );
+    assert!(d.starts_with("the loss is −log max(p_y, 1e-30)"), "{d}");
+    // and on the margin losses, where a target near θ = π loses by more than 69
+    let results = results_of(&corpus, |c| c.loss == "cosface", textbook_with(quirks));
+    // (any regime where a row's target loses by more than 69: s = 64 reaches it often)
+    let d = diagnosed_where(&corpus, &results, "cosface", &[]);
+    assert!(d.contains("−log max(p_y, 1e-30)"), "{d}");
+}
+
+#[test]
+fn softplus_with_its_threshold_is_diagnosed() {
+    let corpus = corpus();
+    let quirks = Quirks {
+        softplus_threshold: Some(20.0),
+        ..Quirks::NONE
+    };
+    let select = |c: &CorpusCase| c.loss == "softmax_ce" && c.dtype == Dtype::Float64;
+    let results = results_of(&corpus, select, textbook_with(quirks));
+    let d = diagnosed_where(&corpus, &results, "softmax_ce", &["edge:large-loss"]);
+    assert!(
+        d.starts_with(
+            "the loss is softplus(logsumexp_{j≠y}(z_j − z_y)) by torch.nn.functional.softplus"
+        ),
+        "{d}"
+    );
+}
+
+#[test]
+fn parameters_held_in_a_lower_precision_are_diagnosed_by_name() {
+    let corpus = corpus();
+    let param_precision = |c: &CorpusCase| c.tags.iter().any(|t| t == "edge:param-precision");
+    // quaterion's ArcFace: the margin alone in float32 in a float64 model
+    let results = wrong_results(
+        &corpus,
+        |c| param_precision(c) && c.loss == "arcface" && c.dtype == Dtype::Float64,
+        |case| {
+            if let Case::Normalized(n) = case {
+                if let Margin::Angular { m, .. } = &mut n.margin {
+                    *m = f64::from(*m as f32);
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&results, &corpus, "arcface");
+    assert!(
+        d.starts_with(
+            "matches if the parameter m is held in float32 (m 0.35 → 0.3499999940395355)"
+        ),
+        "{d}"
+    );
+    // every parameter of a float32 case in bfloat16, and of distillation in float32
+    for (loss, dtype, lower) in [
+        ("cosface", Dtype::Float32, "bfloat16"),
+        ("distill", Dtype::Float64, "float32"),
+        ("softmax", Dtype::Float64, "float32"),
+    ] {
+        let results = wrong_results(
+            &corpus,
+            |c| param_precision(c) && c.loss == loss && c.dtype == dtype,
+            |case| match case {
+                Case::Normalized(n) => {
+                    n.scale = dtype.round_lower(n.scale);
+                    if let Margin::Additive { m } = &mut n.margin {
+                        *m = dtype.round_lower(*m);
+                    }
+                }
+                Case::Distill(d) => {
+                    d.temperature = dtype.round_lower(d.temperature);
+                    d.alpha = dtype.round_lower(d.alpha);
+                }
+                Case::Softmax(s) => s.temperature = dtype.round_lower(s.temperature),
+                _ => unreachable!(),
+            },
+        );
+        let d = diagnosis_of(&results, &corpus, loss);
+        let expected = if loss == "softmax" {
+            format!("matches if the parameter T is held in {lower}")
+        } else {
+            format!("matches if every real parameter is held in {lower}")
+        };
+        assert!(d.starts_with(&expected), "{loss}: {d}");
     }
 }

@@ -409,3 +409,73 @@ fn every_reference_group_has_a_table_row_and_a_scale_per_value() {
     }
     assert_eq!(losses.len(), lossref::spec::SPEC_LOSSES.len(), "{losses:?}");
 }
+
+/// SPEC §4: an UNSTABLE verdict names a textbook formula only in that formula's regime.
+/// Over every corpus case, the tolerance names `lse − z_y` and `softmax(z) − onehot` for a
+/// `softmax_ce` row, and `log(Σ e^{z−max})` for a log-probability, exactly where the
+/// certified probability (p_y from the logits in binary64; p from the reference's
+/// `probabilities`) is at least 1/2; a case with no such row names no formula for its loss.
+#[test]
+fn unstable_formulas_are_named_only_in_their_regime() {
+    use lossref::check::Corpus;
+    use lossref::spec::Case;
+    use lossref::tolerance::scales;
+    let corpus = Corpus::load(Some(&root())).unwrap();
+    let (mut named, mut unnamed) = (0, 0);
+    for c in &corpus.cases {
+        let loaded = corpus.load_case(c).unwrap();
+        let groups = scales(&loaded.case, &loaded.reference);
+        let group = |name: &str| groups.iter().find(|g| g.name == name).unwrap();
+        match &loaded.case {
+            Case::SoftmaxCe(s) => {
+                let cols = s.logits.cols();
+                let mut any = false;
+                for (i, (row, &y)) in s.logits.iter_rows().zip(&s.labels).enumerate() {
+                    let top = row.iter().copied().fold(f64::MIN, f64::max);
+                    let sum: f64 = row.iter().map(|z| (z - top).exp()).sum();
+                    let p_y = (row[y] - top).exp() / sum;
+                    let in_regime = p_y >= 0.5;
+                    any |= in_regime;
+                    let target = &group("gradients/logits").scales[i * cols + y];
+                    assert_eq!(
+                        target.unstable.is_some(),
+                        in_regime,
+                        "{} row {i}: p_y = {p_y}",
+                        c.id
+                    );
+                    if in_regime {
+                        named += 1
+                    } else {
+                        unnamed += 1
+                    }
+                }
+                assert_eq!(
+                    group("outputs/loss").scales[0].unstable.is_some(),
+                    any,
+                    "{}",
+                    c.id
+                );
+            }
+            Case::Softmax(_) => {
+                let probs = loaded
+                    .reference
+                    .output("probabilities")
+                    .unwrap()
+                    .values()
+                    .to_vec();
+                for (k, s) in group("outputs/log_probabilities").scales.iter().enumerate() {
+                    assert_eq!(
+                        s.unstable.is_some(),
+                        probs[k] >= 0.5,
+                        "{} [{k}]: p = {}",
+                        c.id,
+                        probs[k]
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    // both sides of the rule are reached
+    assert!(named > 0 && unnamed > 0, "{named} named, {unnamed} not");
+}

@@ -7,6 +7,7 @@ pub mod geometry;
 pub mod gradient;
 pub mod mpmath;
 pub mod table;
+pub mod textbook;
 
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};

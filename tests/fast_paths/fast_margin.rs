@@ -68,7 +68,9 @@ fn a_target_parallel_to_its_weight_is_an_error_for_arcface_and_fine_when_detache
     };
     let e = error(&arc(MarginGrad::Full), &x, &W, &[0, 2], 2);
     assert!(
-        e.starts_with("features[0]: cos θ to its class weight weights[0] rounds to 1 in f64"),
+        e.starts_with(
+            "features[0]: its angle to its class weight weights[0] is θ = 0 (cos θ = 1 in f64)"
+        ),
         "{e}"
     );
     let ok = arc(MarginGrad::Detached)

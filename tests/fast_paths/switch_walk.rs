@@ -356,11 +356,11 @@ fn walk_psi<T: Real>(theta: f64, margin: u32, lambda: f64) {
 
 /// acos's poles walked in: features (±1, 2^−k) against the target weight (1, 0), so that
 /// 1 ∓ cos θ = 2^−(2k+1)(1 + O(2^−2k)) halves twice per step, from θ = 2^−4 to 2^−60, for
-/// the angular rules with the full and the detached gradient. The fast path answers within
-/// the table (whose measure carries acos's condition number 1/sin θ), or, with the full
-/// gradient only, refuses the case once its cos θ rounds to ±1 (the slope is unbounded
-/// there), which happens only within [`BAND_ULPS`] ulps of 1 of the pole. The detached
-/// gradient is answered at every step.
+/// the angular rules with the full and the detached gradient. The fast path answers every
+/// step within the table (whose measure carries acos's condition number 1/sin θ): θ > 0
+/// exactly, and the fast path takes θ by Kahan's formula, not acos of a cosine that has
+/// rounded to ±1 (corpus 0.4.0's `edge:cos-rounds-to-1`). At the pole itself (x ∥ w) it
+/// refuses exactly the gradients that the family calls undefined there.
 #[test]
 fn acos_poles_walked_in_by_halving_the_angle() {
     let rules = [
@@ -395,12 +395,19 @@ fn acos_poles_walked_in_by_halving_the_angle() {
             let refused32 = walk_pole::<f32>(margin, pole.cos);
             let refused64 = walk_pole::<f64>(margin, pole.cos);
             for refused in [refused32, refused64] {
-                // the walk reaches the pole's rounding band, where a gradient that the family
-                // calls undefined at the pole is refused, and only such a one
+                assert_eq!(refused, 0, "{margin:?} at {}: {refused} refused", pole.cos);
+            }
+            // exactly at the pole, x = (±1, 0) ∥ w_0 = (1, 0): refused iff undefined there
+            let x = Matrix::from_vec(1, 2, vec![pole.cos, 0.0]).unwrap();
+            let w = Matrix::from_vec(2, 2, vec![1.0, 0.0, -0.25, 1.0]).unwrap();
+            let case = normalized(margin, x, w);
+            for answered in [
+                dispatch::evaluate::<f32>(&case).is_ok(),
+                dispatch::evaluate::<f64>(&case).is_ok(),
+            ] {
                 assert_eq!(
-                    refused > 0,
-                    pole.undefined,
-                    "{margin:?} at {}: {refused} refused",
+                    answered, !pole.undefined,
+                    "{margin:?} at the pole {}",
                     pole.cos
                 );
             }

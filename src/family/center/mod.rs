@@ -200,7 +200,7 @@ impl LossFamily for CenterFamily {
                 (
                     "the loss is missing its ½ (‖x − c‖² instead of ½‖x − c‖²)".into(),
                     scaled(&a, 2.0, &["centers_next"]),
-                    whole.clone(),
+                    Some(whole.clone()),
                 )
             })
             .into_iter()

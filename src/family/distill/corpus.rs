@@ -2,7 +2,7 @@
 //! meet, and the exact-zero construction.
 
 use crate::corpus::generate::{exact_zero_case as generated, exact_zero_id as id};
-use crate::corpus::generate::{params, push, rows_json, Generated, Regime};
+use crate::corpus::generate::{params, push, rows_json, unrepresentable_param, Generated, Regime};
 use crate::spec::{Dtype, LossId};
 use serde_json::json;
 
@@ -14,6 +14,11 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
         (Regime::LargeTemperature, 64.0, 0.875),
         (Regime::AlphaZero, 4.0, 0.0),
         (Regime::AlphaOne, 4.0, 1.0),
+        (
+            Regime::ParamPrecision,
+            unrepresentable_param(dtype, 2.3),
+            unrepresentable_param(dtype, 0.7),
+        ),
     ] {
         for soft in ["kl", "ce"] {
             push(

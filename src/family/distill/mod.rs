@@ -16,7 +16,9 @@ pub mod reference;
 use crate::answer::{Answer, Tensor};
 use crate::case::validate;
 use crate::case::{Fields, Inputs};
-use crate::check::diagnose::{combine, midpoints, reevaluated, Alternative};
+use crate::check::diagnose::{
+    combine, lower_precision_params, midpoints, reevaluated, Alternative,
+};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
@@ -239,7 +241,7 @@ impl LossFamily for DistillFamily {
     /// KL for the cross-entropy with soft targets (and back), and a soft term missing its
     /// T² factor: α·soft + (1 − α)·CE = α/T²·(T²·soft) + (1 − α)·CE, combined from the
     /// answers at α = 1 and α = 0.
-    fn conventions(c: &DistillCase, whole: &Case, _: Dtype) -> Vec<Alternative> {
+    fn conventions(c: &DistillCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
         let mut out = Vec::new();
         let mut d = c.clone();
         d.soft = if c.soft == SoftTerm::Kl {
@@ -264,9 +266,22 @@ impl LossFamily for DistillFamily {
             out.push((
                 "the soft term is missing its T² factor".into(),
                 combine(&s, &h, c.alpha / t2, 1.0 - c.alpha),
-                whole.clone(),
+                Some(whole.clone()),
             ));
         }
+        let set = |k: &mut Case, set: &dyn Fn(&mut DistillCase)| {
+            if let Case::Distill(d) = k {
+                set(d);
+            }
+        };
+        out.extend(lower_precision_params(
+            whole,
+            dtype,
+            &[
+                ("T", c.temperature, &|k, v| set(k, &|d| d.temperature = v)),
+                ("α", c.alpha, &|k, v| set(k, &|d| d.alpha = v)),
+            ],
+        ));
         out
     }
 

@@ -3,7 +3,9 @@
 //! sphereface.
 
 use super::NormalizedFamily;
-use crate::corpus::generate::{push, rows_json, variant, Generated, Regime, Variant};
+use crate::corpus::generate::{
+    push, rows_json, unrepresentable_param, variant, Generated, Regime, Variant,
+};
 use crate::family::LossFamily;
 use crate::spec::{Boundary, Dtype, LossId, MarginGrad};
 use serde_json::{json, Value};
@@ -47,6 +49,26 @@ pub(crate) fn margin_variants_with(combined: Vec<Variant>) -> Vec<Variant> {
     v
 }
 
+/// The `edge:param-precision` values of the real parameters (corpus 0.4.0): decimals that
+/// neither the case's dtype nor its lower precision holds exactly.
+const PARAM_PRECISION: [(&str, f64); 5] = [
+    ("scale", 30.1),
+    ("margin", 0.35),
+    ("m1", 0.95),
+    ("m2", 0.3),
+    ("m3", 0.15),
+];
+
+/// The angles θ at which cos θ rounds to 1 in `dtype` (1 − cos θ below half an ulp of 1,
+/// θ < 2^−(p/2)): far below the 1 − cos θ ≥ 10⁻⁶ of `edge:acos-near-1`, where an
+/// unclamped √(1 − cos²θ) of a rounded cosine is NaN.
+fn rounds_to_one(dtype: Dtype) -> (f64, f64) {
+    match dtype {
+        Dtype::Float32 => (1e-6, 2e-4),
+        Dtype::Float64 => (1e-9, 1e-8),
+    }
+}
+
 /// Every variant in the regimes of its rule: dominant targets, tiny and huge norms, acos's
 /// poles, the `thmm` and `easy` switches, and large C.
 pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
@@ -71,6 +93,13 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
         if !angular || detached {
             regimes.push(Regime::AcosNearMinusOne);
         }
+        // θ where cos θ rounds to ±1 in the dtype (corpus 0.4.0): the loss and the detached
+        // gradient are defined there, the full gradient wherever θ > 0 exactly
+        regimes.push(Regime::CosRoundsToOne);
+        if !angular || detached {
+            regimes.push(Regime::CosRoundsToMinusOne);
+        }
+        regimes.push(Regime::ParamPrecision);
         let thmm = point("edge:thmm-switch");
         let easy = point("edge:easy-switch");
         if thmm.is_some() {
@@ -86,6 +115,11 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
             regimes.push(Regime::LargeC);
         }
         for regime in regimes {
+            let extra: &[&str] = match regime {
+                Regime::CosRoundsToOne => &["edge:acos-near-1"],
+                Regime::CosRoundsToMinusOne => &["edge:acos-near-minus-1"],
+                _ => &[],
+            };
             push(
                 out,
                 dtype,
@@ -93,7 +127,7 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                 v.loss,
                 regime,
                 if regime == Regime::LargeC { 1 } else { 2 },
-                &[],
+                extra,
                 |draw, _| {
                     let (n, c, d) = if regime == Regime::LargeC {
                         (2, 10_000, 4)
@@ -113,42 +147,71 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                     } else {
                         (1e-12, 1e-4)
                     };
-                    let (cos, what): (Vec<f64>, String) = match regime {
-                        Regime::AcosNearOne => (
-                            (0..n).map(|_| 1.0 - draw.log_uniform(near, far)).collect(),
-                            format!("1 − log-uniform[{near:e}, {far:e}]"),
-                        ),
-                        Regime::AcosNearMinusOne => (
-                            (0..n).map(|_| -1.0 + draw.log_uniform(near, far)).collect(),
-                            format!("−1 + log-uniform[{near:e}, {far:e}]"),
-                        ),
-                        Regime::ThmmSwitch => (
-                            (0..n)
+                    let (angles, what) = match regime {
+                        Regime::CosRoundsToOne | Regime::CosRoundsToMinusOne => {
+                            let (lo, hi) = rounds_to_one(dtype);
+                            let sign = if regime == Regime::CosRoundsToOne {
+                                1.0
+                            } else {
+                                -1.0
+                            };
+                            let angles: Vec<(f64, f64)> = (0..n)
                                 .map(|_| {
-                                    let side = draw.side();
-                                    let at = thmm.map_or(0.0, |p| p.theta);
-                                    (at + side * draw.log_uniform(switch.0, switch.1)).cos()
+                                    let t = draw.log_uniform(lo, hi);
+                                    (sign * t.cos(), t.sin())
                                 })
-                                .collect(),
-                            format!("cos(π − m ± log-uniform[{:e}, {:e}])", switch.0, switch.1),
-                        ),
-                        Regime::EasySwitch => (
-                            (0..n)
-                                .map(|_| {
-                                    let side = draw.side();
-                                    easy.map_or(0.0, |p| p.cos) + side * draw.log_uniform(near, far)
-                                })
-                                .collect(),
-                            format!("± log-uniform[{near:e}, {far:e}]"),
-                        ),
-                        Regime::Dominant => (
-                            (0..n).map(|_| draw.uniform(0.95, 0.999)).collect(),
-                            "uniform[0.95, 0.999]".into(),
-                        ),
-                        _ => (
-                            (0..n).map(|_| draw.uniform(-0.9, 0.9)).collect(),
-                            "uniform[−0.9, 0.9]".into(),
-                        ),
+                                .collect();
+                            let at = if sign > 0.0 { "θ" } else { "π − θ" };
+                            (angles, format!("{at}, θ log-uniform[{lo:e}, {hi:e}]"))
+                        }
+                        _ => {
+                            let (cos, what): (Vec<f64>, String) = match regime {
+                                Regime::AcosNearOne => (
+                                    (0..n).map(|_| 1.0 - draw.log_uniform(near, far)).collect(),
+                                    format!("1 − log-uniform[{near:e}, {far:e}]"),
+                                ),
+                                Regime::AcosNearMinusOne => (
+                                    (0..n).map(|_| -1.0 + draw.log_uniform(near, far)).collect(),
+                                    format!("−1 + log-uniform[{near:e}, {far:e}]"),
+                                ),
+                                Regime::ThmmSwitch => (
+                                    (0..n)
+                                        .map(|_| {
+                                            let side = draw.side();
+                                            let at = thmm.map_or(0.0, |p| p.theta);
+                                            (at + side * draw.log_uniform(switch.0, switch.1)).cos()
+                                        })
+                                        .collect(),
+                                    format!(
+                                        "cos(π − m ± log-uniform[{:e}, {:e}])",
+                                        switch.0, switch.1
+                                    ),
+                                ),
+                                Regime::EasySwitch => (
+                                    (0..n)
+                                        .map(|_| {
+                                            let side = draw.side();
+                                            easy.map_or(0.0, |p| p.cos)
+                                                + side * draw.log_uniform(near, far)
+                                        })
+                                        .collect(),
+                                    format!("± log-uniform[{near:e}, {far:e}]"),
+                                ),
+                                Regime::Dominant => (
+                                    (0..n).map(|_| draw.uniform(0.95, 0.999)).collect(),
+                                    "uniform[0.95, 0.999]".into(),
+                                ),
+                                _ => (
+                                    (0..n).map(|_| draw.uniform(-0.9, 0.9)).collect(),
+                                    "uniform[−0.9, 0.9]".into(),
+                                ),
+                            };
+                            let angles: Vec<(f64, f64)> = cos
+                                .iter()
+                                .map(|&c| (c, (1.0 - c * c).max(0.0).sqrt()))
+                                .collect();
+                            (angles, what)
+                        }
                     };
                     let norms = match (regime, dtype) {
                         (Regime::TinyNorm, Dtype::Float32) => (1e-15, 1e-12),
@@ -157,8 +220,15 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
                         (Regime::HugeNorm, Dtype::Float64) => (1e140, 1e150),
                         _ => (0.5, 2.0),
                     };
-                    let x = draw.features_at(&w, &labels, &cos, norms);
+                    let x = draw.features_at_angles(&w, &labels, &angles, norms);
                     let mut p = v.params.clone();
+                    if regime == Regime::ParamPrecision {
+                        for (name, decimal) in PARAM_PRECISION {
+                            if let Some(value) = p.get_mut(name) {
+                                *value = json!(unrepresentable_param(dtype, decimal));
+                            }
+                        }
+                    }
                     if regime == Regime::Dominant {
                         p.insert("reduction".into(), json!("sum"));
                     }

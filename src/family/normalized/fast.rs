@@ -131,6 +131,9 @@ pub struct Workspace<T> {
     tile: Vec<T>,
     row_losses: Vec<f64>,
     radial: Vec<f64>,
+    /// (θ_i, sin θ_i) to each row's class weight, for the angular rules (Kahan's formula
+    /// in f64).
+    angles: Vec<(f64, f64)>,
 }
 
 impl<T: Real> Default for Workspace<T> {
@@ -150,6 +153,7 @@ impl<T: Real> Workspace<T> {
             tile: Vec::new(),
             row_losses: Vec::new(),
             radial: Vec::new(),
+            angles: Vec::new(),
         }
     }
 }
@@ -245,7 +249,26 @@ impl MarginLoss {
         inverse_norms(weights, dim, "weights", &mut ws.winv)?;
         ws.row_losses.resize(n, 0.0);
         let r = self.reduction.weight(n);
-        let winv = &ws.winv;
+        // θ to the target for the angular rules, from the raw rows: acos of the GEMM's
+        // cos θ is 0 wherever cos θ rounds to 1 (θ below √ε), and its slope then unbounded
+        ws.angles.clear();
+        if matches!(
+            self.margin,
+            Margin::Angular { .. } | Margin::Combined { .. }
+        ) {
+            let as_f64 = |v: &[T]| v.iter().map(|e| e.as_f64()).collect::<Vec<f64>>();
+            ws.angles = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let y = labels[i];
+                    super::angle(
+                        &as_f64(&features[i * dim..(i + 1) * dim]),
+                        &as_f64(&weights[y * dim..(y + 1) * dim]),
+                    )
+                })
+                .collect();
+        }
+        let (winv, angles) = (&ws.winv, &ws.angles);
         row_tiles(
             &ws.xhat,
             weights,
@@ -256,7 +279,7 @@ impl MarginLoss {
             &mut ws.row_losses,
             grad_features,
             grad_weights,
-            |i, row| self.row_into_gradient(row, winv, labels[i], r, i),
+            |i, row| self.row_into_gradient(row, winv, labels[i], angles.get(i).copied(), r, i),
         )?;
         // For normface, ∂L/∂s = Σ_i (ĝ_i·x̂_i)/s: the radial part of ∂L/∂X̂ is
         // Σ_j G_ij c_ij = s·Σ_j ∂L/∂z_ij c_ij.
@@ -305,10 +328,11 @@ impl MarginLoss {
         row: &mut [T],
         inv_norms: &[T],
         y: usize,
+        theta: Option<(f64, f64)>,
         r: f64,
         i: usize,
     ) -> Result<f64> {
-        margin_row(self, row, inv_norms, y, r, i)
+        margin_row(self, row, inv_norms, y, theta, r, i)
     }
 
     /// See [`MarginLoss::row_into_gradient`]; no intermediate call, so that it is compiled
@@ -319,18 +343,20 @@ impl MarginLoss {
         row: &mut [T],
         inv_norms: &[T],
         y: usize,
+        theta: Option<(f64, f64)>,
         r: f64,
         i: usize,
     ) -> Result<f64> {
         let s = self.scale;
         // The GEMM gave x̂_i·w_j; cos θ_ij = x̂_i·w_j / ‖w_j‖.
         let cos_y = (row[y] * inv_norms[y]).as_f64();
-        let (g, slope) = target(&self.margin, cos_y).map_err(|why| {
+        let (g, slope) = target(&self.margin, cos_y, theta).map_err(|why| {
             Error::invalid(
                 format!("features[{i}]"),
                 format!(
-                    "cos θ to its class weight weights[{y}] rounds to {cos_y} in {}, where {why} \
-                     (SPEC §1, undefined points); margin_grad = \"detached\" defines it",
+                    "its angle to its class weight weights[{y}] is θ = {} (cos θ = {cos_y} in {}), \
+                     where {why} (SPEC §1, undefined points); margin_grad = \"detached\" defines it",
+                    theta.map_or_else(|| cos_y.clamp(-1.0, 1.0).acos(), |t| t.0),
                     T::NAME
                 ),
             )
@@ -350,17 +376,23 @@ impl MarginLoss {
 }
 
 crate::avx2_dispatch!(
-    fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], inv_norms: &[T], y: usize, r: f64, i: usize) -> Result<f64>
+    fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], inv_norms: &[T], y: usize, theta: Option<(f64, f64)>, r: f64, i: usize) -> Result<f64>
         => MarginLoss::row_portable
 );
 
 /// g(cos θ) and dg/dcos θ in f64 (SPEC §1), by the family's one binary64 rule
-/// ([`super::target`]); `Err` says why the full gradient does not exist
-/// at `c`: a slope that is unbounded when sin θ rounds to 0, or the `easy` switch hit
-/// exactly (cos θ = 0), where the target logit jumps.
-fn target(margin: &Margin, c: f64) -> std::result::Result<(f64, f64), &'static str> {
+/// ([`super::target`]) at the angle `theta` (the angular rules; the others take acos of
+/// `c`); `Err` says why the full gradient does not exist there: a slope that is unbounded
+/// when θ is exactly 0 or π, or the `easy` switch hit exactly (cos θ = 0), where the
+/// target logit jumps.
+fn target(
+    margin: &Margin,
+    c: f64,
+    theta: Option<(f64, f64)>,
+) -> std::result::Result<(f64, f64), &'static str> {
     let c = c.clamp(-1.0, 1.0);
-    let rule = super::target(margin, c, ((1.0 - c) * (1.0 + c)).sqrt());
+    let angle = theta.unwrap_or_else(|| (c.acos(), ((1.0 - c) * (1.0 + c)).sqrt()));
+    let rule = super::target(margin, c, angle);
     match rule.undefined {
         Some(why) => Err(why),
         None => Ok((rule.value, rule.slope)),

@@ -12,13 +12,14 @@ pub mod fast;
 pub mod reference;
 mod scales;
 mod target;
+mod variant;
 
-pub(crate) use target::target;
+pub(crate) use target::{angle, target};
 
 use crate::answer::{Answer, Tensor};
 use crate::case::validate;
 use crate::case::{Fields, Inputs};
-use crate::check::diagnose::{reevaluated, Alternative};
+use crate::check::diagnose::{lower_precision_params, reevaluated, Alternative, Param};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::{within_budget, ExactForm};
@@ -394,7 +395,8 @@ impl LossFamily for NormalizedFamily {
             scale,
             kappa,
             terms,
-            unstable: Some((
+            // named only where a row in the formula's regime contributes (SPEC §4)
+            unstable: (naive > scale).then_some((
                 naive,
                 "softmax(z) − onehot: p_y − 1 cancels when the target dominates its row",
             )),
@@ -431,7 +433,7 @@ impl LossFamily for NormalizedFamily {
 
     /// The target logit s·cos θ − m (cosface), margins read in degrees, the other
     /// boundaries of ArcFace and its other margin gradient.
-    fn conventions(c: &NormalizedCase, _: &Case, _: Dtype) -> Vec<Alternative> {
+    fn conventions(c: &NormalizedCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
         let mut out = Vec::new();
         let with = |out: &mut Vec<Alternative>, what: &str, case: Case| {
             out.extend(reevaluated(what, case));
@@ -519,6 +521,8 @@ impl LossFamily for NormalizedFamily {
             }
             Margin::None => {}
         }
+        out.extend(variant::conventions(c, dtype));
+        out.extend(lower_precision_params(whole, dtype, &real_params(c)));
         out
     }
 
@@ -536,28 +540,79 @@ impl LossFamily for NormalizedFamily {
     /// gradient does not exist there ([`target`]).
     fn switch_points(loss: LossId, params: &Value) -> Result<Vec<SwitchPoint>> {
         let (_, margin, _) = margin_params(loss, params)?;
-        let point = |tag, theta, cos: f64, sin| SwitchPoint {
+        let point = |tag, theta: f64, cos: f64| SwitchPoint {
             tag,
             theta,
             cos,
-            undefined: target(&margin, cos, sin).undefined.is_some(),
+            // sin θ exactly 0 at the poles
+            undefined: target(
+                &margin,
+                cos,
+                (theta, if cos.abs() == 1.0 { 0.0 } else { theta.sin() }),
+            )
+            .undefined
+            .is_some(),
         };
         let mut points = vec![
-            point("edge:acos-near-1", 0.0, 1.0, 0.0),
-            point("edge:acos-near-minus-1", PI, -1.0, 0.0),
+            point("edge:acos-near-1", 0.0, 1.0),
+            point("edge:acos-near-minus-1", PI, -1.0),
         ];
         if let Margin::Angular { m, boundary, .. } = margin {
             match boundary {
                 Boundary::Thmm => {
                     let theta = PI - m;
-                    points.push(point("edge:thmm-switch", theta, theta.cos(), theta.sin()));
+                    points.push(point("edge:thmm-switch", theta, theta.cos()));
                 }
-                Boundary::Easy => points.push(point("edge:easy-switch", PI / 2.0, 0.0, 1.0)),
+                Boundary::Easy => points.push(point("edge:easy-switch", PI / 2.0, 0.0)),
                 Boundary::None => {}
             }
         }
         Ok(points)
     }
+}
+
+/// The real parameters of a case, for the lower-precision conventions (SPEC §4): the
+/// scale and each margin.
+fn real_params(c: &NormalizedCase) -> Vec<Param<'static>> {
+    fn on(case: &mut Case, set: impl FnOnce(&mut NormalizedCase)) {
+        if let Case::Normalized(d) = case {
+            set(d);
+        }
+    }
+    let mut out: Vec<Param<'static>> = vec![("s", c.scale, &|k, v| on(k, |d| d.scale = v))];
+    match c.margin {
+        Margin::None => {}
+        Margin::Additive { m } | Margin::Angular { m, .. } => out.push(("m", m, &|k, v| {
+            on(k, |d| match &mut d.margin {
+                Margin::Additive { m } | Margin::Angular { m, .. } => *m = v,
+                _ => {}
+            })
+        })),
+        Margin::Combined { m1, m2, m3 } => {
+            out.push(("m1", m1, &|k, v| {
+                on(k, |d| {
+                    if let Margin::Combined { m1, .. } = &mut d.margin {
+                        *m1 = v;
+                    }
+                })
+            }));
+            out.push(("m2", m2, &|k, v| {
+                on(k, |d| {
+                    if let Margin::Combined { m2, .. } = &mut d.margin {
+                        *m2 = v;
+                    }
+                })
+            }));
+            out.push(("m3", m3, &|k, v| {
+                on(k, |d| {
+                    if let Margin::Combined { m3, .. } = &mut d.margin {
+                        *m3 = v;
+                    }
+                })
+            }));
+        }
+    }
+    out
 }
 
 /// The parameters of a normalized-margin loss (`scale`, the margin rule, `reduction`) from

@@ -86,7 +86,12 @@ fn angular(
 }
 
 /// The target logit's g and dg/dcos θ for row `i` (see the module docs).
-fn target(margin: &Margin, c: &Cosine, i: usize, y: usize) -> Result<(Interval, Interval)> {
+pub(super) fn target(
+    margin: &Margin,
+    c: &Cosine,
+    i: usize,
+    y: usize,
+) -> Result<(Interval, Interval)> {
     let prec = c.value.prec();
     let one = Interval::from_i64(prec, 1);
     let num = |x: f64| Interval::from_f64(prec, x);

@@ -2,6 +2,7 @@
 //! measures and `crate::tolerance`'s scales), built on the family's one binary64 target
 //! rule ([`super::target`]).
 
+use super::angle;
 use crate::precision::{dot, norm, softmax_row};
 use crate::spec::{Margin, MarginGrad, NormalizedCase, Reduction};
 
@@ -25,7 +26,8 @@ pub(crate) struct NormalizedTerms {
     /// Per row of weights.
     pub cols: Vec<f64>,
     /// The same sums with the target's p_y − 1 computed as softmax − onehot, with the
-    /// absolute error of a rounding of 1 (the textbook gradient).
+    /// absolute error of a rounding of 1 (the textbook gradient), in the rows where that
+    /// formula cancels (p_y ≥ 1/2); equal to `rows` where no row is in that regime.
     pub naive_rows: Vec<f64>,
     /// As `naive_rows`, per row of weights.
     pub naive_cols: Vec<f64>,
@@ -60,14 +62,17 @@ pub(crate) fn normalized_terms(c: &NormalizedCase, floor: f64) -> NormalizedTerm
             .map(|j| dot(x, c.weights.row(j)) / (norm(x) * norm(c.weights.row(j))))
             .collect();
         let y = c.labels[i];
+        // θ to the target by Kahan's formula: sin θ exact to a few ulps where cos θ rounds
+        // to ±1 (θ below 10⁻⁸), so that κ = 1/sin θ is the true condition number there
+        let theta = angle(x, c.weights.row(y));
         let k = if angular {
-            1.0 / (1.0 - cos[y] * cos[y]).max(0.0).sqrt().max(1e-300)
+            1.0 / theta.1.max(1e-300)
         } else {
             1.0
         };
         t.kappas[i] = k;
         t.kappa_max = t.kappa_max.max(k);
-        let (g, slope) = target_rule(&c.margin, cos[y]);
+        let (g, slope) = target_rule(&c.margin, cos[y], theta);
         let z: Vec<f64> = (0..classes)
             .map(|j| c.scale * if j == y { g } else { cos[j] })
             .collect();
@@ -85,7 +90,9 @@ pub(crate) fn normalized_terms(c: &NormalizedCase, floor: f64) -> NormalizedTerm
             let gij = r * c.scale * size.max(floor);
             t.rows[i] += gij / norm(x);
             t.cols[j] += gij / norm(c.weights.row(j));
-            let naive = if j == y {
+            // the textbook p_y − 1 only in its regime (SPEC §4): a target probability of
+            // at least 1/2; elsewhere it is as accurate as Σ_{j≠y} p_j
+            let naive = if j == y && p[y] >= 0.5 {
                 r * c.scale * (rest + 1.0) * slope.abs().max(1.0) * k * k
             } else {
                 gij
@@ -116,9 +123,10 @@ pub(crate) fn normface_grad_scale_scale(c: &NormalizedCase) -> f64 {
 }
 
 /// g and dg/dcos θ of SPEC §1 in binary64 by the family's one rule
-/// ([`crate::family::normalized::target`]), with sin θ floored away from 0: at a pole the
-/// scale is that of a slope of 1/10^−150, never an undefined point.
-pub(crate) fn target_rule(margin: &Margin, c: f64) -> (f64, f64) {
-    let t = super::target(margin, c, (1.0 - c * c).max(1e-300).sqrt());
+/// ([`crate::family::normalized::target`]) at cos θ = `c` and the angle `theta`, floored
+/// away from 0 and π: at a pole the scale is that of a slope of 1/10^−150, never an
+/// undefined point.
+pub(crate) fn target_rule(margin: &Margin, c: f64, (theta, sin): (f64, f64)) -> (f64, f64) {
+    let t = super::target(margin, c, (theta, sin.max(1e-150)));
     (t.value, t.slope)
 }

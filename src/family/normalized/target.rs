@@ -32,13 +32,44 @@ pub(crate) struct Target {
     pub undefined: Option<&'static str>,
 }
 
-/// g(`c`) and dg/dcos θ of `margin` in binary64, where `c` is cos θ and `sin_theta` the
-/// caller's sin θ (the fast path's √((1 − c)(1 + c)) of a clamped cosine; the error
-/// scales floor it away from 0). θ is acos of `c` clamped to [−1, 1]; the switches
-/// compare `c` itself.
-pub(crate) fn target(margin: &Margin, c: f64, sin_theta: f64) -> Target {
+/// The angle θ ∈ [0, π] between two rows in binary64 and its sine, by Kahan's
+/// θ = 2·atan2(‖x̂ − ŵ‖, ‖x̂ + ŵ‖): accurate to a few ulps of θ at every angle, where acos
+/// of a rounded cos θ is 0 (or π) for every θ below √ε (about 10⁻⁸ in binary64). sin θ is
+/// taken from the smaller of θ and π − θ = 2·atan2(‖x̂ + ŵ‖, ‖x̂ − ŵ‖), so that it stays
+/// exact to a few ulps near π too, where θ itself rounds to π; it is 0 exactly at the poles
+/// only. Each row is scaled by its largest |entry| first, so that no square overflows or
+/// underflows.
+pub(crate) fn angle(x: &[f64], w: &[f64]) -> (f64, f64) {
+    let unit = |v: &[f64]| -> Vec<f64> {
+        let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+        if top == 0.0 {
+            return vec![0.0; v.len()];
+        }
+        let n = v.iter().map(|e| (e / top) * (e / top)).sum::<f64>().sqrt();
+        v.iter().map(|e| e / top / n).collect()
+    };
+    let (xh, wh) = (unit(x), unit(w));
+    let (mut minus, mut plus) = (0.0, 0.0);
+    for (a, b) in xh.iter().zip(&wh) {
+        minus += (a - b) * (a - b);
+        plus += (a + b) * (a + b);
+    }
+    let (minus, plus) = (minus.sqrt(), plus.sqrt());
+    let theta = 2.0 * minus.atan2(plus);
+    let sin = if minus <= plus {
+        theta.sin()
+    } else {
+        (2.0 * plus.atan2(minus)).sin()
+    };
+    (theta, sin)
+}
+
+/// g(`c`) and dg/dcos θ of `margin` in binary64, where `c` is cos θ and `(theta,
+/// sin_theta)` the caller's θ and sin θ (by [`angle`], accurate where `c` has rounded to
+/// ±1); the switches compare `c` itself. sin θ = 0 (θ exactly 0 or π) is a pole.
+pub(crate) fn target(margin: &Margin, c: f64, (theta, sin_theta): (f64, f64)) -> Target {
     let angular = |m1: f64, m2: f64, m3: f64| -> (f64, Option<f64>) {
-        let a = m1 * c.clamp(-1.0, 1.0).acos() + m2;
+        let a = m1 * theta + m2;
         let value = a.cos() - m3;
         if m1 == 0.0 {
             return (value, Some(0.0));

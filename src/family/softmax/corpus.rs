@@ -2,7 +2,9 @@
 //! meet, and the exact-zero constructions.
 
 use crate::corpus::generate::{exact_zero_case as generated, exact_zero_id as id};
-use crate::corpus::generate::{params, push, rows_json, Draw, Generated, Regime};
+use crate::corpus::generate::{
+    params, push, rows_json, unrepresentable_param, Draw, Generated, Regime,
+};
 use crate::spec::{Dtype, LossId};
 use serde_json::{json, Value};
 
@@ -48,6 +50,25 @@ fn logits(
                 json!({"logits": "normal(0, 1)", "target": format!("+ uniform[{}, {}]", gap.0, gap.1)}),
             )
         }
+        Regime::LargeLoss => {
+            // the target below the largest other logit by 20 … 36: a loss of 20 … 36, where
+            // softplus's threshold (x for x > 20) is off by e^−x, above binary64's ulp
+            let mut rows = draw.normal_rows(n, c, 1.0);
+            for (row, &y) in rows.iter_mut().zip(labels) {
+                let top = row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != y)
+                    .map(|(_, v)| *v)
+                    .fold(f64::MIN, f64::max);
+                let gap = draw.uniform(20.0, 36.0);
+                row[y] = draw.dtype.round(top - gap);
+            }
+            (
+                rows,
+                json!({"logits": "normal(0, 1)", "target": "max_{j≠y} z_j − uniform[20, 36]"}),
+            )
+        }
         Regime::HugeLogit => {
             let sd = if draw.dtype == Dtype::Float32 {
                 1e4
@@ -74,6 +95,7 @@ pub(crate) fn softmax_cases(dtype: Dtype, out: &mut Vec<Generated>) {
         (Regime::HugeLogit, 1.0),
         (Regime::SmallTemperature, 1.0 / 64.0),
         (Regime::LargeTemperature, 100.0),
+        (Regime::ParamPrecision, unrepresentable_param(dtype, 1.7)),
     ] {
         push(
             out,
@@ -103,6 +125,7 @@ pub(crate) fn softmax_ce_cases(dtype: Dtype, out: &mut Vec<Generated>) {
         Regime::NearTie,
         Regime::Dominant,
         Regime::HugeLogit,
+        Regime::LargeLoss,
         Regime::LargeC,
     ] {
         for reduction in ["mean", "sum"] {

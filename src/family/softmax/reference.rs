@@ -7,7 +7,7 @@ use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::reference::per_sample;
 use crate::reference::softmax::{
-    ce_row, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss,
+    ce_row_as, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss, RowLoss,
 };
 use crate::spec::{SoftmaxCase, SoftmaxCeCase};
 
@@ -27,9 +27,19 @@ pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
 }
 
 /// A `softmax_ce` case at `prec` bits: output `loss`, gradient `logits`. Rows in
-/// parallel, each by [`ce_row`] (one exponential per logit); the same quantities as
+/// parallel, each by [`ce_row`](crate::reference::softmax::ce_row) (one exponential per logit); the same quantities as
 /// [`evaluate_softmax_ce_plain`].
 pub fn evaluate_softmax_ce(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> {
+    evaluate_softmax_ce_as(case, RowLoss::Exact, prec)
+}
+
+/// [`evaluate_softmax_ce`] with each row's cross-entropy computed as `how` says: SPEC §1's
+/// own, or a convention of real code that the diagnosis tries (SPEC §4).
+pub(crate) fn evaluate_softmax_ce_as(
+    case: &SoftmaxCeCase,
+    how: RowLoss,
+    prec: u32,
+) -> Answer<Interval> {
     use rayon::prelude::*;
     let n = case.logits.rows();
     let rows: Vec<(Interval, Vec<Interval>)> = (0..n)
@@ -41,7 +51,7 @@ pub fn evaluate_softmax_ce(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> 
                 .iter()
                 .map(|&z| Interval::from_f64(prec, z))
                 .collect();
-            ce_row(&row, case.labels[i])
+            ce_row_as(&row, case.labels[i], how)
         })
         .collect();
     let losses: Vec<Interval> = rows.iter().map(|(l, _)| l.clone()).collect();
