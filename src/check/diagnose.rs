@@ -23,6 +23,8 @@ pub struct Explanation {
     pub convention: String,
     /// The examined failing cases whose results it explains.
     pub cases: usize,
+    /// The ids of those cases, in the order examined.
+    pub ids: Vec<String>,
     /// The examined failing cases where its reference differs from the case's own by more
     /// than the tolerance (the only cases where it was tried).
     pub differing: usize,
@@ -44,7 +46,11 @@ pub struct Diagnosis {
     /// named formula's reason, and how many cases it explains (SPEC §4: such cases are
     /// reported as explained by the instability, never as unexplained).
     pub unstable: Vec<(String, usize)>,
-    /// The examined cases that neither a convention nor a named instability explains.
+    /// The examined cases that no convention or instability explains and whose results
+    /// are NaN or ±∞ where the reference is finite: a bug named by what it returns (the
+    /// ids, in corpus order).
+    pub non_finite: Vec<String>,
+    /// The examined cases that nothing above explains.
     pub unexplained: usize,
 }
 
@@ -55,9 +61,40 @@ impl Diagnosis {
         let n = self.examined;
         let unstable: usize = self.unstable.iter().map(|(_, k)| k).sum();
         let instability = || {
-            let why: Vec<&str> = self.unstable.iter().map(|(w, _)| w.as_str()).collect();
+            // each formula once, though cases name several
+            let mut why: Vec<&str> = Vec::new();
+            for w in self.unstable.iter().flat_map(|(w, _)| w.split("; ")) {
+                if !why.contains(&w) {
+                    why.push(w);
+                }
+            }
             format!("UNSTABLE by a named formula ({})", why.join("; "))
         };
+        let non_finite = || {
+            format!(
+                "{} return NaN or ±∞ where the reference is finite (first: {})",
+                self.non_finite.len(),
+                self.non_finite.first().map_or("", String::as_str)
+            )
+        };
+        // the conventions after the best that explain cases it does not, each with those
+        let mut covered: Vec<&String> = self
+            .explained_by
+            .first()
+            .map_or(Vec::new(), |e| e.ids.iter().collect());
+        let mut others = Vec::new();
+        for e in self.explained_by.iter().skip(1) {
+            let new: Vec<&String> = e.ids.iter().filter(|id| !covered.contains(id)).collect();
+            if !new.is_empty() {
+                others.push(format!(
+                    "{} more match if {} (first: {})",
+                    new.len(),
+                    e.convention,
+                    new[0]
+                ));
+                covered.extend(new);
+            }
+        }
         let mut text = match self.explained_by.first() {
             Some(e) if e.cases == n => {
                 return format!("matches if {} ({n} of {n} failing cases examined)", e.convention)
@@ -72,13 +109,22 @@ impl Diagnosis {
                     instability()
                 )
             }
+            None if self.unexplained == 0 && unstable == 0 => {
+                format!("of the {n} failing cases examined, {}", non_finite())
+            }
             None => format!(
                 "no known convention explains {} of the {n} failing cases examined",
                 self.unexplained
             ),
         };
+        for o in others {
+            text.push_str(&format!("; {o}"));
+        }
         if unstable > 0 {
             text.push_str(&format!("; {unstable} are {}", instability()));
+        }
+        if !self.non_finite.is_empty() && !text.starts_with("of the") {
+            text.push_str(&format!("; {}", non_finite()));
         }
         if !self.explained_by.is_empty() && self.unexplained > 0 {
             text.push_str(&format!(
@@ -92,8 +138,9 @@ impl Diagnosis {
     /// As JSON.
     pub fn json(&self) -> Value {
         json!({"loss": self.loss, "examined": self.examined, "text": self.text(),
-               "explained_by": self.explained_by.iter().map(|e| json!({"convention": e.convention, "cases": e.cases, "differing": e.differing})).collect::<Vec<_>>(),
+               "explained_by": self.explained_by.iter().map(|e| json!({"convention": e.convention, "cases": e.cases, "ids": e.ids, "differing": e.differing})).collect::<Vec<_>>(),
                "unstable": self.unstable.iter().map(|(w, k)| json!({"formula": w, "cases": k})).collect::<Vec<_>>(),
+               "non_finite": self.non_finite,
                "unexplained": self.unexplained})
     }
 }
@@ -319,9 +366,10 @@ pub fn diagnose(
     let mut out = Vec::new();
     for (loss, failing) in by_loss {
         // per convention: (cases explained, cases where it differs from the case's own)
-        let mut explained: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        let mut explained: BTreeMap<String, (usize, usize, Vec<String>)> = BTreeMap::new();
         let mut unstable: BTreeMap<String, usize> = BTreeMap::new();
         let mut unexplained = 0;
+        let mut non_finite = Vec::new();
         // the failures first, then the UNSTABLE cases: what a user must fix is explained
         // before what a named formula already explains
         let mut failing = failing;
@@ -335,8 +383,13 @@ pub fn diagnose(
                 if by_convention {
                     return;
                 }
+                // a value that is NaN or ±∞ (its error is infinite), not merely absent
+                let nan = r.groups.iter().any(|g| {
+                    g.worst_units.is_infinite() && !matches!(g.verdict, Verdict::Missing(_))
+                });
                 match &r.verdict {
                     Verdict::Unstable(why) => *unstable.entry(why.clone()).or_default() += 1,
+                    _ if nan => non_finite.push(r.id.clone()),
                     _ => unexplained += 1,
                 }
             };
@@ -372,6 +425,7 @@ pub fn diagnose(
                     .or_default();
                 e.0 += 1;
                 e.1 += 1;
+                e.2.push(r.id.clone());
                 continue;
             }
             // the case's own answer, as results: a convention under which it passes gives
@@ -387,6 +441,7 @@ pub fn diagnose(
                 e.1 += 1;
                 if matches(got, &answer, &groups, case.dtype, transposed) {
                     e.0 += 1;
+                    e.2.push(r.id.clone());
                     by_convention = true;
                 }
             }
@@ -394,10 +449,11 @@ pub fn diagnose(
         }
         let mut explained_by: Vec<Explanation> = explained
             .into_iter()
-            .filter(|(_, (cases, _))| *cases > 0)
-            .map(|(convention, (cases, differing))| Explanation {
+            .filter(|(_, (cases, _, _))| *cases > 0)
+            .map(|(convention, (cases, differing, ids))| Explanation {
                 convention,
                 cases,
+                ids,
                 differing,
             })
             .collect();
@@ -407,6 +463,7 @@ pub fn diagnose(
             examined: examined.len(),
             explained_by,
             unstable: unstable.into_iter().collect(),
+            non_finite,
             unexplained,
         });
     }

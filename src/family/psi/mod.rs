@@ -22,6 +22,7 @@ use crate::mp::interval::Interval;
 use fast::MultiplicativeLoss;
 mod corpus;
 mod scales;
+mod variant;
 
 use crate::matrix::Matrix;
 use crate::precision::{per_entry, Entry, LossOutput, Quantity};
@@ -262,9 +263,10 @@ impl LossFamily for PsiFamily {
         Some(Box::new(exact::PsiForm::new(c, prec)?))
     }
 
-    /// None beyond the reduction.
-    fn conventions(_: &MultiplicativeCase, _: &Case, _: Dtype) -> Vec<Alternative> {
-        Vec::new()
+    /// cos θ from rows normalized with an ε clamp, where some row's norm is below ε
+    /// (pytorch-metric-learning's LargeMarginSoftmaxLoss and SphereFaceLoss).
+    fn conventions(c: &MultiplicativeCase, _: &Case, _: Dtype) -> Vec<Alternative> {
+        variant::conventions(c)
     }
 
     fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {

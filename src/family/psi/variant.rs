@@ -1,0 +1,161 @@
+//! `lsoftmax` and `sphereface` under what real code does instead of SPEC §1 (SPEC §4,
+//! "Conventions the diagnosis knows"): cos θ from rows normalized as v/max(‖v‖, ε)
+//! (`torch.nn.functional.normalize`), the norms that scale the logits taken as they are
+//! (`torch.norm`), as pytorch-metric-learning's LargeMarginSoftmaxLoss and SphereFaceLoss
+//! compute them. Only the diagnosis evaluates this, by the plain formulas.
+//!
+//! With n_x = max(‖x‖, ε), n_w likewise, c = x·w/(n_x n_w), ν_j = ‖w_j‖ (`lsoftmax`) or 1
+//! (`sphereface`), H = h(c) at the target and c elsewhere (h of [`super::reference`]):
+//! f_ij = ν_j‖x_i‖H_ij, and
+//!
+//! ∂f/∂x_k = ν(x_k/‖x‖·H + ‖x‖H′·∂c/∂x_k),  ∂f/∂w_k = [lsoftmax] w_k/‖w‖·‖x‖H + ν‖x‖H′·∂c/∂w_k,
+//!
+//! with ∂c/∂x_k = w_k/(n_x n_w) − [n_x = ‖x‖]·c·x_k/‖x‖² and symmetrically for w.
+
+use super::reference::psi;
+use crate::answer::{Answer, Tensor};
+use crate::check::diagnose::Alternative;
+use crate::matrix::Matrix;
+use crate::mp::interval::Interval;
+use crate::reference::geometry::row_norms;
+use crate::reference::per_sample;
+use crate::reference::softmax::{ce_row, points, reduce};
+use crate::spec::MultiplicativeCase;
+
+/// The case with cos θ from rows normalized with the clamp `eps`, at `prec` bits.
+fn evaluate(case: &MultiplicativeCase, eps: f64, prec: u32) -> Answer<Interval> {
+    let x = points(&case.features, prec);
+    let w = points(&case.weights, prec);
+    let (n, classes, d) = (x.rows(), w.rows(), x.cols());
+    let sphere = case.normalized_weights();
+    let xs = row_norms(&x, prec);
+    let ws = row_norms(&w, prec);
+    let one = Interval::from_i64(prec, 1);
+    let e = Interval::from_f64(prec, eps);
+    let free = |v: &Interval| v.mid().to_f64() >= eps;
+    let clamped = |v: &Interval| if free(v) { v.clone() } else { e.clone() };
+    let lambda = Interval::from_f64(prec, case.lambda);
+    let blend = one.add(&lambda);
+    let dot = |i: usize, j: usize| {
+        let parts: Vec<Interval> = x
+            .row(i)
+            .iter()
+            .zip(w.row(j))
+            .map(|(a, b)| a.mul(b))
+            .collect();
+        Interval::sum(prec, &parts)
+    };
+    let u: Matrix<Interval> = Matrix::from_fn(n, classes, |i, j| {
+        one.div(&clamped(&xs[i].norm).mul(&clamped(&ws[j].norm)))
+    });
+    let c: Matrix<Interval> = Matrix::from_fn(n, classes, |i, j| dot(i, j).mul(u.get(i, j)));
+    let nu = |j: usize| {
+        if sphere {
+            one.clone()
+        } else {
+            ws[j].norm.clone()
+        }
+    };
+    // (H, H′) per pair
+    let h: Matrix<(Interval, Interval)> = Matrix::from_fn(n, classes, |i, j| {
+        if j == case.labels[i] {
+            let (p, dp) = psi(case.margin, &c.get(i, j).clone().clamp_unit());
+            (
+                lambda.mul(c.get(i, j)).add(&p).div(&blend),
+                lambda.add(&dp).div(&blend),
+            )
+        } else {
+            (c.get(i, j).clone(), one.clone())
+        }
+    });
+    let r = per_sample(&one, case.reduction, n);
+    let mut losses = Vec::with_capacity(n);
+    let mut g = Vec::with_capacity(n);
+    for (i, xi) in xs.iter().enumerate() {
+        let logits: Vec<Interval> = (0..classes)
+            .map(|j| nu(j).mul(&xi.norm).mul(&h.get(i, j).0))
+            .collect();
+        let (loss, dz) = ce_row(&logits, case.labels[i]);
+        losses.push(loss);
+        g.push(dz.into_iter().map(|v| v.mul(&r)).collect::<Vec<_>>());
+    }
+    let loss = reduce(&losses, case.reduction);
+    let grad_features = Matrix::from_fn(n, d, |i, k| {
+        let xk = x.get(i, k);
+        let terms: Vec<Interval> = (0..classes)
+            .map(|j| {
+                let (hv, hd) = h.get(i, j);
+                let mut dc = u.get(i, j).mul(w.get(j, k));
+                if free(&xs[i].norm) {
+                    dc = dc.sub(&c.get(i, j).mul(xk).div(&xs[i].squared));
+                }
+                let along = xk.div(&xs[i].norm).mul(hv);
+                let across = xs[i].norm.mul(hd).mul(&dc);
+                g[i][j].mul(&nu(j).mul(&along.add(&across)))
+            })
+            .collect();
+        Interval::sum(prec, &terms)
+    });
+    let grad_weights = Matrix::from_fn(classes, d, |j, k| {
+        let wk = w.get(j, k);
+        let terms: Vec<Interval> = (0..n)
+            .map(|i| {
+                let (hv, hd) = h.get(i, j);
+                let mut dc = u.get(i, j).mul(x.get(i, k));
+                if free(&ws[j].norm) {
+                    dc = dc.sub(&c.get(i, j).mul(wk).div(&ws[j].squared));
+                }
+                let mut t = nu(j).mul(&xs[i].norm).mul(hd).mul(&dc);
+                if !sphere {
+                    t = t.add(&wk.div(&ws[j].norm).mul(&xs[i].norm).mul(hv));
+                }
+                g[i][j].mul(&t)
+            })
+            .collect();
+        Interval::sum(prec, &terms)
+    });
+    Answer {
+        outputs: vec![("loss", Tensor::Scalar(loss))],
+        gradients: vec![
+            ("features", Tensor::Matrix(grad_features)),
+            ("weights", Tensor::Matrix(grad_weights)),
+        ],
+    }
+}
+
+/// The ε-clamped normalization where some row's norm is below ε (1e-12, 1e-8), each
+/// evaluated at 160 bits and judged on the case's own scales (`None`).
+pub(crate) fn conventions(c: &MultiplicativeCase) -> Vec<Alternative> {
+    let row_norm = |v: &[f64]| {
+        let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+        if top == 0.0 {
+            0.0
+        } else {
+            top * v.iter().map(|e| (e / top) * (e / top)).sum::<f64>().sqrt()
+        }
+    };
+    let smallest = |m: &Matrix<f64>| m.iter_rows().map(&row_norm).fold(f64::INFINITY, f64::min);
+    let least = smallest(&c.features).min(smallest(&c.weights));
+    let mut out = Vec::new();
+    for (eps, whose) in [
+        (1e-12, "torch.nn.functional.normalize's default"),
+        (
+            1e-8,
+            "as torch.nn.functional.cosine_similarity's ε, per row",
+        ),
+    ] {
+        if least < eps {
+            let a = evaluate(c, eps, 160);
+            if let Ok(a) = a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())) {
+                out.push((
+                    format!(
+                        "cos θ comes from rows normalized as v/max(‖v‖, ε) with ε = {eps:e} ({whose}), the logits scaled by the norms themselves"
+                    ),
+                    a,
+                    None,
+                ));
+            }
+        }
+    }
+    out
+}
