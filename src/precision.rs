@@ -199,6 +199,22 @@ pub(crate) fn norm(v: &[f64]) -> f64 {
     v.iter().map(|a| a * a).sum::<f64>().sqrt()
 }
 
+/// ‖v‖ in binary64 with v scaled by its largest |entry| first, so that a tiny or huge
+/// row's norm neither underflows to 0 nor overflows.
+pub(crate) fn scaled_norm(v: &[f64]) -> f64 {
+    let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+    if top == 0.0 {
+        0.0
+    } else {
+        top * v.iter().map(|e| (e / top) * (e / top)).sum::<f64>().sqrt()
+    }
+}
+
+/// The smallest [`scaled_norm`] of the rows of `m`.
+pub(crate) fn smallest_row_norm(m: &crate::matrix::Matrix<f64>) -> f64 {
+    m.iter_rows().map(scaled_norm).fold(f64::INFINITY, f64::min)
+}
+
 pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }

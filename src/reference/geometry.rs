@@ -52,6 +52,12 @@ pub struct Cosine {
     pub pole: Option<i32>,
 }
 
+/// x·w as the enclosure of the sum of the products' enclosures.
+pub fn dot(x: &[Interval], w: &[Interval], prec: u32) -> Interval {
+    let parts: Vec<Interval> = x.iter().zip(w).map(|(a, b)| a.mul(b)).collect();
+    Interval::sum(prec, &parts)
+}
+
 /// The exact product of point enclosures (`None` if one is not a point).
 pub fn exact_product(factors: &[&Interval]) -> Option<Float> {
     let mut p = Float::with_val(64, 1);

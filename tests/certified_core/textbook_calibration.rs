@@ -212,17 +212,7 @@ fn textbook_psi<T: Real>(c: &lossref::spec::MultiplicativeCase) -> Groups {
             }
         }
     }
-    let flat = |v: Vec<Vec<T>>| {
-        v.into_iter()
-            .flatten()
-            .map(Real::as_f64)
-            .collect::<Vec<f64>>()
-    };
-    let mut out = Groups::new();
-    out.insert("outputs/loss".into(), (vec![], vec![loss.as_f64()]));
-    out.insert("gradients/features".into(), (vec![n, d], flat(gx)));
-    out.insert("gradients/weights".into(), (vec![classes, d], flat(gw)));
-    out
+    textbook::margin_groups(loss, gx, gw, None)
 }
 
 fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {

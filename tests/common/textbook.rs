@@ -205,6 +205,13 @@ pub fn margin<T: Real>(c: &NormalizedCase, quirks: &Quirks) -> Groups {
             }
         }
     }
+    margin_groups(loss, gx, gw, (c.loss == LossId::NormFace).then_some(gs))
+}
+
+/// The results of a loss of features and weights: its loss, ∂L/∂x (N×D), ∂L/∂w (C×D)
+/// and, for normface, ∂L/∂s.
+pub fn margin_groups<T: Real>(loss: T, gx: Vec<Vec<T>>, gw: Vec<Vec<T>>, gs: Option<T>) -> Groups {
+    let shape = |m: &Vec<Vec<T>>| vec![m.len(), m.first().map_or(0, Vec::len)];
     let flat = |m: Vec<Vec<T>>| {
         m.into_iter()
             .flatten()
@@ -213,9 +220,9 @@ pub fn margin<T: Real>(c: &NormalizedCase, quirks: &Quirks) -> Groups {
     };
     let mut out = Groups::new();
     out.insert("outputs/loss".into(), (vec![], vec![loss.as_f64()]));
-    out.insert("gradients/features".into(), (vec![n, d], flat(gx)));
-    out.insert("gradients/weights".into(), (vec![classes, d], flat(gw)));
-    if c.loss == LossId::NormFace {
+    out.insert("gradients/features".into(), (shape(&gx), flat(gx)));
+    out.insert("gradients/weights".into(), (shape(&gw), flat(gw)));
+    if let Some(gs) = gs {
         out.insert("gradients/scale".into(), (vec![], vec![gs.as_f64()]));
     }
     out

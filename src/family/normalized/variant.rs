@@ -19,6 +19,7 @@ use crate::check::diagnose::Alternative;
 use crate::error::Result;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
+use crate::precision::{scaled_norm, smallest_row_norm};
 use crate::reference::geometry::{cosine, row_norms, Cosine};
 use crate::reference::per_sample;
 use crate::reference::softmax::{ce_row_as, points, reduce, RowLoss};
@@ -244,17 +245,10 @@ pub(crate) fn conventions(c: &NormalizedCase, dtype: Dtype) -> Vec<Alternative> 
             out.push((what, a, None));
         }
     };
-    // |v| scaled by its largest entry, so that a tiny row's norm does not underflow to 0
-    let row_norm = |v: &[f64]| {
-        let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
-        if top == 0.0 {
-            0.0
-        } else {
-            top * v.iter().map(|e| (e / top) * (e / top)).sum::<f64>().sqrt()
-        }
-    };
-    let smallest = |m: &Matrix<f64>| m.iter_rows().map(&row_norm).fold(f64::INFINITY, f64::min);
-    let (x_min, w_min) = (smallest(&c.features), smallest(&c.weights));
+    let (x_min, w_min) = (
+        smallest_row_norm(&c.features),
+        smallest_row_norm(&c.weights),
+    );
     for (eps, whose) in [
         (1e-12, "torch.nn.functional.normalize's default"),
         (
@@ -288,7 +282,7 @@ pub(crate) fn conventions(c: &NormalizedCase, dtype: Dtype) -> Vec<Alternative> 
             .map(|i| {
                 let (x, w) = (c.features.row(i), c.weights.row(c.labels[i]));
                 let d: f64 = x.iter().zip(w).map(|(a, b)| a * b).sum();
-                d / (row_norm(x) * row_norm(w))
+                d / (scaled_norm(x) * scaled_norm(w))
             })
             .collect();
         for delta in [1e-7, 1e-3] {

@@ -26,7 +26,7 @@
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::reference::geometry::{cosine, direction_numerator, row_norms, RowNorm};
+use crate::reference::geometry::{cosine, direction_numerator, dot, row_norms, RowNorm};
 use crate::reference::softmax::{cross_entropies, points, reduce, softmax_ce_grad};
 use crate::spec::MultiplicativeCase;
 use rug::Float;
@@ -153,13 +153,7 @@ pub fn evaluate(case: &MultiplicativeCase, prec: u32) -> Answer<Interval> {
             xs[i].norm.mul(&pairs.get(i, j).as_ref().expect("pair").1)
         } else {
             // w_j·x_i, also for a zero row
-            let parts: Vec<Interval> = x
-                .row(i)
-                .iter()
-                .zip(w.row(j))
-                .map(|(a, b)| a.mul(b))
-                .collect();
-            Interval::sum(prec, &parts)
+            dot(x.row(i), w.row(j), prec)
         }
     });
     let loss = reduce(&cross_entropies(&logits, &case.labels), case.reduction);

@@ -17,7 +17,8 @@ use crate::answer::{Answer, Tensor};
 use crate::check::diagnose::Alternative;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::reference::geometry::row_norms;
+use crate::precision::smallest_row_norm;
+use crate::reference::geometry::{dot, row_norms};
 use crate::reference::per_sample;
 use crate::reference::softmax::{ce_row, points, reduce};
 use crate::spec::MultiplicativeCase;
@@ -36,19 +37,12 @@ fn evaluate(case: &MultiplicativeCase, eps: f64, prec: u32) -> Answer<Interval> 
     let clamped = |v: &Interval| if free(v) { v.clone() } else { e.clone() };
     let lambda = Interval::from_f64(prec, case.lambda);
     let blend = one.add(&lambda);
-    let dot = |i: usize, j: usize| {
-        let parts: Vec<Interval> = x
-            .row(i)
-            .iter()
-            .zip(w.row(j))
-            .map(|(a, b)| a.mul(b))
-            .collect();
-        Interval::sum(prec, &parts)
-    };
     let u: Matrix<Interval> = Matrix::from_fn(n, classes, |i, j| {
         one.div(&clamped(&xs[i].norm).mul(&clamped(&ws[j].norm)))
     });
-    let c: Matrix<Interval> = Matrix::from_fn(n, classes, |i, j| dot(i, j).mul(u.get(i, j)));
+    let c: Matrix<Interval> = Matrix::from_fn(n, classes, |i, j| {
+        dot(x.row(i), w.row(j), prec).mul(u.get(i, j))
+    });
     let nu = |j: usize| {
         if sphere {
             one.clone()
@@ -126,16 +120,7 @@ fn evaluate(case: &MultiplicativeCase, eps: f64, prec: u32) -> Answer<Interval> 
 /// The ε-clamped normalization where some row's norm is below ε (1e-12, 1e-8), each
 /// evaluated at 160 bits and judged on the case's own scales (`None`).
 pub(crate) fn conventions(c: &MultiplicativeCase) -> Vec<Alternative> {
-    let row_norm = |v: &[f64]| {
-        let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
-        if top == 0.0 {
-            0.0
-        } else {
-            top * v.iter().map(|e| (e / top) * (e / top)).sum::<f64>().sqrt()
-        }
-    };
-    let smallest = |m: &Matrix<f64>| m.iter_rows().map(&row_norm).fold(f64::INFINITY, f64::min);
-    let least = smallest(&c.features).min(smallest(&c.weights));
+    let least = smallest_row_norm(&c.features).min(smallest_row_norm(&c.weights));
     let mut out = Vec::new();
     for (eps, whose) in [
         (1e-12, "torch.nn.functional.normalize's default"),
