@@ -130,91 +130,6 @@ fn textbook_center<T: Real>(c: &lossref::spec::CenterCase) -> Groups {
     out
 }
 
-/// L-Softmax / A-Softmax as re-implementations write them: θ = acos(ŵ_y·x̂),
-/// k = ⌊mθ/π⌋, ψ = (−1)^k cos(mθ) − 2k, the target logit ν_y‖x‖(λ cos θ + ψ)/(1 + λ), the
-/// others w_j·x (ŵ_j·x for A-Softmax), log_softmax + NLL, and autograd's chain rule
-/// (dψ/dcos θ = (−1)^k m sin(mθ)/sin θ through acos).
-fn textbook_psi<T: Real>(c: &lossref::spec::MultiplicativeCase) -> Groups {
-    let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
-    let sphere = c.normalized_weights();
-    let (m, lambda): (T, T) = (t(f64::from(c.margin)), t(c.lambda));
-    let r: T = if c.reduction == Reduction::Mean {
-        t::<T>(1.0) / t::<T>(n as f64)
-    } else {
-        T::one()
-    };
-    let x: Vec<Vec<T>> = c
-        .features
-        .iter_rows()
-        .map(|row| row.iter().map(|&v| t(v)).collect())
-        .collect();
-    let w: Vec<Vec<T>> = c
-        .weights
-        .iter_rows()
-        .map(|row| row.iter().map(|&v| t(v)).collect())
-        .collect();
-    let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
-    let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
-    let pi: T = t(std::f64::consts::PI);
-    let mut loss = T::zero();
-    let mut gx = vec![vec![T::zero(); d]; n];
-    let mut gw = vec![vec![T::zero(); d]; classes];
-    for i in 0..n {
-        let y = c.labels[i];
-        let xn = norm(&x[i]);
-        let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
-        let cy = dotp(&x[i], &w[y]) / (xn * wn[y]);
-        let theta = cy.acos();
-        let k = (m * theta / pi).floor().min(m - T::one());
-        let sign = if k.to_u32().unwrap_or(0) % 2 == 1 {
-            -T::one()
-        } else {
-            T::one()
-        };
-        let psi = sign * (m * theta).cos() - t::<T>(2.0) * k;
-        let dpsi = sign * m * (m * theta).sin() / theta.sin();
-        let h = (lambda * cy + psi) / (T::one() + lambda);
-        let dh = (lambda + dpsi) / (T::one() + lambda);
-        let nu = |j: usize| if sphere { T::one() } else { wn[j] };
-        let f: Vec<T> = (0..classes)
-            .map(|j| {
-                if j == y {
-                    nu(y) * xn * h
-                } else {
-                    dotp(&x[i], &w[j]) / if sphere { wn[j] } else { T::one() }
-                }
-            })
-            .collect();
-        let top = f.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let lse = top + f.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
-        loss += r * (lse - f[y]);
-        for j in 0..classes {
-            let df = r * ((f[j] - lse).exp() - if j == y { T::one() } else { T::zero() });
-            for e in 0..d {
-                let (xh, wh) = (x[i][e] / xn, w[j][e] / wn[j]);
-                if j == y {
-                    gx[i][e] += df * nu(y) * (h * xh + dh * (wh - cy * xh));
-                    gw[j][e] += df
-                        * xn
-                        * if sphere {
-                            dh * (xh - cy * wh) / wn[j]
-                        } else {
-                            h * wh + dh * (xh - cy * wh)
-                        };
-                } else if sphere {
-                    let cj = dotp(&x[i], &w[j]) / (xn * wn[j]);
-                    gx[i][e] += df * wh;
-                    gw[j][e] += df * xn * (xh - cj * wh) / wn[j];
-                } else {
-                    gx[i][e] += df * w[j][e];
-                    gw[j][e] += df * x[i][e];
-                }
-            }
-        }
-    }
-    textbook::margin_groups(loss, gx, gw, None)
-}
-
 fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
     let mut values = BTreeMap::new();
     for c in corpus
@@ -244,8 +159,8 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
             (Case::Distill(d), Dtype::Float64) => textbook_distill::<f64>(d),
             (Case::Center(d), Dtype::Float32) => textbook_center::<f32>(d),
             (Case::Center(d), Dtype::Float64) => textbook_center::<f64>(d),
-            (Case::Multiplicative(p), Dtype::Float32) => textbook_psi::<f32>(p),
-            (Case::Multiplicative(p), Dtype::Float64) => textbook_psi::<f64>(p),
+            (Case::Multiplicative(p), Dtype::Float32) => textbook::psi::<f32>(p, &Quirks::NONE),
+            (Case::Multiplicative(p), Dtype::Float64) => textbook::psi::<f64>(p, &Quirks::NONE),
         };
         values.insert(c.id.clone(), groups);
     }

@@ -979,7 +979,9 @@ fn textbook_with(quirks: Quirks) -> impl Fn(&Case, Dtype) -> Groups {
             s.reduction == Reduction::Mean,
             &quirks,
         ),
-        _ => unreachable!("the textbook covers the normalized family and softmax_ce"),
+        (Case::Multiplicative(p), Dtype::Float32) => textbook::psi::<f32>(p, &quirks),
+        (Case::Multiplicative(p), Dtype::Float64) => textbook::psi::<f64>(p, &quirks),
+        _ => unreachable!("the textbook covers the normalized family, L-/A-Softmax and softmax_ce"),
     }
 }
 
@@ -1054,6 +1056,26 @@ fn rows_normalized_with_an_eps_clamp_are_diagnosed_with_their_eps() {
                 .iter()
                 .all(|c| !matches!(c.verdict, Verdict::Fail | Verdict::Missing(_))),
             "{loss}"
+        );
+    }
+}
+
+#[test]
+fn l_and_a_softmax_with_an_eps_normalized_cosine_are_diagnosed() {
+    // pytorch-metric-learning's LargeMarginSoftmaxLoss and SphereFaceLoss: cos θ from
+    // F.normalize'd rows, the logits scaled by torch.norm's norms
+    let corpus = corpus();
+    let quirks = Quirks {
+        normalize_eps: Some(1e-12),
+        ..Quirks::NONE
+    };
+    for loss in ["lsoftmax", "sphereface"] {
+        let select = |c: &CorpusCase| c.loss == loss;
+        let results = results_of(&corpus, select, textbook_with(quirks));
+        let d = diagnosed_where(&corpus, &results, loss, &["edge:tiny-norm"]);
+        assert!(
+            d.starts_with("cos θ comes from rows normalized as v/max(‖v‖, ε) with ε = 1e-12"),
+            "{loss}: {d}"
         );
     }
 }

@@ -7,7 +7,9 @@
 use lossref::check::Groups;
 use lossref::fast::real::Real;
 use lossref::matrix::Matrix;
-use lossref::spec::{Boundary, LossId, Margin, MarginGrad, NormalizedCase, Reduction};
+use lossref::spec::{
+    Boundary, LossId, Margin, MarginGrad, MultiplicativeCase, NormalizedCase, Reduction,
+};
 
 fn t<T: Real>(x: f64) -> T {
     T::of_f64(x)
@@ -226,6 +228,182 @@ pub fn margin_groups<T: Real>(loss: T, gx: Vec<Vec<T>>, gw: Vec<Vec<T>>, gs: Opt
         out.insert("gradients/scale".into(), (vec![], vec![gs.as_f64()]));
     }
     out
+}
+
+/// L-Softmax / A-Softmax as re-implementations write them: θ = acos(ŵ_y·x̂),
+/// k = ⌊mθ/π⌋, ψ = (−1)^k cos(mθ) − 2k, the target logit ν_y‖x‖(λ cos θ + ψ)/(1 + λ), the
+/// others w_j·x (ŵ_j·x for A-Softmax), log_softmax + NLL, and autograd's chain rule
+/// (dψ/dcos θ = (−1)^k m sin(mθ)/sin θ through acos). With `quirks.normalize_eps`, as
+/// pytorch-metric-learning's LargeMarginSoftmaxLoss and SphereFaceLoss compute it
+/// ([`psi_normalized_with`]).
+pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
+    if let Some(eps) = quirks.normalize_eps {
+        return psi_normalized_with::<T>(c, eps);
+    }
+    let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
+    let sphere = c.normalized_weights();
+    let (m, lambda): (T, T) = (t(f64::from(c.margin)), t(c.lambda));
+    let r: T = if c.reduction == Reduction::Mean {
+        t::<T>(1.0) / t::<T>(n as f64)
+    } else {
+        T::one()
+    };
+    let x: Vec<Vec<T>> = c
+        .features
+        .iter_rows()
+        .map(|row| row.iter().map(|&v| t(v)).collect())
+        .collect();
+    let w: Vec<Vec<T>> = c
+        .weights
+        .iter_rows()
+        .map(|row| row.iter().map(|&v| t(v)).collect())
+        .collect();
+    let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
+    let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
+    let pi: T = t(std::f64::consts::PI);
+    let mut loss = T::zero();
+    let mut gx = vec![vec![T::zero(); d]; n];
+    let mut gw = vec![vec![T::zero(); d]; classes];
+    for i in 0..n {
+        let y = c.labels[i];
+        let xn = norm(&x[i]);
+        let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
+        let cy = dotp(&x[i], &w[y]) / (xn * wn[y]);
+        let theta = cy.acos();
+        let k = (m * theta / pi).floor().min(m - T::one());
+        let sign = if k.to_u32().unwrap_or(0) % 2 == 1 {
+            -T::one()
+        } else {
+            T::one()
+        };
+        let psi = sign * (m * theta).cos() - t::<T>(2.0) * k;
+        let dpsi = sign * m * (m * theta).sin() / theta.sin();
+        let h = (lambda * cy + psi) / (T::one() + lambda);
+        let dh = (lambda + dpsi) / (T::one() + lambda);
+        let nu = |j: usize| if sphere { T::one() } else { wn[j] };
+        let f: Vec<T> = (0..classes)
+            .map(|j| {
+                if j == y {
+                    nu(y) * xn * h
+                } else {
+                    dotp(&x[i], &w[j]) / if sphere { wn[j] } else { T::one() }
+                }
+            })
+            .collect();
+        let top = f.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+        let lse = top + f.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        loss += r * (lse - f[y]);
+        for j in 0..classes {
+            let df = r * ((f[j] - lse).exp() - if j == y { T::one() } else { T::zero() });
+            for e in 0..d {
+                let (xh, wh) = (x[i][e] / xn, w[j][e] / wn[j]);
+                if j == y {
+                    gx[i][e] += df * nu(y) * (h * xh + dh * (wh - cy * xh));
+                    gw[j][e] += df
+                        * xn
+                        * if sphere {
+                            dh * (xh - cy * wh) / wn[j]
+                        } else {
+                            h * wh + dh * (xh - cy * wh)
+                        };
+                } else if sphere {
+                    let cj = dotp(&x[i], &w[j]) / (xn * wn[j]);
+                    gx[i][e] += df * wh;
+                    gw[j][e] += df * xn * (xh - cj * wh) / wn[j];
+                } else {
+                    gx[i][e] += df * w[j][e];
+                    gw[j][e] += df * x[i][e];
+                }
+            }
+        }
+    }
+    margin_groups(loss, gx, gw, None)
+}
+
+/// L-Softmax / A-Softmax with cos θ from rows normalized as v/max(‖v‖, ε) and the logits
+/// scaled by the norms themselves (`torch.norm`): f_ij = ν_j‖x_i‖H_ij with H = h(c) at the
+/// target and c elsewhere, c = x·w/(max(‖x‖, ε)·max(‖w‖, ε)), differentiated as autograd
+/// does (no projection through a clamped norm).
+fn psi_normalized_with<T: Real>(c: &MultiplicativeCase, eps: f64) -> Groups {
+    let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
+    let sphere = c.normalized_weights();
+    let (m, lambda, e): (T, T, T) = (t(f64::from(c.margin)), t(c.lambda), t(eps));
+    let r: T = if c.reduction == Reduction::Mean {
+        t::<T>(1.0) / t::<T>(n as f64)
+    } else {
+        T::one()
+    };
+    let rows = |mat: &Matrix<f64>| -> Vec<Vec<T>> {
+        mat.iter_rows()
+            .map(|row| row.iter().map(|&v| t(v)).collect())
+            .collect()
+    };
+    let (x, w) = (rows(&c.features), rows(&c.weights));
+    let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
+    let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
+    let pi: T = t(std::f64::consts::PI);
+    let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
+    let mut loss = T::zero();
+    let mut gx = vec![vec![T::zero(); d]; n];
+    let mut gw = vec![vec![T::zero(); d]; classes];
+    for i in 0..n {
+        let y = c.labels[i];
+        let xn = norm(&x[i]);
+        let nx = xn.max(e);
+        let cos: Vec<T> = (0..classes)
+            .map(|j| dotp(&x[i], &w[j]) / (nx * wn[j].max(e)))
+            .collect();
+        // (H, H′) per class
+        let hs: Vec<(T, T)> = (0..classes)
+            .map(|j| {
+                if j != y {
+                    return (cos[j], T::one());
+                }
+                let cy = cos[y].max(-T::one()).min(T::one());
+                let theta = cy.acos();
+                let k = (m * theta / pi).floor().min(m - T::one());
+                let sign = if k.to_u32().unwrap_or(0) % 2 == 1 {
+                    -T::one()
+                } else {
+                    T::one()
+                };
+                let psi = sign * (m * theta).cos() - t::<T>(2.0) * k;
+                let dpsi = sign * m * (m * theta).sin() / theta.sin();
+                (
+                    (lambda * cos[y] + psi) / (T::one() + lambda),
+                    (lambda + dpsi) / (T::one() + lambda),
+                )
+            })
+            .collect();
+        let nu = |j: usize| if sphere { T::one() } else { wn[j] };
+        let f: Vec<T> = (0..classes).map(|j| nu(j) * xn * hs[j].0).collect();
+        let top = f.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+        let lse = top + f.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        loss += r * (lse - f[y]);
+        for j in 0..classes {
+            let df = r * ((f[j] - lse).exp() - if j == y { T::one() } else { T::zero() });
+            let (h, dh) = hs[j];
+            let nw = wn[j].max(e);
+            for k in 0..d {
+                let mut dcx = w[j][k] / (nx * nw);
+                if xn >= e {
+                    dcx -= cos[j] * x[i][k] / (xn * xn);
+                }
+                let mut dcw = x[i][k] / (nx * nw);
+                if wn[j] >= e {
+                    dcw -= cos[j] * w[j][k] / (wn[j] * wn[j]);
+                }
+                gx[i][k] += df * nu(j) * (x[i][k] / xn * h + xn * dh * dcx);
+                let own = if sphere {
+                    T::zero()
+                } else {
+                    w[j][k] / wn[j] * xn * h
+                };
+                gw[j][k] += df * (own + nu(j) * xn * dh * dcw);
+            }
+        }
+    }
+    margin_groups(loss, gx, gw, None)
 }
 
 /// PyTorch-style softmax cross-entropy: log_softmax, NLL, softmax − onehot; with `quirks`.
