@@ -73,6 +73,7 @@ pub mod reference;
 pub mod report;
 pub mod schedule;
 pub mod spec;
+pub mod suggest;
 pub mod tolerance;
 
 pub use answer::{Answer, Gradient, Output, Tensor};

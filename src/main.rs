@@ -30,6 +30,10 @@ enum Command {
         /// With --output, also store the decimal strings (`decimal/…`).
         #[arg(long, requires = "output")]
         decimals: bool,
+        /// The most array data a `.npz` input may hold, in MiB (default 64, as a JSON case
+        /// file; the certified evaluation takes many times that in memory).
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        max_input_mib: u64,
     },
     /// Time the fused forward + backward of a normalized-margin loss against the three plain
     /// GEMMs of the same shapes (X·Wᵀ, G·W, Gᵀ·X), in the same run, and print JSON with both
@@ -123,10 +127,14 @@ fn main() {
             binary64,
             output,
             decimals,
-        } => match output {
-            Some(file) => cli::eval::run_to_npz(&case, &file, decimals),
-            None => cli::eval::run(&case, binary64),
-        },
+            max_input_mib,
+        } => {
+            lossref::npz::set_input_limit(max_input_mib.saturating_mul(1 << 20));
+            match output {
+                Some(file) => cli::eval::run_to_npz(&case, &file, decimals),
+                None => cli::eval::run(&case, binary64),
+            }
+        }
         Command::Bench {
             loss,
             batch,

@@ -17,6 +17,24 @@ use std::path::Path;
 /// The largest `.npz` archive lossref reads: 4 GiB of array data, uncompressed.
 pub const MAX_NPZ_BYTES: u64 = 4 << 30;
 
+/// The default limit on a case's `.npz` inputs read from a file (`lossref eval`): 64 MiB
+/// of array data, uncompressed, as for a JSON case file. The certified evaluation holds an
+/// enclosure of every intermediate, many times the inputs' size, so the limit bounds its
+/// memory; `lossref eval --max-input-mib N` raises it ([`set_input_limit`]).
+pub const DEFAULT_INPUT_BYTES: u64 = 64 << 20;
+
+static INPUT_LIMIT: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_INPUT_BYTES);
+
+/// Sets the limit on the array data of `.npz` inputs read from files ([`read`]), at most
+/// [`MAX_NPZ_BYTES`].
+pub fn set_input_limit(bytes: u64) {
+    INPUT_LIMIT.store(
+        bytes.min(MAX_NPZ_BYTES),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 /// An array's values.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Data {
@@ -53,7 +71,8 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
     let file = path.display().to_string();
     let archive = NpzArchive::open(path)
         .map_err(|e| io_error(&file, format!("cannot open as a numpy .npz archive: {e}")))?;
-    read_archive(archive, &file)
+    let limit = INPUT_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
+    read_archive(archive, &file, limit)
 }
 
 /// [`read`] for an archive held in memory (the embedded corpus); `file` names it in errors.
@@ -63,12 +82,13 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, Array>> {
 pub fn read_bytes(bytes: &[u8], file: &str) -> Result<BTreeMap<String, Array>> {
     let archive = NpzArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| io_error(file, format!("cannot open as a numpy .npz archive: {e}")))?;
-    read_archive(archive, file)
+    read_archive(archive, file, MAX_NPZ_BYTES)
 }
 
 fn read_archive<R: Read + std::io::Seek>(
     mut archive: NpzArchive<R>,
     file: &str,
+    limit: u64,
 ) -> Result<BTreeMap<String, Array>> {
     let file = file.to_string();
     let zip = archive.zip_archive();
@@ -84,10 +104,22 @@ fn read_archive<R: Read + std::io::Seek>(
         };
         let stored = entry.size();
         total = total.saturating_add(stored);
-        if total > MAX_NPZ_BYTES {
+        if total > limit {
+            let raise = if limit < MAX_NPZ_BYTES {
+                format!(
+                    "; `lossref eval --max-input-mib N` raises it (the certified evaluation takes \
+                     many times the inputs' size in memory), up to {} MiB",
+                    MAX_NPZ_BYTES >> 20
+                )
+            } else {
+                String::new()
+            };
             return Err(io_error(
                 &file,
-                format!("holds more than the limit of {MAX_NPZ_BYTES} bytes of arrays"),
+                format!(
+                    "holds more than the limit of {} MiB of arrays{raise}",
+                    limit >> 20
+                ),
             ));
         }
         let place = format!("{file}:{name}");

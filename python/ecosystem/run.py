@@ -25,6 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from adapters import ADAPTERS, Adapter  # noqa: E402
 
 
+def units(x: Any) -> str:
+    """A group's largest error in words: null in the report's JSON is a value that is NaN
+    or ±∞ (or was not compared)."""
+    return "NaN or ±∞" if x is None else f"{x:.3g}× the tolerance"
+
+
 def run_adapter(adapter: Adapter, corpus: Any) -> Dict[str, Any]:
     version = adapter.version()
     entry: Dict[str, Any] = {"name": adapter.name, "library": adapter.library, "version": version, "losses": adapter.losses, "cites": adapter.cites}
@@ -65,7 +71,7 @@ def run_adapter(adapter: Adapter, corpus: Any) -> Dict[str, Any]:
             {
                 "case": c["id"],
                 "verdict": c["verdict"],
-                "groups": [f'{g["group"]}: {g["verdict"]} ({g["max_units"] if isinstance(g["max_units"], str) else format(g["max_units"], ".3g")}× the tolerance)' for g in c["groups"] if g["verdict"] not in ("pass", "not run")],
+                "groups": [f'{g["group"]}: {g["verdict"]} ({units(g["max_units"])})' for g in c["groups"] if g["verdict"] not in ("pass", "not run")],
             }
             for c in ran
             if c["verdict"] not in ("pass", "xfail", "skip")

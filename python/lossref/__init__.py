@@ -363,6 +363,11 @@ class Results:
         return len(self.values)
 
 
+#: The case verdicts that fail a check, as ``lossref check`` counts them (its exit status 1,
+#: ``Report.passed``): an UNSTABLE case fails unless an expectation marks it.
+FAILING = ("FAIL", "UNSTABLE", "MISSING", "WRONG SHAPE", "UNEXPECTED PASS")
+
+
 class Report:
     """The judgement of a :class:`Results` against the corpus.
 
@@ -385,7 +390,7 @@ class Report:
 
     def verdict(self, case_id: str) -> str:
         """The verdict of one case: ``pass``, ``FAIL``, ``UNSTABLE``, ``MISSING``,
-        ``not run``, ``xfail``, ``skip`` or ``UNEXPECTED PASS``."""
+        ``WRONG SHAPE``, ``not run``, ``xfail``, ``skip`` or ``UNEXPECTED PASS``."""
         for c in self.cases:
             if c["id"] == case_id:
                 return c["verdict"]
@@ -406,8 +411,9 @@ class Report:
         return None
 
     def failures(self) -> List[Dict[str, Any]]:
-        """The cases that fail (``FAIL``, ``MISSING``, ``UNEXPECTED PASS``)."""
-        return [c for c in self.cases if c["verdict"] in ("FAIL", "MISSING", "UNEXPECTED PASS")]
+        """The cases that fail: those that make ``lossref check`` exit 1 and ``passed``
+        false (``FAIL``, ``UNSTABLE``, ``MISSING``, ``WRONG SHAPE``, ``UNEXPECTED PASS``)."""
+        return [c for c in self.cases if c["verdict"] in FAILING]
 
     def to_junit(self, path: Union[str, os.PathLike]) -> None:
         """Writes JUnit XML (one test case per corpus case)."""
@@ -472,7 +478,9 @@ def assert_conforms(
     report = check(results, expect=expect, corpus=corpus if corpus is not None else getattr(case, "_corpus", None))
     case_id = case.id if isinstance(case, CorpusCase) else str(case)
     verdict = report.case(case_id)
-    if verdict["verdict"] in ("FAIL", "MISSING", "UNEXPECTED PASS"):
+    # one verdict everywhere: what fails `lossref check` fails here (UNSTABLE included,
+    # unless an expectation says otherwise)
+    if verdict["verdict"] in FAILING:
         lines = [f"{case_id}: {verdict['verdict']}"]
         for g in verdict["groups"]:
             if g["verdict"] != "pass":

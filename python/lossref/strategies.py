@@ -180,14 +180,58 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+# the corpus's tag names for the regimes (SPEC §4), accepted as well
+_TAG_ALIASES = {"edge:dominant-target": "dominant", "dominant-target": "dominant"}
+
+
+def regime_name(regime: str) -> str:
+    """`regime` as strategies names it: a corpus tag (``edge:dominant-target``,
+    ``edge:acos-near-1``) or the short name (``dominant``, ``acos-near-1``). Raises
+    ValueError for a name no loss has, with the nearest valid one."""
+    if not isinstance(regime, str):
+        raise TypeError(f"lossref.strategies: regime must be a str, got {type(regime).__name__}")
+    name = _TAG_ALIASES.get(regime, regime)
+    if name.startswith("edge:"):
+        name = _TAG_ALIASES.get(name[len("edge:") :], name[len("edge:") :])
+    known = ["random"] + LOGIT_REGIMES + ANGLE_REGIMES
+    if name not in known:
+        import difflib
+
+        near = difflib.get_close_matches(name, known + ["edge:" + k for k in known if k != "random"], n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"lossref.strategies: unknown regime {regime!r}{hint}; the regimes are {', '.join(known)}")
+    return name
+
+
+def cases(loss: Optional[str] = None, dtype: Optional[str] = None, regime: Optional[str] = None) -> Any:
+    """A strategy for valid SPEC §3 cases of `loss` (default: any to which `regime` applies)
+    in `dtype` (``float32`` or ``float64``; default: either), drawn in `regime` (default:
+    any that applies; a corpus tag name such as ``edge:dominant-target`` is accepted). An
+    unknown loss, dtype or regime, or a regime that does not apply to `loss`, raises
+    ValueError at once."""
+    if loss is not None and loss not in LOSSES:
+        import difflib
+
+        near = difflib.get_close_matches(str(loss), LOSSES, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"lossref.strategies: unknown loss {loss!r}{hint}")
+    if dtype not in (None, "float32", "float64"):
+        raise ValueError(f"lossref.strategies: dtype must be 'float32' or 'float64', got {dtype!r}")
+    if regime is not None:
+        regime = regime_name(regime)
+        if loss is not None and regime not in regimes_for(loss):
+            raise ValueError(
+                f"lossref.strategies: the regime {regime!r} does not apply to {loss!r}; its regimes are {', '.join(regimes_for(loss))}"
+            )
+    losses = [loss] if loss is not None else [name for name in LOSSES if regime is None or regime in regimes_for(name)]
+    return _cases(losses, dtype, regime)
+
+
 @st.composite
-def cases(draw: Any, loss: Optional[str] = None, dtype: Optional[str] = None, regime: Optional[str] = None) -> Dict[str, Any]:
-    """A valid SPEC §3 case of `loss` (default: any) in `dtype` (``float32`` or ``float64``;
-    default: either), drawn in `regime` (default: any that applies)."""
-    loss = loss or draw(st.sampled_from(LOSSES))
+def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[str]) -> Dict[str, Any]:
+    loss = draw(st.sampled_from(losses))
     dtype = dtype or draw(st.sampled_from(["float32", "float64"]))
-    allowed = regimes_for(loss)
-    regime = regime if regime in allowed else draw(st.sampled_from(allowed))
+    regime = regime or draw(st.sampled_from(regimes_for(loss)))
     params = _params(draw, loss, dtype)
     n, c, d = draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 5))
     labels = [draw(st.integers(0, c - 1)) for _ in range(n)]

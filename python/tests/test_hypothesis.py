@@ -89,3 +89,26 @@ def test_a_jax_cosface_agrees_with_lossref_eval(case: dict) -> None:
         assert (np.abs(got - ref) <= 1e-9 * np.abs(ref) + 1e-12 * natural).all(), (name, got, ref)
     ref_loss = float(want.binary64["outputs"]["loss"])
     assert abs(float(outputs["loss"]) - ref_loss) <= 1e-9 * abs(ref_loss) + 1e-12 * s
+
+
+def test_regimes_are_checked_at_once_and_take_the_corpus_tag_names() -> None:
+    # an unknown regime used to draw from every regime silently
+    with pytest.raises(ValueError, match="unknown regime 'bogus'"):
+        ls.cases(loss="cosface", regime="bogus")
+    with pytest.raises(ValueError, match="did you mean 'acos-near-1'"):
+        ls.cases(loss="cosface", regime="acos-near1")
+    with pytest.raises(ValueError, match="does not apply to 'softmax_ce'"):
+        ls.cases(loss="softmax_ce", regime="acos-near-1")
+    with pytest.raises(ValueError, match="did you mean 'cosface'"):
+        ls.cases(loss="cosfase")
+    # the corpus's tag names, and a regime alone restricting the losses drawn
+    assert ls.regime_name("edge:dominant-target") == "dominant"
+    assert ls.regime_name("dominant-target") == "dominant"
+    assert ls.regime_name("edge:acos-near-1") == "acos-near-1"
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ls.cases(regime="edge:dominant-target"))
+def test_a_tag_name_draws_that_regime(case: dict) -> None:
+    # only the losses with logits have a dominant-target regime, and the target dominates
+    assert case["loss"] in ("softmax", "softmax_ce", "distill")

@@ -42,3 +42,25 @@ def test_the_jax_example_prints_its_diagnosis() -> None:
 
 def test_the_eval_example() -> None:
     run(BLOCKS[2])
+
+
+def test_the_pytest_example_defines_what_it_calls_and_shares_check_s_verdict() -> None:
+    import lossref
+
+    scope: dict = {"__name__": "readme"}
+    exec(compile(BLOCKS[3], "README.md", "exec"), scope)
+    corpus = lossref.Corpus.load()
+    failed = []
+    for case in corpus.cases(loss="softmax_ce", dtype="float32"):
+        try:
+            scope["test_my_cross_entropy"](case)
+        except AssertionError:
+            failed.append(case)
+    # exactly the cases lossref.check does not pass: the dominant targets (UNSTABLE)
+    results = lossref.Results(corpus)
+    for case in corpus.cases(loss="softmax_ce", dtype="float32"):
+        loss, grad = scope["my_cross_entropy"](case.inputs["logits"], case.inputs["labels"], **case.params)
+        results.add(case, outputs={"loss": loss}, gradients={"logits": grad})
+    report = lossref.check(results)
+    assert sorted(c.id for c in failed) == sorted(c["id"] for c in report.failures())
+    assert failed and all("edge:dominant-target" in c.tags for c in failed), [c.id for c in failed]

@@ -57,8 +57,20 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn required(&mut self, key: &'static str) -> Result<&'a Value> {
-        self.optional(key)
-            .ok_or_else(|| Error::invalid(self.place(key), "missing"))
+        self.optional(key).ok_or_else(|| {
+            // a given key that is not one this object takes, near the missing one
+            let given = self
+                .map
+                .keys()
+                .map(String::as_str)
+                .filter(|k| !self.taken.contains(k))
+                .find(|k| crate::suggest::nearest(k, [key]).is_some());
+            let reason = match given {
+                Some(k) => format!("missing; `{k}` is given (did you mean `{key}`?)"),
+                None => "missing".to_string(),
+            };
+            Error::invalid(self.place(key), reason)
+        })
     }
 
     pub(crate) fn taken(&self) -> String {
@@ -74,7 +86,10 @@ impl<'a> Fields<'a> {
         match self.map.keys().find(|k| !self.taken.contains(&k.as_str())) {
             Some(extra) => Err(Error::invalid(
                 self.place(extra),
-                format!("unknown key; {allowed}"),
+                format!(
+                    "unknown key{}; {allowed}",
+                    crate::suggest::did_you_mean(extra, self.taken.iter().copied())
+                ),
             )),
             None => Ok(()),
         }

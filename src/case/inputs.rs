@@ -175,7 +175,10 @@ impl<'a> Inputs<'a> {
                 match arrays.keys().find(|k| !taken.contains(&k.as_str())) {
                     Some(extra) => Err(Error::invalid(
                         self.place(extra),
-                        format!("unknown array; {allowed}"),
+                        format!(
+                            "unknown array{}; {allowed}",
+                            crate::suggest::did_you_mean(extra, taken.iter().copied())
+                        ),
                     )),
                     None => Ok(()),
                 }
@@ -190,9 +193,13 @@ impl<'a> Inputs<'a> {
             Inputs::Json(_) => Err(Error::invalid(place, "not an archive")),
             Inputs::Npz { arrays, taken, .. } => {
                 taken.push(key);
+                let near = crate::suggest::nearest(key, arrays.keys().map(String::as_str))
+                    .map_or(String::new(), |k| {
+                        format!("; `{k}` is given (did you mean `{key}`?)")
+                    });
                 arrays
                     .get(key)
-                    .ok_or_else(|| Error::invalid(place, "missing from the archive"))
+                    .ok_or_else(|| Error::invalid(place, format!("missing from the archive{near}")))
             }
         }
     }

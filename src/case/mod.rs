@@ -121,7 +121,8 @@ fn case_with_inputs<'a>(
     })?;
     let loss = LossId::from_name(loss_name).ok_or_else(|| {
         let reason = format!(
-            "unknown loss `{loss_name}`; SPEC §1 lists {}",
+            "unknown loss `{loss_name}`{}; SPEC §1 lists {}",
+            crate::suggest::did_you_mean(loss_name, SPEC_LOSSES.iter().copied()),
             SPEC_LOSSES.join(", ")
         );
         Error::invalid("loss", reason)

@@ -355,11 +355,12 @@ pub fn diagnose(
     reports: &[CaseReport],
 ) -> Result<Vec<Diagnosis>> {
     let mut by_loss: BTreeMap<String, Vec<&CaseReport>> = BTreeMap::new();
-    for r in reports.iter().filter(|r| {
-        matches!(
-            r.verdict,
-            Verdict::Fail | Verdict::Missing(_) | Verdict::Unstable(_)
-        )
+    // values that were compared, and the one shape a convention explains (D×C weights):
+    // an absent value or another wrong shape is no evidence of any convention
+    for r in reports.iter().filter(|r| match &r.verdict {
+        Verdict::Fail | Verdict::Unstable(_) => true,
+        Verdict::WrongShape(why) => why.contains("transpose"),
+        _ => false,
     }) {
         by_loss.entry(r.loss.clone()).or_default().push(r);
     }
@@ -384,9 +385,10 @@ pub fn diagnose(
                     return;
                 }
                 // a value that is NaN or ±∞ (its error is infinite), not merely absent
-                let nan = r.groups.iter().any(|g| {
-                    g.worst_units.is_infinite() && !matches!(g.verdict, Verdict::Missing(_))
-                });
+                let nan = r
+                    .groups
+                    .iter()
+                    .any(|g| g.worst_units.is_infinite() && g.verdict.compared());
                 match &r.verdict {
                     Verdict::Unstable(why) => *unstable.entry(why.clone()).or_default() += 1,
                     _ if nan => non_finite.push(r.id.clone()),
@@ -402,10 +404,9 @@ pub fn diagnose(
                 continue;
             };
             let loaded = corpus.load_case(case)?;
-            let transposed = r
-                .groups
-                .iter()
-                .any(|g| matches!(&g.verdict, Verdict::Missing(why) if why.contains("transpose")));
+            let transposed = r.groups.iter().any(
+                |g| matches!(&g.verdict, Verdict::WrongShape(why) if why.contains("transpose")),
+            );
             let reference = if case.dtype == Dtype::Float32 {
                 &loaded.reference32
             } else {

@@ -23,7 +23,11 @@ pub fn junit(report: &CheckReport) -> String {
         let groups: Vec<(String, Verdict, String)> = if c.groups.is_empty()
             || !matches!(
                 c.verdict,
-                Verdict::Pass | Verdict::Fail | Verdict::Unstable(_) | Verdict::Missing(_)
+                Verdict::Pass
+                    | Verdict::Fail
+                    | Verdict::Unstable(_)
+                    | Verdict::Missing(_)
+                    | Verdict::WrongShape(_)
             ) {
             vec![("case".into(), c.verdict.clone(), String::new())]
         } else {

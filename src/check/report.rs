@@ -105,6 +105,9 @@ impl CheckReport {
                 continue;
             }
             for g in &c.groups {
+                // a group that was not compared has no error to tabulate (its failure is
+                // counted below, and listed with the failures)
+                let compared = g.verdict.compared();
                 let e = by.entry((g.function.clone(), c.dtype)).or_insert((
                     Vec::new(),
                     0.0,
@@ -112,13 +115,16 @@ impl CheckReport {
                     String::new(),
                     0,
                 ));
+                e.4 += usize::from(g.verdict.is_failure());
+                if !compared {
+                    continue;
+                }
                 e.0.extend(g.points.iter().map(|p| p.0.min(1e300)));
                 if g.worst_units >= e.1 {
                     e.1 = g.worst_units;
                     e.3 = format!("{} {}{}", c.id, g.group, g.worst_at);
                 }
                 e.2 = e.2.max(g.worst_ulps);
-                e.4 += usize::from(g.verdict.is_failure());
             }
         }
         by.into_iter()
@@ -211,6 +217,12 @@ impl CheckReport {
                 r.worst_case
             ));
         }
+        out.push_str(
+            "(max(tol), median, p99: the error in units of the tolerance, a pass ≤ 1; max ulps: \
+             the largest error in ulps of the exact value, large only where a value is \
+             ill-conditioned or far below the terms it sums, so that it can be large beside \
+             `fail 0`)\n",
+        );
         out.push_str(&format!(
             "\n{:<30} {:>5} {:>5} {:>8} {:>5}  first failing case\n",
             "tag", "run", "pass", "unstable", "fail"
@@ -273,11 +285,13 @@ pub fn at(place: &str) -> String {
     }
 }
 
+/// A number for JSON: null where there is no finite one (a value that is NaN or ±∞, or
+/// a group that was not compared).
 fn finite(x: f64) -> Value {
     if x.is_finite() {
         json!(x)
     } else {
-        json!("inf")
+        Value::Null
     }
 }
 
@@ -285,7 +299,7 @@ fn finite(x: f64) -> Value {
 pub fn detail(v: &Verdict) -> String {
     match v {
         Verdict::Unstable(why) => format!("unstable implementation on this case: {why}"),
-        Verdict::Missing(why) => why.clone(),
+        Verdict::Missing(why) | Verdict::WrongShape(why) => why.clone(),
         Verdict::Xfail(why) | Verdict::UnexpectedPass(why) | Verdict::Skipped(why) => why.clone(),
         _ => String::new(),
     }

@@ -252,25 +252,40 @@ impl Results {
 }
 
 /// Refuses results for ids that are not cases of `corpus` (a typo, or another corpus
-/// version), naming the first; `file` names the results in the message.
+/// version), naming every one (the first 20) with the nearest corpus id; `file` names the
+/// results in the message.
 ///
 /// # Errors
-/// The first unknown id.
+/// The unknown ids, all in one error.
 pub fn known_ids(corpus: &Corpus, results: &Results, file: &str) -> Result<()> {
     let unknown: Vec<&String> = results
         .values
         .keys()
         .filter(|id| !corpus.cases.iter().any(|c| &c.id == *id))
         .collect();
-    match unknown.first() {
-        Some(id) => Err(Error::invalid(
-            format!("{file}: results.{id}"),
-            format!(
-                "is not a case of corpus {} ({} such ids)",
-                corpus.version,
-                unknown.len()
-            ),
-        )),
-        None => Ok(()),
-    }
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    // every unknown id, each with the nearest corpus id (the first 20)
+    let ids = || corpus.cases.iter().map(|c| c.id.as_str());
+    let listed: Vec<String> = unknown
+        .iter()
+        .take(20)
+        .map(|id| format!("{id}{}", crate::suggest::did_you_mean(id, ids())))
+        .collect();
+    let more = if unknown.len() > 20 {
+        format!(", and {} more", unknown.len() - 20)
+    } else {
+        String::new()
+    };
+    Err(Error::invalid(
+        format!("{file}: results.{first}"),
+        format!(
+            "is not a case of corpus {}{}; the {} ids that are not: {}{more}",
+            corpus.version,
+            crate::suggest::did_you_mean(first, ids()),
+            unknown.len(),
+            listed.join(", ")
+        ),
+    ))
 }

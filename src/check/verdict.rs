@@ -18,8 +18,11 @@ pub enum Verdict {
     /// Beyond tolerance, but within what a named unstable formula gives on this case, or
     /// only by flushed subnormals ([`FLUSHED_SUBNORMALS`]); the reasons, joined.
     Unstable(String),
-    /// The group is missing from the results, or has the wrong shape.
+    /// The group is missing from the results.
     Missing(String),
+    /// The group has another shape than the reference's (expected and given, in words):
+    /// its values are not compared.
+    WrongShape(String),
     /// The case is not in the results.
     NotRun,
     /// Failed, as an expectation said, with its reason.
@@ -35,7 +38,11 @@ impl Verdict {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            Verdict::Fail | Verdict::Unstable(_) | Verdict::Missing(_) | Verdict::UnexpectedPass(_)
+            Verdict::Fail
+                | Verdict::Unstable(_)
+                | Verdict::Missing(_)
+                | Verdict::WrongShape(_)
+                | Verdict::UnexpectedPass(_)
         )
     }
 
@@ -43,11 +50,20 @@ impl Verdict {
     /// then a plain failure, then an unstable formula (0 for the others).
     pub fn severity(&self) -> u8 {
         match self {
-            Verdict::Missing(_) => 3,
+            Verdict::Missing(_) | Verdict::WrongShape(_) => 3,
             Verdict::Fail => 2,
             Verdict::Unstable(_) => 1,
             _ => 0,
         }
+    }
+
+    /// Whether the group's values were compared with the reference at all (not absent and
+    /// of the reference's shape).
+    pub fn compared(&self) -> bool {
+        !matches!(
+            self,
+            Verdict::Missing(_) | Verdict::WrongShape(_) | Verdict::NotRun
+        )
     }
 
     /// A short word for tables.
@@ -57,6 +73,7 @@ impl Verdict {
             Verdict::Fail => "FAIL",
             Verdict::Unstable(_) => "UNSTABLE",
             Verdict::Missing(_) => "MISSING",
+            Verdict::WrongShape(_) => "WRONG SHAPE",
             Verdict::NotRun => "not run",
             Verdict::Xfail(_) => "xfail",
             Verdict::UnexpectedPass(_) => "UNEXPECTED PASS",
@@ -104,6 +121,10 @@ impl GroupReport {
             (d, false) if d.is_empty() => String::new(),
             (d, false) => format!(": {d}"),
         };
+        if !self.verdict.compared() {
+            // no error to state: `MISSING: missing from the results`, `WRONG SHAPE: has shape …`
+            return format!("{}{why}", self.verdict.word());
+        }
         format!(
             "{} ({:.3e}× the tolerance{}){why}",
             self.verdict.word(),
@@ -112,7 +133,6 @@ impl GroupReport {
         )
     }
 
-    /// A group the results lack, or hold in the wrong shape.
     /// A group the implementation declares it does not compute: not run.
     fn not_computed(group: &str, function: String) -> GroupReport {
         GroupReport {
@@ -123,6 +143,7 @@ impl GroupReport {
         }
     }
 
+    /// A group the results lack (or, with its verdict replaced, hold in another shape).
     fn missing(group: &str, function: String, why: String) -> GroupReport {
         GroupReport {
             group: group.to_string(),
@@ -306,9 +327,10 @@ pub fn judge_case(
                     g.0, expected_shape
                 )
             };
-            report
-                .groups
-                .push(GroupReport::missing(&group, function, why));
+            report.groups.push(GroupReport {
+                verdict: Verdict::WrongShape(why),
+                ..GroupReport::missing(&group, function, String::new())
+            });
             continue;
         }
         report.groups.push(judge_group(

@@ -2,13 +2,17 @@
 
 use crate::case::{parse_case_in, MAX_CASE_BYTES};
 use crate::cli::progress::Spinner;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mp::certify::CertifiedAnswer;
 use crate::npz;
 use crate::reference::certified;
 use crate::report::{answer_arrays, eval_json};
 use serde_json::json;
 use std::path::Path;
+
+/// The most values `lossref eval` prints as JSON (an answer of 100 000 values is about 4 MB
+/// of text); a larger answer goes to an archive with `--output FILE.npz`.
+pub const MAX_PRINTED_VALUES: usize = 100_000;
 
 /// Evaluates the case in `path` (or standard input for `-`) and returns the JSON text.
 /// A case whose `inputs` name a `.npz` archive reads it relative to the case file's
@@ -19,6 +23,23 @@ use std::path::Path;
 /// certified below the precision cap.
 pub fn run(path: &str, with_binary64: bool) -> Result<String> {
     let answer = evaluate(path)?;
+    let values: usize = answer
+        .1
+        .answer
+        .sections()
+        .map(|(_, _, t)| t.values().len())
+        .sum();
+    if values > MAX_PRINTED_VALUES {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "the answer has {values} values, more than the {MAX_PRINTED_VALUES} that `lossref \
+                 eval` prints (36 digits each, about {} MB of text): write it to an archive with \
+                 --output FILE.npz",
+                values * 40 / 1_000_000
+            ),
+        ));
+    }
     let json = eval_json(answer.0, &answer.1, with_binary64);
     Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
 }

@@ -279,7 +279,7 @@ fn transposed_weights_are_diagnosed() {
         .find(|c| c.id.starts_with("normface/random/"))
         .unwrap();
     assert!(
-        matches!(&case.verdict, Verdict::Missing(why) if why.contains("transpose")),
+        matches!(&case.verdict, Verdict::WrongShape(why) if why.contains("transpose")),
         "{:?}",
         case.verdict
     );
@@ -469,6 +469,50 @@ fn missing_partial_and_malformed_results_are_verdicts_or_clean_errors() {
     };
     assert!(matches!(verdict(&first), Verdict::Missing(_)));
     assert_eq!(verdict(&second), Verdict::Fail);
+    // no diagnosis from a value that was not there: the NaN loss is the only evidence
+    for d in &report.diagnoses {
+        assert!(
+            d.examined == 1 && d.non_finite == [second.clone()],
+            "{}",
+            d.text()
+        );
+    }
+    // a gradient of another shape is WRONG SHAPE with both shapes, not compared, not
+    // diagnosed, and the table and the JSON hold no infinity for it
+    let mut r = fast_results(&corpus).unwrap();
+    r.values.retain(|id, _| id == &first);
+    let g = r
+        .values
+        .get_mut(&first)
+        .unwrap()
+        .get_mut("gradients/features")
+        .unwrap();
+    g.0 = vec![g.1.len()];
+    let report = check(&corpus, &r, &[], true).unwrap();
+    let case = report.cases.iter().find(|c| c.id == first).unwrap();
+    assert!(
+        matches!(&case.verdict, Verdict::WrongShape(why) if why.contains("has shape [") && why.contains("but the reference's is [")),
+        "{:?}",
+        case.verdict
+    );
+    assert!(
+        report.diagnoses.is_empty(),
+        "{}",
+        report.diagnoses[0].text()
+    );
+    assert!(report.table().iter().all(|row| row.max.is_finite()));
+    let json = report.json().to_string();
+    assert!(
+        !json.contains("inf") && json.contains("\"WRONG SHAPE\""),
+        "{json}"
+    );
+    assert!(
+        report
+            .text()
+            .contains("gradients/features: WRONG SHAPE: has shape ["),
+        "{}",
+        report.text()
+    );
     assert_eq!(verdict("softmax/random/f32-0000"), Verdict::NotRun);
     // through the binary: bad JSON, unknown ids and NaN written as JSON text exit 2
     let dir = std::env::temp_dir().join(format!("lossref-check-{}", std::process::id()));
@@ -483,6 +527,11 @@ fn missing_partial_and_malformed_results_are_verdicts_or_clean_errors() {
     };
     for (text, message) in [
         ("{\"results\": {\"nope/0\": {}}}", "is not a case of corpus"),
+        // every unknown id at once, each with the nearest corpus id
+        (
+            "{\"results\": {\"cosfce/random/f32-0000\": {}, \"softmax/randm/f64-0001\": {}, \"nope/0\": {}}}",
+            "the 3 ids that are not: cosfce/random/f32-0000 (did you mean `cosface/random/f32-0000`?), nope/0, softmax/randm/f64-0001 (did you mean `softmax/random/f64-0001`?)",
+        ),
         (
             "{\"results\": {\"softmax/random/f32-0000\": {\"outputs\": {\"loss\": NaN}}}}",
             "NaN and Infinity are not JSON",
@@ -1207,4 +1256,26 @@ fn parameters_held_in_a_lower_precision_are_diagnosed_by_name() {
         };
         assert!(d.starts_with(&expected), "{loss}: {d}");
     }
+}
+
+#[test]
+fn report_is_titled_as_report_and_explains_its_columns() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .arg("report")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.starts_with("lossref report: lossref "), "{text}");
+    assert!(
+        text.contains("max(tol), median, p99: the error in units of the tolerance"),
+        "{text}"
+    );
+    assert!(
+        text.contains("so that it can be large beside `fail 0`"),
+        "{text}"
+    );
+    // and the per-tag table, every regime of the corpus with its cases
+    assert!(text.contains("edge:cos-rounds-to-1"), "{text}");
+    assert!(text.contains("\nPASSED\n"), "{text}");
 }

@@ -238,6 +238,28 @@ fn unknown_losses_are_named_and_every_spec_loss_is_implemented() {
 }
 
 #[test]
+fn mistyped_names_are_answered_with_the_nearest_valid_one() {
+    // a loss id, a parameter, an input: the message names what was given and what was meant
+    rejects(
+        r#"{"loss": "cosfase", "inputs": {}}"#,
+        "loss: unknown loss `cosfase` (did you mean `cosface`?)",
+    );
+    rejects(
+        r#"{"loss": "cosface", "params": {"margn": 0.3}, "inputs": {"features": [[1, 0]], "weights": [[1, 0], [0, 1]], "labels": [0]}}"#,
+        "params.margn: unknown key (did you mean `margin`?); `cosface` takes the parameters scale, margin, reduction",
+    );
+    rejects(
+        r#"{"loss": "softmax_ce", "inputs": {"logit": [[1, 2]], "labels": [0]}}"#,
+        "inputs.logits: missing; `logit` is given (did you mean `logits`?)",
+    );
+    // and nothing is suggested where nothing is near
+    rejects(
+        r#"{"loss": "triplet", "inputs": {}}"#,
+        "loss: unknown loss `triplet`; SPEC §1 lists",
+    );
+}
+
+#[test]
 fn unknown_keys_and_parameters_are_rejected() {
     rejects(
         r#"{"loss": "softmax", "inputs": {"logits": [[1, 2]]}, "extra": 1}"#,

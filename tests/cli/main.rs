@@ -10,3 +10,4 @@ mod cli_eval;
 mod common;
 mod corpus;
 mod npz_cases;
+mod readme;

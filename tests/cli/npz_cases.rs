@@ -424,3 +424,56 @@ with zipfile.ZipFile("{d}/forged.npz", "w") as z:
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Large inputs are bounded: a `.npz` input over `--max-input-mib` (64 MiB by default, as a
+/// JSON case file) is refused with the flag that raises it, and an answer of more values than
+/// `lossref eval` prints is refused on stdout with the way to write it (`--output`).
+#[test]
+fn large_npz_inputs_and_answers_are_bounded_with_the_way_past_the_bound() {
+    let dir = scratch("bounds");
+    // 150 000 logits: 1.2 MB of array data, and an answer of 300 000 values
+    let (n, c) = (1500, 100);
+    let logits: Vec<f64> = (0..n * c)
+        .map(|k| ((k * 7919) % 1000) as f64 / 250.0)
+        .collect();
+    npz::write(
+        &dir.join("big.npz"),
+        &[("logits".to_string(), float(&[n, c], &logits))],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("case.json"),
+        r#"{"loss": "softmax", "inputs": "big.npz"}"#,
+    )
+    .unwrap();
+    let case = dir.join("case.json");
+    let case = case.to_str().unwrap();
+    let out = lossref(&["eval", case, "--max-input-mib", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("big.npz: holds more than the limit of 1 MiB of arrays; `lossref eval --max-input-mib N` raises it"),
+        "{err}"
+    );
+    let out = lossref(&["eval", case]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        err.contains(
+            "the answer has 300000 values, more than the 100000 that `lossref eval` prints"
+        ) && err.contains("--output FILE.npz"),
+        "{err}"
+    );
+    let answer = dir.join("answer.npz");
+    let out = lossref(&["eval", case, "--output", answer.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        npz::read(&answer).unwrap()["outputs/probabilities"].shape,
+        vec![n, c]
+    );
+}
