@@ -260,7 +260,6 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
         .collect();
     let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
     let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
-    let pi: T = t(std::f64::consts::PI);
     let mut loss = T::zero();
     let mut gx = vec![vec![T::zero(); d]; n];
     let mut gw = vec![vec![T::zero(); d]; classes];
@@ -269,17 +268,7 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
         let xn = norm(&x[i]);
         let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
         let cy = dotp(&x[i], &w[y]) / (xn * wn[y]);
-        let theta = cy.acos();
-        let k = (m * theta / pi).floor().min(m - T::one());
-        let sign = if k.to_u32().unwrap_or(0) % 2 == 1 {
-            -T::one()
-        } else {
-            T::one()
-        };
-        let psi = sign * (m * theta).cos() - t::<T>(2.0) * k;
-        let dpsi = sign * m * (m * theta).sin() / theta.sin();
-        let h = (lambda * cy + psi) / (T::one() + lambda);
-        let dh = (lambda + dpsi) / (T::one() + lambda);
+        let (h, dh) = target_h(m, lambda, cy, cy);
         let nu = |j: usize| if sphere { T::one() } else { wn[j] };
         let f: Vec<T> = (0..classes)
             .map(|j| {
@@ -320,6 +309,25 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
     margin_groups(loss, gx, gw, None)
 }
 
+/// h(c) = (λc + ψ_m(θ))/(1 + λ) and its derivative as autograd takes it through
+/// θ = acos(`through`): k = ⌊mθ/π⌋, ψ = (−1)^k cos(mθ) − 2k, dψ/dc = (−1)^k m sin(mθ)/sin θ.
+fn target_h<T: Real>(m: T, lambda: T, c: T, through: T) -> (T, T) {
+    let pi: T = t(std::f64::consts::PI);
+    let theta = through.acos();
+    let k = (m * theta / pi).floor().min(m - T::one());
+    let sign = if k.to_u32().unwrap_or(0) % 2 == 1 {
+        -T::one()
+    } else {
+        T::one()
+    };
+    let psi = sign * (m * theta).cos() - t::<T>(2.0) * k;
+    let dpsi = sign * m * (m * theta).sin() / theta.sin();
+    (
+        (lambda * c + psi) / (T::one() + lambda),
+        (lambda + dpsi) / (T::one() + lambda),
+    )
+}
+
 /// L-Softmax / A-Softmax with cos θ from rows normalized as v/max(‖v‖, ε) and the logits
 /// scaled by the norms themselves (`torch.norm`): f_ij = ν_j‖x_i‖H_ij with H = h(c) at the
 /// target and c elsewhere, c = x·w/(max(‖x‖, ε)·max(‖w‖, ε)), differentiated as autograd
@@ -341,7 +349,6 @@ fn psi_normalized_with<T: Real>(c: &MultiplicativeCase, eps: f64) -> Groups {
     let (x, w) = (rows(&c.features), rows(&c.weights));
     let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
     let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
-    let pi: T = t(std::f64::consts::PI);
     let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
     let mut loss = T::zero();
     let mut gx = vec![vec![T::zero(); d]; n];
@@ -359,20 +366,8 @@ fn psi_normalized_with<T: Real>(c: &MultiplicativeCase, eps: f64) -> Groups {
                 if j != y {
                     return (cos[j], T::one());
                 }
-                let cy = cos[y].max(-T::one()).min(T::one());
-                let theta = cy.acos();
-                let k = (m * theta / pi).floor().min(m - T::one());
-                let sign = if k.to_u32().unwrap_or(0) % 2 == 1 {
-                    -T::one()
-                } else {
-                    T::one()
-                };
-                let psi = sign * (m * theta).cos() - t::<T>(2.0) * k;
-                let dpsi = sign * m * (m * theta).sin() / theta.sin();
-                (
-                    (lambda * cos[y] + psi) / (T::one() + lambda),
-                    (lambda + dpsi) / (T::one() + lambda),
-                )
+                // acos of the cosine clamped to [−1, 1], as PML's get_angles does
+                target_h(m, lambda, cos[y], cos[y].max(-T::one()).min(T::one()))
             })
             .collect();
         let nu = |j: usize| if sphere { T::one() } else { wn[j] };
