@@ -95,6 +95,9 @@ impl Diagnosis {
                 covered.extend(new);
             }
         }
+        // NaN or ±∞ results are all there is to say: they lead the line
+        let only_non_finite =
+            self.explained_by.is_empty() && self.unexplained == 0 && unstable == 0;
         let mut text = match self.explained_by.first() {
             Some(e) if e.cases == n => {
                 return format!("matches if {} ({n} of {n} failing cases examined)", e.convention)
@@ -109,7 +112,7 @@ impl Diagnosis {
                     instability()
                 )
             }
-            None if self.unexplained == 0 && unstable == 0 => {
+            None if only_non_finite => {
                 format!("of the {n} failing cases examined, {}", non_finite())
             }
             None => format!(
@@ -123,7 +126,7 @@ impl Diagnosis {
         if unstable > 0 {
             text.push_str(&format!("; {unstable} are {}", instability()));
         }
-        if !self.non_finite.is_empty() && !text.starts_with("of the") {
+        if !self.non_finite.is_empty() && !only_non_finite {
             text.push_str(&format!("; {}", non_finite()));
         }
         if !self.explained_by.is_empty() && self.unexplained > 0 {

@@ -87,25 +87,48 @@ fn ce_row<T: Real>(z: &[T], y: usize, quirks: &Quirks) -> (T, Vec<T>) {
     (-log_py, grad)
 }
 
+/// The rows of `m` in T.
+fn rows_in<T: Real>(m: &Matrix<f64>) -> Vec<Vec<T>> {
+    m.iter_rows()
+        .map(|r| r.iter().map(|&v| t::<T>(v)).collect())
+        .collect()
+}
+
+/// ‖v‖ as the textbook computes it: √Σv².
+fn norm<T: Real>(v: &[T]) -> T {
+    v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt()
+}
+
+/// a·b, summed in order.
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q)
+}
+
+/// The reduction's weight r: 1/N for `mean`, 1 for `sum`.
+fn per_sample<T: Real>(reduction: Reduction, n: usize) -> T {
+    if reduction == Reduction::Mean {
+        t::<T>(1.0) / t::<T>(n as f64)
+    } else {
+        T::one()
+    }
+}
+
 /// Rows of `m` in T with their normalization v/n, n = ‖v‖ or max(‖v‖, ε): (v̂, n, whether
 /// n = ‖v‖).
 fn normalize<T: Real>(m: &Matrix<f64>, eps: Option<f64>) -> (Vec<Vec<T>>, Vec<T>, Vec<bool>) {
-    let rows: Vec<Vec<T>> = m
-        .iter_rows()
-        .map(|r| r.iter().map(|&v| t::<T>(v)).collect())
-        .collect();
+    let rows: Vec<Vec<T>> = rows_in(m);
     let mut unit = Vec::new();
     let mut norms = Vec::new();
     let mut free = Vec::new();
     for r in &rows {
-        let norm = r.iter().fold(T::zero(), |a, &v| a + v * v).sqrt();
+        let length = norm(r);
         let n = match eps {
-            Some(e) if norm < t(e) => t(e),
-            _ => norm,
+            Some(e) if length < t(e) => t(e),
+            _ => length,
         };
         unit.push(r.iter().map(|&v| v / n).collect());
         norms.push(n);
-        free.push(n == norm);
+        free.push(n == length);
     }
     (unit, norms, free)
 }
@@ -118,11 +141,7 @@ pub fn margin<T: Real>(c: &NormalizedCase, quirks: &Quirks) -> Groups {
     let s: T = t(c.scale);
     let (xh, xn, x_free) = normalize::<T>(&c.features, quirks.normalize_eps);
     let (wh, wn, w_free) = normalize::<T>(&c.weights, quirks.normalize_eps);
-    let r: T = if c.reduction == Reduction::Mean {
-        t::<T>(1.0) / t::<T>(n as f64)
-    } else {
-        T::one()
-    };
+    let r: T = per_sample(c.reduction, n);
     let mut loss = T::zero();
     let mut gx = vec![vec![T::zero(); d]; n];
     let mut gw = vec![vec![T::zero(); d]; classes];
@@ -243,23 +262,8 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
     let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
     let sphere = c.normalized_weights();
     let (m, lambda): (T, T) = (t(f64::from(c.margin)), t(c.lambda));
-    let r: T = if c.reduction == Reduction::Mean {
-        t::<T>(1.0) / t::<T>(n as f64)
-    } else {
-        T::one()
-    };
-    let x: Vec<Vec<T>> = c
-        .features
-        .iter_rows()
-        .map(|row| row.iter().map(|&v| t(v)).collect())
-        .collect();
-    let w: Vec<Vec<T>> = c
-        .weights
-        .iter_rows()
-        .map(|row| row.iter().map(|&v| t(v)).collect())
-        .collect();
-    let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
-    let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
+    let r: T = per_sample(c.reduction, n);
+    let (x, w): (Vec<Vec<T>>, Vec<Vec<T>>) = (rows_in(&c.features), rows_in(&c.weights));
     let mut loss = T::zero();
     let mut gx = vec![vec![T::zero(); d]; n];
     let mut gw = vec![vec![T::zero(); d]; classes];
@@ -267,7 +271,7 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
         let y = c.labels[i];
         let xn = norm(&x[i]);
         let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
-        let cy = dotp(&x[i], &w[y]) / (xn * wn[y]);
+        let cy = dot(&x[i], &w[y]) / (xn * wn[y]);
         let (h, dh) = target_h(m, lambda, cy, cy);
         let nu = |j: usize| if sphere { T::one() } else { wn[j] };
         let f: Vec<T> = (0..classes)
@@ -275,7 +279,7 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
                 if j == y {
                     nu(y) * xn * h
                 } else {
-                    dotp(&x[i], &w[j]) / if sphere { wn[j] } else { T::one() }
+                    dot(&x[i], &w[j]) / if sphere { wn[j] } else { T::one() }
                 }
             })
             .collect();
@@ -296,7 +300,7 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
                             h * wh + dh * (xh - cy * wh)
                         };
                 } else if sphere {
-                    let cj = dotp(&x[i], &w[j]) / (xn * wn[j]);
+                    let cj = dot(&x[i], &w[j]) / (xn * wn[j]);
                     gx[i][e] += df * wh;
                     gw[j][e] += df * xn * (xh - cj * wh) / wn[j];
                 } else {
@@ -336,19 +340,8 @@ fn psi_normalized_with<T: Real>(c: &MultiplicativeCase, eps: f64) -> Groups {
     let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
     let sphere = c.normalized_weights();
     let (m, lambda, e): (T, T, T) = (t(f64::from(c.margin)), t(c.lambda), t(eps));
-    let r: T = if c.reduction == Reduction::Mean {
-        t::<T>(1.0) / t::<T>(n as f64)
-    } else {
-        T::one()
-    };
-    let rows = |mat: &Matrix<f64>| -> Vec<Vec<T>> {
-        mat.iter_rows()
-            .map(|row| row.iter().map(|&v| t(v)).collect())
-            .collect()
-    };
-    let (x, w) = (rows(&c.features), rows(&c.weights));
-    let norm = |v: &[T]| v.iter().fold(T::zero(), |a, &b| a + b * b).sqrt();
-    let dotp = |a: &[T], b: &[T]| a.iter().zip(b).fold(T::zero(), |s, (&p, &q)| s + p * q);
+    let r: T = per_sample(c.reduction, n);
+    let (x, w): (Vec<Vec<T>>, Vec<Vec<T>>) = (rows_in(&c.features), rows_in(&c.weights));
     let wn: Vec<T> = w.iter().map(|row| norm(row)).collect();
     let mut loss = T::zero();
     let mut gx = vec![vec![T::zero(); d]; n];
@@ -358,7 +351,7 @@ fn psi_normalized_with<T: Real>(c: &MultiplicativeCase, eps: f64) -> Groups {
         let xn = norm(&x[i]);
         let nx = xn.max(e);
         let cos: Vec<T> = (0..classes)
-            .map(|j| dotp(&x[i], &w[j]) / (nx * wn[j].max(e)))
+            .map(|j| dot(&x[i], &w[j]) / (nx * wn[j].max(e)))
             .collect();
         // (H, H′) per class
         let hs: Vec<(T, T)> = (0..classes)
@@ -409,11 +402,14 @@ pub fn softmax_ce<T: Real>(
     quirks: &Quirks,
 ) -> Groups {
     let (n, cols) = (logits.rows(), logits.cols());
-    let r: T = if mean {
-        t::<T>(1.0) / t::<T>(n as f64)
-    } else {
-        T::one()
-    };
+    let r: T = per_sample(
+        if mean {
+            Reduction::Mean
+        } else {
+            Reduction::Sum
+        },
+        n,
+    );
     let mut loss = T::zero();
     let mut grad = Vec::with_capacity(n * cols);
     for (row, &y) in logits.iter_rows().zip(labels) {

@@ -256,17 +256,14 @@ impl MarginLoss {
             self.margin,
             Margin::Angular { .. } | Margin::Combined { .. }
         ) {
-            let as_f64 = |v: &[T]| v.iter().map(|e| e.as_f64()).collect::<Vec<f64>>();
-            ws.angles = (0..n)
-                .into_par_iter()
-                .map(|i| {
-                    let y = labels[i];
-                    super::angle(
-                        &as_f64(&features[i * dim..(i + 1) * dim]),
-                        &as_f64(&weights[y * dim..(y + 1) * dim]),
-                    )
-                })
-                .collect();
+            // into the workspace's buffer, reused between calls
+            ws.angles.par_extend((0..n).into_par_iter().map(|i| {
+                let y = labels[i];
+                super::angle(
+                    &features[i * dim..(i + 1) * dim],
+                    &weights[y * dim..(y + 1) * dim],
+                )
+            }));
         }
         let (winv, angles) = (&ws.winv, &ws.angles);
         row_tiles(

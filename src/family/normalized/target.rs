@@ -15,6 +15,7 @@
 //!
 //! With `margin_grad = detached` the slope of arcface is 1 on both sides.
 
+use crate::fast::Real;
 use crate::spec::{Boundary, Margin, MarginGrad};
 
 /// The target rule at one cosine: its value, its slope, and why the full gradient does
@@ -39,18 +40,31 @@ pub(crate) struct Target {
 /// exact to a few ulps near π too, where θ itself rounds to π; it is 0 exactly at the poles
 /// only. Each row is scaled by its largest |entry| first, so that no square overflows or
 /// underflows.
-pub(crate) fn angle(x: &[f64], w: &[f64]) -> (f64, f64) {
-    let unit = |v: &[f64]| -> Vec<f64> {
-        let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
-        if top == 0.0 {
-            return vec![0.0; v.len()];
-        }
-        let n = v.iter().map(|e| (e / top) * (e / top)).sum::<f64>().sqrt();
-        v.iter().map(|e| e / top / n).collect()
+///
+/// Rows of either dtype are read in binary64 (exactly), entry by entry, with no copy: the
+/// fast path calls this once per batch row.
+pub(crate) fn angle<T: Real>(x: &[T], w: &[T]) -> (f64, f64) {
+    // (largest |entry|, ‖v/largest‖) of a row; a zero row's unit entries are 0
+    let scale = |v: &[T]| {
+        let top = v.iter().fold(0.0f64, |a, e| a.max(e.as_f64().abs()));
+        let n = v
+            .iter()
+            .map(|e| (e.as_f64() / top) * (e.as_f64() / top))
+            .sum::<f64>()
+            .sqrt();
+        (top, n)
     };
-    let (xh, wh) = (unit(x), unit(w));
+    let unit = |e: &T, (top, n): (f64, f64)| {
+        if top == 0.0 {
+            0.0
+        } else {
+            e.as_f64() / top / n
+        }
+    };
+    let (sx, sw) = (scale(x), scale(w));
     let (mut minus, mut plus) = (0.0, 0.0);
-    for (a, b) in xh.iter().zip(&wh) {
+    for (a, b) in x.iter().zip(w) {
+        let (a, b) = (unit(a, sx), unit(b, sw));
         minus += (a - b) * (a - b);
         plus += (a + b) * (a + b);
     }
