@@ -476,4 +476,53 @@ fn large_npz_inputs_and_answers_are_bounded_with_the_way_past_the_bound() {
         npz::read(&answer).unwrap()["outputs/probabilities"].shape,
         vec![n, c]
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A large case is certified a block of rows at a time and kept without its enclosures:
+/// the answer of a 500 × 1000 `softmax` (a million values) is written with a peak of
+/// about 130 MB, where holding every enclosure at once (two MPFR numbers a value, with the
+/// decimal strings) took 375 MB. The bound, 200 MB, is below what holding the answer's
+/// enclosures alone needs (10⁶ × 128 bytes, with the inputs' 5·10⁵ enclosures: 192 MB).
+/// The peak is the child's maximum resident set, as Python's `resource` module reads it.
+#[test]
+fn a_large_case_is_certified_in_bounded_memory() {
+    let dir = scratch("memory");
+    let (n, c) = (500, 1000);
+    let logits: Vec<f64> = (0..n * c)
+        .map(|k| ((k * 7919) % 2003) as f64 / 200.0 - 5.0)
+        .collect();
+    npz::write(
+        &dir.join("big.npz"),
+        &[("logits".to_string(), float(&[n, c], &logits))],
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("case.json"),
+        r#"{"loss": "softmax", "inputs": "big.npz"}"#,
+    )
+    .unwrap();
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], capture_output=True)\n\
+             sys.stderr.buffer.write(r.stderr)\n\
+             print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+            env!("CARGO_BIN_EXE_lossref"),
+            "eval",
+            dir.join("case.json").to_str().unwrap(),
+            "--output",
+            dir.join("answer.npz").to_str().unwrap(),
+        ])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (status, peak_kib) = text.trim().split_once(' ').expect("status and peak");
+    assert_eq!(status, "0", "{}", String::from_utf8_lossy(&out.stderr));
+    let peak_mb = peak_kib.parse::<f64>().unwrap() * 1024.0 / 1e6;
+    assert!(peak_mb < 200.0, "peak resident memory {peak_mb:.0} MB");
+    let answer = npz::read(&dir.join("answer.npz")).unwrap();
+    assert_eq!(answer["outputs/probabilities"].shape, vec![n, c]);
+    std::fs::remove_dir_all(&dir).ok();
 }
