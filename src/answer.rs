@@ -70,10 +70,16 @@ impl Place {
     /// The readable place, e.g. `gradients.features[0][1]` (built on demand: an answer of
     /// millions of values labels only the one it reports).
     pub fn label(&self) -> String {
+        self.label_from_row(0)
+    }
+
+    /// [`Place::label`] for a tensor whose first row is row `first_row` of the whole
+    /// answer's (a block of rows, `crate::reference::blocks`).
+    pub fn label_from_row(&self, first_row: usize) -> String {
         let index = if self.cols == 0 {
             String::new()
         } else {
-            matrix_index(self.index, self.cols)
+            matrix_index(self.index + first_row * self.cols, self.cols)
         };
         format!("{}.{}{index}", self.section, self.name)
     }

@@ -81,6 +81,6 @@ pub use case::{parse_case, parse_case_in};
 pub use error::{Error, ErrorKind, Result};
 pub use family::SwitchPoint;
 pub use fast::{MarginLoss, Real, Workspace};
-pub use mp::certify::{Certified, CertifiedAnswer, Tier};
+pub use mp::certify::{Certified, CertifiedAnswer, Rounded, Tier};
 pub use reference::certified;
 pub use spec::{Case, Dtype, LossId, Reduction};

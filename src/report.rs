@@ -2,12 +2,12 @@
 //! `certificate`, every value a decimal string of at least 34 significant digits.
 
 use crate::answer::{Answer, Tensor};
-use crate::mp::certify::{Certified, CertifiedAnswer};
+use crate::mp::certify::{CertifiedAnswer, Rounded};
 use crate::npz::{Array, Data};
 use crate::spec::LossId;
 use serde_json::{json, Map, Value};
 
-fn tensor_json(t: &Tensor<Certified>, value: &impl Fn(&Certified) -> Value) -> Value {
+fn tensor_json<V>(t: &Tensor<V>, value: &impl Fn(&V) -> Value) -> Value {
     match t {
         Tensor::Scalar(v) => value(v),
         Tensor::Matrix(m) => Value::Array(
@@ -18,10 +18,7 @@ fn tensor_json(t: &Tensor<Certified>, value: &impl Fn(&Certified) -> Value) -> V
     }
 }
 
-fn section(
-    items: &[(&'static str, Tensor<Certified>)],
-    value: &impl Fn(&Certified) -> Value,
-) -> Value {
+fn section<V>(items: &[(&'static str, Tensor<V>)], value: &impl Fn(&V) -> Value) -> Value {
     let mut map = Map::new();
     for (name, t) in items {
         map.insert((*name).to_string(), tensor_json(t, value));
@@ -31,7 +28,7 @@ fn section(
 
 /// `{"outputs": {…}, "gradients": {…}}` with every certified value mapped by `value`
 /// (scalars stay scalars, matrices become nested arrays).
-pub fn sections(answer: &Answer<Certified>, value: &impl Fn(&Certified) -> Value) -> Value {
+pub fn sections<V>(answer: &Answer<V>, value: &impl Fn(&V) -> Value) -> Value {
     json!({
         "outputs": section(&answer.outputs, value),
         "gradients": section(&answer.gradients, value),
@@ -40,10 +37,11 @@ pub fn sections(answer: &Answer<Certified>, value: &impl Fn(&Certified) -> Value
 
 /// The SPEC §3 object for a certified answer. With `with_binary64`, a further key
 /// `binary64` repeats every value as its binary64 rounding in hexadecimal floating point
-/// (SPEC §3 allows added keys, never changed ones).
-pub fn eval_json(loss: LossId, certified: &CertifiedAnswer, with_binary64: bool) -> Value {
+/// (SPEC §3 allows added keys, never changed ones). The values must keep their decimal
+/// strings (a value without one prints as `null`).
+pub fn eval_json(loss: LossId, certified: &CertifiedAnswer<Rounded>, with_binary64: bool) -> Value {
     let Answer { outputs, gradients } = &certified.answer;
-    let decimal = |c: &Certified| Value::String(c.decimal.clone());
+    let decimal = |c: &Rounded| c.decimal.clone().map_or(Value::Null, Value::String);
     let mut out = json!({
         "loss": loss.as_str(),
         "outputs": section(outputs, &decimal),
@@ -54,7 +52,7 @@ pub fn eval_json(loss: LossId, certified: &CertifiedAnswer, with_binary64: bool)
         },
     });
     if with_binary64 {
-        out["binary64"] = sections(&certified.answer, &|c: &Certified| {
+        out["binary64"] = sections(&certified.answer, &|c: &Rounded| {
             Value::String(hex_f64(c.f64))
         });
     }
@@ -93,9 +91,9 @@ pub fn hex_f64(x: f64) -> String {
 
 /// The arrays of a certified answer as `lossref eval --output` writes them (SPEC §3):
 /// `outputs/NAME` and `gradients/NAME` (binary64), `binary32/…` (binary32) and, with
-/// `decimals`, `decimal/…` (the decimal strings).
-pub fn answer_arrays(answer: &CertifiedAnswer, decimals: bool) -> Vec<(String, Array)> {
-    let shape = |t: &Tensor<Certified>| match t {
+/// `decimals`, `decimal/…` (the decimal strings, where the values kept them).
+pub fn answer_arrays(answer: &CertifiedAnswer<Rounded>, decimals: bool) -> Vec<(String, Array)> {
+    let shape = |t: &Tensor<Rounded>| match t {
         Tensor::Scalar(_) => vec![],
         Tensor::Matrix(m) => vec![m.rows(), m.cols()],
     };
@@ -118,12 +116,13 @@ pub fn answer_arrays(answer: &CertifiedAnswer, decimals: bool) -> Vec<(String, A
                 was_f32: true,
             },
         ));
-        if decimals {
+        let kept: Option<Vec<String>> = values.iter().map(|c| c.decimal.clone()).collect();
+        if let (true, Some(text)) = (decimals, kept) {
             out.push((
                 format!("decimal/{section}/{name}"),
                 Array {
                     shape: shape(t),
-                    data: Data::Text(values.iter().map(|c| c.decimal.clone()).collect()),
+                    data: Data::Text(text),
                     was_f32: false,
                 },
             ));

@@ -28,7 +28,7 @@ use lossref::check::{self, Corpus, Results};
 use lossref::error::{MAX_PLACE_BYTES, MAX_REASON_BYTES};
 use lossref::fast::dispatch;
 use lossref::npz;
-use lossref::reference::certified;
+use lossref::reference::blocks::certified_rounded;
 use lossref::report::eval_json;
 use lossref::spec::LossId;
 use rand::seq::SliceRandom;
@@ -630,7 +630,7 @@ impl Input {
                 match parse_case(text) {
                     Ok(case) => {
                         reached(0);
-                        match certified(&case) {
+                        match certified_rounded(&case, true) {
                             Ok(answer) => {
                                 reached(1);
                                 let json = eval_json(case.loss(), &answer, true);

@@ -5,8 +5,8 @@
 
 use lossref::case::parse_case_in;
 use lossref::check::{self, Corpus, Results};
-use lossref::mp::certify::Certified;
-use lossref::reference::certified;
+use lossref::mp::certify::Rounded;
+use lossref::reference::blocks::certified_rounded;
 use lossref::report::{eval_json, sections};
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -43,10 +43,10 @@ fn results_error(e: lossref::error::Error) -> PyErr {
 fn eval_case(py: Python<'_>, text: String, base: String) -> PyResult<String> {
     let out = py.allow_threads(move || -> lossref::error::Result<Value> {
         let case = parse_case_in(&text, Path::new(&base))?;
-        let answer = certified(&case)?;
+        let answer = certified_rounded(&case, true)?;
         let mut out = eval_json(case.loss(), &answer, false);
-        out["binary64"] = sections(&answer.answer, &|c: &Certified| json!(c.f64));
-        out["binary32"] = sections(&answer.answer, &|c: &Certified| json!(f64::from(c.f32)));
+        out["binary64"] = sections(&answer.answer, &|c: &Rounded| json!(c.f64));
+        out["binary32"] = sections(&answer.answer, &|c: &Rounded| json!(f64::from(c.f32)));
         Ok(out)
     });
     Ok(out.map_err(case_error)?.to_string())

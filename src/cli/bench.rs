@@ -302,7 +302,7 @@ fn softmax_ce_reference(r: &Request) -> Result<String> {
 /// precision, the fast time, their ratio, the peak memory and the note.
 fn reference_report(
     mut head: Value,
-    answer: &crate::mp::certify::CertifiedAnswer,
+    answer: &crate::mp::certify::CertifiedAnswer<crate::mp::certify::Rounded>,
     certified: f64,
     fast: f64,
     note: &str,
@@ -337,15 +337,19 @@ fn median_seconds(r: &Request, mut run: impl FnMut() -> Result<()>) -> Result<f6
     Ok(runs[runs.len() / 2])
 }
 
-/// The certified answer of `case` in `pool` and its wall time in seconds (once), with a
-/// spinner on a terminal.
+/// The certified answer of `case` as `lossref eval` computes it (a block of rows at a time
+/// where the family splits so) in `pool` and its wall time in seconds (once), with a spinner
+/// on a terminal.
 fn timed_certification(
     pool: &rayon::ThreadPool,
     case: &crate::spec::Case,
-) -> Result<(crate::mp::certify::CertifiedAnswer, f64)> {
+) -> Result<(
+    crate::mp::certify::CertifiedAnswer<crate::mp::certify::Rounded>,
+    f64,
+)> {
     let start = std::time::Instant::now();
     let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
-    let answer = pool.install(|| crate::reference::certified(case));
+    let answer = pool.install(|| crate::reference::blocks::certified_rounded(case, true));
     drop(spinner);
     Ok((answer?, start.elapsed().as_secs_f64()))
 }

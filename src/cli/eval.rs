@@ -3,9 +3,9 @@
 use crate::case::{parse_case_in, MAX_CASE_BYTES};
 use crate::cli::progress::Spinner;
 use crate::error::{Error, Result};
-use crate::mp::certify::CertifiedAnswer;
+use crate::mp::certify::{CertifiedAnswer, Rounded};
 use crate::npz;
-use crate::reference::certified;
+use crate::reference::blocks::certified_rounded;
 use crate::report::{answer_arrays, eval_json};
 use serde_json::json;
 use std::path::Path;
@@ -22,39 +22,61 @@ pub const MAX_PRINTED_VALUES: usize = 100_000;
 /// Unreadable input, invalid JSON or case (naming the place), or a value that cannot be
 /// certified below the precision cap.
 pub fn run(path: &str, with_binary64: bool) -> Result<String> {
-    let answer = evaluate(path)?;
-    let values: usize = answer
-        .1
-        .answer
-        .sections()
-        .map(|(_, _, t)| t.values().len())
-        .sum();
-    if values > MAX_PRINTED_VALUES {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "the answer has {values} values, more than the {MAX_PRINTED_VALUES} that `lossref \
-                 eval` prints (36 digits each, about {} MB of text): write it to an archive with \
-                 --output FILE.npz",
-                values * 40 / 1_000_000
-            ),
-        ));
-    }
-    let json = eval_json(answer.0, &answer.1, with_binary64);
+    let (loss, answer) = evaluate(path, Printing::Json)?;
+    let json = eval_json(loss, &answer, with_binary64);
     Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
 }
 
-fn evaluate(path: &str) -> Result<(crate::spec::LossId, CertifiedAnswer)> {
+/// Where the answer goes: printed as JSON (bounded), or into an archive.
+#[derive(Clone, Copy)]
+enum Printing {
+    Json,
+    Archive { decimals: bool },
+}
+
+fn evaluate(
+    path: &str,
+    printing: Printing,
+) -> Result<(crate::spec::LossId, CertifiedAnswer<Rounded>)> {
     let text = super::read_input(path, MAX_CASE_BYTES)?;
     let base = match Path::new(path).parent() {
         Some(dir) if path != "-" && !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
     let case = parse_case_in(&text, base)?;
+    if let Printing::Json = printing {
+        refuse_to_print_large(path, &case)?;
+    }
+    let decimals = match printing {
+        Printing::Json => true,
+        Printing::Archive { decimals } => decimals,
+    };
     let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
-    let answer = certified(&case);
+    let answer = certified_rounded(&case, decimals);
     drop(spinner);
     Ok((case.loss(), answer?))
+}
+
+/// Refuses, before any evaluation, an answer of more than [`MAX_PRINTED_VALUES`] values
+/// on standard output (its size is the fast path's, whose answer is shaped like the
+/// reference's; a case the fast path refuses goes on to the reference's own error).
+fn refuse_to_print_large(path: &str, case: &crate::spec::Case) -> Result<()> {
+    let Ok(shape) = crate::fast::dispatch::evaluate::<f32>(case) else {
+        return Ok(());
+    };
+    let values: usize = shape.sections().map(|(_, _, t)| t.values().len()).sum();
+    if values <= MAX_PRINTED_VALUES {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        path,
+        format!(
+            "the answer has {values} values, more than the {MAX_PRINTED_VALUES} that `lossref \
+             eval` prints (36 digits each, about {} MB of text): write it to an archive with \
+             --output FILE.npz",
+            values * 40 / 1_000_000
+        ),
+    ))
 }
 
 /// Evaluates the case and writes its answer to the `.npz` at `output` instead of printing
@@ -67,7 +89,7 @@ fn evaluate(path: &str) -> Result<(crate::spec::LossId, CertifiedAnswer)> {
 /// # Errors
 /// As [`run`], and a file that cannot be written.
 pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
-    let (loss, answer) = evaluate(path)?;
+    let (loss, answer) = evaluate(path, Printing::Archive { decimals })?;
     npz::write(Path::new(output), &answer_arrays(&answer, decimals))?;
     let json = json!({
         "loss": loss.as_str(),

@@ -43,6 +43,7 @@ use crate::exact::ExactForm;
 use crate::fast::Real;
 use crate::mp::interval::Interval;
 use crate::precision::Entry;
+use crate::reference::blocks::RowBlocks;
 use crate::spec::{Case, Dtype, LossId};
 use crate::tolerance::Scale;
 use serde_json::Value;
@@ -96,6 +97,14 @@ pub(crate) trait LossFamily {
     /// As [`LossFamily::reference`].
     fn reference_plain(case: &Self::Case, prec: u32) -> Result<Answer<Interval>> {
         Self::reference(case, prec)
+    }
+
+    /// How the answer splits into blocks of rows that certify apart
+    /// ([`crate::reference::blocks`]): where every output is row-wise or reduced from one
+    /// term per row. `None`, the default, for a family with an output that couples rows
+    /// otherwise (a gradient of weights that every row shares).
+    fn row_blocks(_case: &Self::Case) -> Option<RowBlocks<Self::Case>> {
+        None
     }
 
     /// The fast path's answer in dtype `T`, widened exactly to f64, shaped like the
@@ -276,6 +285,21 @@ macro_rules! catalogue {
         /// See [`LossFamily::reference_plain`].
         pub(crate) fn reference_plain(case: &Case, prec: u32) -> Result<Answer<Interval>> {
             match case { $(Case::$variant(c) => <$family as LossFamily>::reference_plain(c, prec),)* }
+        }
+
+        /// The certified answer of `case` a block of rows at a time (about `block_values`
+        /// values each), kept as [`crate::mp::certify::Rounded`] values, where its family
+        /// splits by rows ([`LossFamily::row_blocks`]); `None` where it does not.
+        pub(crate) fn certified_in_row_blocks(
+            case: &Case,
+            with_decimals: bool,
+            block_values: usize,
+        ) -> Option<Result<crate::mp::certify::CertifiedAnswer<crate::mp::certify::Rounded>>> {
+            match case {
+                $(Case::$variant(c) => <$family as LossFamily>::row_blocks(c).map(|blocks| {
+                    crate::reference::blocks::certify_rows(c, case, blocks, with_decimals, block_values)
+                }),)*
+            }
         }
 
         /// See [`LossFamily::fast`].

@@ -151,11 +151,57 @@ pub struct Certificate {
     pub precision_bits: u32,
 }
 
-/// An answer whose every value is certified.
+/// What is printed of a certified value, without the enclosure it rests on: its roundings,
+/// its tier and (where asked for) its decimal string. `lossref eval` keeps only this, about
+/// 16 bytes a value (plus the string), where a [`Certified`] holds two MPFR numbers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rounded {
+    /// As [`Certified::f64`].
+    pub f64: f64,
+    /// As [`Certified::f32`].
+    pub f32: f32,
+    /// As [`Certified::tier`].
+    pub tier: Tier,
+    /// As [`Certified::decimal`], where it was kept.
+    pub decimal: Option<String>,
+}
+
+impl Certified {
+    /// The value without its enclosure; the decimal string only `with_decimal`.
+    pub fn rounded(self, with_decimal: bool) -> Rounded {
+        Rounded {
+            f64: self.f64,
+            f32: self.f32,
+            tier: self.tier,
+            decimal: with_decimal.then_some(self.decimal),
+        }
+    }
+}
+
+/// A certified value in whichever form an answer keeps it, with the tier it reached.
+pub trait Kept: Send {
+    /// The claim the value makes.
+    fn tier(&self) -> Tier;
+}
+
+impl Kept for Certified {
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+}
+
+impl Kept for Rounded {
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+}
+
+/// An answer whose every value is certified, each kept as a `V`: a [`Certified`] with its
+/// enclosure, or a [`Rounded`] without.
 #[derive(Clone, Debug)]
-pub struct CertifiedAnswer {
+pub struct CertifiedAnswer<V = Certified> {
     /// The values.
-    pub answer: Answer<Certified>,
+    pub answer: Answer<V>,
     /// The weakest tier and the precision reached.
     pub certificate: Certificate,
 }
@@ -519,8 +565,38 @@ fn exact_zero(prec: u32) -> Certified {
 pub fn certify_with_zeros(
     goal: Goal,
     evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
-    mut zeros: impl FnMut(u32, &[(&str, &str, usize)]) -> Vec<bool>,
+    zeros: impl FnMut(u32, &[(&str, &str, usize)]) -> Vec<bool>,
 ) -> Result<CertifiedAnswer> {
+    certify_kept(goal, evaluate, zeros, |c| c)
+}
+
+/// [`certify_with_zeros`], keeping each certified value as `keep` maps it: the values of the
+/// answer are certified (and their enclosures, where `keep` drops them, freed) one by one,
+/// so that the answer never holds both forms of every value at once.
+///
+/// # Errors
+/// As [`certify`].
+pub fn certify_kept<V: Kept>(
+    goal: Goal,
+    evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
+    zeros: impl FnMut(u32, &[(&str, &str, usize)]) -> Vec<bool>,
+    keep: impl Fn(Certified) -> V + Sync,
+) -> Result<CertifiedAnswer<V>> {
+    certify_kept_from(goal, evaluate, zeros, keep, 0)
+}
+
+/// [`certify_kept`] for the rows of a case from `first_row` on (`crate::reference::blocks`):
+/// an error names its value's row in the whole case.
+///
+/// # Errors
+/// As [`certify`].
+pub fn certify_kept_from<V: Kept>(
+    goal: Goal,
+    evaluate: impl Fn(u32) -> Result<Answer<Interval>>,
+    mut zeros: impl FnMut(u32, &[(&str, &str, usize)]) -> Vec<bool>,
+    keep: impl Fn(Certified) -> V + Sync,
+    first_row: usize,
+) -> Result<CertifiedAnswer<V>> {
     let cap = goal.cap;
     let digits = goal.digits;
     let mut prec = goal.start_precision().min(cap);
@@ -549,16 +625,18 @@ pub fn certify_with_zeros(
         }
         let attempt = enclosures.into_try_map_at(|place, iv| {
             if proven.contains(&(place.section, place.name, place.index)) {
-                return Ok(exact_zero(prec));
+                return Ok(keep(exact_zero(prec)));
             }
             // A failure carries its place and enclosure; only the reported one is labelled.
-            certify_value(iv, goal, final_try).map_err(|iv| (place.clone(), iv))
+            certify_value(iv, goal, final_try)
+                .map(&keep)
+                .map_err(|iv| (place.clone(), iv))
         });
         match attempt {
             Ok(answer) => {
                 let tier = answer
                     .sections()
-                    .flat_map(|(_, _, t)| t.values().iter().map(|c| c.tier))
+                    .flat_map(|(_, _, t)| t.values().iter().map(Kept::tier))
                     .min()
                     .unwrap_or(Tier::CorrectlyRounded);
                 return Ok(CertifiedAnswer {
@@ -574,7 +652,7 @@ pub fn certify_with_zeros(
                 let detail = format!("{enclosure:?}");
                 return Err(Error::new(
                     ErrorKind::Uncertified,
-                    place.label(),
+                    place.label_from_row(first_row),
                     format!(
                         "the enclosure {detail} is still too wide at the precision cap of {cap} bits \
                          to decide a binary64 or print {digits} true digits (the value is not \

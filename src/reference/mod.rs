@@ -4,6 +4,7 @@
 //! precision; [`certified`] runs it through the escalation loop of
 //! [`crate::mp::certify`].
 
+pub mod blocks;
 pub mod geometry;
 pub mod softmax;
 

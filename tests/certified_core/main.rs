@@ -11,5 +11,6 @@ mod golden_snapshots;
 mod interval_laws;
 mod mpmath_crosscheck;
 mod plain_and_fast_reference;
+mod row_blocks;
 mod scalar_laws;
 mod textbook_calibration;

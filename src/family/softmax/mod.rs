@@ -21,6 +21,7 @@ use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity};
+use crate::reference::blocks::RowBlocks;
 use crate::reference::softmax::RowLoss;
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
@@ -178,6 +179,19 @@ impl LossFamily for SoftmaxFamily {
         Ok(reference::evaluate_softmax(c, prec))
     }
 
+    /// Every output is row-wise.
+    fn row_blocks(c: &SoftmaxCase) -> Option<RowBlocks<SoftmaxCase>> {
+        Some(RowBlocks {
+            rows: c.logits.rows(),
+            values_per_row: 2 * c.logits.cols(),
+            evaluate: |c, rows, prec| Ok(reference::softmax_rows(c, rows, prec)),
+            reduce: |_, _| Answer {
+                outputs: vec![],
+                gradients: vec![],
+            },
+        })
+    }
+
     fn fast<T: Real>(c: &SoftmaxCase) -> Result<Answer<f64>> {
         let (n, cols) = (c.logits.rows(), c.logits.cols());
         let z = narrow::<T>(&c.logits);
@@ -331,6 +345,16 @@ impl LossFamily for SoftmaxCeFamily {
 
     fn reference(c: &SoftmaxCeCase, prec: u32) -> Result<Answer<Interval>> {
         Ok(reference::evaluate_softmax_ce(c, prec))
+    }
+
+    /// The gradient is row-wise; the loss reduces one cross-entropy per row.
+    fn row_blocks(c: &SoftmaxCeCase) -> Option<RowBlocks<SoftmaxCeCase>> {
+        Some(RowBlocks {
+            rows: c.logits.rows(),
+            values_per_row: c.logits.cols(),
+            evaluate: |c, rows, prec| Ok(reference::softmax_ce_rows(c, rows, prec)),
+            reduce: reference::softmax_ce_reduce,
+        })
     }
 
     fn reference_plain(c: &SoftmaxCeCase, prec: u32) -> Result<Answer<Interval>> {

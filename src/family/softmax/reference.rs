@@ -5,24 +5,41 @@
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
+use crate::reference::blocks::RowsPart;
 use crate::reference::per_sample;
 use crate::reference::softmax::{
     ce_row_as, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss, RowLoss,
 };
 use crate::spec::{SoftmaxCase, SoftmaxCeCase};
+use std::ops::Range;
 
 /// A `softmax` case at `prec` bits: outputs `probabilities` and `log_probabilities`.
 pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
+    softmax_rows(case, 0..case.logits.rows(), prec).answer
+}
+
+/// [`evaluate_softmax`] for the rows in `rows` alone (every output is row-wise: SPEC §1's
+/// softmax is one row at a time).
+pub(crate) fn softmax_rows(case: &SoftmaxCase, rows: Range<usize>, prec: u32) -> RowsPart {
+    let cols = case.logits.cols();
+    let block: Vec<f64> = rows
+        .clone()
+        .flat_map(|i| case.logits.row(i).iter().copied())
+        .collect();
+    let block = Matrix::from_vec(rows.len(), cols, block).expect("whole rows");
     let (p, logp) = softmax(
-        &points(&case.logits, prec),
+        &points(&block, prec),
         &Interval::from_f64(prec, case.temperature),
     );
-    Answer {
-        outputs: vec![
-            ("probabilities", Tensor::Matrix(p)),
-            ("log_probabilities", Tensor::Matrix(logp)),
-        ],
-        gradients: vec![],
+    RowsPart {
+        answer: Answer {
+            outputs: vec![
+                ("probabilities", Tensor::Matrix(p)),
+                ("log_probabilities", Tensor::Matrix(logp)),
+            ],
+            gradients: vec![],
+        },
+        terms: vec![],
     }
 }
 
@@ -40,9 +57,30 @@ pub(crate) fn evaluate_softmax_ce_as(
     how: RowLoss,
     prec: u32,
 ) -> Answer<Interval> {
+    let part = softmax_ce_rows_as(case, 0..case.logits.rows(), how, prec);
+    Answer {
+        outputs: softmax_ce_reduce(case, &part.terms).outputs,
+        gradients: part.answer.gradients,
+    }
+}
+
+/// The gradient rows of `softmax_ce` for the rows in `rows` (divided by the whole case's N
+/// for `mean`), and each row's cross-entropy: the loss is their reduction
+/// ([`softmax_ce_reduce`]).
+pub(crate) fn softmax_ce_rows(case: &SoftmaxCeCase, rows: Range<usize>, prec: u32) -> RowsPart {
+    softmax_ce_rows_as(case, rows, RowLoss::Exact, prec)
+}
+
+fn softmax_ce_rows_as(
+    case: &SoftmaxCeCase,
+    rows: Range<usize>,
+    how: RowLoss,
+    prec: u32,
+) -> RowsPart {
     use rayon::prelude::*;
     let n = case.logits.rows();
-    let rows: Vec<(Interval, Vec<Interval>)> = (0..n)
+    let count = rows.len();
+    let per_row: Vec<(Interval, Vec<Interval>)> = rows
         .into_par_iter()
         .map(|i| {
             let row: Vec<Interval> = case
@@ -54,16 +92,27 @@ pub(crate) fn evaluate_softmax_ce_as(
             ce_row_as(&row, case.labels[i], how)
         })
         .collect();
-    let losses: Vec<Interval> = rows.iter().map(|(l, _)| l.clone()).collect();
-    let grad: Vec<Interval> = rows
-        .into_iter()
-        .flat_map(|(_, g)| g)
-        .map(|g| per_sample(&g, case.reduction, n))
-        .collect();
-    let grad = Matrix::from_vec(n, case.logits.cols(), grad).expect("one value per logit");
+    let mut terms = Vec::with_capacity(count);
+    let mut grad = Vec::with_capacity(count * case.logits.cols());
+    for (loss, g) in per_row {
+        terms.push(loss);
+        grad.extend(g.iter().map(|g| per_sample(g, case.reduction, n)));
+    }
+    let grad = Matrix::from_vec(count, case.logits.cols(), grad).expect("one value per logit");
+    RowsPart {
+        answer: Answer {
+            outputs: vec![],
+            gradients: vec![("logits", Tensor::Matrix(grad))],
+        },
+        terms,
+    }
+}
+
+/// The `softmax_ce` loss from every row's cross-entropy, reduced as the case says.
+pub(crate) fn softmax_ce_reduce(case: &SoftmaxCeCase, terms: &[Interval]) -> Answer<Interval> {
     Answer {
-        outputs: vec![("loss", Tensor::Scalar(reduce(&losses, case.reduction)))],
-        gradients: vec![("logits", Tensor::Matrix(grad))],
+        outputs: vec![("loss", Tensor::Scalar(reduce(terms, case.reduction)))],
+        gradients: vec![],
     }
 }
 

@@ -1,0 +1,234 @@
+//! The certified answer of a large case a block of rows at a time (SPEC §3's answer,
+//! unchanged), so that `lossref eval` never holds every enclosure of it at once.
+//!
+//! A family whose every output is either row-wise (one row of the output per row of the
+//! case: probabilities, the gradient of the logits) or reduced from one term per row (the
+//! loss, Σ_i ℓ_i or Σ_i ℓ_i / N) states so with its `row_blocks`. Each block of rows is then
+//! evaluated and certified on its own, with its own escalation, and only the certified
+//! roundings ([`Rounded`]) are kept; the rows' terms of the reduced outputs are kept as
+//! enclosures (N of them) and reduced once every block is done. The result is the whole
+//! case's answer value for value: a correctly rounded binary64 or binary32 and a decided
+//! decimal are unique, and a value that reaches the precision cap is evaluated there by
+//! either path, from the same row. The certificate's precision is the largest that any
+//! block needed, which is what the whole case needs.
+//!
+//! The other families (a gradient of weights that every row shares) are certified whole,
+//! keeping [`Rounded`] values too; streaming over classes is the later scale work.
+
+use crate::answer::{Answer, Tensor};
+use crate::error::Result;
+use crate::exact::ZeroTest;
+use crate::matrix::Matrix;
+use crate::mp::certify::{
+    certify_kept, certify_kept_from, Certificate, Certified, CertifiedAnswer, Goal, Rounded, Tier,
+};
+use crate::mp::interval::Interval;
+use crate::spec::Case;
+use std::ops::Range;
+use std::sync::Mutex;
+
+/// The values a block holds at most (its enclosures: about 130 bytes each at the first
+/// precision), unless one row alone has more.
+pub const BLOCK_VALUES: usize = 1 << 18;
+
+/// How a family's answer splits by rows (see the module docs).
+pub(crate) struct RowBlocks<C> {
+    /// The case's rows.
+    pub rows: usize,
+    /// The values of the row-wise outputs and gradients in one row.
+    pub values_per_row: usize,
+    /// The enclosures of the rows in the range at `prec` bits.
+    pub evaluate: fn(&C, Range<usize>, u32) -> Result<RowsPart>,
+    /// The reduced outputs from every row's term, in row order (empty where there are none).
+    pub reduce: fn(&C, &[Interval]) -> Answer<Interval>,
+}
+
+/// One block's enclosures: the row-wise outputs and gradients of its rows (one matrix row
+/// per case row), and each row's term of the reduced outputs.
+pub(crate) struct RowsPart {
+    /// The row-wise tensors of the block's rows.
+    pub answer: Answer<Interval>,
+    /// One term per row (empty for a family without reduced outputs).
+    pub terms: Vec<Interval>,
+}
+
+/// The certified answer of `case` as `lossref eval` prints it: each value's roundings,
+/// tier and (`with_decimals`) decimal string, without its enclosure; a case of more than
+/// [`BLOCK_VALUES`] values whose family splits by rows is certified a block at a time.
+///
+/// # Errors
+/// As [`crate::reference::certified`].
+pub fn certified_rounded(case: &Case, with_decimals: bool) -> Result<CertifiedAnswer<Rounded>> {
+    certified_in_blocks(case, with_decimals, BLOCK_VALUES)
+}
+
+/// [`certified_rounded`] with blocks of about `block_values` values (the tests use small
+/// blocks, so that small cases split).
+///
+/// # Errors
+/// As [`crate::reference::certified`].
+pub fn certified_in_blocks(
+    case: &Case,
+    with_decimals: bool,
+    block_values: usize,
+) -> Result<CertifiedAnswer<Rounded>> {
+    case.validate()?;
+    if let Some(answer) = crate::family::certified_in_row_blocks(case, with_decimals, block_values)
+    {
+        return answer;
+    }
+    let mut zeros = ZeroTest::new(case);
+    certify_kept(
+        Goal::EVAL,
+        |prec| crate::family::reference(case, prec),
+        |prec, places| zeros.proven(prec, places),
+        |c: Certified| c.rounded(with_decimals),
+    )
+}
+
+/// One row-wise tensor as the blocks fill it.
+struct Filling {
+    section: &'static str,
+    name: &'static str,
+    cols: usize,
+    values: Vec<Rounded>,
+}
+
+/// The driver of the module docs for one family's case (`whole` is the same case as a
+/// [`Case`], for its zero test).
+pub(crate) fn certify_rows<C: Sync>(
+    case: &C,
+    whole: &Case,
+    blocks: RowBlocks<C>,
+    with_decimals: bool,
+    block_values: usize,
+) -> Result<CertifiedAnswer<Rounded>> {
+    let keep = |c: Certified| c.rounded(with_decimals);
+    let per_block = (block_values / blocks.values_per_row.max(1)).max(1);
+    let mut zeros = ZeroTest::new(whole);
+    let mut filling: Vec<Filling> = Vec::new();
+    let mut terms: Vec<Interval> = Vec::with_capacity(blocks.rows);
+    let mut certificate = Certificate {
+        tier: Tier::CorrectlyRounded,
+        precision_bits: 0,
+    };
+    for first in (0..blocks.rows).step_by(per_block) {
+        let rows = first..(first + per_block).min(blocks.rows);
+        let last_terms = Mutex::new(Vec::new());
+        let shapes: Mutex<Vec<(&'static str, &'static str, usize)>> = Mutex::new(Vec::new());
+        let part = certify_kept_from(
+            Goal::EVAL,
+            |prec| {
+                let part = (blocks.evaluate)(case, rows.clone(), prec)?;
+                *shapes.lock().unwrap_or_else(|p| p.into_inner()) = part
+                    .answer
+                    .sections()
+                    .map(|(section, name, t)| (section, name, columns(t)))
+                    .collect();
+                *last_terms.lock().unwrap_or_else(|p| p.into_inner()) = part.terms;
+                Ok(part.answer)
+            },
+            |prec, places| {
+                // the block's places, as places of the whole answer
+                let shapes = shapes.lock().unwrap_or_else(|p| p.into_inner());
+                let whole_places: Vec<(&str, &str, usize)> = places
+                    .iter()
+                    .map(|&(section, name, index)| {
+                        let cols = shapes
+                            .iter()
+                            .find(|(s, n, _)| *s == section && *n == name)
+                            .map_or(0, |&(_, _, c)| c);
+                        (section, name, index + rows.start * cols)
+                    })
+                    .collect();
+                zeros.proven(prec, &whole_places)
+            },
+            keep,
+            rows.start,
+        )?;
+        merge(&mut certificate, part.certificate);
+        terms.extend(last_terms.into_inner().unwrap_or_else(|p| p.into_inner()));
+        for (section, name, tensor) in sections_owned(part.answer) {
+            let cols = columns(&tensor);
+            let values = match tensor {
+                Tensor::Scalar(v) => vec![v],
+                Tensor::Matrix(m) => m.into_vec(),
+            };
+            match filling
+                .iter_mut()
+                .find(|f| f.section == section && f.name == name)
+            {
+                Some(f) => f.values.extend(values),
+                None => filling.push(Filling {
+                    section,
+                    name,
+                    cols,
+                    values,
+                }),
+            }
+        }
+    }
+
+    // The reduced outputs: first from the terms the blocks left (each enclosing its row's
+    // term, at that block's last precision), then, should that not certify, from every
+    // row's term again at the loop's precision.
+    let first_round = Mutex::new(true);
+    let reduced = certify_kept(
+        Goal::EVAL,
+        |prec| {
+            let mut first_round = first_round.lock().unwrap_or_else(|p| p.into_inner());
+            if std::mem::take(&mut *first_round) {
+                return Ok((blocks.reduce)(case, &terms));
+            }
+            let mut again = Vec::with_capacity(blocks.rows);
+            for first in (0..blocks.rows).step_by(per_block) {
+                let rows = first..(first + per_block).min(blocks.rows);
+                again.extend((blocks.evaluate)(case, rows, prec)?.terms);
+            }
+            Ok((blocks.reduce)(case, &again))
+        },
+        |_, places| vec![false; places.len()],
+        keep,
+    )?;
+    merge(&mut certificate, reduced.certificate);
+
+    let mut answer = reduced.answer;
+    for f in filling {
+        let rows = f.values.len().checked_div(f.cols).unwrap_or(0);
+        let tensor = Tensor::Matrix(
+            Matrix::from_vec(rows, f.cols, f.values).expect("every block fills whole rows"),
+        );
+        match f.section {
+            "outputs" => answer.outputs.push((f.name, tensor)),
+            _ => answer.gradients.push((f.name, tensor)),
+        }
+    }
+    Ok(CertifiedAnswer {
+        answer,
+        certificate,
+    })
+}
+
+/// The weakest tier and the largest precision of two certificates.
+fn merge(into: &mut Certificate, other: Certificate) {
+    into.tier = into.tier.min(other.tier);
+    into.precision_bits = into.precision_bits.max(other.precision_bits);
+}
+
+/// A tensor's columns (0 for a scalar).
+fn columns<V>(t: &Tensor<V>) -> usize {
+    match t {
+        Tensor::Scalar(_) => 0,
+        Tensor::Matrix(m) => m.cols(),
+    }
+}
+
+/// Every tensor of an answer with its section, by value.
+fn sections_owned<V>(answer: Answer<V>) -> Vec<(&'static str, &'static str, Tensor<V>)> {
+    let outputs = answer.outputs.into_iter().map(|(n, t)| ("outputs", n, t));
+    let gradients = answer
+        .gradients
+        .into_iter()
+        .map(|(n, t)| ("gradients", n, t));
+    outputs.chain(gradients).collect()
+}
