@@ -425,6 +425,21 @@ with zipfile.ZipFile("{d}/forged.npz", "w") as z:
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A `softmax` case of `n` × `c` logits in [−5, 5] in `dir`: `case.json` naming `big.npz`.
+fn large_softmax_case(dir: &Path, n: usize, c: usize) -> PathBuf {
+    let logits: Vec<f64> = (0..n * c)
+        .map(|k| ((k * 7919) % 2003) as f64 / 200.0 - 5.0)
+        .collect();
+    npz::write(
+        &dir.join("big.npz"),
+        &[("logits".to_string(), float(&[n, c], &logits))],
+    )
+    .unwrap();
+    let case = dir.join("case.json");
+    std::fs::write(&case, r#"{"loss": "softmax", "inputs": "big.npz"}"#).unwrap();
+    case
+}
+
 /// Large inputs are bounded: a `.npz` input over `--max-input-mib` (64 MiB by default, as a
 /// JSON case file) is refused with the flag that raises it, and an answer of more values than
 /// `lossref eval` prints is refused on stdout with the way to write it (`--output`).
@@ -433,20 +448,7 @@ fn large_npz_inputs_and_answers_are_bounded_with_the_way_past_the_bound() {
     let dir = scratch("bounds");
     // 150 000 logits: 1.2 MB of array data, and an answer of 300 000 values
     let (n, c) = (1500, 100);
-    let logits: Vec<f64> = (0..n * c)
-        .map(|k| ((k * 7919) % 1000) as f64 / 250.0)
-        .collect();
-    npz::write(
-        &dir.join("big.npz"),
-        &[("logits".to_string(), float(&[n, c], &logits))],
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("case.json"),
-        r#"{"loss": "softmax", "inputs": "big.npz"}"#,
-    )
-    .unwrap();
-    let case = dir.join("case.json");
+    let case = large_softmax_case(&dir, n, c);
     let case = case.to_str().unwrap();
     let out = lossref(&["eval", case, "--max-input-mib", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -489,19 +491,7 @@ fn large_npz_inputs_and_answers_are_bounded_with_the_way_past_the_bound() {
 fn a_large_case_is_certified_in_bounded_memory() {
     let dir = scratch("memory");
     let (n, c) = (500, 1000);
-    let logits: Vec<f64> = (0..n * c)
-        .map(|k| ((k * 7919) % 2003) as f64 / 200.0 - 5.0)
-        .collect();
-    npz::write(
-        &dir.join("big.npz"),
-        &[("logits".to_string(), float(&[n, c], &logits))],
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("case.json"),
-        r#"{"loss": "softmax", "inputs": "big.npz"}"#,
-    )
-    .unwrap();
+    let case = large_softmax_case(&dir, n, c);
     let out = Command::new("python3")
         .args([
             "-c",
@@ -511,7 +501,7 @@ fn a_large_case_is_certified_in_bounded_memory() {
              print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
             env!("CARGO_BIN_EXE_lossref"),
             "eval",
-            dir.join("case.json").to_str().unwrap(),
+            case.to_str().unwrap(),
             "--output",
             dir.join("answer.npz").to_str().unwrap(),
         ])
