@@ -54,6 +54,14 @@ FAMILIES: Dict[str, tuple] = {name: tuple(losses) for name, losses in _lossref.c
 LOSSES: tuple = tuple(loss for losses in FAMILIES.values() for loss in losses)
 
 
+def _did_you_mean(name: object, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` with the valid name nearest to `name`, or nothing."""
+    import difflib
+
+    near = difflib.get_close_matches(str(name), list(known), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def _plain(x: Any) -> Any:
     """Python values JSON can hold exactly: arrays as nested lists, numpy scalars as floats."""
     if isinstance(x, np.ndarray):
@@ -244,9 +252,32 @@ class Corpus:
         ids: Optional[Iterable[str]] = None,
     ) -> List[CorpusCase]:
         """The cases of a loss (or losses), a dtype (`float32`, `float64`), a tag
-        (`edge:acos-near-1`, …) and/or among `ids`, in corpus order."""
+        (`edge:acos-near-1`, …; the regime's name without `edge:` is accepted too) and/or
+        among `ids`, in corpus order. A loss, dtype, tag or id that the corpus does not
+        have raises ValueError with the nearest valid name: a typo never selects nothing."""
         losses = {loss} if isinstance(loss, str) else (set(loss) if loss else None)
+        for name in sorted(losses or ()):
+            if name not in LOSSES:
+                raise ValueError(f"lossref.Corpus.cases: unknown loss {name!r}{_did_you_mean(name, LOSSES)}")
+        if dtype not in (None, "float32", "float64"):
+            raise ValueError(f"lossref.Corpus.cases: dtype must be 'float32' or 'float64', got {dtype!r}")
+        if tag is not None:
+            tags = {t for c in self._cases for t in c.tags}
+            if tag not in tags and "edge:" + str(tag) in tags:
+                tag = "edge:" + str(tag)
+            if tag not in tags:
+                raise ValueError(
+                    f"lossref.Corpus.cases: no case of corpus {self.version} has the tag {tag!r}"
+                    f"{_did_you_mean(tag, tags)}; its tags are {', '.join(sorted(tags))}"
+                )
         wanted = set(ids) if ids is not None else None
+        unknown = sorted((wanted or set()) - set(self._by_id))
+        if unknown:
+            raise ValueError(
+                f"lossref.Corpus.cases: {len(unknown)} ids are not cases of corpus {self.version}: "
+                + ", ".join(f"{i!r}{_did_you_mean(i, self._by_id)}" for i in unknown[:5])
+                + (", …" if len(unknown) > 5 else "")
+            )
         return [
             c
             for c in self._cases
@@ -257,7 +288,10 @@ class Corpus:
         ]
 
     def __getitem__(self, case_id: str) -> CorpusCase:
-        return self._by_id[case_id]
+        try:
+            return self._by_id[case_id]
+        except KeyError:
+            raise KeyError(f"{case_id!r} is not a case of corpus {self.version}{_did_you_mean(case_id, self._by_id)}") from None
 
     def __iter__(self) -> Iterator[CorpusCase]:
         return iter(self._cases)

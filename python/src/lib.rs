@@ -105,7 +105,11 @@ fn check_results(
         let results = Results::parse(&results, "results")?;
         check::known_ids(&corpus, &results, "results")?;
         let expectations = match &expect {
-            Some(text) => check::parse_expectations(text, "expectations")?,
+            Some(text) => {
+                let expectations = check::parse_expectations(text, "expectations")?;
+                check::known_expectations(&corpus, &expectations, "expect")?;
+                expectations
+            }
             None => vec![],
         };
         let report = check::check(&corpus, &results, &expectations, diagnose)?;

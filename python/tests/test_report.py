@@ -31,6 +31,25 @@ def test_the_embedded_corpus_and_its_cases() -> None:
     assert corpus[c.id] is c
 
 
+def test_a_mistyped_selection_is_refused_with_the_nearest_name_never_an_empty_list() -> None:
+    corpus = lossref.Corpus.load()
+    with pytest.raises(ValueError, match="unknown loss 'cosfase' \\(did you mean 'cosface'\\?\\)"):
+        corpus.cases(loss="cosfase")
+    with pytest.raises(ValueError, match="unknown loss 'arcfac' \\(did you mean 'arcface'\\?\\)"):
+        corpus.cases(loss=["cosface", "arcfac"])
+    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64', got 'f32'"):
+        corpus.cases(dtype="f32")
+    with pytest.raises(ValueError, match="the tag 'edge:acos-near-one' \\(did you mean 'edge:acos-near-1'\\?\\)"):
+        corpus.cases(tag="edge:acos-near-one")
+    # the regime's name without `edge:` is the corpus's tag
+    assert corpus.cases(tag="dominant-target") == corpus.cases(tag="edge:dominant-target") != []
+    real = corpus.cases(loss="cosface")[0].id
+    with pytest.raises(ValueError, match=f"did you mean {real!r}"):
+        corpus.cases(ids=[real.replace("cosface", "cosfase")])
+    with pytest.raises(KeyError, match=f"did you mean {real!r}"):
+        corpus[real.replace("cosface", "cosfase")]
+
+
 def test_the_reference_passes_and_the_report_speaks_every_format(tmp_path: Path) -> None:
     corpus = lossref.Corpus.load()
     report = lossref.check(reference_results(corpus.cases(loss="arcface")))

@@ -2,7 +2,7 @@
 //! each with a reason, applied to the verdicts.
 
 use crate::check::verdict::case_verdict;
-use crate::check::{CaseReport, Verdict};
+use crate::check::{CaseReport, Corpus, Verdict};
 use crate::error::{Error, ErrorKind, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -121,6 +121,75 @@ pub fn parse_expectations(text: &str, file: &str) -> Result<Vec<Expectation>> {
             })
         })
         .collect()
+}
+
+/// Checks that every expectation names something in `corpus`: each tag is a tag of its
+/// cases, each `case` glob matches at least one id, each value group is a SPEC §1 output or
+/// gradient. An expectation that names nothing would silently expect nothing (a mistyped
+/// tag, say), so every such name is reported at once, each with the nearest valid one.
+///
+/// # Errors
+/// Every name that matches nothing, in one error naming `file`.
+pub fn known_expectations(corpus: &Corpus, expectations: &[Expectation], file: &str) -> Result<()> {
+    use crate::suggest::did_you_mean;
+    let tags: std::collections::BTreeSet<&str> = corpus
+        .cases
+        .iter()
+        .flat_map(|c| c.tags.iter().map(String::as_str))
+        .collect();
+    let ids = || corpus.cases.iter().map(|c| c.id.as_str());
+    let groups: Vec<String> = crate::family::Output::ALL
+        .iter()
+        .map(|o| format!("outputs/{}", o.as_str()))
+        .chain(
+            crate::family::Gradient::ALL
+                .iter()
+                .map(|g| format!("gradients/{}", g.as_str())),
+        )
+        .collect();
+    let mut problems = Vec::new();
+    for (k, e) in expectations.iter().enumerate() {
+        let at = format!("expectations[{k}]");
+        for (i, tag) in e.tags.iter().enumerate() {
+            if !tags.contains(tag.as_str()) {
+                problems.push(format!(
+                    "{at}.tags[{i}]: no case of corpus {} has the tag `{tag}`{}",
+                    corpus.version,
+                    did_you_mean(tag, tags.iter().copied())
+                ));
+            }
+        }
+        if !ids().any(|id| glob(&e.case, id)) {
+            let hint = if e.case.contains('*') {
+                String::new()
+            } else {
+                did_you_mean(&e.case, ids())
+            };
+            problems.push(format!(
+                "{at}.case: `{}` matches no case of corpus {}{hint}",
+                e.case, corpus.version
+            ));
+        }
+        for (i, group) in e.values.iter().enumerate() {
+            if !groups.contains(group) {
+                problems.push(format!(
+                    "{at}.values[{i}]: `{group}` is no output or gradient of any loss{}",
+                    did_you_mean(group, groups.iter().map(String::as_str))
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        file,
+        format!(
+            "{} names that match nothing (an expectation that names nothing expects nothing): {}",
+            problems.len(),
+            problems.join("; ")
+        ),
+    ))
 }
 
 /// `*`-glob matching.

@@ -3,7 +3,8 @@
 
 use crate::check::junit::junit;
 use crate::check::{
-    check, groups_of, known_ids, read_expectations, CheckReport, Corpus, Groups, Results,
+    check, groups_of, known_expectations, known_ids, read_expectations, CheckReport, Corpus,
+    Groups, Results,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::fast::dispatch::evaluate;
@@ -90,7 +91,11 @@ pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
     let results = Results::read(Path::new(&req.results))?;
     known_ids(&corpus, &results, &req.results)?;
     let expectations = match &req.expect {
-        Some(p) => read_expectations(Path::new(p))?,
+        Some(p) => {
+            let expectations = read_expectations(Path::new(p))?;
+            known_expectations(&corpus, &expectations, p)?;
+            expectations
+        }
         None => vec![],
     };
     let report = check(&corpus, &results, &expectations, !req.no_diagnosis)?;
@@ -143,7 +148,11 @@ pub fn run_report(req: &ReportRequest) -> Result<(String, bool)> {
         write(path, &results.json().to_string())?;
     }
     let expectations = match &req.expect {
-        Some(p) => read_expectations(Path::new(p))?,
+        Some(p) => {
+            let expectations = read_expectations(Path::new(p))?;
+            known_expectations(&corpus, &expectations, p)?;
+            expectations
+        }
         None => vec![],
     };
     let report = check(&corpus, &results, &expectations, false)?;

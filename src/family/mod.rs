@@ -419,6 +419,14 @@ pub enum Output {
 }
 
 impl Output {
+    /// Every output, in catalogue order.
+    pub const ALL: [Output; 4] = [
+        Output::Loss,
+        Output::Probabilities,
+        Output::LogProbabilities,
+        Output::CentersNext,
+    ];
+
     /// The SPEC §1 name.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -448,6 +456,16 @@ pub enum Gradient {
 }
 
 impl Gradient {
+    /// Every gradient, in catalogue order.
+    pub const ALL: [Gradient; 6] = [
+        Gradient::Logits,
+        Gradient::StudentLogits,
+        Gradient::Features,
+        Gradient::Weights,
+        Gradient::Centers,
+        Gradient::Scale,
+    ];
+
     /// The SPEC §1 name.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -7,8 +7,8 @@
 use crate::common::textbook::{self, Quirks};
 use lossref::check::junit::junit;
 use lossref::check::{
-    check, glob, groups_of, parse_expectations, Corpus, CorpusCase, Expectation, Groups, Results,
-    Verdict,
+    check, glob, groups_of, known_expectations, parse_expectations, Corpus, CorpusCase,
+    Expectation, Groups, Results, Verdict,
 };
 use lossref::cli::check::fast_results;
 use lossref::fast::dispatch::evaluate;
@@ -990,6 +990,50 @@ fn expectations_name_value_groups_and_tags() {
         let e = parse_expectations(text, "e.json").unwrap_err();
         assert_eq!(e.place, place, "{text}");
     }
+}
+
+/// An expectation that names nothing in the corpus (a mistyped tag, a glob that matches no
+/// id, a value group no loss has) would expect nothing and let the failure it was written
+/// for stand: every such name is refused at once, each with the nearest valid one, in the
+/// library and in the CLI.
+#[test]
+fn expectations_that_name_nothing_are_refused_with_the_nearest_names() {
+    let corpus = Corpus::load(None).unwrap();
+    let text = r#"{"expectations": [
+        {"tags": ["edge:tiny-norm", "edge:acos-near-one"], "category": "xfail", "reason": "r"},
+        {"case": "cosfase/*", "category": "skip", "reason": "r"},
+        {"case": "cosface/random/f32-000", "values": ["gradients/weight"], "category": "xfail", "reason": "r"},
+        {"case": "cosface/*", "tags": ["edge:dominant-target"], "values": ["gradients/weights"], "category": "xfail", "reason": "r"}
+    ]}"#;
+    let expectations = parse_expectations(text, "e.json").unwrap();
+    let e = known_expectations(&corpus, &expectations, "e.json").unwrap_err();
+    let message = e.to_string();
+    let v = &corpus.version;
+    for part in [
+        "4 names that match nothing".to_string(),
+        format!("expectations[0].tags[1]: no case of corpus {v} has the tag `edge:acos-near-one` (did you mean `edge:acos-near-1`?)"),
+        format!("expectations[1].case: `cosfase/*` matches no case of corpus {v}"),
+        format!("expectations[2].case: `cosface/random/f32-000` matches no case of corpus {v} (did you mean `cosface/random/f32-0000`?)"),
+        "expectations[2].values[0]: `gradients/weight` is no output or gradient of any loss (did you mean `gradients/weights`?)".to_string(),
+    ] {
+        assert!(message.contains(&part), "{part}\nnot in\n{message}");
+    }
+    // the valid names alone pass: the first tag, the last expectation
+    assert!(!message.contains("edge:tiny-norm`") && !message.contains("expectations[3]"));
+    assert!(known_expectations(&corpus, &expectations[3..], "e.json").is_ok());
+
+    let dir = std::env::temp_dir().join(format!("lossref-expect-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("e.json");
+    std::fs::write(&f, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .args(["report", "--expect", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("(did you mean `edge:acos-near-1`?)"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `implementation` run on every selected case, in the case's dtype, as results.
