@@ -107,6 +107,13 @@ impl<V> Answer<V> {
         outs.chain(grads)
     }
 
+    /// [`Answer::sections`] by value.
+    pub fn into_sections(self) -> impl Iterator<Item = (&'static str, &'static str, Tensor<V>)> {
+        let outs = self.outputs.into_iter().map(|(n, t)| ("outputs", n, t));
+        let grads = self.gradients.into_iter().map(|(n, t)| ("gradients", n, t));
+        outs.chain(grads)
+    }
+
     /// The scalar `loss`, for every loss but `softmax`.
     pub fn loss(&self) -> Option<&V> {
         match self.out(Output::Loss)? {

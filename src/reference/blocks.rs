@@ -148,7 +148,7 @@ pub(crate) fn certify_rows<C: Sync>(
         )?;
         merge(&mut certificate, part.certificate);
         terms.extend(last_terms.into_inner().unwrap_or_else(|p| p.into_inner()));
-        for (section, name, tensor) in sections_owned(part.answer) {
+        for (section, name, tensor) in part.answer.into_sections() {
             let cols = columns(&tensor);
             let values = match tensor {
                 Tensor::Scalar(v) => vec![v],
@@ -169,15 +169,14 @@ pub(crate) fn certify_rows<C: Sync>(
         }
     }
 
-    // The reduced outputs: first from the terms the blocks left (each enclosing its row's
-    // term, at that block's last precision), then, should that not certify, from every
-    // row's term again at the loop's precision.
-    let first_round = Mutex::new(true);
+    // The reduced outputs: in the loop's first round from the terms the blocks left (each
+    // enclosing its row's term, at that block's last precision), then, should that not
+    // certify, from every row's term again at the loop's precision.
+    let first_round = Goal::EVAL.start_precision().min(Goal::EVAL.cap);
     let reduced = certify_kept(
         Goal::EVAL,
         |prec| {
-            let mut first_round = first_round.lock().unwrap_or_else(|p| p.into_inner());
-            if std::mem::take(&mut *first_round) {
+            if prec == first_round {
                 return Ok((blocks.reduce)(case, &terms));
             }
             let mut again = Vec::with_capacity(blocks.rows);
@@ -221,14 +220,4 @@ fn columns<V>(t: &Tensor<V>) -> usize {
         Tensor::Scalar(_) => 0,
         Tensor::Matrix(m) => m.cols(),
     }
-}
-
-/// Every tensor of an answer with its section, by value.
-fn sections_owned<V>(answer: Answer<V>) -> Vec<(&'static str, &'static str, Tensor<V>)> {
-    let outputs = answer.outputs.into_iter().map(|(n, t)| ("outputs", n, t));
-    let gradients = answer
-        .gradients
-        .into_iter()
-        .map(|(n, t)| ("gradients", n, t));
-    outputs.chain(gradients).collect()
 }

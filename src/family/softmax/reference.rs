@@ -21,16 +21,10 @@ pub fn evaluate_softmax(case: &SoftmaxCase, prec: u32) -> Answer<Interval> {
 /// [`evaluate_softmax`] for the rows in `rows` alone (every output is row-wise: SPEC §1's
 /// softmax is one row at a time).
 pub(crate) fn softmax_rows(case: &SoftmaxCase, rows: Range<usize>, prec: u32) -> RowsPart {
-    let cols = case.logits.cols();
-    let block: Vec<f64> = rows
-        .clone()
-        .flat_map(|i| case.logits.row(i).iter().copied())
-        .collect();
-    let block = Matrix::from_vec(rows.len(), cols, block).expect("whole rows");
-    let (p, logp) = softmax(
-        &points(&block, prec),
-        &Interval::from_f64(prec, case.temperature),
-    );
+    let block = Matrix::from_fn(rows.len(), case.logits.cols(), |i, j| {
+        Interval::from_f64(prec, *case.logits.get(rows.start + i, j))
+    });
+    let (p, logp) = softmax(&block, &Interval::from_f64(prec, case.temperature));
     RowsPart {
         answer: Answer {
             outputs: vec![
