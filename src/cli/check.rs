@@ -4,7 +4,7 @@
 use crate::check::junit::junit;
 use crate::check::{
     check, groups_of, known_expectations, known_ids, read_expectations, CheckReport, Corpus,
-    Groups, Results,
+    Expectation, Groups, Results,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::fast::dispatch::evaluate;
@@ -56,6 +56,17 @@ pub struct ReportRequest {
     pub write_results: Option<String>,
 }
 
+/// The expectations of the file at `path` (none without one), each naming something in
+/// `corpus`.
+fn expectations(corpus: &Corpus, path: Option<&str>) -> Result<Vec<Expectation>> {
+    let Some(path) = path else {
+        return Ok(vec![]);
+    };
+    let expectations = read_expectations(Path::new(path))?;
+    known_expectations(corpus, &expectations, path)?;
+    Ok(expectations)
+}
+
 fn write(path: &str, text: &str) -> Result<()> {
     std::fs::write(path, text)
         .map_err(|e| Error::new(ErrorKind::Io, path, format!("cannot write: {e}")))
@@ -90,14 +101,7 @@ pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
     let corpus = Corpus::load(req.corpus.as_deref().map(Path::new))?;
     let results = Results::read(Path::new(&req.results))?;
     known_ids(&corpus, &results, &req.results)?;
-    let expectations = match &req.expect {
-        Some(p) => {
-            let expectations = read_expectations(Path::new(p))?;
-            known_expectations(&corpus, &expectations, p)?;
-            expectations
-        }
-        None => vec![],
-    };
+    let expectations = expectations(&corpus, req.expect.as_deref())?;
     let report = check(&corpus, &results, &expectations, !req.no_diagnosis)?;
     finish(
         &report,
@@ -147,14 +151,7 @@ pub fn run_report(req: &ReportRequest) -> Result<(String, bool)> {
     if let Some(path) = &req.write_results {
         write(path, &results.json().to_string())?;
     }
-    let expectations = match &req.expect {
-        Some(p) => {
-            let expectations = read_expectations(Path::new(p))?;
-            known_expectations(&corpus, &expectations, p)?;
-            expectations
-        }
-        None => vec![],
-    };
+    let expectations = expectations(&corpus, req.expect.as_deref())?;
     let report = check(&corpus, &results, &expectations, false)?;
     let text = if req.json {
         serde_json::to_string_pretty(&report.json()).unwrap_or_default()
