@@ -32,7 +32,7 @@ try:
 except ImportError as e:  # pragma: no cover
     raise ImportError("lossref.strategies needs hypothesis: pip install hypothesis") from e
 
-from . import FAMILIES, LOSSES, switch_points  # the catalogue of the Rust library
+from . import FAMILIES, LOSSES, _did_you_mean, switch_points  # the catalogue of the Rust library
 
 NORMALIZED = list(FAMILIES["normalized"])
 ANGLE_REGIMES = ["acos-near-1", "acos-near-minus-1", "easy-switch", "thmm-switch", "tiny-norm", "huge-norm", "exact-zero"]
@@ -195,10 +195,7 @@ def regime_name(regime: str) -> str:
         name = _TAG_ALIASES.get(name[len("edge:") :], name[len("edge:") :])
     known = ["random"] + LOGIT_REGIMES + ANGLE_REGIMES
     if name not in known:
-        import difflib
-
-        near = difflib.get_close_matches(name, known + ["edge:" + k for k in known if k != "random"], n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = _did_you_mean(name, known + ["edge:" + k for k in known if k != "random"])
         raise ValueError(f"lossref.strategies: unknown regime {regime!r}{hint}; the regimes are {', '.join(known)}")
     return name
 
@@ -210,11 +207,7 @@ def cases(loss: Optional[str] = None, dtype: Optional[str] = None, regime: Optio
     unknown loss, dtype or regime, or a regime that does not apply to `loss`, raises
     ValueError at once."""
     if loss is not None and loss not in LOSSES:
-        import difflib
-
-        near = difflib.get_close_matches(str(loss), LOSSES, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"lossref.strategies: unknown loss {loss!r}{hint}")
+        raise ValueError(f"lossref.strategies: unknown loss {loss!r}{_did_you_mean(loss, LOSSES)}")
     if dtype not in (None, "float32", "float64"):
         raise ValueError(f"lossref.strategies: dtype must be 'float32' or 'float64', got {dtype!r}")
     if regime is not None:
