@@ -7,33 +7,16 @@
 //! regime the generator draws (moderate, large, near-tie, dominant, huge norms, exact
 //! zeros, both dtypes), and identical errors where there is no answer.
 
+use crate::common::{assert_same_values, rounded};
 use lossref::case::case_from_json;
 use lossref::corpus::all_cases;
 use lossref::mp::certify::CertifiedAnswer;
 use lossref::reference::{certified, certified_plain};
 use lossref::spec::Case;
 
+/// The values the same, and the answers' tiers (the two paths may need different precisions).
 fn assert_same(id: &str, fast: &CertifiedAnswer, plain: &CertifiedAnswer) -> usize {
-    let mut compared = 0;
-    let fast_sections: Vec<_> = fast.answer.sections().collect();
-    let plain_sections: Vec<_> = plain.answer.sections().collect();
-    assert_eq!(fast_sections.len(), plain_sections.len(), "{id}: sections");
-    for ((sf, nf, tf), (sp, np, tp)) in fast_sections.iter().zip(&plain_sections) {
-        assert_eq!((sf, nf), (sp, np), "{id}: section order");
-        assert_eq!(
-            tf.values().len(),
-            tp.values().len(),
-            "{id}: {sf}.{nf} shape"
-        );
-        for (k, (a, b)) in tf.values().iter().zip(tp.values()).enumerate() {
-            let at = format!("{id}: {sf}.{nf}{}", tf.index_label(k));
-            assert_eq!(a.decimal, b.decimal, "{at}: decimal strings differ");
-            assert_eq!(a.f64.to_bits(), b.f64.to_bits(), "{at}: binary64 differs");
-            assert_eq!(a.f32.to_bits(), b.f32.to_bits(), "{at}: binary32 differs");
-            assert_eq!(a.tier, b.tier, "{at}: tier differs");
-            compared += 1;
-        }
-    }
+    let compared = assert_same_values(id, &rounded(fast), &rounded(plain));
     assert_eq!(fast.certificate.tier, plain.certificate.tier, "{id}: tier");
     compared
 }

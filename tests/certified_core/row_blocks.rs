@@ -5,7 +5,7 @@
 //! corpus case (blocks of one row, of a few rows, and the default) and on random batches
 //! in every regime with random block sizes; and the same error where there is no answer.
 
-use crate::common::{any_batch, cases, deterministic_runner};
+use crate::common::{any_batch, assert_same_values, cases, deterministic_runner, rounded};
 use lossref::case::case_from_json;
 use lossref::corpus::all_cases;
 use lossref::mp::certify::{CertifiedAnswer, Rounded};
@@ -16,55 +16,16 @@ use proptest::prelude::*;
 
 /// The whole case's answer, as `Rounded` values with their decimals.
 fn whole(case: &Case) -> lossref::error::Result<CertifiedAnswer<Rounded>> {
-    let answer = certified(case)?;
-    Ok(CertifiedAnswer {
-        answer: answer
-            .answer
-            .try_map(|_, c| Ok::<_, ()>(c.clone().rounded(true)))
-            .expect("infallible"),
-        certificate: answer.certificate,
-    })
+    Ok(rounded(&certified(case)?))
 }
 
-/// Asserts two answers equal value for value; returns how many values were compared.
+/// The values and the certificate the same.
 fn assert_same(
     id: &str,
     blocks: &CertifiedAnswer<Rounded>,
     whole: &CertifiedAnswer<Rounded>,
 ) -> usize {
-    let a: Vec<_> = blocks.answer.sections().collect();
-    let b: Vec<_> = whole.answer.sections().collect();
-    let names = |s: &[(&str, &str, _)]| {
-        s.iter()
-            .map(|(x, y, _)| format!("{x}.{y}"))
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        names(&a),
-        names(&b),
-        "{id}: outputs and gradients, in order"
-    );
-    let mut compared = 0;
-    for ((section, name, ta), (_, _, tb)) in a.iter().zip(&b) {
-        assert_eq!(
-            ta.values().len(),
-            tb.values().len(),
-            "{id}: {section}.{name} shape"
-        );
-        assert_eq!(
-            ta.index_label(ta.values().len().saturating_sub(1)),
-            tb.index_label(tb.values().len().saturating_sub(1)),
-            "{id}: {section}.{name} shape"
-        );
-        for (k, (x, y)) in ta.values().iter().zip(tb.values()).enumerate() {
-            let at = format!("{id}: {section}.{name}{}", ta.index_label(k));
-            assert_eq!(x.decimal, y.decimal, "{at}: decimal strings differ");
-            assert_eq!(x.f64.to_bits(), y.f64.to_bits(), "{at}: binary64 differs");
-            assert_eq!(x.f32.to_bits(), y.f32.to_bits(), "{at}: binary32 differs");
-            assert_eq!(x.tier, y.tier, "{at}: tier differs");
-            compared += 1;
-        }
-    }
+    let compared = assert_same_values(id, blocks, whole);
     assert_eq!(blocks.certificate, whole.certificate, "{id}: certificate");
     compared
 }

@@ -10,7 +10,7 @@ pub mod table;
 pub mod textbook;
 
 use lossref::matrix::Matrix;
-use lossref::mp::certify::{Certified, CertifiedAnswer};
+use lossref::mp::certify::{Certified, CertifiedAnswer, Rounded};
 use lossref::reference::certified;
 use lossref::spec::{Case, Reduction, SoftmaxCase, SoftmaxCeCase};
 use proptest::prelude::*;
@@ -190,6 +190,62 @@ pub fn certify_softmax(logits: &Matrix<f64>, temperature: f64) -> CertifiedAnswe
     });
     certified(&case)
         .unwrap_or_else(|e| panic!("reference failed on {logits:?} T={temperature}: {e}"))
+}
+
+/// A certified answer as `lossref eval` keeps it: each value's roundings, tier and decimal
+/// string, without its enclosure.
+pub fn rounded(answer: &CertifiedAnswer) -> CertifiedAnswer<Rounded> {
+    CertifiedAnswer {
+        answer: answer
+            .answer
+            .try_map(|_, c| Ok::<_, ()>(c.clone().rounded(true)))
+            .expect("infallible"),
+        certificate: answer.certificate,
+    }
+}
+
+/// Asserts two certified answers the same value for value: the same outputs and gradients
+/// in the same order and shapes, the same decimal strings, binary64 and binary32 roundings
+/// and tiers. Returns how many values were compared (the certificates are the caller's).
+pub fn assert_same_values(
+    id: &str,
+    a: &CertifiedAnswer<Rounded>,
+    b: &CertifiedAnswer<Rounded>,
+) -> usize {
+    let a: Vec<_> = a.answer.sections().collect();
+    let b: Vec<_> = b.answer.sections().collect();
+    let names = |s: &[(&str, &str, _)]| {
+        s.iter()
+            .map(|(x, y, _)| format!("{x}.{y}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&a),
+        names(&b),
+        "{id}: outputs and gradients, in order"
+    );
+    let mut compared = 0;
+    for ((section, name, ta), (_, _, tb)) in a.iter().zip(&b) {
+        assert_eq!(
+            ta.values().len(),
+            tb.values().len(),
+            "{id}: {section}.{name} shape"
+        );
+        assert_eq!(
+            ta.index_label(ta.values().len().saturating_sub(1)),
+            tb.index_label(tb.values().len().saturating_sub(1)),
+            "{id}: {section}.{name} shape"
+        );
+        for (k, (x, y)) in ta.values().iter().zip(tb.values()).enumerate() {
+            let at = format!("{id}: {section}.{name}{}", ta.index_label(k));
+            assert_eq!(x.decimal, y.decimal, "{at}: decimal strings differ");
+            assert_eq!(x.f64.to_bits(), y.f64.to_bits(), "{at}: binary64 differs");
+            assert_eq!(x.f32.to_bits(), y.f32.to_bits(), "{at}: binary32 differs");
+            assert_eq!(x.tier, y.tier, "{at}: tier differs");
+            compared += 1;
+        }
+    }
+    compared
 }
 
 /// The values of a named output or gradient, row-major.
