@@ -178,22 +178,23 @@ pub(crate) fn evaluate(
         }
     }
     let loss = reduce(&losses, case.reduction);
-    // Σ over the other side of G·∂c/∂v_k, a pair at a pole contributing its exact 0
+    // G_ij·∂c/∂v_k for a row v of norm² `squared` and the other row's entry `other`:
+    // u·other, less c·v_k/‖v‖² where the norm is not clamped (`free`)
+    let term = |i: usize, j: usize, other: f64, own: f64, free: bool, squared: &Interval| {
+        let p = &pairs[i][j];
+        let mut t = p.u.mul_f64(other);
+        if free {
+            t = t.sub(&p.cos.value.mul_f64(own).div(squared));
+        }
+        g[i][j].mul(&t)
+    };
+    // Σ over the other side, a pair at a pole contributing its exact 0
     let grad_features = Matrix::from_fn(n, d, |i, k| {
         let terms: Vec<Interval> = (0..classes)
             .filter(|&j| pairs[i][j].cos.pole.is_none())
             .map(|j| {
-                let p = &pairs[i][j];
-                let mut t = p.u.mul_f64(*case.weights.get(j, k));
-                if p.x_free {
-                    t = t.sub(
-                        &p.cos
-                            .value
-                            .mul_f64(*case.features.get(i, k))
-                            .div(&xs[i].squared),
-                    );
-                }
-                g[i][j].mul(&t)
+                let (w, x) = (*case.weights.get(j, k), *case.features.get(i, k));
+                term(i, j, w, x, pairs[i][j].x_free, &xs[i].squared)
             })
             .collect();
         Interval::sum(prec, &terms)
@@ -202,17 +203,8 @@ pub(crate) fn evaluate(
         let terms: Vec<Interval> = (0..n)
             .filter(|&i| pairs[i][j].cos.pole.is_none())
             .map(|i| {
-                let p = &pairs[i][j];
-                let mut t = p.u.mul_f64(*case.features.get(i, k));
-                if p.w_free {
-                    t = t.sub(
-                        &p.cos
-                            .value
-                            .mul_f64(*case.weights.get(j, k))
-                            .div(&ws[j].squared),
-                    );
-                }
-                g[i][j].mul(&t)
+                let (x, w) = (*case.features.get(i, k), *case.weights.get(j, k));
+                term(i, j, x, w, pairs[i][j].w_free, &ws[j].squared)
             })
             .collect();
         Interval::sum(prec, &terms)

@@ -18,7 +18,7 @@ use crate::check::diagnose::Alternative;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::smallest_row_norm;
-use crate::reference::geometry::{dot, row_norms};
+use crate::reference::geometry::{dot, row_norms, RowNorm};
 use crate::reference::per_sample;
 use crate::reference::softmax::{ce_row, points, reduce};
 use crate::spec::MultiplicativeCase;
@@ -74,15 +74,22 @@ fn evaluate(case: &MultiplicativeCase, eps: f64, prec: u32) -> Answer<Interval> 
         g.push(dz.into_iter().map(|v| v.mul(&r)).collect::<Vec<_>>());
     }
     let loss = reduce(&losses, case.reduction);
+    // ∂c/∂v_k for a row v (its entry `own`, its norms `v`) against the other row's entry
+    // `other`: u·other, less c·v_k/‖v‖² where the norm is not clamped
+    let dcos = |i: usize, j: usize, other: &Interval, own: &Interval, v: &RowNorm| {
+        let dc = u.get(i, j).mul(other);
+        if free(&v.norm) {
+            dc.sub(&c.get(i, j).mul(own).div(&v.squared))
+        } else {
+            dc
+        }
+    };
     let grad_features = Matrix::from_fn(n, d, |i, k| {
         let xk = x.get(i, k);
         let terms: Vec<Interval> = (0..classes)
             .map(|j| {
                 let (hv, hd) = h.get(i, j);
-                let mut dc = u.get(i, j).mul(w.get(j, k));
-                if free(&xs[i].norm) {
-                    dc = dc.sub(&c.get(i, j).mul(xk).div(&xs[i].squared));
-                }
+                let dc = dcos(i, j, w.get(j, k), xk, &xs[i]);
                 let along = xk.div(&xs[i].norm).mul(hv);
                 let across = xs[i].norm.mul(hd).mul(&dc);
                 g[i][j].mul(&nu(j).mul(&along.add(&across)))
@@ -95,10 +102,7 @@ fn evaluate(case: &MultiplicativeCase, eps: f64, prec: u32) -> Answer<Interval> 
         let terms: Vec<Interval> = (0..n)
             .map(|i| {
                 let (hv, hd) = h.get(i, j);
-                let mut dc = u.get(i, j).mul(x.get(i, k));
-                if free(&ws[j].norm) {
-                    dc = dc.sub(&c.get(i, j).mul(wk).div(&ws[j].squared));
-                }
+                let dc = dcos(i, j, x.get(i, k), wk, &ws[j]);
                 let mut t = nu(j).mul(&xs[i].norm).mul(hd).mul(&dc);
                 if !sphere {
                     t = t.add(&wk.div(&ws[j].norm).mul(&xs[i].norm).mul(hv));
