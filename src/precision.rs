@@ -229,7 +229,13 @@ pub(crate) fn softmax_row(z: &[f64], t: f64) -> Vec<f64> {
 
 /// log-softmax of `z/t`, computed without underflow: (z_j − max)/t − ln Σ e^{(z_k − max)/t}.
 pub(crate) fn log_softmax_row(z: &[f64], t: f64) -> Vec<f64> {
-    let top = z.iter().copied().fold(f64::MIN, f64::max);
-    let log_sum = z.iter().map(|v| ((v - top) / t).exp()).sum::<f64>().ln();
+    // ln Σ = ln1p(Σ_{j≠top} e^{(z_j − top)/T}): a log-probability near 0 keeps its digits
+    let top_at = (0..z.len()).fold(0, |a, j| if z[j] > z[a] { j } else { a });
+    let top = z.get(top_at).copied().unwrap_or(0.0);
+    let rest: f64 = (0..z.len())
+        .filter(|&j| j != top_at)
+        .map(|j| ((z[j] - top) / t).exp())
+        .sum();
+    let log_sum = rest.ln_1p();
     z.iter().map(|v| (v - top) / t - log_sum).collect()
 }

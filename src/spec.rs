@@ -4,9 +4,10 @@
 
 pub use crate::family::center::CenterCase;
 pub use crate::family::distill::{DistillCase, SoftTerm};
+pub use crate::family::focal::{FocalCase, TargetRule};
 pub use crate::family::normalized::{Boundary, Margin, MarginGrad, NormalizedCase};
 pub use crate::family::psi::MultiplicativeCase;
-pub use crate::family::softmax::{SoftmaxCase, SoftmaxCeCase};
+pub use crate::family::softmax::{CeOptions, SoftmaxCase, SoftmaxCeCase};
 use std::fmt;
 
 /// Every loss id that SPEC §1 lists, in catalogue order (each is a [`LossId`]).
@@ -22,6 +23,8 @@ pub const SPEC_LOSSES: &[&str] = &[
     "amsoftmax",
     "arcface",
     "combined",
+    "focal",
+    "poly1",
 ];
 
 /// The losses of SPEC §1.
@@ -49,6 +52,10 @@ pub enum LossId {
     ArcFace,
     /// `combined`: the target logit is s(cos(m1·θ + m2) − m3).
     Combined,
+    /// `focal`: −α_y·(1 − p_y)^γ·log p_y (SPEC §5).
+    Focal,
+    /// `poly1`: CE + ε·(1 − p_y) (SPEC §5).
+    Poly1,
 }
 
 impl LossId {
@@ -65,6 +72,8 @@ impl LossId {
         LossId::AmSoftmax,
         LossId::ArcFace,
         LossId::Combined,
+        LossId::Focal,
+        LossId::Poly1,
     ];
 
     /// The SPEC §1 id.
@@ -81,6 +90,8 @@ impl LossId {
             LossId::AmSoftmax => "amsoftmax",
             LossId::ArcFace => "arcface",
             LossId::Combined => "combined",
+            LossId::Focal => "focal",
+            LossId::Poly1 => "poly1",
         }
     }
 
@@ -258,6 +269,8 @@ pub enum Case {
     Multiplicative(MultiplicativeCase),
     /// See [`CenterCase`].
     Center(CenterCase),
+    /// See [`FocalCase`].
+    Focal(FocalCase),
 }
 
 impl Case {

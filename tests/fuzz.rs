@@ -158,6 +158,17 @@ fn matrix_of(
     format!("[{}]", body.join(", "))
 }
 
+/// A vector of `len` numbers (class weights, α), sometimes one entry short.
+fn vector(rng: &mut ChaCha8Rng, len: usize, number: fn(&mut ChaCha8Rng) -> String) -> String {
+    let len = if rng.gen_bool(0.1) {
+        len.saturating_sub(1)
+    } else {
+        len
+    };
+    let v: Vec<String> = (0..len).map(|_| number(rng)).collect();
+    format!("[{}]", v.join(", "))
+}
+
 fn labels(rng: &mut ChaCha8Rng, n: usize, classes: usize, bad: bool) -> String {
     let mut v: Vec<String> = (0..n)
         .map(|_| rng.gen_range(0..classes.max(1)).to_string())
@@ -207,6 +218,14 @@ fn param(rng: &mut ChaCha8Rng, name: &str, valid: bool) -> String {
         "temperature" => format!("{}", rng.gen_range(0.05..20.0f64)),
         "scale" => format!("{}", rng.gen_range(0.1..80.0f64)),
         "lambda" => format!("{}", rng.gen_range(0.0..10.0f64)),
+        "label_smoothing" => format!("{}", rng.gen_range(0.0..1.0f64)),
+        "gamma" => format!("{}", rng.gen_range(0.0..5.0f64)),
+        "epsilon" => format!("{}", rng.gen_range(-1.0..3.0f64)),
+        "ignore_index" => ["-100", "0", "1", "null", "0.5"]
+            .choose(rng)
+            .copied()
+            .unwrap_or("-100")
+            .to_string(),
         _ => format!("{}", rng.gen_range(-1.0..1.5f64)),
     }
 }
@@ -234,7 +253,9 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
     let bad_label = defect == 1;
     let params: &[&str] = match id {
         LossId::Softmax => &["temperature"],
-        LossId::SoftmaxCe => &["reduction"],
+        LossId::SoftmaxCe => &["reduction", "label_smoothing", "ignore_index"],
+        LossId::Focal => &["gamma", "reduction"],
+        LossId::Poly1 => &["epsilon", "reduction"],
         LossId::Distill => &["temperature", "alpha", "soft", "reduction"],
         LossId::LSoftmax | LossId::SphereFace => &["integer_margin", "lambda", "reduction"],
         LossId::Center => &["alpha", "reduction"],
@@ -252,10 +273,30 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
     }
     let mut inputs: Vec<String> = match id {
         LossId::Softmax => vec![format!("\"logits\": {}", matrix(rng, n, c, false))],
-        LossId::SoftmaxCe => vec![
-            format!("\"logits\": {}", matrix(rng, n, c, false)),
-            format!("\"labels\": {}", labels(rng, n, c, bad_label)),
-        ],
+        LossId::SoftmaxCe => {
+            let mut v = vec![format!("\"logits\": {}", matrix(rng, n, c, false))];
+            // labels or soft targets, sometimes both or with class weights
+            if rng.gen_bool(0.7) {
+                v.push(format!("\"labels\": {}", labels(rng, n, c, bad_label)));
+            }
+            if rng.gen_bool(0.4) {
+                v.push(format!("\"targets\": {}", matrix(rng, n, c, false)));
+            }
+            if rng.gen_bool(0.4) {
+                v.push(format!("\"weight\": {}", vector(rng, c, number)));
+            }
+            v
+        }
+        LossId::Focal | LossId::Poly1 => {
+            let mut v = vec![
+                format!("\"logits\": {}", matrix(rng, n, c, false)),
+                format!("\"labels\": {}", labels(rng, n, c, bad_label)),
+            ];
+            if id == LossId::Focal && rng.gen_bool(0.5) {
+                v.push(format!("\"alpha\": {}", vector(rng, c, number)));
+            }
+            v
+        }
         LossId::Distill => vec![
             format!("\"student_logits\": {}", matrix(rng, n, c, false)),
             format!("\"teacher_logits\": {}", matrix(rng, n, c, false)),

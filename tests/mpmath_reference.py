@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""An independent reference for every loss of SPEC §1 (softmax, softmax_ce, distill,
-lsoftmax, sphereface, center, normface, cosface, amsoftmax, arcface, combined), in mpmath
+"""An independent reference for every loss of SPEC §1 and §5 (softmax, softmax_ce with its
+options, distill, lsoftmax, sphereface, center, normface, cosface, amsoftmax, arcface,
+combined, focal, poly1), in mpmath
 (no MPFR, no Rust).
 
 Reads one SPEC §3 case per line (JSON) on standard input and prints, per line, a JSON
@@ -39,8 +40,11 @@ def softmax(case):
 
 
 def softmax_ce(case):
-    mean = case.get("params", {}).get("reduction", "mean") == "mean"
-    logits, labels = case["inputs"]["logits"], case["inputs"]["labels"]
+    params, inputs = case.get("params", {}), case["inputs"]
+    if any(k in params for k in ("label_smoothing", "ignore_index")) or any(k in inputs for k in ("weight", "targets")):
+        return softmax_ce_options(case)
+    mean = params.get("reduction", "mean") == "mean"
+    logits, labels = inputs["logits"], inputs["labels"]
     n = len(logits)
     scale = mpmath.mpf(n) if mean else mpmath.mpf(1)
     loss, grad = mpmath.mpf(0), []
@@ -50,6 +54,66 @@ def softmax_ce(case):
         loss += mpmath.log(total) - mpmath.mpf(row[y])
         grad.append([s((x / total - (1 if j == y else 0)) / scale) for j, x in enumerate(e)])
     return {"outputs": {"loss": s(loss / scale)}, "gradients": {"logits": grad}}
+
+
+def softmax_ce_options(case):
+    """SPEC §5's options by the literal definitions at 1500 digits: the target distribution
+    q_i = (1 − ε)·onehot(y_i) + ε/C (or (1 − ε)·t_i + ε/C), per class a_c = w_c·q_ic for
+    soft targets and (1 − ε)·w_y·[c = y] + ε/C·w_c for labels, ignored rows 0;
+    l_i = −Σ_c a_c·log p_ic and ∂l_i/∂z_ij = Σ_c a_c·(p_ij − [c = j]) summed as written;
+    `mean` over Σ w_y of the rows not ignored (labels) or N (soft)."""
+    params, inputs = case.get("params", {}), case["inputs"]
+    mean = params.get("reduction", "mean") == "mean"
+    eps = mpmath.mpf(params.get("label_smoothing", 0))
+    ignore = params.get("ignore_index")
+    logits = [[mpmath.mpf(v) for v in r] for r in inputs["logits"]]
+    c = len(logits[0])
+    w = [mpmath.mpf(v) for v in inputs.get("weight", [1] * c)]
+    labels, targets = inputs.get("labels"), inputs.get("targets")
+    total, divisor, grad = mpmath.mpf(0), mpmath.mpf(0), []
+    for i, row in enumerate(logits):
+        p = softmax_row(row, 1)
+        if targets is not None:
+            a = [w[k] * ((1 - eps) * mpmath.mpf(targets[i][k]) + eps / c) for k in range(c)]
+            divisor += 1
+        elif ignore is not None and labels[i] == ignore:
+            a = [mpmath.mpf(0)] * c
+        else:
+            y = labels[i]
+            a = [(1 - eps) * w[y] * (1 if k == y else 0) + eps / c * w[k] for k in range(c)]
+            divisor += w[y]
+        total += -mpmath.fsum(a[k] * mpmath.log(p[k]) for k in range(c) if a[k] != 0)
+        grad.append([mpmath.fsum(a[k] * (p[j] - (1 if k == j else 0)) for k in range(c)) for j in range(c)])
+    scale = divisor if mean else mpmath.mpf(1)
+    return {"outputs": {"loss": s(total / scale)}, "gradients": {"logits": [[s(g / scale) for g in r] for r in grad]}}
+
+
+def focal(case):
+    """focal l = −α_y·(1 − p_y)^γ·log p_y and poly1 l = −log p_y + ε·(1 − p_y), literally at
+    1500 digits (1 − p_y as written), reduced over N; the gradient by the chain rule through
+    p_y: ∂l/∂z_j = (dl/dp_y)·p_y·([j = y] − p_j) with dl/dp_y differentiated by hand,
+    α·(γ(1 − p)^(γ−1)·log p − (1 − p)^γ/p) for focal and −1/p − ε for poly1."""
+    params, inputs = case.get("params", {}), case["inputs"]
+    mean = params.get("reduction", "mean") == "mean"
+    logits = [[mpmath.mpf(v) for v in r] for r in inputs["logits"]]
+    labels = inputs["labels"]
+    c = len(logits[0])
+    alpha = [mpmath.mpf(v) for v in inputs.get("alpha", [1] * c)]
+    gamma, eps = mpmath.mpf(params.get("gamma", 2)), mpmath.mpf(params.get("epsilon", 1))
+    total, grad = mpmath.mpf(0), []
+    for row, y in zip(logits, labels):
+        p = softmax_row(row, 1)
+        py = p[y]
+        if case["loss"] == "focal":
+            total += -alpha[y] * (1 - py) ** gamma * mpmath.log(py)
+            slope = (gamma * (1 - py) ** (gamma - 1) * mpmath.log(py) if gamma != 0 else 0)
+            dldp = alpha[y] * (slope - (1 - py) ** gamma / py)
+        else:
+            total += -mpmath.log(py) + eps * (1 - py)
+            dldp = -1 / py - eps
+        grad.append([dldp * py * ((1 if j == y else 0) - p[j]) for j in range(c)])
+    scale = mpmath.mpf(len(labels)) if mean else mpmath.mpf(1)
+    return {"outputs": {"loss": s(total / scale)}, "gradients": {"logits": [[s(g / scale) for g in r] for r in grad]}}
 
 
 DEFAULTS = {
@@ -253,7 +317,7 @@ def multiplicative(case):
 EVALUATE = {"softmax": softmax, "softmax_ce": softmax_ce, "distill": distill, "center": center,
             "lsoftmax": multiplicative, "sphereface": multiplicative,
             "normface": normalized, "cosface": normalized, "amsoftmax": normalized,
-            "arcface": normalized, "combined": normalized}
+            "arcface": normalized, "combined": normalized, "focal": focal, "poly1": focal}
 
 if len(sys.argv) > 1 and sys.argv[1] == "--losses":
     print(json.dumps(sorted(EVALUATE)))

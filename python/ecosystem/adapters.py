@@ -27,7 +27,9 @@ Values = Tuple[Dict[str, Any], Dict[str, Any]]
 
 # SPEC §1's defaults for what a case omits
 DEFAULTS: Dict[str, Dict[str, Any]] = {
-    "softmax_ce": {"reduction": "mean"},
+    "softmax_ce": {"reduction": "mean", "label_smoothing": 0.0, "ignore_index": None},
+    "focal": {"gamma": 2.0, "reduction": "mean"},
+    "poly1": {"epsilon": 1.0, "reduction": "mean"},
     "distill": {"temperature": 4.0, "alpha": 0.9, "soft": "kl", "reduction": "mean"},
     "lsoftmax": {"margin": 2, "lambda": 0.0, "reduction": "mean"},
     "sphereface": {"margin": 4, "lambda": 0.0, "reduction": "mean"},
@@ -92,12 +94,102 @@ def _numpy(t: Any) -> np.ndarray:
 
 
 def torch_cross_entropy(case: Any) -> Values:
-    """`torch.nn.functional.cross_entropy(z, y, reduction=…)`."""
+    """`torch.nn.functional.cross_entropy(z, y, weight=…, ignore_index=…,
+    label_smoothing=…, reduction=…)`, with class-index targets or probability targets
+    (SPEC §5's soft `targets`)."""
+    torch = _torch()
+    p = params_of(case)
+    dtype = _dtype(case)
+    z = _leaf(case.inputs["logits"], dtype)
+    weight = case.inputs.get("weight")
+    kwargs: Dict[str, Any] = {
+        "weight": None if weight is None else torch.tensor(weight, dtype=dtype),
+        "label_smoothing": float(p["label_smoothing"]),
+        "reduction": p["reduction"],
+    }
+    if "targets" in case.inputs:
+        y = torch.tensor(case.inputs["targets"], dtype=dtype)
+    else:
+        y = torch.tensor(case.inputs["labels"], dtype=torch.long)
+        kwargs["ignore_index"] = -100 if p["ignore_index"] is None else int(p["ignore_index"])
+    loss = torch.nn.functional.cross_entropy(z, y, **kwargs)
+    loss.backward()
+    return {"loss": _numpy(loss)}, {"logits": _numpy(z.grad)}
+
+
+# --- timm -------------------------------------------------------------------------------
+
+
+def _timm_label_smoothing_expresses(case: Any) -> Optional[str]:
+    p = params_of(case)
+    if "targets" in case.inputs:
+        return "soft targets (LabelSmoothingCrossEntropy takes class indices)"
+    if "weight" in case.inputs or p["ignore_index"] is not None:
+        return "class weights or ignore_index (not taken)"
+    if p["reduction"] != "mean":
+        return "reduction `sum` (it returns the mean)"
+    if p["label_smoothing"] >= 1.0:
+        return "ε = 1 (asserts smoothing < 1)"
+    return None
+
+
+def timm_label_smoothing(case: Any) -> Values:
+    """`timm.loss.LabelSmoothingCrossEntropy(smoothing=ε)(z, y)`."""
+    timm_loss = importlib.import_module("timm.loss")
+    torch = _torch()
+    z = _leaf(case.inputs["logits"], _dtype(case))
+    y = torch.tensor(case.inputs["labels"], dtype=torch.long)
+    loss = timm_loss.LabelSmoothingCrossEntropy(smoothing=float(params_of(case)["label_smoothing"]))(z, y)
+    loss.backward()
+    return {"loss": _numpy(loss)}, {"logits": _numpy(z.grad)}
+
+
+def _timm_soft_target_expresses(case: Any) -> Optional[str]:
+    p = params_of(case)
+    if "targets" not in case.inputs:
+        return "class-index labels (SoftTargetCrossEntropy takes probability targets)"
+    if "weight" in case.inputs or p["label_smoothing"] != 0.0:
+        return "class weights or label smoothing (not taken)"
+    if p["reduction"] != "mean":
+        return "reduction `sum` (it returns the mean)"
+    return None
+
+
+def timm_soft_target(case: Any) -> Values:
+    """`timm.loss.SoftTargetCrossEntropy()(z, t)`."""
+    timm_loss = importlib.import_module("timm.loss")
+    torch = _torch()
+    dtype = _dtype(case)
+    z = _leaf(case.inputs["logits"], dtype)
+    t = torch.tensor(case.inputs["targets"], dtype=dtype)
+    loss = timm_loss.SoftTargetCrossEntropy()(z, t)
+    loss.backward()
+    return {"loss": _numpy(loss)}, {"logits": _numpy(z.grad)}
+
+
+# --- kornia -------------------------------------------------------------------------------
+
+
+def _kornia_alpha(case: Any) -> Tuple[Optional[str], Optional[float]]:
+    """kornia's scalar α for the case's α vector: None for none, a for [1 − a, a, …, a]."""
+    alpha = case.inputs.get("alpha")
+    if alpha is None:
+        return None, None
+    a = [float(v) for v in alpha]
+    if len(set(a[1:])) == 1 and a[0] == float(np.asarray(1.0 - a[1], dtype=np.asarray(alpha).dtype)):
+        return None, a[1]
+    return "a per-class α not of kornia's form [1 − a, a, …, a]", None
+
+
+def kornia_focal(case: Any) -> Values:
+    """`kornia.losses.focal_loss(z, y, alpha, gamma, reduction)` (softmax focal loss)."""
+    kornia = importlib.import_module("kornia")
     torch = _torch()
     p = params_of(case)
     z = _leaf(case.inputs["logits"], _dtype(case))
     y = torch.tensor(case.inputs["labels"], dtype=torch.long)
-    loss = torch.nn.functional.cross_entropy(z, y, reduction=p["reduction"])
+    _, alpha = _kornia_alpha(case)
+    loss = kornia.losses.focal_loss(z, y, alpha=alpha, gamma=float(p["gamma"]), reduction=p["reduction"])
     loss.backward()
     return {"loss": _numpy(loss)}, {"logits": _numpy(z.grad)}
 
@@ -262,7 +354,63 @@ def optax_cross_entropy(case: Any) -> Values:
     return {"loss": np.asarray(value)}, {"logits": np.asarray(grad)}
 
 
+def _optax_setup(case: Any) -> Tuple[Any, Any, Any, Any, Dict[str, Any]]:
+    jax = importlib.import_module("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = importlib.import_module("jax.numpy")
+    optax = importlib.import_module("optax")
+    z = jnp.asarray(case.inputs["logits"], dtype=jnp.float32 if case.dtype == "float32" else jnp.float64)
+    return jax, jnp, optax, z, params_of(case)
+
+
+def _optax_smoothed_expresses(case: Any) -> Optional[str]:
+    p = params_of(case)
+    if "weight" in case.inputs or p["ignore_index"] is not None:
+        return "class weights or ignore_index (not taken)"
+    return None
+
+
+def optax_smoothed_cross_entropy(case: Any) -> Values:
+    """`optax.softmax_cross_entropy(z, optax.smooth_labels(t, ε))` per example, then the
+    case's reduction (optax leaves it to the caller); t one-hot from the labels or the soft
+    targets."""
+    jax, jnp, optax, z, p = _optax_setup(case)
+    if "targets" in case.inputs:
+        t = jnp.asarray(case.inputs["targets"], dtype=z.dtype)
+    else:
+        t = jax.nn.one_hot(jnp.asarray(case.inputs["labels"]), z.shape[1], dtype=z.dtype)
+    t = optax.smooth_labels(t, p["label_smoothing"])
+
+    def loss(z: Any) -> Any:
+        per = optax.softmax_cross_entropy(z, t)
+        return per.mean() if p["reduction"] == "mean" else per.sum()
+
+    value, grad = jax.value_and_grad(loss)(z)
+    return {"loss": np.asarray(value)}, {"logits": np.asarray(grad)}
+
+
+def optax_poly_loss(case: Any) -> Values:
+    """`optax.losses.poly_loss_cross_entropy(z, onehot(y), epsilon=ε)` per example, then the
+    case's reduction."""
+    jax, jnp, optax, z, p = _optax_setup(case)
+    t = jax.nn.one_hot(jnp.asarray(case.inputs["labels"]), z.shape[1], dtype=z.dtype)
+
+    def loss(z: Any) -> Any:
+        per = optax.losses.poly_loss_cross_entropy(z, t, epsilon=p["epsilon"])
+        return per.mean() if p["reduction"] == "mean" else per.sum()
+
+    value, grad = jax.value_and_grad(loss)(z)
+    return {"loss": np.asarray(value)}, {"logits": np.asarray(grad)}
+
+
 def _any(case: Any) -> Optional[str]:
+    return None
+
+
+def _plain_ce(case: Any) -> Optional[str]:
+    p = params_of(case)
+    if any(k in case.inputs for k in ("weight", "targets")) or p["label_smoothing"] != 0.0 or p["ignore_index"] is not None:
+        return "SPEC §5 options (weights, ignore_index, smoothing, soft targets: not taken)"
     return None
 
 
@@ -271,7 +419,36 @@ NORMALIZE_CITE = "`torch.nn.functional.normalize(v, p=2, dim=1)`: v/max(‖v‖,
 ADAPTERS: List[Adapter] = [
     Adapter(
         "PyTorch F.cross_entropy", "torch", ["softmax_ce"], _any, torch_cross_entropy, ["outputs/loss", "gradients/logits"],
-        ["`torch.nn.functional.cross_entropy`: log_softmax then NLL; its gradient softmax(z) − onehot (torch/nn/functional.py, aten LogSoftmax backward)"],
+        [
+            "`torch.nn.functional.cross_entropy`: log_softmax then NLL; its gradient softmax(z) − onehot (torch/nn/functional.py, aten LogSoftmax backward)",
+            "`weight`, `ignore_index` and `label_smoothing` as SPEC §5 (aten/src/ATen/native/LossNLL.cpp, cross_entropy_loss_label_smoothing: the smoothing term weighted by w_c and divided by Σ w_y for `mean`); probability targets divided by N for `mean`",
+        ],
+    ),
+    Adapter(
+        "timm LabelSmoothingCrossEntropy", "timm", ["softmax_ce"], _timm_label_smoothing_expresses, timm_label_smoothing, ["outputs/loss", "gradients/logits"],
+        ["(1 − ε)·nll + ε·mean_c(−log p_c), then the batch mean: SPEC §5's ε/C smoothing without weights (timm/loss/cross_entropy.py)"],
+    ),
+    Adapter(
+        "timm SoftTargetCrossEntropy", "timm", ["softmax_ce"], _timm_soft_target_expresses, timm_soft_target, ["outputs/loss", "gradients/logits"],
+        ["Σ_c −t_c·log_softmax(z)_c, then the batch mean (timm/loss/cross_entropy.py)"],
+    ),
+    Adapter(
+        "optax softmax_cross_entropy + smooth_labels", "optax", ["softmax_ce"], _optax_smoothed_expresses, optax_smoothed_cross_entropy, ["outputs/loss", "gradients/logits"],
+        [
+            "`smooth_labels(t, α)` = (1 − α)·t + α/C (optax/losses/_smoothing.py); per-example −Σ t·log_softmax(z) (optax/losses/_classification.py), reduced by the caller",
+        ],
+    ),
+    Adapter(
+        "optax poly_loss_cross_entropy", "optax", ["poly1"], _any, optax_poly_loss, ["outputs/loss", "gradients/logits"],
+        ["CE + ε·Σ_c t_c·(1 − softmax(z)_c) with 1 − p computed as written (optax/losses/_classification.py); per example, reduced by the caller"],
+    ),
+    Adapter(
+        "kornia focal_loss", "kornia", ["focal"], lambda case: _kornia_alpha(case)[0], kornia_focal, ["outputs/loss", "gradients/logits"],
+        [
+            "α: 1 − α on class 0 and α on every other class (kornia/losses/focal.py, focal_loss's docstring and alpha_fac)",
+            "`mean` divides the sum of the N×C per-class map by N·C (focal_loss docstring: 'divides its sum by every element of that map')",
+            "the focal weight (1 − exp(log_softmax(z)))^γ, 1 − p as written",
+        ],
     ),
     Adapter(
         "PyTorch KLDivLoss distillation", "torch", ["distill"], _only_kl, torch_kl_distillation, ["outputs/loss", "gradients/student_logits"],
@@ -324,7 +501,7 @@ ADAPTERS: List[Adapter] = [
         ],
     ),
     Adapter(
-        "optax softmax_cross_entropy_with_integer_labels", "optax", ["softmax_ce"], _any, optax_cross_entropy, ["outputs/loss", "gradients/logits"],
+        "optax softmax_cross_entropy_with_integer_labels", "optax", ["softmax_ce"], _plain_ce, optax_cross_entropy, ["outputs/loss", "gradients/logits"],
         ["log_softmax then the label's entry (optax/losses/_classification.py), differentiated by jax.grad"],
     ),
 ]

@@ -250,11 +250,15 @@ class Corpus:
         dtype: Optional[str] = None,
         tag: Optional[str] = None,
         ids: Optional[Iterable[str]] = None,
+        options: Optional[bool] = None,
     ) -> List[CorpusCase]:
         """The cases of a loss (or losses), a dtype (`float32`, `float64`), a tag
         (`edge:acos-near-1`, …; the regime's name without `edge:` is accepted too) and/or
-        among `ids`, in corpus order. A loss, dtype, tag or id that the corpus does not
-        have raises ValueError with the nearest valid name: a typo never selects nothing."""
+        among `ids`, in corpus order. ``options=False`` keeps only the cases that use none
+        of SPEC §5's options of `softmax_ce` (class weights, ignore_index, label smoothing,
+        soft targets; tagged ``option:…``), ``options=True`` only those that do. A loss,
+        dtype, tag or id that the corpus does not have raises ValueError with the nearest
+        valid name: a typo never selects nothing."""
         losses = {loss} if isinstance(loss, str) else (set(loss) if loss else None)
         for name in sorted(losses or ()):
             if name not in LOSSES:
@@ -285,6 +289,7 @@ class Corpus:
             and (dtype is None or c.dtype == dtype)
             and (tag is None or tag in c.tags)
             and (wanted is None or c.id in wanted)
+            and (options is None or options == any(t.startswith("option:") for t in c.tags))
         ]
 
     def __getitem__(self, case_id: str) -> CorpusCase:

@@ -12,8 +12,9 @@ per case id; the marker ``lossref_corpus`` picks the cases::
         lossref.assert_conforms(lossref_case, outputs={"loss": loss}, gradients=grads)
 
 A failing item shows the verdict of each value group and the diagnosis.
-Marker arguments: ``loss`` (a name or a list), ``dtype``, ``tag``, ``ids`` and ``corpus``
-(a corpus directory; default the embedded corpus).
+Marker arguments: ``loss`` (a name or a list), ``dtype``, ``tag``, ``ids``, ``options``
+(``False``: no case that uses ``softmax_ce``'s SPEC §5 options; ``True``: only those) and
+``corpus`` (a corpus directory; default the embedded corpus).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import lossref
 def pytest_configure(config: Any) -> None:
     config.addinivalue_line(
         "markers",
-        "lossref_corpus(loss=None, dtype=None, tag=None, ids=None, corpus=None): "
+        "lossref_corpus(loss=None, dtype=None, tag=None, ids=None, options=None, corpus=None): "
         "run the test once per lossref corpus case (fixture lossref_case)",
     )
 

@@ -16,8 +16,13 @@ can be property-tested against the certified reference on inputs the corpus neve
 Regimes (``regime=`` restricts them): ``random``, ``near-tie`` and ``dominant`` logits,
 ``acos-near-1``, ``acos-near-minus-1``, ``easy-switch`` (cos θ near 0), ``thmm-switch``
 (θ near π − m), ``tiny-norm``, ``huge-norm`` and ``exact-zero`` (a target at 30°…150° with a
-class pair ±e orthogonal to the feature, where gradients vanish exactly). A regime that
-does not apply to a loss is not drawn for it.
+class pair ±e orthogonal to the feature, where gradients vanish exactly); for
+``softmax_ce``'s options (SPEC §5) ``wide-weights`` (class weights from 1e−6 to 1e6 with
+zeros), ``mostly-ignored`` (every row but one carrying ``ignore_index``), ``smoothing-near-0``
+and ``smoothing-1`` (ε), ``soft-one-hot``, ``soft-unnormalized`` (rows not summing to 1) and
+``soft-zero-at-tiny-p`` (targets 0 where the logit is 800 … 5000 below its row). In the
+other regimes a ``softmax_ce`` case draws each option at random. A regime that does not
+apply to a loss is not drawn for it.
 """
 
 from __future__ import annotations
@@ -37,6 +42,15 @@ from . import FAMILIES, LOSSES, _did_you_mean, switch_points  # the catalogue of
 NORMALIZED = list(FAMILIES["normalized"])
 ANGLE_REGIMES = ["acos-near-1", "acos-near-minus-1", "easy-switch", "thmm-switch", "tiny-norm", "huge-norm", "exact-zero"]
 LOGIT_REGIMES = ["near-tie", "dominant"]
+OPTION_REGIMES = [
+    "wide-weights",
+    "mostly-ignored",
+    "smoothing-near-0",
+    "smoothing-1",
+    "soft-one-hot",
+    "soft-unnormalized",
+    "soft-zero-at-tiny-p",
+]
 
 # feature rows at 30°, 45°, 60°, 90°, 120°, 135°, 150° to e₁ (exact cos² θ)
 _SPECIAL = [[3, 1, 1, 1], [1, 1, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0], [-1, 1, 1, 1], [-1, 1, 0, 0], [-3, 1, 1, 1]]
@@ -51,8 +65,9 @@ def regimes_for(loss: str) -> List[str]:
     family = next((name for name, losses in FAMILIES.items() if loss in losses), None)
     regimes = {
         "softmax": ["random"] + LOGIT_REGIMES,
-        "softmax_ce": ["random"] + LOGIT_REGIMES,
+        "softmax_ce": ["random"] + LOGIT_REGIMES + OPTION_REGIMES,
         "distill": ["random"] + LOGIT_REGIMES,
+        "focal": ["random"] + LOGIT_REGIMES,
         "center": ["random"],
         "psi": ["random"] + ANGLE_REGIMES,
         "normalized": ["random"] + ANGLE_REGIMES,
@@ -82,6 +97,14 @@ def _softmax_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
 
 def _softmax_ce_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
     return {"reduction": reduction}
+
+
+def _focal_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"gamma": f(draw(st.sampled_from([0.0, 0.5, 1.0, 2.0, 2.5, 5.0]))), "reduction": reduction}
+
+
+def _poly1_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {"epsilon": f(draw(st.sampled_from([-1.0, 0.0, 1.0, 2.0]))), "reduction": reduction}
 
 
 def _distill_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
@@ -144,6 +167,8 @@ PARAMS = {
     "amsoftmax": _cosface_params,
     "arcface": _arcface_params,
     "combined": _combined_params,
+    "focal": _focal_params,
+    "poly1": _poly1_params,
 }
 
 
@@ -152,6 +177,53 @@ def _params(draw: Any, loss: str, dtype: str) -> Dict[str, Any]:
         raise ValueError(f"lossref.strategies has no parameters for the loss {loss!r}; it knows {sorted(PARAMS)}")
     reduction = draw(st.sampled_from(["mean", "sum"]))
     return PARAMS[loss](draw, lambda x: _narrow(x, dtype), reduction)
+
+
+def _options(draw: Any, regime: str, dtype: str, params: Dict[str, Any], inputs: Dict[str, Any], labels: List[int]) -> None:
+    """SPEC §5's options of a softmax_ce case, in place: as `regime` says, or each at random."""
+    n, c = len(inputs["logits"]), len(inputs["logits"][0])
+    f = lambda x: _narrow(x, dtype)  # noqa: E731
+    anything = regime in ["random"] + LOGIT_REGIMES
+    soft = regime.startswith("soft-") or (anything and draw(st.booleans()))
+    if regime == "wide-weights" or (anything and draw(st.booleans())):
+        lo, hi = (-6, 6) if regime == "wide-weights" else (-1, 1)
+        weights = [f(10.0 ** draw(st.floats(lo, hi))) if draw(st.integers(0, 4)) else 0.0 for _ in range(c)]
+        if not soft and params.get("reduction") == "mean":
+            weights[labels[0]] = max(weights[labels[0]], 1.0)  # a mean needs Σ w_y > 0
+        inputs["weight"] = weights
+    if regime == "smoothing-near-0":
+        params["label_smoothing"] = f(10.0 ** draw(st.floats(-8, -3)))
+    elif regime == "smoothing-1":
+        params["label_smoothing"] = 1.0
+    elif anything and draw(st.booleans()):
+        params["label_smoothing"] = f(draw(st.sampled_from([0.1, 0.25, 0.5, 1.0])))
+    if soft:
+        rows = []
+        for i in range(n):
+            raw = [draw(st.floats(0.0, 1.0)) for _ in range(c)]
+            if regime == "soft-one-hot":
+                raw = [1.0 if j == labels[i] else 0.0 for j in range(c)]
+            elif regime == "soft-zero-at-tiny-p":
+                top = max(inputs["logits"][i])
+                for j in range(c):
+                    if j != labels[i] and draw(st.booleans()):
+                        raw[j] = 0.0
+                        inputs["logits"][i][j] = f(top - draw(st.floats(800.0, 5000.0)))
+            elif regime != "soft-unnormalized":
+                total = sum(raw) or 1.0
+                raw = [v / total for v in raw]
+            rows.append([f(v) for v in raw])
+        inputs["targets"] = rows
+        return
+    shown: List[int] = list(labels)
+    if regime == "mostly-ignored" or (anything and n > 1 and draw(st.booleans())):
+        ignore = draw(st.sampled_from([-100, 0]))
+        params["ignore_index"] = ignore
+        keep = 1 if regime == "mostly-ignored" else n - 1
+        shown = [(1 if y == ignore else y) if i < keep else ignore for i, y in enumerate(labels)]
+        if "weight" in inputs and params.get("reduction") == "mean":
+            inputs["weight"][shown[0]] = max(inputs["weight"][shown[0]], 1.0)
+    inputs["labels"] = shown
 
 
 def _target_cos(draw: Any, regime: str, loss: str, params: Dict[str, Any]) -> float:
@@ -193,7 +265,7 @@ def regime_name(regime: str) -> str:
     name = _TAG_ALIASES.get(regime, regime)
     if name.startswith("edge:"):
         name = _TAG_ALIASES.get(name[len("edge:") :], name[len("edge:") :])
-    known = ["random"] + LOGIT_REGIMES + ANGLE_REGIMES
+    known = ["random"] + LOGIT_REGIMES + ANGLE_REGIMES + OPTION_REGIMES
     if name not in known:
         hint = _did_you_mean(name, known + ["edge:" + k for k in known if k != "random"])
         raise ValueError(f"lossref.strategies: unknown regime {regime!r}{hint}; the regimes are {', '.join(known)}")
@@ -228,11 +300,16 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
     params = _params(draw, loss, dtype)
     n, c, d = draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 5))
     labels = [draw(st.integers(0, c - 1)) for _ in range(n)]
-    if loss in ("softmax", "softmax_ce"):
-        logits = draw(_logits(n, c, regime, dtype, labels))
+    if loss in ("softmax", "softmax_ce", "focal", "poly1"):
+        logit_regime = regime if regime in ["random"] + LOGIT_REGIMES else "random"
+        logits = draw(_logits(n, c, logit_regime, dtype, labels))
         inputs: Dict[str, Any] = {"logits": logits}
         if loss == "softmax_ce":
+            _options(draw, regime, dtype, params, inputs, labels)
+        elif loss != "softmax":
             inputs["labels"] = labels
+            if loss == "focal" and draw(st.booleans()):
+                inputs["alpha"] = [_narrow(draw(st.sampled_from([0.0, 0.25, 0.75, 1.0, 4.0])), dtype) for _ in range(c)]
         return {"loss": loss, "params": params, "inputs": inputs}
     if loss == "distill":
         student = draw(_logits(n, c, regime, dtype, labels))

@@ -111,4 +111,4 @@ def test_regimes_are_checked_at_once_and_take_the_corpus_tag_names() -> None:
 @given(ls.cases(regime="edge:dominant-target"))
 def test_a_tag_name_draws_that_regime(case: dict) -> None:
     # only the losses with logits have a dominant-target regime, and the target dominates
-    assert case["loss"] in ("softmax", "softmax_ce", "distill")
+    assert case["loss"] in ("softmax", "softmax_ce", "distill", "focal", "poly1")

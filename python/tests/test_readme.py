@@ -51,14 +51,14 @@ def test_the_pytest_example_defines_what_it_calls_and_shares_check_s_verdict() -
     exec(compile(BLOCKS[3], "README.md", "exec"), scope)
     corpus = lossref.Corpus.load()
     failed = []
-    for case in corpus.cases(loss="softmax_ce", dtype="float32"):
+    for case in corpus.cases(loss="softmax_ce", dtype="float32", options=False):
         try:
             scope["test_my_cross_entropy"](case)
         except AssertionError:
             failed.append(case)
     # exactly the cases lossref.check does not pass: the dominant targets (UNSTABLE)
     results = lossref.Results(corpus)
-    for case in corpus.cases(loss="softmax_ce", dtype="float32"):
+    for case in corpus.cases(loss="softmax_ce", dtype="float32", options=False):
         loss, grad = scope["my_cross_entropy"](case.inputs["logits"], case.inputs["labels"], **case.params)
         results.add(case, outputs={"loss": loss}, gradients={"logits": grad})
     report = lossref.check(results)

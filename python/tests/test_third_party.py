@@ -24,7 +24,7 @@ def run(fn: Callable[..., Any], losses: Any, dtype: Optional[str] = None, where:
     results = lossref.Results(fn.__name__)
     cases = [
         c
-        for c in corpus.cases(loss=losses, dtype=dtype)
+        for c in corpus.cases(loss=losses, dtype=dtype, options=False)
         if all(c.params.get(k, v) == v for k, v in (where or {}).items())
     ]
     assert cases, losses

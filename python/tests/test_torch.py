@@ -46,3 +46,89 @@ def test_a_torch_cosface_never_fails() -> None:
         assert text is not None and "max(‖v‖, ε) with ε = 1e-12" in text, text
         assert "the parameter m is held in float32 (m 0.35 → 0.3499999940395355)" in text, text
         assert "no known convention" not in text, text
+
+
+def _cross_entropy_cases() -> list:
+    """Well-conditioned random cases (logits normal(0, 2), N = 5, C = 7) of every
+    combination of SPEC §5's options: weights or none, ignore_index (PyTorch's −100 or a
+    class index) or none, ε ∈ {0, 0.1, 1}, labels or soft targets, `mean` and `sum`."""
+    import itertools
+
+    import numpy as np
+
+    rng = np.random.default_rng(20261205)
+    cases = []
+    for weighted, ignore, eps, soft, reduction in itertools.product(
+        [False, True], [None, -100, 3], [0.0, 0.1, 1.0], [False, True], ["mean", "sum"]
+    ):
+        if soft and ignore is not None:
+            continue  # refused by both (SPEC §5; PyTorch raises)
+        n, c = 5, 7
+        logits = rng.normal(0.0, 2.0, (n, c))
+        params = {"reduction": reduction, "label_smoothing": eps}
+        inputs = {"logits": logits}
+        if weighted:
+            inputs["weight"] = rng.uniform(0.1, 3.0, c)
+        if soft:
+            t = rng.uniform(0.0, 1.0, (n, c))
+            inputs["targets"] = t / t.sum(axis=1, keepdims=True)
+        else:
+            labels = rng.integers(0, c, n)
+            if ignore is not None:
+                params["ignore_index"] = ignore
+                labels[labels == ignore] = (ignore + 1) % c if ignore >= 0 else labels[labels == ignore]
+                labels[[1, 3]] = ignore
+            inputs["labels"] = labels
+        cases.append({"loss": "softmax_ce", "params": params, "inputs": inputs})
+    return cases
+
+
+def test_torch_cross_entropy_in_float64_agrees_with_the_reference_to_its_rounding() -> None:
+    """`F.cross_entropy(z, y, weight, ignore_index, label_smoothing, reduction)` in float64,
+    and its autograd gradient, against lossref's certified values on every combination of
+    options: within 16 ulps of the magnitudes each value is computed from (the loss's
+    Σ|a_c log p_c|/D; a gradient entry's (A·p_j + a_j)/D), which is float64 rounding, not a
+    tolerance of the formula."""
+    import numpy as np
+
+    u = np.finfo(np.float64).eps
+    for case in _cross_entropy_cases():
+        p, x = case["params"], case["inputs"]
+        z = torch.tensor(x["logits"], dtype=torch.float64, requires_grad=True)
+        kwargs = {"label_smoothing": p["label_smoothing"], "reduction": p["reduction"]}
+        if "weight" in x:
+            kwargs["weight"] = torch.tensor(x["weight"], dtype=torch.float64)
+        if "targets" in x:
+            y = torch.tensor(x["targets"], dtype=torch.float64)
+        else:
+            y = torch.tensor(x["labels"], dtype=torch.long)
+            kwargs["ignore_index"] = p.get("ignore_index", -100)
+        loss = torch.nn.functional.cross_entropy(z, y, **kwargs)
+        loss.backward()
+        ref = lossref.eval(case)
+        want_loss = float(ref.binary64["outputs"]["loss"])
+        want_grad = np.asarray(ref.binary64["gradients"]["logits"])
+        # the magnitudes, from the options written out independently here
+        n, c = x["logits"].shape
+        logp = torch.log_softmax(torch.tensor(x["logits"]), dim=1).numpy()
+        w = np.asarray(x.get("weight", np.ones(c)))
+        eps = p["label_smoothing"]
+        if "targets" in x:
+            a = w * ((1 - eps) * np.asarray(x["targets"]) + eps / c)
+            kept = np.ones(n, dtype=bool)
+            d = n
+        else:
+            labels = np.asarray(x["labels"])
+            kept = labels != p.get("ignore_index", -100)
+            onehot = np.zeros((n, c))
+            onehot[np.arange(n)[kept], labels[kept]] = 1.0
+            a = ((1 - eps) * onehot * w + eps / c * w) * kept[:, None]
+            d = float((w[labels[kept]]).sum())
+        if p["reduction"] == "sum":
+            d = 1.0
+        loss_scale = float(np.abs(a * logp).sum()) / d
+        grad_scale = (a.sum(axis=1, keepdims=True) * np.exp(logp) + a) / d
+        what = f"{p} {sorted(x)}"
+        assert abs(float(loss.detach()) - want_loss) <= 16 * u * loss_scale, (what, float(loss.detach()), want_loss)
+        err = np.abs(z.grad.numpy() - want_grad)
+        assert np.all(err <= 16 * u * grad_scale + 1e-300), (what, float((err / grad_scale).max() / u))

@@ -56,6 +56,11 @@ impl<'a> Fields<'a> {
         self.map.get(key)
     }
 
+    /// Whether `key` is given (without reading it).
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
     pub(crate) fn required(&mut self, key: &'static str) -> Result<&'a Value> {
         self.optional(key).ok_or_else(|| {
             // a given key that is not one this object takes, near the missing one
@@ -157,6 +162,21 @@ impl<'a> Fields<'a> {
                 place,
                 format!("must be an integer from 1 to {MAX_INTEGER_MARGIN}, got {x}"),
             ))
+        }
+    }
+
+    /// An integer parameter or `null`; `None` when omitted or null.
+    pub(crate) fn optional_integer(&mut self, key: &'static str) -> Result<Option<i64>> {
+        let place = self.place(key);
+        match self.optional(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+                Error::invalid(place, format!("must be an integer or null, got {n}"))
+            }),
+            Some(v) => Err(Error::invalid(
+                place,
+                format!("must be an integer or null, got {}", describe(v)),
+            )),
         }
     }
 

@@ -11,8 +11,45 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// JSON labels: exactly `n` integers in `0..c`.
-fn json_labels(v: &Value, place: &str, n: usize, c: usize) -> Result<Vec<usize>> {
+/// Labels read with an ignore index: the class of each row (0 where the row is ignored and
+/// the index lies outside `0..c`), and which rows carry the ignore index.
+pub(crate) type IgnoredLabels = (Vec<usize>, Vec<bool>);
+
+/// One label: an integer in `0..c`, or the ignore index.
+fn label(k: i64, ignore: Option<i64>, c: usize, at: String) -> Result<(usize, bool)> {
+    if Some(k) == ignore {
+        return Ok((
+            usize::try_from(k).ok().filter(|&k| k < c).unwrap_or(0),
+            true,
+        ));
+    }
+    match usize::try_from(k) {
+        Ok(k) if k < c => Ok((k, false)),
+        _ => {
+            let hint = match ignore {
+                Some(i) => format!(" and is not params.ignore_index = {i}"),
+                None if k < 0 => {
+                    " (a negative label marks an ignored row only with params.ignore_index)"
+                        .to_string()
+                }
+                None => String::new(),
+            };
+            Err(Error::invalid(
+                at,
+                format!("label {k} is out of range 0..{c} (C = {c}){hint}"),
+            ))
+        }
+    }
+}
+
+/// JSON labels: exactly `n` integers in `0..c`, or equal to `ignore`.
+fn json_labels(
+    v: &Value,
+    place: &str,
+    n: usize,
+    c: usize,
+    ignore: Option<i64>,
+) -> Result<IgnoredLabels> {
     let place = place.to_string();
     let items = v.as_array().ok_or_else(|| {
         Error::invalid(
@@ -37,19 +74,21 @@ fn json_labels(v: &Value, place: &str, n: usize, c: usize) -> Result<Vec<usize>>
                     format!("expected a class index, got {}", describe(item)),
                 ));
             };
-            match num.as_str().parse::<u64>() {
-                Ok(k) if (k as u128) < c as u128 => Ok(k as usize),
-                Ok(k) => Err(Error::invalid(
+            match num.as_str().parse::<i128>() {
+                Ok(k) => label(
+                    i64::try_from(k).unwrap_or(if k < 0 { i64::MIN } else { i64::MAX }),
+                    ignore,
+                    c,
                     at,
-                    format!("label {k} is out of range 0..{c} (C = {c})"),
-                )),
+                ),
                 Err(_) => Err(Error::invalid(
                     at,
-                    format!("expected a non-negative integer class index, got {num}"),
+                    format!("expected an integer class index, got {num}"),
                 )),
             }
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()
+        .map(|v| v.into_iter().unzip())
 }
 
 /// A JSON number as the binary64 its decimal text rounds to; ±∞ after rounding is an error.
@@ -247,11 +286,31 @@ impl<'a> Inputs<'a> {
         Ok(m)
     }
 
+    /// Whether the input `key` is given (without reading it).
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        match self {
+            Inputs::Json(fields) => fields.contains(key),
+            Inputs::Npz { arrays, .. } => arrays.contains_key(key),
+        }
+    }
+
     /// Labels: exactly `n` integers in `0..c`.
     pub(crate) fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
+        Ok(self.labels_ignoring(key, n, c, None)?.0)
+    }
+
+    /// Labels: exactly `n` integers, each in `0..c` or equal to `ignore` (SPEC §5's
+    /// `ignore_index`), with the rows that carry `ignore`.
+    pub(crate) fn labels_ignoring(
+        &mut self,
+        key: &'static str,
+        n: usize,
+        c: usize,
+        ignore: Option<i64>,
+    ) -> Result<IgnoredLabels> {
         let place = self.place(key);
         if let Inputs::Json(fields) = self {
-            return json_labels(fields.required(key)?, &place, n, c);
+            return json_labels(fields.required(key)?, &place, n, c, ignore);
         }
         let a = self.array(key)?;
         let npz::Data::Int(values) = &a.data else {
@@ -275,13 +334,57 @@ impl<'a> Inputs<'a> {
         values
             .iter()
             .enumerate()
-            .map(|(i, &k)| match usize::try_from(k) {
-                Ok(k) if k < c => Ok(k),
-                _ => Err(Error::invalid(
-                    format!("{place}[{i}]"),
-                    format!("label {k} is out of range 0..{c} (C = {c})"),
-                )),
-            })
-            .collect()
+            .map(|(i, &k)| label(k, ignore, c, format!("{place}[{i}]")))
+            .collect::<Result<Vec<_>>>()
+            .map(|v| v.into_iter().unzip())
+    }
+
+    /// A vector of exactly `len` finite numbers, one per `what` (a class, a row).
+    pub(crate) fn vector(&mut self, key: &'static str, len: usize, what: &str) -> Result<Vec<f64>> {
+        let place = self.place(key);
+        let values = if let Inputs::Json(fields) = self {
+            let v = fields.required(key)?;
+            let items = v.as_array().ok_or_else(|| {
+                Error::invalid(
+                    &place,
+                    format!("expected an array of {len} numbers, got {}", describe(v)),
+                )
+            })?;
+            items
+                .iter()
+                .enumerate()
+                .map(|(k, x)| number(x, &format!("{place}[{k}]")))
+                .collect::<Result<Vec<f64>>>()?
+        } else {
+            let a = self.array(key)?;
+            match (&a.data, a.shape.as_slice()) {
+                (npz::Data::Float(v), [_]) => v.clone(),
+                _ => {
+                    return Err(Error::invalid(
+                        place,
+                        format!(
+                            "expected a 1-dimensional float array, got shape {:?}",
+                            a.shape
+                        ),
+                    ))
+                }
+            }
+        };
+        if values.len() != len {
+            return Err(Error::invalid(
+                &place,
+                format!(
+                    "has {} entries but needs one per {what} ({len})",
+                    values.len()
+                ),
+            ));
+        }
+        if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                format!("{place}[{k}]"),
+                format!("{} is not finite", values[k]),
+            ));
+        }
+        Ok(values)
     }
 }

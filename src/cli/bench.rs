@@ -285,6 +285,7 @@ fn softmax_ce_reference(r: &Request) -> Result<String> {
             Error::invalid("--classes", "the generated logits do not fit the shape")
         })?,
         labels,
+        options: Default::default(),
     });
     let (answer, certified) = timed_certification(&pool, &case)?;
     let head = json!({

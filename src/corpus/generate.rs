@@ -163,6 +163,13 @@ pub(crate) enum Regime {
     ThmmSwitch,
     EasySwitch,
     LargeC,
+    WideWeights,
+    MostlyIgnored,
+    SmoothingNearZero,
+    SmoothingOne,
+    SoftOneHot,
+    SoftUnnormalized,
+    SoftZeroAtTinyP,
 }
 
 impl Regime {
@@ -188,6 +195,13 @@ impl Regime {
             Regime::ThmmSwitch => "edge:thmm-switch",
             Regime::EasySwitch => "edge:easy-switch",
             Regime::LargeC => "scale:large-C",
+            Regime::WideWeights => "edge:wide-weights",
+            Regime::MostlyIgnored => "edge:mostly-ignored",
+            Regime::SmoothingNearZero => "edge:smoothing-near-0",
+            Regime::SmoothingOne => "edge:smoothing-1",
+            Regime::SoftOneHot => "edge:soft-one-hot",
+            Regime::SoftUnnormalized => "edge:soft-unnormalized",
+            Regime::SoftZeroAtTinyP => "edge:soft-zero-at-tiny-p",
         }
     }
 

@@ -152,6 +152,13 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
                 data: Data::Int(l),
                 was_f32: false,
             }
+        } else if rows.iter().all(Value::is_number) {
+            // a vector: class weights, α
+            Array {
+                shape: vec![rows.len()],
+                data: Data::Float(rows.iter().filter_map(Value::as_f64).collect()),
+                was_f32: g.dtype == Dtype::Float32,
+            }
         } else {
             let cols = rows.first().and_then(Value::as_array).map_or(0, Vec::len);
             let values: Vec<f64> = rows

@@ -11,6 +11,7 @@
 //! | [`psi::PsiFamily`] | `lsoftmax`, `sphereface` | `family/psi/` |
 //! | [`center::CenterFamily`] | `center` | `family/center/` |
 //! | [`normalized::NormalizedFamily`] | `normface`, `cosface`, `amsoftmax`, `arcface`, `combined` | `family/normalized/` |
+//! | [`focal::FocalFamily`] | `focal`, `poly1` | `family/focal/` |
 //!
 //! Each family implements the crate-internal trait `LossFamily` once: its parameters with
 //! their defaults and validation (`parse`, `validate`), its interval reference
@@ -30,6 +31,7 @@
 
 pub mod center;
 pub mod distill;
+pub mod focal;
 pub mod normalized;
 pub mod psi;
 pub mod softmax;
@@ -378,6 +380,7 @@ catalogue! {
     Multiplicative => psi::PsiFamily, psi::PsiOutput;
     Center => center::CenterFamily, center::CenterOutput;
     Normalized => normalized::NormalizedFamily, normalized::NormalizedOutput;
+    Focal => focal::FocalFamily, focal::FocalOutput;
 }
 
 /// A family's rows of the precision table (`crate::precision`): every output it states an

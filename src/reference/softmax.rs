@@ -126,6 +126,65 @@ pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
     (loss, grad)
 }
 
+/// One row of `softmax_ce` with SPEC §5's options, given the row's coefficients a_c
+/// (`crate::family::softmax::options`): the per-sample term l = −Σ_c a_c·log p_c and its
+/// unreduced gradient A·p_j − a_j (A = Σ_c a_c), evaluated as
+/// (A − a_j)·p_j − a_j·(1 − p_j) with 1 − p_j = −expm1(log p_j), so that neither term
+/// cancels and an unsmoothed label (A − a_y exactly 0) gives [`ce_row`]'s p_y − 1.
+pub fn weighted_ce_row(row: &[Interval], a: &[Interval]) -> (Interval, Vec<Interval>) {
+    let prec = working_precision(row).max(working_precision(a));
+    let (top, m) = exact_shift(row);
+    let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
+    let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
+    let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
+    let log_sum = Interval::sum(prec, others)
+        .add(&shifted[top].exp_m1())
+        .ln_1p();
+    let inverse = log_sum.neg().exp();
+    let total = Interval::sum(prec, a);
+    let zero = Interval::from_i64(prec, 0);
+    let mut terms = Vec::with_capacity(row.len());
+    let grad = (0..row.len())
+        .map(|j| {
+            if a[j].is_point() && a[j].contains_zero() {
+                // a_j = 0: no loss term, and the gradient is A·p_j
+                return total.mul(&e[j].mul(&inverse));
+            }
+            let log_p = shifted[j].sub(&log_sum);
+            terms.push(a[j].mul(&log_p).neg());
+            let rest = log_p.exp_m1().neg();
+            let others = total.sub(&a[j]);
+            let first = if others.is_point() && others.contains_zero() {
+                zero.clone()
+            } else {
+                others.mul(&e[j].mul(&inverse))
+            };
+            first.sub(&a[j].mul(&rest))
+        })
+        .collect();
+    (Interval::sum(prec, &terms), grad)
+}
+
+/// The plain form of [`weighted_ce_row`], for the cross-check: l = −Σ_c a_c·log p_c and
+/// A·p_j − a_j from the row's softmax, as written.
+pub fn weighted_ce_row_plain(row: &[Interval], a: &[Interval]) -> (Interval, Vec<Interval>) {
+    let prec = working_precision(row).max(working_precision(a));
+    let block = Matrix::from_vec(1, row.len(), row.to_vec()).expect("one row");
+    let (p, log_p) = softmax(&block, &Interval::from_i64(prec, 1));
+    let total = Interval::sum(prec, a);
+    let terms: Vec<Interval> = a
+        .iter()
+        .zip(log_p.as_slice())
+        .map(|(a, l)| a.mul(l).neg())
+        .collect();
+    let grad = a
+        .iter()
+        .zip(p.as_slice())
+        .map(|(a, p)| total.mul(p).sub(a))
+        .collect();
+    (Interval::sum(prec, &terms), grad)
+}
+
 /// How one row's cross-entropy is computed: as SPEC §1 defines it, or as real code does
 /// instead (SPEC §4, "Conventions the diagnosis knows"), for the diagnosis.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -74,6 +74,7 @@ fn cases() -> Vec<Value> {
         out.push(json!({"loss": loss, "params": {"margin": m, "lambda": lambda},
             "inputs": {"features": rows(&p.features), "weights": rows(&p.weights), "labels": p.labels}}));
     }
+    out.extend(option_cases());
     for (k, angle) in Angle::ALL.into_iter().enumerate() {
         for (v, variant) in variants.iter().enumerate() {
             if (k + v) % 2 == 1 {
@@ -89,6 +90,38 @@ fn cases() -> Vec<Value> {
             let mut case = variant.clone();
             case["inputs"] = json!({"features": rows(&p.features), "weights": rows(&p.weights), "labels": p.labels});
             out.push(case);
+        }
+    }
+    out
+}
+
+/// SPEC §5: `softmax_ce`'s options, `focal` and `poly1`, on hand-picked cases (a dominant
+/// target with a fractional γ, ignored rows with PyTorch's −100 and with a class index) and
+/// on the first case of every corpus generator of these losses (every option set, regime
+/// and dtype).
+fn option_cases() -> Vec<Value> {
+    let mut out = vec![
+        json!({"loss": "softmax_ce", "params": {"label_smoothing": 0.1, "ignore_index": -100},
+            "inputs": {"logits": [[1.1, 2.2, 5.0, 10.1], [3.0, -1.5, 0.25, 2.0], [0.5, 0.5, 0.5, 0.5]],
+                       "labels": [3, 0, -100], "weight": [0.5, 1.0, 2.0, 4.0]}}),
+        json!({"loss": "softmax_ce", "params": {"reduction": "sum", "ignore_index": 2, "label_smoothing": 1e-6},
+            "inputs": {"logits": [[300.0, 2.0, -1.0], [0.0, 1.0, 2.0]], "labels": [0, 2]}}),
+        json!({"loss": "softmax_ce", "params": {"label_smoothing": 0.25},
+            "inputs": {"logits": [[1.0, 2.0, 3.0], [0.0, 0.0, 40.0]], "targets": [[0.2, 0.3, 0.5], [0.0, 0.0, 1.5]],
+                       "weight": [1e-6, 1.0, 1e6]}}),
+        json!({"loss": "focal", "params": {"gamma": 0.5},
+            "inputs": {"logits": [[40.0, 0.0, -3.0], [0.0, 1.0, 2.0]], "labels": [0, 1], "alpha": [0.75, 0.25, 0.25]}}),
+        json!({"loss": "poly1", "params": {"epsilon": -1.0, "reduction": "sum"},
+            "inputs": {"logits": [[25.0, 0.0, 1.0], [0.0, 1.0, 2.0]], "labels": [0, 1]}}),
+    ];
+    for g in lossref::corpus::all_cases() {
+        let loss = g.case["loss"].as_str().unwrap_or_default();
+        let with_options = loss == "softmax_ce"
+            && !g.id.starts_with("softmax_ce-mean")
+            && !g.id.starts_with("softmax_ce-sum")
+            && !g.id.starts_with("softmax_ce/");
+        if (with_options || loss == "focal" || loss == "poly1") && g.id.ends_with("-0000") {
+            out.push(g.case.clone());
         }
     }
     out

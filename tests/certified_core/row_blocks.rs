@@ -86,6 +86,7 @@ fn blocks_of_rows_give_the_whole_answer_on_random_batches() {
                 reduction,
                 logits: b.logits.clone(),
                 labels: b.labels.clone(),
+                options: Default::default(),
             });
             let softmax = Case::Softmax(SoftmaxCase {
                 temperature: f64::from(t) / 2.0,

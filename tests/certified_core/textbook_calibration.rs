@@ -141,6 +141,14 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
         let groups = match (&case, c.dtype) {
             (Case::Normalized(n), Dtype::Float32) => textbook::margin::<f32>(n, &Quirks::NONE),
             (Case::Normalized(n), Dtype::Float64) => textbook::margin::<f64>(n, &Quirks::NONE),
+            (Case::SoftmaxCe(s), Dtype::Float32) if !s.options.is_plain() => {
+                textbook::softmax_ce_options::<f32>(s, &Default::default())
+            }
+            (Case::SoftmaxCe(s), Dtype::Float64) if !s.options.is_plain() => {
+                textbook::softmax_ce_options::<f64>(s, &Default::default())
+            }
+            (Case::Focal(f), Dtype::Float32) => textbook::focal::<f32>(f, false),
+            (Case::Focal(f), Dtype::Float64) => textbook::focal::<f64>(f, false),
             (Case::SoftmaxCe(s), Dtype::Float32) => textbook::softmax_ce::<f32>(
                 &s.logits,
                 &s.labels,
@@ -186,6 +194,8 @@ fn textbook_implementations_pass_except_where_their_formula_is_named_unstable() 
         "amsoftmax",
         "arcface",
         "combined",
+        "focal",
+        "poly1",
     ];
     let report = check(&corpus, &textbook_results(&corpus, &losses), &[], false).unwrap();
     let mut summary: BTreeMap<String, usize> = BTreeMap::new();

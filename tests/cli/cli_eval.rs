@@ -372,11 +372,11 @@ fn bad_labels_are_rejected() {
     rejects(&ce("[0, 1, 2]"), "has 3 labels");
     rejects(
         &ce("[-1, 0]"),
-        "inputs.labels[0]: expected a non-negative integer class index, got -1",
+        "inputs.labels[0]: label -1 is out of range 0..3 (C = 3) (a negative label marks an ignored row only with params.ignore_index)",
     );
     rejects(
         &ce("[1.5, 0]"),
-        "inputs.labels[0]: expected a non-negative integer class index, got 1.5",
+        "inputs.labels[0]: expected an integer class index, got 1.5",
     );
     rejects(
         &ce("[\"1\", 0]"),

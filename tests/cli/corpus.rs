@@ -427,7 +427,7 @@ fn unstable_formulas_are_named_only_in_their_regime() {
         let groups = scales(&loaded.case, &loaded.reference);
         let group = |name: &str| groups.iter().find(|g| g.name == name).unwrap();
         match &loaded.case {
-            Case::SoftmaxCe(s) => {
+            Case::SoftmaxCe(s) if s.options.is_plain() => {
                 let cols = s.logits.cols();
                 let mut any = false;
                 for (i, (row, &y)) in s.logits.iter_rows().zip(&s.labels).enumerate() {
@@ -447,6 +447,73 @@ fn unstable_formulas_are_named_only_in_their_regime() {
                         named += 1
                     } else {
                         unnamed += 1
+                    }
+                }
+                assert_eq!(
+                    group("outputs/loss").scales[0].unstable.is_some(),
+                    any,
+                    "{}",
+                    c.id
+                );
+            }
+            Case::SoftmaxCe(s) => {
+                // SPEC §5's options: a class's gradient entry names softmax(z)·Σa − a where
+                // that class dominates its row and carries a coefficient a_j ≠ 0
+                let (cols, o) = (s.logits.cols(), &s.options);
+                let w = |j: usize| o.weight.as_ref().map_or(1.0, |w| w[j]);
+                let mut any = false;
+                for (i, row) in s.logits.iter_rows().enumerate() {
+                    let top = row.iter().copied().fold(f64::MIN, f64::max);
+                    let sum: f64 = row.iter().map(|z| (z - top).exp()).sum();
+                    for j in 0..cols {
+                        let p = (row[j] - top).exp() / sum;
+                        let eps = o.label_smoothing;
+                        let a = match &o.targets {
+                            Some(t) => w(j) * ((1.0 - eps) * t.get(i, j) + eps / cols as f64),
+                            None if o.ignored_rows.get(i).copied().unwrap_or(false) => 0.0,
+                            None if s.labels[i] == j => w(j) * (1.0 - eps + eps / cols as f64),
+                            None => w(j) * eps / cols as f64,
+                        };
+                        let in_regime = p >= 0.5 && a != 0.0;
+                        any |= in_regime;
+                        let scale = &group("gradients/logits").scales[i * cols + j];
+                        assert_eq!(
+                            scale.unstable.is_some(),
+                            in_regime,
+                            "{} [{i}][{j}]: p = {p}, a = {a}",
+                            c.id
+                        );
+                        if in_regime {
+                            named += 1
+                        } else {
+                            unnamed += 1
+                        }
+                    }
+                }
+                assert_eq!(
+                    group("outputs/loss").scales[0].unstable.is_some(),
+                    any,
+                    "{}",
+                    c.id
+                );
+            }
+            Case::Focal(f) => {
+                // focal, poly1: 1 − softmax(z)_y, named where the target dominates its row
+                let cols = f.logits.cols();
+                let mut any = false;
+                for (i, (row, &y)) in f.logits.iter_rows().zip(&f.labels).enumerate() {
+                    let top = row.iter().copied().fold(f64::MIN, f64::max);
+                    let sum: f64 = row.iter().map(|z| (z - top).exp()).sum();
+                    let p_y = (row[y] - top).exp() / sum;
+                    any |= p_y >= 0.5;
+                    for j in 0..cols {
+                        let scale = &group("gradients/logits").scales[i * cols + j];
+                        assert_eq!(
+                            scale.unstable.is_some(),
+                            p_y >= 0.5,
+                            "{} [{i}][{j}]: p_y = {p_y}",
+                            c.id
+                        );
                     }
                 }
                 assert_eq!(

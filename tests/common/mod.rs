@@ -178,6 +178,7 @@ pub fn certify_ce(b: &Batch, reduction: Reduction) -> CertifiedAnswer {
         reduction,
         logits: b.logits.clone(),
         labels: b.labels.clone(),
+        options: Default::default(),
     });
     certified(&case).unwrap_or_else(|e| panic!("reference failed on {b:?}: {e}"))
 }

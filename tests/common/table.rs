@@ -11,7 +11,7 @@ use lossref::spec::{Case, Dtype};
 use std::collections::BTreeMap;
 
 /// The losses whose rows `fast_paths/precision_table.rs` measures.
-pub const SOFTMAX_FAMILIES: [&str; 2] = ["softmax", "softmax_ce"];
+pub const SOFTMAX_FAMILIES: [&str; 4] = ["softmax", "softmax_ce", "focal", "poly1"];
 /// The losses whose rows `fast_paths/precision_table_margin.rs` measures.
 pub const MARGIN_FAMILIES: [&str; 4] = ["normface", "cosface", "arcface", "combined"];
 /// The losses whose rows `fast_paths/precision_table_seed_losses.rs` measures.

@@ -423,3 +423,151 @@ pub fn softmax_ce<T: Real>(
     out.insert("gradients/logits".into(), (vec![n, cols], grad));
     out
 }
+
+/// How an implementation of `softmax_ce`'s options departs from SPEC §5 (PyTorch's
+/// `cross_entropy`); the default is PyTorch's own placement.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptionQuirks {
+    /// ε spread over the C − 1 other classes.
+    pub smoothing_over_others: bool,
+    /// w_y times the whole smoothed term.
+    pub weight_after_smoothing: bool,
+    /// `mean` divides by N.
+    pub mean_over_rows: bool,
+}
+
+/// `softmax_ce` with SPEC §5's options as `F.cross_entropy` writes it: log_softmax = z − lse,
+/// the per-class coefficients a (written out here from the options), l = −Σ_c a_c·lsm_c,
+/// ∂l/∂z = softmax·Σa − a, `mean` over Σ w_y of the rows not ignored (labels) or N (soft).
+pub fn softmax_ce_options<T: Real>(
+    case: &lossref::spec::SoftmaxCeCase,
+    quirks: &OptionQuirks,
+) -> Groups {
+    let o = &case.options;
+    let (n, cols) = (case.logits.rows(), case.logits.cols());
+    let eps = t::<T>(o.label_smoothing);
+    let w = |c: usize| t::<T>(o.weight.as_ref().map_or(1.0, |w| w[c]));
+    let ignored = |i: usize| o.ignored_rows.get(i).copied().unwrap_or(false);
+    let mut total_loss = T::zero();
+    let mut grad = Vec::with_capacity(n * cols);
+    let mut divisor = T::zero();
+    for i in 0..n {
+        let z: Vec<T> = case.logits.row(i).iter().map(|&v| t::<T>(v)).collect();
+        let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+        let lse = top + z.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let a: Vec<T> = match &o.targets {
+            Some(tg) => (0..cols)
+                .map(|c| {
+                    w(c) * ((T::one() - eps) * t::<T>(*tg.get(i, c)) + eps / t::<T>(cols as f64))
+                })
+                .collect(),
+            None if ignored(i) => vec![T::zero(); cols],
+            None => {
+                let y = case.labels[i];
+                divisor += if quirks.mean_over_rows {
+                    T::one()
+                } else {
+                    w(y)
+                };
+                let share = if quirks.smoothing_over_others {
+                    eps / t::<T>((cols - 1) as f64)
+                } else {
+                    eps / t::<T>(cols as f64)
+                };
+                (0..cols)
+                    .map(|c| {
+                        let target = if c == y { T::one() - eps } else { T::zero() };
+                        let off = if quirks.smoothing_over_others && c == y {
+                            T::zero()
+                        } else {
+                            share
+                        };
+                        if quirks.weight_after_smoothing {
+                            w(y) * (target + off)
+                        } else {
+                            w(y) * target + w(c) * off
+                        }
+                    })
+                    .collect()
+            }
+        };
+        if ignored(i) && quirks.mean_over_rows {
+            divisor += T::one();
+        }
+        let total = a.iter().fold(T::zero(), |s, &v| s + v);
+        for (c, &ac) in a.iter().enumerate() {
+            if ac != T::zero() {
+                total_loss += -ac * (z[c] - lse);
+            }
+        }
+        grad.extend((0..cols).map(|c| total * (z[c] - lse).exp() - a[c]));
+    }
+    let r = match (case.reduction, &o.targets) {
+        (Reduction::Sum, _) => T::one(),
+        (Reduction::Mean, Some(_)) => T::one() / t::<T>(n as f64),
+        (Reduction::Mean, None) => T::one() / divisor,
+    };
+    let mut out = Groups::new();
+    out.insert(
+        "outputs/loss".into(),
+        (vec![], vec![(total_loss * r).as_f64()]),
+    );
+    out.insert(
+        "gradients/logits".into(),
+        (
+            vec![n, cols],
+            grad.into_iter().map(|g| (g * r).as_f64()).collect(),
+        ),
+    );
+    out
+}
+
+/// `focal` and `poly1` as written from their papers on a softmax: p = e^{z − lse},
+/// lsm_y = z_y − lse, r = 1 − p_y; focal l = −α_y·r^γ·lsm_y with the slope
+/// k = α_y·(r^γ − γ·r^(γ−1)·p_y·lsm_y) (the second term 0 where r rounds to 0), poly1
+/// l = −lsm_y + ε·r with k = 1 + ε·p_y; ∂l/∂z = k·(p − onehot). With `per_class_mean`,
+/// kornia's N×C tensor averaged over N·C.
+pub fn focal<T: Real>(case: &lossref::spec::FocalCase, per_class_mean: bool) -> Groups {
+    use lossref::spec::TargetRule;
+    let (n, cols) = (case.logits.rows(), case.logits.cols());
+    let mut r_n = per_sample::<T>(case.reduction, n);
+    if per_class_mean && case.reduction == Reduction::Mean {
+        r_n = r_n / t::<T>(cols as f64);
+    }
+    let mut loss = T::zero();
+    let mut grad = Vec::with_capacity(n * cols);
+    for (i, &y) in case.labels.iter().enumerate() {
+        let z: Vec<T> = case.logits.row(i).iter().map(|&v| t::<T>(v)).collect();
+        let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+        let lse = top + z.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let p: Vec<T> = z.iter().map(|&v| (v - lse).exp()).collect();
+        let lsm = z[y] - lse;
+        let r = T::one() - p[y];
+        let (l, k) = match &case.rule {
+            TargetRule::Focal { gamma, alpha } => {
+                let a = t::<T>(alpha.as_ref().map_or(1.0, |a| a[y]));
+                let g = t::<T>(*gamma);
+                let rg = r.powf(g);
+                let slope = if r == T::zero() || g == T::zero() {
+                    T::zero()
+                } else {
+                    g * r.powf(g - T::one()) * p[y] * lsm
+                };
+                (-a * rg * lsm, a * (rg - slope))
+            }
+            TargetRule::Poly1 { epsilon } => {
+                let e = t::<T>(*epsilon);
+                (-lsm + e * r, T::one() + e * p[y])
+            }
+        };
+        loss += r_n * l;
+        grad.extend((0..cols).map(|j| {
+            let onehot = if j == y { T::one() } else { T::zero() };
+            (r_n * k * (p[j] - onehot)).as_f64()
+        }));
+    }
+    let mut out = Groups::new();
+    out.insert("outputs/loss".into(), (vec![], vec![loss.as_f64()]));
+    out.insert("gradients/logits".into(), (vec![n, cols], grad));
+    out
+}

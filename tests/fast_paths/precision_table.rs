@@ -8,6 +8,7 @@ use crate::common;
 use common::table::{Worsts, SOFTMAX_FAMILIES};
 use common::{batch, deterministic_runner, temperature, Batch, Regime};
 use lossref::fast::{dispatch, Real};
+use lossref::matrix::Matrix;
 use lossref::reference::certified;
 use lossref::spec::{Case, Reduction, SoftmaxCase, SoftmaxCeCase};
 use std::cell::RefCell;
@@ -22,6 +23,93 @@ struct Measurements {
     regimes: HashSet<(Regime, &'static str)>,
     /// The smallest exact loss seen per dtype (the dominant-target regime must reach tiny ones).
     smallest_loss: BTreeMap<&'static str, f64>,
+    /// Batches drawn so far: which option set the next one gets.
+    drawn: usize,
+}
+
+/// SPEC §5's cross-entropy family on batch `b`, the `k`-th draw: `softmax_ce` with one of six
+/// option sets in turn (class weights from 1e−6 to 1e6 with a zero, ignored rows, ε near 0,
+/// at 1 and in between, soft targets summing to 1 or not), `focal` with γ ∈ {0, 0.5, 2, 2.5,
+/// 5} and α, and `poly1` with ε ∈ {−1, 0, 1, 2}; every number exact in `T`.
+fn cross_entropy_family<T: Real>(b: &Batch, reduction: Reduction, k: usize) -> Vec<Case> {
+    use lossref::spec::{CeOptions, FocalCase, TargetRule};
+    let exact = |x: f64| T::of_f64(x).as_f64();
+    let (n, c) = (b.logits.rows(), b.logits.cols());
+    let weights: Vec<f64> = (0..c)
+        .map(|j| exact([0.5, 2.0, 1e-6, 1e6, 3.25, 0.0, 1.0][(j + k) % 7]))
+        .collect();
+    // a `mean` needs a positive weight on some label
+    let mut weights = weights;
+    weights[b.labels[0]] = 1.5;
+    let eps = exact([0.1, 1e-7, 1.0, 0.3, 0.0, 0.05][k % 6]);
+    let targets = |sum: f64| {
+        Matrix::from_fn(n, c, |i, j| {
+            exact(sum * ((i + 2 * j + k) % 5) as f64 / (2.0 * c as f64))
+        })
+    };
+    let ignored: Vec<bool> = (0..n).map(|i| n > 1 && i == n - 1).collect();
+    let options = match k % 6 {
+        0 => CeOptions {
+            weight: Some(weights.clone()),
+            ..CeOptions::default()
+        },
+        1 => CeOptions {
+            label_smoothing: eps,
+            ..CeOptions::default()
+        },
+        2 => CeOptions {
+            weight: Some(weights.clone()),
+            label_smoothing: eps,
+            ignore_index: Some(-100),
+            ignored_rows: if n > 1 { ignored } else { Vec::new() },
+            ..CeOptions::default()
+        },
+        3 => CeOptions {
+            targets: Some(targets(1.0)),
+            ..CeOptions::default()
+        },
+        4 => CeOptions {
+            targets: Some(targets(2.5)),
+            weight: Some(weights.clone()),
+            label_smoothing: eps,
+            ..CeOptions::default()
+        },
+        _ => CeOptions {
+            weight: Some(weights.clone()),
+            label_smoothing: eps,
+            ..CeOptions::default()
+        },
+    };
+    let labels = if options.targets.is_some() {
+        Vec::new()
+    } else {
+        b.labels.clone()
+    };
+    let gamma = [0.0, 0.5, 2.0, 2.5, 5.0][k % 5];
+    let epsilon = [-1.0, 0.0, 1.0, 2.0][k % 4];
+    let alpha = (k % 2 == 0).then(|| {
+        (0..c)
+            .map(|j| exact([0.25, 0.75, 1.0, 0.0][j % 4]))
+            .collect()
+    });
+    let focal = |rule| {
+        Case::Focal(FocalCase {
+            rule,
+            reduction,
+            logits: b.logits.clone(),
+            labels: b.labels.clone(),
+        })
+    };
+    vec![
+        Case::SoftmaxCe(SoftmaxCeCase {
+            reduction,
+            logits: b.logits.clone(),
+            labels,
+            options,
+        }),
+        focal(TargetRule::Focal { gamma, alpha }),
+        focal(TargetRule::Poly1 { epsilon }),
+    ]
 }
 
 /// The fast path in dtype `T` against the certified reference, in the table's measures.
@@ -57,12 +145,17 @@ fn measure<T: Real>(regime: Regime, m: &RefCell<Measurements>) {
                 reduction,
                 logits: b.logits.clone(),
                 labels: b.labels.clone(),
+                options: Default::default(),
             });
             let loss = measure_case::<T>(&ce, &mut m.worst, &|| {
                 format!("{regime:?} {reduction:?} {b:?}")
             });
             let smallest = m.smallest_loss.entry(T::NAME).or_insert(f64::INFINITY);
             *smallest = smallest.min(loss);
+            m.drawn += 1;
+            for case in cross_entropy_family::<T>(&b, reduction, m.drawn) {
+                measure_case::<T>(&case, &mut m.worst, &|| format!("{regime:?} {case:?}"));
+            }
             Ok(())
         })
         .expect("measurement never fails a case");
@@ -157,6 +250,8 @@ fn the_readme_states_every_table_entry_as_it_is() {
             rest.split(" / ")
                 .map(|o| match o.trim().trim_matches('`') {
                     "loss" => ".loss".to_string(),
+                    "options loss" => ".options_loss".to_string(),
+                    "options gradient" => ".options_grad".to_string(),
                     "gradient" | "gradients" => ".grad".to_string(),
                     "∂L/∂s" => ".grad_scale".to_string(),
                     "centers_next" => ".centers_next".to_string(),

@@ -110,6 +110,7 @@ fn cases_built_by_hand_are_validated_by_every_entry_point() {
                 reduction: Reduction::Mean,
                 logits: m(1, 2, vec![0.0, f64::NAN]),
                 labels: vec![0],
+                options: Default::default(),
             }),
             "logits[0][1]: is NaN; inputs must be finite",
         ),
@@ -146,6 +147,43 @@ fn cases_built_by_hand_are_validated_by_every_entry_point() {
                 labels: vec![5],
             }),
             "labels[0]: label 5 is out of range 0..2 (C = 2)",
+        ),
+        (
+            Case::SoftmaxCe(SoftmaxCeCase {
+                reduction: Reduction::Mean,
+                logits: m(1, 2, vec![0.0, 1.0]),
+                labels: vec![0],
+                options: lossref::spec::CeOptions {
+                    weight: Some(vec![1.0, 2.0, 3.0]),
+                    ..Default::default()
+                },
+            }),
+            "inputs.weight: has 3 entries but needs one per class (2)",
+        ),
+        (
+            Case::SoftmaxCe(SoftmaxCeCase {
+                reduction: Reduction::Mean,
+                logits: m(2, 2, vec![0.0, 1.0, 2.0, 3.0]),
+                labels: vec![0, 0],
+                options: lossref::spec::CeOptions {
+                    ignore_index: Some(-100),
+                    ignored_rows: vec![true, true],
+                    ..Default::default()
+                },
+            }),
+            "params.reduction: `mean` divides by Σ w_(y_i) over the rows not ignored, which is 0 here (every row is ignored)",
+        ),
+        (
+            Case::Focal(lossref::spec::FocalCase {
+                rule: lossref::spec::TargetRule::Focal {
+                    gamma: 2.0,
+                    alpha: Some(vec![1.0, -1.0]),
+                },
+                reduction: Reduction::Mean,
+                logits: m(1, 2, vec![0.0, 1.0]),
+                labels: vec![0],
+            }),
+            "inputs.alpha[1]: class weight -1 must be finite and ≥ 0",
         ),
         (
             Case::Normalized(NormalizedCase {

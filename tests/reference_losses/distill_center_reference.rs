@@ -106,7 +106,7 @@ proptest! {
             temperature: 4.0, alpha: 0.0, soft: if kl { SoftTerm::Kl } else { SoftTerm::Ce },
             reduction: Reduction::Mean, student: student.clone(), teacher, labels: labels.clone(),
         };
-        let ce = SoftmaxCeCase { reduction: Reduction::Mean, logits: student, labels };
+        let ce = SoftmaxCeCase { reduction: Reduction::Mean, logits: student, labels, options: Default::default() };
         let a = certified(&Case::Distill(d)).unwrap();
         let b = certified(&Case::SoftmaxCe(ce)).unwrap();
         let la = &a.answer.output("loss").unwrap().values()[0];

@@ -6,6 +6,7 @@
 mod catalogue;
 #[path = "../common/mod.rs"]
 mod common;
+mod cross_entropy_family;
 mod distill_center_reference;
 mod exact_zeros;
 mod normalized_reference;

@@ -237,7 +237,7 @@ proptest! {
             if sphere { dot / norm(w) } else { dot }
         });
         // The f64 logits are rounded; compare the losses to ~1e−13, not bit for bit.
-        let ce = SoftmaxCeCase { reduction: c.reduction, logits, labels: c.labels.clone() };
+        let ce = SoftmaxCeCase { reduction: c.reduction, logits, labels: c.labels.clone(), options: Default::default() };
         let a = certified(&Case::Multiplicative(c.clone())).unwrap().answer.output("loss").unwrap().values()[0].f64;
         let b = certified(&Case::SoftmaxCe(ce)).unwrap().answer.output("loss").unwrap().values()[0].f64;
         prop_assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{} vs {}", a, b);
@@ -277,6 +277,7 @@ fn t7_lsoftmax_with_m_1_matches_softmax_ce_exactly_on_integer_dot_products() {
             reduction: Reduction::Mean,
             logits: logits.clone(),
             labels: labels.clone(),
+            options: Default::default(),
         };
         let a = certified(&Case::Multiplicative(c)).unwrap();
         let b = certified(&Case::SoftmaxCe(ce)).unwrap();

@@ -10,4 +10,5 @@ mod t1_normface_bound;
 mod t2_normface_ceiling;
 mod t3_cosface_scale;
 mod t5_softmax_laws;
+mod t7_cross_entropy_options;
 mod t7_degenerate_parameters;

@@ -273,3 +273,110 @@ pub fn softmax_ce<T: Real>(
     let loss = softmax_ce_into(logits, cols, labels, reduction, &mut grad)?;
     Ok((loss, grad))
 }
+
+/// One row of a cross-entropy-like loss after the split of the module docs: what `softmax_ce`
+/// with options, `focal` and `poly1` read per class.
+pub(crate) struct SplitRow<'a, T> {
+    row: Row<T>,
+    s: &'a Scratch<T>,
+}
+
+impl<T: Real> SplitRow<'_, T> {
+    /// Σ_j t_j = 1 + S′.
+    pub(crate) fn total(&self) -> T {
+        T::one() + self.row.rest
+    }
+
+    /// p_j.
+    pub(crate) fn p(&self, j: usize) -> T {
+        self.s.t[j] / self.total()
+    }
+
+    /// 1 − p_j = Σ_{k≠j} p_k: S′/(1 + S′) at the argmax, else (1 + S′ − t_j)/(1 + S′) with
+    /// t_j ≤ 1, both without cancellation.
+    pub(crate) fn one_minus_p(&self, j: usize) -> T {
+        if j == self.row.argmax {
+            self.row.rest / self.total()
+        } else {
+            (self.total() - self.s.t[j]) / self.total()
+        }
+    }
+
+    /// −log p_j = (ln1p(S′) − x_j) − c_j: two non-negative parts.
+    pub(crate) fn neg_log_p(&self, j: usize) -> T {
+        (self.row.log_sum - self.s.x[j]) - self.s.c[j]
+    }
+}
+
+/// Runs `each` on every row of `logits` (checked as for [`softmax`]) split at T = 1, with
+/// the row's index and its gradient slice.
+pub(crate) fn for_each_split_row<T: Real>(
+    logits: &[T],
+    cols: usize,
+    grad: &mut [T],
+    mut each: impl FnMut(usize, &SplitRow<'_, T>, &mut [T]) -> Result<()>,
+) -> Result<()> {
+    check_logits(logits, cols)?;
+    check_out(grad.len(), logits.len())?;
+    let mut s = Scratch::new(cols);
+    for (i, (z, g)) in logits
+        .chunks_exact(cols)
+        .zip(grad.chunks_exact_mut(cols))
+        .enumerate()
+    {
+        let row = s.split(z, T::one());
+        each(i, &SplitRow { row, s: &s }, g)?;
+    }
+    Ok(())
+}
+
+/// `softmax_ce` with SPEC §5's options (`crate::family::softmax::options`): each row's
+/// coefficients a_i from `coefficients(i)`, the reduction's divisor `divisor` (1 for
+/// `sum`). Returns the loss Σ_i l_i / D and writes ∂L/∂z into `grad`.
+///
+/// Per row, l_i = Σ_c a_c·(−log p_c) is a compensated sum of the terms, and the gradient
+/// (A − a_j)·p_j − a_j·(1 − p_j) takes A − a_j from A held as an unevaluated pair (a
+/// compensated sum), so that it is exactly 0 for an unsmoothed label and accurate for a
+/// smoothed one.
+///
+/// # Errors
+/// As [`softmax`], or coefficients of the wrong length.
+pub fn weighted_softmax_ce_into<T: Real>(
+    logits: &[T],
+    cols: usize,
+    coefficients: impl Fn(usize) -> Vec<T>,
+    divisor: T,
+    grad: &mut [T],
+) -> Result<T> {
+    let mut losses = Vec::with_capacity(logits.len() / cols.max(1));
+    for_each_split_row(logits, cols, grad, |i, row, g| {
+        let a = coefficients(i);
+        if a.len() != cols {
+            return Err(Error::invalid(
+                format!("coefficients[{i}]"),
+                format!("has {} entries for C = {cols}", a.len()),
+            ));
+        }
+        // A = hi + lo, a compensated sum
+        let (mut hi, mut lo) = (T::zero(), T::zero());
+        for &ac in &a {
+            let (s, e) = two_sum(hi, ac);
+            hi = s;
+            lo += e;
+        }
+        let mut terms = Vec::with_capacity(cols);
+        for (j, (&aj, gj)) in a.iter().zip(g.iter_mut()).enumerate() {
+            let (d, e) = two_sum(hi, -aj);
+            let others = d + (e + lo);
+            let mut v = others * row.p(j);
+            if aj != T::zero() {
+                terms.push(aj * row.neg_log_p(j));
+                v -= aj * row.one_minus_p(j);
+            }
+            *gj = v / divisor;
+        }
+        losses.push(compensated_sum(terms));
+        Ok(())
+    })?;
+    Ok(compensated_sum(losses) / divisor)
+}

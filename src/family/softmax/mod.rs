@@ -4,8 +4,10 @@
 //! that every other family builds on, and
 //! their fast paths [`fast`].
 
-mod corpus;
+pub(crate) mod corpus;
+mod exact;
 pub mod fast;
+pub mod options;
 pub mod reference;
 
 use crate::answer::{Answer, Tensor};
@@ -26,6 +28,7 @@ use crate::reference::softmax::RowLoss;
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
 use fast::{log_softmax, softmax, softmax_ce};
+pub use options::CeOptions;
 use serde_json::Value;
 
 /// A `softmax` case: `probabilities = e^{z/T} / Σ e^{z/T}` and `log_probabilities`, row-wise.
@@ -37,15 +40,19 @@ pub struct SoftmaxCase {
     pub logits: Matrix<f64>,
 }
 
-/// A `softmax_ce` case: `reduction_i CE(z_i, y_i)` and its gradient with respect to the logits.
+/// A `softmax_ce` case: `reduction_i CE(z_i, y_i)` and its gradient with respect to the
+/// logits, with SPEC §5's options (class weights, ignored rows, label smoothing, soft
+/// targets; [`options`] states the mathematics).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SoftmaxCeCase {
     /// `mean` (default) or `sum`.
     pub reduction: Reduction,
     /// N×C logits, C ≥ 2, all finite.
     pub logits: Matrix<f64>,
-    /// N labels in `0..C`.
+    /// N labels in `0..C` (empty with soft targets).
     pub labels: Vec<usize>,
+    /// SPEC §5's options; the default is SPEC §1's plain cross-entropy.
+    pub options: CeOptions,
 }
 
 /// The outputs of `softmax`, as rows of the precision table.
@@ -91,10 +98,19 @@ pub enum SoftmaxCeOutput {
     Loss,
     /// ∂L/∂logits.
     Grad,
+    /// The loss with SPEC §5's options (weights, ignored rows, smoothing, soft targets).
+    OptionsLoss,
+    /// ∂L/∂logits with SPEC §5's options.
+    OptionsGrad,
 }
 
 impl TableRows for SoftmaxCeOutput {
-    const ALL: &'static [SoftmaxCeOutput] = &[SoftmaxCeOutput::Loss, SoftmaxCeOutput::Grad];
+    const ALL: &'static [SoftmaxCeOutput] = &[
+        SoftmaxCeOutput::Loss,
+        SoftmaxCeOutput::Grad,
+        SoftmaxCeOutput::OptionsLoss,
+        SoftmaxCeOutput::OptionsGrad,
+    ];
 
     fn loss(self) -> &'static str {
         "softmax_ce"
@@ -104,6 +120,8 @@ impl TableRows for SoftmaxCeOutput {
         match self {
             SoftmaxCeOutput::Loss => "loss",
             SoftmaxCeOutput::Grad => "grad",
+            SoftmaxCeOutput::OptionsLoss => "options_loss",
+            SoftmaxCeOutput::OptionsGrad => "options_grad",
         }
     }
 
@@ -321,12 +339,22 @@ impl LossFamily for SoftmaxCeFamily {
     fn parse(_: LossId, params: &mut Fields, inputs: &mut Inputs) -> Result<SoftmaxCeCase> {
         let reduction = params.reduction()?;
         let logits = inputs.logits("logits")?;
-        let labels = inputs.labels("labels", logits.rows(), logits.cols())?;
-        Ok(SoftmaxCeCase {
+        let (labels, options) = options::parse(params, inputs, logits.rows(), logits.cols())?;
+        let case = SoftmaxCeCase {
             reduction,
             logits,
             labels,
-        })
+            options,
+        };
+        // a `mean` with nothing to average, named at parse time
+        options::validate(
+            &case.options,
+            &case.labels,
+            case.logits.rows(),
+            case.logits.cols(),
+            reduction,
+        )?;
+        Ok(case)
     }
 
     fn loss(_: &SoftmaxCeCase) -> LossId {
@@ -336,7 +364,13 @@ impl LossFamily for SoftmaxCeFamily {
     fn validate(c: &SoftmaxCeCase) -> Result<()> {
         validate::finite_matrix("logits", &c.logits)?;
         validate::logits("logits", &c.logits)?;
-        validate::labels("labels", &c.labels, c.logits.rows(), c.logits.cols())
+        options::validate(
+            &c.options,
+            &c.labels,
+            c.logits.rows(),
+            c.logits.cols(),
+            c.reduction,
+        )
     }
 
     fn reduction_mut(c: &mut SoftmaxCeCase) -> Option<&mut Reduction> {
@@ -344,6 +378,7 @@ impl LossFamily for SoftmaxCeFamily {
     }
 
     fn reference(c: &SoftmaxCeCase, prec: u32) -> Result<Answer<Interval>> {
+        Self::validate(c)?;
         Ok(reference::evaluate_softmax_ce(c, prec))
     }
 
@@ -363,6 +398,25 @@ impl LossFamily for SoftmaxCeFamily {
 
     fn fast<T: Real>(c: &SoftmaxCeCase) -> Result<Answer<f64>> {
         let (n, cols) = (c.logits.rows(), c.logits.cols());
+        if !c.options.is_plain() {
+            Self::validate(c)?;
+            let divisor = options::divisor_terms(&c.options, &c.labels, c.reduction).map_or_else(
+                || T::of_usize(if c.reduction == Reduction::Sum { 1 } else { n }),
+                |w| crate::fast::real::compensated_sum(w.into_iter().map(T::of_f64)),
+            );
+            let mut grad = vec![T::zero(); n * cols];
+            let loss = fast::weighted_softmax_ce_into(
+                &narrow::<T>(&c.logits),
+                cols,
+                |i| options::row_coefficients(&c.options, &c.labels, i, cols, T::of_f64),
+                divisor,
+                &mut grad,
+            )?;
+            return Ok(Answer {
+                outputs: vec![("loss", Tensor::Scalar(loss.as_f64()))],
+                gradients: vec![("logits", widen(n, cols, grad))],
+            });
+        }
         let (loss, grad) = softmax_ce(&narrow::<T>(&c.logits), cols, &c.labels, c.reduction)?;
         Ok(Answer {
             outputs: vec![("loss", Tensor::Scalar(loss.as_f64()))],
@@ -370,25 +424,49 @@ impl LossFamily for SoftmaxCeFamily {
         })
     }
 
-    fn quantities(_: &SoftmaxCeCase) -> Vec<(&'static str, Quantity)> {
+    fn quantities(c: &SoftmaxCeCase) -> Vec<(&'static str, Quantity)> {
+        let (loss, grad) = if c.options.is_plain() {
+            (SoftmaxCeOutput::Loss, SoftmaxCeOutput::Grad)
+        } else {
+            (SoftmaxCeOutput::OptionsLoss, SoftmaxCeOutput::OptionsGrad)
+        };
         vec![
-            ("outputs/loss", Quantity::SoftmaxCe(SoftmaxCeOutput::Loss)),
-            (
-                "gradients/logits",
-                Quantity::SoftmaxCe(SoftmaxCeOutput::Grad),
-            ),
+            ("outputs/loss", Quantity::SoftmaxCe(loss)),
+            ("gradients/logits", Quantity::SoftmaxCe(grad)),
         ]
     }
 
-    /// Plain ulps of each value.
-    fn measures(c: &SoftmaxCeCase, exact: &Answer<f64>, _: Dtype) -> Vec<Vec<f64>> {
-        plain_measures(&Self::quantities(c), exact)
+    /// Plain ulps of each value; with options, the loss in ulps of r·Σ_i Σ_c |a_ic|·|log p_ic|
+    /// (the loss itself for non-negative targets) and each gradient entry in ulps of
+    /// r·(|A_i − a_ij|·p_ij + |a_ij|·(1 − p_ij)), the two terms it is the difference of
+    /// (r = 1/D).
+    fn measures(c: &SoftmaxCeCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>> {
+        if c.options.is_plain() {
+            return plain_measures(&Self::quantities(c), exact);
+        }
+        let (loss, grads) = options_magnitudes(c, false);
+        // the dtype's subnormals: each e^{z − max} below the smallest normal number is held to
+        // an absolute half-unit of the smallest subnormal, and the coefficients (class
+        // weights up to 1e6) multiply that: a floor of r·Σ|a|·C smallest normals, whose ulp
+        // is r·Σ|a|·C smallest subnormals
+        let cols = c.logits.cols() as f64;
+        let (floor_loss, floor_grads) = options_floors(c, dtype.min_normal() * cols);
+        let loss = loss.max(floor_loss);
+        let grads = grads
+            .iter()
+            .zip(floor_grads)
+            .map(|(g, f)| g.max(f))
+            .collect();
+        vec![vec![loss], grads]
     }
 
     /// The loss and each gradient entry with the errors of the exp arguments
     /// (Σ_{j≠y} p_j·(1 + |z_j − max| + |z_y − max|)), and the textbook formulas that
     /// cancel when the target dominates named as unstable.
     fn tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scale>> {
+        if !c.options.is_plain() {
+            return options_tolerance(c, reference);
+        }
         let (n, cols) = (c.labels.len(), c.logits.cols());
         let r = c.reduction.weight(n);
         let mut loss_scale = 0.0;
@@ -441,14 +519,23 @@ impl LossFamily for SoftmaxCeFamily {
         vec![vec![loss], grads]
     }
 
-    /// None: CE(z, y) > 0 for C ≥ 2, and p − onehot has no exact zero to prove.
-    fn exact_form(_: &SoftmaxCeCase, _: u32) -> Option<Box<dyn ExactForm>> {
-        None
+    /// None without options: CE(z, y) > 0 for C ≥ 2, and p − onehot has no exact zero to
+    /// prove. With them, A_i·p_ij − a_ij vanishes where p_ij = a_ij/A_i (equal logits and
+    /// ε = 1, uniform soft targets): [`exact::OptionsForm`].
+    fn exact_form(c: &SoftmaxCeCase, _: u32) -> Option<Box<dyn ExactForm>> {
+        if c.options.is_plain() {
+            return None;
+        }
+        crate::exact::within_budget(c.logits.rows(), c.logits.cols(), 1)?;
+        Some(Box::new(exact::OptionsForm::new(c)?))
     }
 
     /// Each row's cross-entropy floored at −log 1e-30 (insightface), or by
     /// `F.softplus` with its threshold 20, where some row's loss reaches them.
-    fn conventions(c: &SoftmaxCeCase, _: &Case, _: Dtype) -> Vec<Alternative> {
+    fn conventions(c: &SoftmaxCeCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
+        if !c.options.is_plain() {
+            return options_conventions(c, whole, dtype);
+        }
         let losses: Vec<f64> = c
             .logits
             .iter_rows()
@@ -480,16 +567,190 @@ impl LossFamily for SoftmaxCeFamily {
 
     fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
         corpus::softmax_ce_cases(dtype, out);
+        corpus::softmax_ce_option_cases(dtype, out);
     }
 
     fn exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
-        corpus::softmax_ce_exact_zero_cases(dtype)
+        let mut out = corpus::softmax_ce_exact_zero_cases(dtype);
+        out.extend(corpus::softmax_ce_options_exact_zero_cases(dtype));
+        out
     }
 
     /// None: the rule has no switch.
     fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
         Ok(Vec::new())
     }
+}
+
+/// SPEC §5's conventions that differ from the case's own formula (each re-evaluated by the
+/// reference), and ε held in a lower precision.
+fn options_conventions(c: &SoftmaxCeCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
+    let mut out = Vec::new();
+    for convention in options::Convention::ALTERNATIVES {
+        if !convention.differs(&c.options, c.reduction) {
+            continue;
+        }
+        let a = reference::evaluate_softmax_ce_convention(c, convention, 160);
+        if let Ok(a) = a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())) {
+            out.push((convention.describe().to_string(), a, None));
+        }
+    }
+    out.extend(lower_precision_params(
+        whole,
+        dtype,
+        &[("ε", c.options.label_smoothing, &|k, v| {
+            if let Case::SoftmaxCe(d) = k {
+                d.options.label_smoothing = v;
+            }
+        })],
+    ));
+    out
+}
+
+/// The measures of a `softmax_ce` case with options (see its `measures`): the loss's
+/// r·Σ_i Σ_c |a_ic|·|log p_ic| and every gradient entry's r·(|A_i − a_ij|·p_ij +
+/// |a_ij|·(1 − p_ij)), r = 1/D. With `exp_args`, the errors that the exp arguments of a
+/// straightforward implementation carry (SPEC §4's tolerance): each e^{z_k − max} is off by
+/// (1 + |z_k − max|) units, so the row's log Σ by S = Σ_{k≠top} p_k·(1 + |z_k − max|), a
+/// log-probability by 1 + |z_j − max| + S (S alone at the largest logit), p_j by the same
+/// relative units, and 1 − p_j by S at the largest logit (where it is Σ_{k≠top} p_k) and by
+/// p_j's own error elsewhere (where it is at least ½).
+fn options_magnitudes(c: &SoftmaxCeCase, exp_args: bool) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut grads = Vec::with_capacity(c.logits.rows() * c.logits.cols());
+    options_rows(c, |row| {
+        for j in 0..row.a.len() {
+            let at_top = row.args[j] == 0.0;
+            let (e_lp, e_p, e_rest) = if !exp_args {
+                (0.0, 0.0, 0.0)
+            } else if at_top {
+                (row.spread, row.spread, row.spread)
+            } else {
+                let e = 1.0 + row.args[j] + row.spread;
+                (e, e, row.p[j] * e)
+            };
+            loss += row.r * row.a[j].abs() * (row.lp[j].abs() + e_lp);
+            grads.push(
+                row.r
+                    * ((row.total - row.a[j]).abs() * row.p[j] * (1.0 + e_p)
+                        + row.a[j].abs() * (row.rest[j] + e_rest)),
+            );
+        }
+    });
+    (loss, grads)
+}
+
+/// The subnormal floors of the options' measures (see `measures`): r·Σ_i Σ_c |a_ic|·`unit`
+/// for the loss and r·(|A_i − a_ij| + |a_ij|)·`unit` for each gradient entry.
+fn options_floors(c: &SoftmaxCeCase, unit: f64) -> (f64, Vec<f64>) {
+    let mut loss = 0.0;
+    let mut grads = Vec::with_capacity(c.logits.rows() * c.logits.cols());
+    options_rows(c, |row| {
+        loss += row.r * row.a.iter().map(|a| a.abs()).sum::<f64>() * unit;
+        for &a in &row.a {
+            grads.push(row.r * ((row.total - a).abs() + a.abs()) * unit);
+        }
+    });
+    (loss, grads)
+}
+
+/// One row of a `softmax_ce` case with options, in binary64, for the measures and scales.
+struct OptionsRow {
+    /// 1/D.
+    r: f64,
+    /// a_ij and A_i.
+    a: Vec<f64>,
+    total: f64,
+    /// p_ij, 1 − p_ij (as Σ_{k≠j} p_ik at the row's largest logit) and log p_ij.
+    p: Vec<f64>,
+    rest: Vec<f64>,
+    lp: Vec<f64>,
+    /// |z_ij − max_i| and S = Σ_{j≠top} p_ij·(1 + |z_ij − max_i|).
+    args: Vec<f64>,
+    spread: f64,
+}
+
+fn options_rows(c: &SoftmaxCeCase, mut each: impl FnMut(&OptionsRow)) {
+    let (n, cols) = (c.logits.rows(), c.logits.cols());
+    let d = options::divisor_f64(&c.options, &c.labels, n, c.reduction);
+    let r = if d > 0.0 { 1.0 / d } else { 1.0 };
+    for (i, z) in c.logits.iter_rows().enumerate() {
+        let a: Vec<f64> = options::row_coefficients(&c.options, &c.labels, i, cols, |x| x);
+        let top = z.iter().copied().fold(f64::MIN, f64::max);
+        let p = softmax_row(z, 1.0);
+        let args: Vec<f64> = z.iter().map(|v| (v - top).abs()).collect();
+        // 1 − p_j: ≥ ½ off the largest logit; Σ_{k≠j} p_k at it
+        let top_at = (0..cols).fold(0, |m, j| if z[j] > z[m] { j } else { m });
+        let spread = (0..cols)
+            .filter(|&k| k != top_at)
+            .map(|k| p[k] * (1.0 + args[k]))
+            .sum();
+        let rest = (0..cols)
+            .map(|j| {
+                if j == top_at {
+                    (0..cols).filter(|&k| k != j).map(|k| p[k]).sum()
+                } else {
+                    1.0 - p[j]
+                }
+            })
+            .collect();
+        each(&OptionsRow {
+            r,
+            total: a.iter().sum(),
+            a,
+            lp: log_softmax_row(z, 1.0),
+            p,
+            rest,
+            args,
+            spread,
+        });
+    }
+}
+
+/// The scales of `lossref check` for a `softmax_ce` case with options: the magnitudes of
+/// [`options_magnitudes`] with the exp arguments' errors, and, where a class dominates its
+/// row (p ≥ ½), the textbook formulas that cancel there named as unstable:
+/// −Σ a_c·(z_c − lse) (a log-probability near 0 as a difference of large numbers) and
+/// softmax(z)·Σa − a (A·p_j − a_j with p_j near a_j/A).
+fn options_tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scale>> {
+    let cols = c.logits.cols();
+    let (loss, grads) = options_magnitudes(c, true);
+    let mut naive = 0.0;
+    let mut in_regime = false;
+    let mut unstable = Vec::with_capacity(grads.len());
+    options_rows(c, |row| {
+        for j in 0..row.a.len() {
+            let dominant = row.p[j] >= 0.5;
+            // the formula cancels only where a class it uses (a_j ≠ 0) dominates its row
+            in_regime |= dominant && row.a[j] != 0.0;
+            unstable.push(dominant && row.a[j] != 0.0);
+            naive += row.r * row.a[j].abs() * (row.lp[j].abs() + row.args[j] + 1.0);
+        }
+    });
+    let loss_value = reference.loss().map_or(0.0, |l| l.abs());
+    let mut loss = Scale::plain(loss.max(loss_value), cols);
+    if in_regime {
+        loss.unstable = Some((
+            naive.max(loss.scale) + loss_value,
+            "−Σ a_c·(z_c − logsumexp(z)) cancels when a class dominates its row",
+        ));
+    }
+    let mut grad_scales = Vec::with_capacity(grads.len());
+    let mut k = 0;
+    options_rows(c, |row| {
+        for j in 0..row.a.len() {
+            let mut sc = Scale::plain(grads[k].max(f64::MIN_POSITIVE), cols);
+            if unstable[k] {
+                sc.unstable = Some((
+                    row.r * row.a[j].abs().max(row.total.abs()),
+                    "softmax(z)·Σa − a: A·p_j − a_j cancels when p_j is near a_j/A",
+                ));
+            }
+            grad_scales.push(sc);
+            k += 1;
+        }
+    });
+    vec![vec![loss], grad_scales]
 }
 
 /// `softmax`'s rows of the precision table (`crate::precision`).
@@ -531,6 +792,22 @@ const fn softmax_ce_entry(output: SoftmaxCeOutput, dtype: Dtype) -> Entry {
     },
         (SoftmaxCeOutput::Grad, Dtype::Float32) => Entry {
         max_ulps: 4.0,
+        reason: "as for f64",
+    },
+        (SoftmaxCeOutput::OptionsLoss, Dtype::Float64) => Entry {
+        max_ulps: 3.5,
+        reason: "Σ_c a_c·(−log p_c) per row, with −log p_c = (ln1p(S′) − x_c) − c_c two non-negative parts, a_c = (ε/C)·w_c + [c = y](1 − ε)·w_y (or w_c·((1 − ε)t_c + ε/C)) a few roundings; compensated sums per row and over the batch; one division by D (a compensated Σ w_y). Measured in ulps of r·Σ|a_c|·|log p_c| (the loss for non-negative targets), floored at r·Σ|a|·C smallest normals: a class weight of 1e6 multiplies the subnormal terms' absolute rounding",
+    },
+        (SoftmaxCeOutput::OptionsLoss, Dtype::Float32) => Entry {
+        max_ulps: 3.5,
+        reason: "as for f64",
+    },
+        (SoftmaxCeOutput::OptionsGrad, Dtype::Float64) => Entry {
+        max_ulps: 5.0,
+        reason: "(A − a_j)·p_j − a_j·(1 − p_j) in ulps of r·(|A − a_j|·p_j + |a_j|·(1 − p_j)), the two terms it is the difference of: A − a_j from A as a compensated pair (exactly 0 for an unsmoothed label), p_j and 1 − p_j as in the plain gradient, the coefficients' roundings and one division by D; floored as the loss",
+    },
+        (SoftmaxCeOutput::OptionsGrad, Dtype::Float32) => Entry {
+        max_ulps: 5.0,
         reason: "as for f64",
     },
     }

@@ -2,14 +2,16 @@
 //! the interval softmax of [`crate::reference::softmax`] (whose docs state the formulas and
 //! how they stay accurate).
 
+use super::options::{divisor_terms_as, row_coefficients_as, Coefficients, Convention};
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::reference::blocks::RowsPart;
-use crate::reference::per_sample;
 use crate::reference::softmax::{
-    ce_row_as, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss, RowLoss,
+    ce_row_as, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss, weighted_ce_row,
+    weighted_ce_row_plain, RowLoss,
 };
+use crate::spec::Reduction;
 use crate::spec::{SoftmaxCase, SoftmaxCeCase};
 use std::ops::Range;
 
@@ -71,9 +73,95 @@ fn softmax_ce_rows_as(
     how: RowLoss,
     prec: u32,
 ) -> RowsPart {
-    use rayon::prelude::*;
+    rows_with(case, rows, prec, Convention::Spec, |row, i| {
+        if case.options.is_plain() {
+            ce_row_as(row, case.labels[i], how)
+        } else {
+            weighted_ce_row(row, &coefficients(case, i, prec, Convention::Spec))
+        }
+    })
+}
+
+/// A `softmax_ce` case with options as `convention` places them (SPEC §5's conventions,
+/// for the diagnosis).
+pub(crate) fn evaluate_softmax_ce_convention(
+    case: &SoftmaxCeCase,
+    convention: Convention,
+    prec: u32,
+) -> Answer<Interval> {
+    let part = rows_with(case, 0..case.logits.rows(), prec, convention, |row, i| {
+        weighted_ce_row(row, &coefficients(case, i, prec, convention))
+    });
+    Answer {
+        outputs: reduce_as(case, &part.terms, convention).outputs,
+        gradients: part.answer.gradients,
+    }
+}
+
+impl Coefficients for Interval {
+    fn plus(&self, other: &Self) -> Self {
+        self.add(other)
+    }
+    fn minus(&self, other: &Self) -> Self {
+        self.sub(other)
+    }
+    fn times(&self, other: &Self) -> Self {
+        self.mul(other)
+    }
+    fn over(&self, k: usize) -> Self {
+        self.div_i64(k as i64)
+    }
+}
+
+/// Row `i`'s coefficients a_ic (SPEC §5, or as `convention` places them) as point
+/// enclosures, combined at `prec` bits.
+fn coefficients(
+    case: &SoftmaxCeCase,
+    i: usize,
+    prec: u32,
+    convention: Convention,
+) -> Vec<Interval> {
+    let of = |x| Interval::from_f64(prec, x);
+    row_coefficients_as(
+        &case.options,
+        &case.labels,
+        i,
+        case.logits.cols(),
+        of,
+        convention,
+    )
+}
+
+/// D, the divisor of the reduction (SPEC §5): N for plain `mean` or soft targets, Σ w_{y_i}
+/// over the rows not ignored for `mean` with labels, `None` for `sum`.
+fn divisor(case: &SoftmaxCeCase, prec: u32, convention: Convention) -> Option<Interval> {
+    if case.reduction == Reduction::Sum {
+        return None;
+    }
     let n = case.logits.rows();
+    Some(
+        match divisor_terms_as(&case.options, &case.labels, n, case.reduction, convention) {
+            Some(w) if !case.options.is_plain() => {
+                let w: Vec<Interval> = w.iter().map(|&x| Interval::from_f64(prec, x)).collect();
+                Interval::sum(prec, &w)
+            }
+            _ => Interval::from_i64(prec, case.logits.rows() as i64),
+        },
+    )
+}
+
+/// The rows in `rows`, each by `row_fn` (the row's logits as points, its index) giving its
+/// term and unreduced gradient; the gradient divided by the case's divisor.
+fn rows_with(
+    case: &SoftmaxCeCase,
+    rows: Range<usize>,
+    prec: u32,
+    convention: Convention,
+    row_fn: impl Fn(&[Interval], usize) -> (Interval, Vec<Interval>) + Sync,
+) -> RowsPart {
+    use rayon::prelude::*;
     let count = rows.len();
+    let d = divisor(case, prec, convention);
     let per_row: Vec<(Interval, Vec<Interval>)> = rows
         .into_par_iter()
         .map(|i| {
@@ -83,14 +171,17 @@ fn softmax_ce_rows_as(
                 .iter()
                 .map(|&z| Interval::from_f64(prec, z))
                 .collect();
-            ce_row_as(&row, case.labels[i], how)
+            row_fn(&row, i)
         })
         .collect();
     let mut terms = Vec::with_capacity(count);
     let mut grad = Vec::with_capacity(count * case.logits.cols());
     for (loss, g) in per_row {
         terms.push(loss);
-        grad.extend(g.iter().map(|g| per_sample(g, case.reduction, n)));
+        grad.extend(g.iter().map(|g| match &d {
+            Some(d) => g.div(d),
+            None => g.clone(),
+        }));
     }
     let grad = Matrix::from_vec(count, case.logits.cols(), grad).expect("one value per logit");
     RowsPart {
@@ -104,8 +195,22 @@ fn softmax_ce_rows_as(
 
 /// The `softmax_ce` loss from every row's cross-entropy, reduced as the case says.
 pub(crate) fn softmax_ce_reduce(case: &SoftmaxCeCase, terms: &[Interval]) -> Answer<Interval> {
+    reduce_as(case, terms, Convention::Spec)
+}
+
+fn reduce_as(case: &SoftmaxCeCase, terms: &[Interval], convention: Convention) -> Answer<Interval> {
+    let loss = if case.options.is_plain() {
+        reduce(terms, case.reduction)
+    } else {
+        let prec = terms.iter().map(Interval::prec).max().unwrap_or(64);
+        let total = Interval::sum(prec, terms);
+        match divisor(case, prec, convention) {
+            Some(d) => total.div(&d),
+            None => total,
+        }
+    };
     Answer {
-        outputs: vec![("loss", Tensor::Scalar(reduce(terms, case.reduction)))],
+        outputs: vec![("loss", Tensor::Scalar(loss))],
         gradients: vec![],
     }
 }
@@ -113,6 +218,17 @@ pub(crate) fn softmax_ce_reduce(case: &SoftmaxCeCase, terms: &[Interval]) -> Ans
 /// A `softmax_ce` case at `prec` bits as the plain formulas of the module docs (three
 /// exponentials per logit): the path [`evaluate_softmax_ce`] must agree with.
 pub fn evaluate_softmax_ce_plain(case: &SoftmaxCeCase, prec: u32) -> Answer<Interval> {
+    if !case.options.is_plain() {
+        // SPEC §5's options as written: −Σ a_c log p_c and A·p − a from the row's softmax
+        let spec = Convention::Spec;
+        let part = rows_with(case, 0..case.logits.rows(), prec, spec, |row, i| {
+            weighted_ce_row_plain(row, &coefficients(case, i, prec, spec))
+        });
+        return Answer {
+            outputs: softmax_ce_reduce(case, &part.terms).outputs,
+            gradients: part.answer.gradients,
+        };
+    }
     let z = points(&case.logits, prec);
     Answer {
         outputs: vec![(

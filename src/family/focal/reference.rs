@@ -1,0 +1,126 @@
+//! Reference `focal` and `poly1` (SPEC §5) on the certified interval core.
+//!
+//! Both are functions of the target's log-probability u = log p_y: with r = 1 − p_y
+//! evaluated as −expm1(u) = Σ_{j≠y} p_j (never as 1 − p_y, which cancels as p_y → 1) and
+//! ℓ = −u,
+//!
+//! * `focal`: l = α_y·r^γ·ℓ, and ∂l/∂z_j = k·(p_j − [j = y]) with
+//!   k = α_y·r^γ·(1 + γ·p_y·ℓ/r) (two non-negative terms; r^γ = e^{γ ln r}, 1 exactly
+//!   for γ = 0);
+//! * `poly1`: l = ℓ + ε·r, and ∂l/∂z_j = k·(p_j − [j = y]) with k = 1 + ε·p_y, evaluated
+//!   as r + (1 + ε)·p_y (no cancellation for ε ≥ −1).
+//!
+//! p_y − 1 is −r itself. The loss is the reduction of the rows' terms over N.
+
+use super::{FocalCase, TargetRule};
+use crate::answer::{Answer, Tensor};
+use crate::matrix::Matrix;
+use crate::mp::interval::Interval;
+use crate::reference::blocks::RowsPart;
+use crate::reference::per_sample;
+use crate::reference::softmax::reduce;
+use std::ops::Range;
+
+/// One row: the term l and the unreduced gradient.
+fn row_terms(case: &FocalCase, row: &[Interval], y: usize, prec: u32) -> (Interval, Vec<Interval>) {
+    let top = (0..row.len())
+        .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
+        .unwrap_or(0);
+    let m = Interval::from_float(row[top].hi().clone());
+    let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
+    let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
+    let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
+    let log_sum = Interval::sum(prec, others)
+        .add(&shifted[top].exp_m1())
+        .ln_1p();
+    let inverse = log_sum.neg().exp();
+    let log_p = shifted[y].sub(&log_sum);
+    let nl = log_p.neg();
+    let r = log_p.exp_m1().neg();
+    let p_y = log_p.exp();
+    let (loss, k) = match &case.rule {
+        TargetRule::Focal { gamma, alpha } => {
+            let a = Interval::from_f64(prec, alpha.as_ref().map_or(1.0, |a| a[y]));
+            let g = Interval::from_f64(prec, *gamma);
+            let rg = if *gamma == 0.0 {
+                Interval::from_i64(prec, 1)
+            } else {
+                r.ln().mul(&g).exp()
+            };
+            let weight = a.mul(&rg);
+            // 1 + γ·p_y·ℓ/r
+            let slope = Interval::from_i64(prec, 1).add(&g.mul(&p_y).mul(&nl.div(&r)));
+            (weight.mul(&nl), weight.mul(&slope))
+        }
+        TargetRule::Poly1 { epsilon } => {
+            let eps = Interval::from_f64(prec, *epsilon);
+            let one_plus = Interval::from_i64(prec, 1).add(&eps);
+            (nl.add(&eps.mul(&r)), r.add(&one_plus.mul(&p_y)))
+        }
+    };
+    let grad = (0..row.len())
+        .map(|j| {
+            if j == y {
+                k.mul(&r).neg()
+            } else {
+                k.mul(&e[j].mul(&inverse))
+            }
+        })
+        .collect();
+    (loss, grad)
+}
+
+/// A `focal` or `poly1` case at `prec` bits: output `loss`, gradient `logits`.
+pub fn evaluate(case: &FocalCase, prec: u32) -> Answer<Interval> {
+    let part = rows(case, 0..case.logits.rows(), prec);
+    Answer {
+        outputs: reduce_terms(case, &part.terms).outputs,
+        gradients: part.answer.gradients,
+    }
+}
+
+/// The gradient rows for the rows in `rows` (divided by the whole case's N for `mean`) and
+/// each row's term.
+pub(crate) fn rows(case: &FocalCase, rows: Range<usize>, prec: u32) -> RowsPart {
+    use rayon::prelude::*;
+    let n = case.logits.rows();
+    let count = rows.len();
+    let per_row: Vec<(Interval, Vec<Interval>)> = rows
+        .into_par_iter()
+        .map(|i| {
+            let row: Vec<Interval> = case
+                .logits
+                .row(i)
+                .iter()
+                .map(|&z| Interval::from_f64(prec, z))
+                .collect();
+            row_terms(case, &row, case.labels[i], prec)
+        })
+        .collect();
+    let mut terms = Vec::with_capacity(count);
+    let mut grad = Vec::with_capacity(count * case.logits.cols());
+    for (loss, g) in per_row {
+        terms.push(loss);
+        grad.extend(g.iter().map(|g| per_sample(g, case.reduction, n)));
+    }
+    RowsPart {
+        answer: Answer {
+            outputs: vec![],
+            gradients: vec![(
+                "logits",
+                Tensor::Matrix(
+                    Matrix::from_vec(count, case.logits.cols(), grad).expect("one value per logit"),
+                ),
+            )],
+        },
+        terms,
+    }
+}
+
+/// The loss from every row's term, reduced over N.
+pub(crate) fn reduce_terms(case: &FocalCase, terms: &[Interval]) -> Answer<Interval> {
+    Answer {
+        outputs: vec![("loss", Tensor::Scalar(reduce(terms, case.reduction)))],
+        gradients: vec![],
+    }
+}

@@ -1,0 +1,261 @@
+//! SPEC §5's cross-entropy family (`softmax_ce` with class weights, ignored rows, label
+//! smoothing and soft targets; `focal`; `poly1`): every analytic reference gradient against
+//! central differences of the loss evaluated from its definition (`common::gradient`), on
+//! random batches of every logit regime with random options, and the errors that name
+//! their place.
+
+use crate::common;
+
+use common::gradient::check_gradient;
+use common::{any_batch, Batch};
+use lossref::case::parse_case;
+use lossref::matrix::Matrix;
+use lossref::mp::certify::CertifiedAnswer;
+use lossref::mp::interval::Interval;
+use lossref::reference::certified;
+use lossref::spec::{Case, CeOptions, FocalCase, Reduction, SoftmaxCeCase, TargetRule};
+use proptest::prelude::*;
+
+/// Bits beyond the quotient's precision for the definitions' own cancellation: ln Σ e^z − z_y
+/// of a target that dominates by a gap G loses about 1.44·G bits (G ≤ 10³ here).
+const DEFINITION_BITS: u32 = 3072;
+
+/// log p_j = z_j − ln Σ_k e^{z_k} of one row, by the definition.
+fn log_softmax(row: &[Interval], prec: u32) -> Vec<Interval> {
+    let zero = Interval::from_i64(prec, 0);
+    let row: Vec<Interval> = row.iter().map(|z| z.add(&zero)).collect();
+    let e: Vec<Interval> = row.iter().map(Interval::exp).collect();
+    let lse = Interval::sum(prec, &e).ln();
+    row.iter().map(|z| z.sub(&lse)).collect()
+}
+
+/// The options' loss from SPEC §5's definition: Σ_i [(1 − ε)·w_y·(−log p_y) + ε/C·Σ_c
+/// w_c·(−log p_c)] for labels (ignored rows 0), Σ_i −Σ_c w_c·((1 − ε)·t_c + ε/C)·log p_c for
+/// soft targets; `mean` over Σ w_y (labels) or N (soft).
+fn options_loss(case: &SoftmaxCeCase, z: &Matrix<Interval>, prec: u32) -> Interval {
+    let prec = prec + DEFINITION_BITS;
+    let o = &case.options;
+    let c = z.cols();
+    let num = |x: f64| Interval::from_f64(prec, x);
+    let w = |k: usize| num(o.weight.as_ref().map_or(1.0, |w| w[k]));
+    let eps = num(o.label_smoothing);
+    let keep = num(1.0).sub(&eps);
+    let share = eps.div_i64(c as i64);
+    let mut total = num(0.0);
+    let mut divisor = num(0.0);
+    for (i, row) in z.iter_rows().enumerate() {
+        let lp = log_softmax(row, prec);
+        match &o.targets {
+            Some(t) => {
+                for k in 0..c {
+                    let q = keep.mul(&num(*t.get(i, k))).add(&share);
+                    total = total.sub(&w(k).mul(&q).mul(&lp[k]));
+                }
+                divisor = divisor.add(&num(1.0));
+            }
+            None if o.ignored_rows.get(i).copied().unwrap_or(false) => {}
+            None => {
+                let y = case.labels[i];
+                total = total.sub(&keep.mul(&w(y)).mul(&lp[y]));
+                for k in 0..c {
+                    total = total.sub(&share.mul(&w(k)).mul(&lp[k]));
+                }
+                divisor = divisor.add(&w(y));
+            }
+        }
+    }
+    match case.reduction {
+        Reduction::Mean => total.div(&divisor),
+        Reduction::Sum => total,
+    }
+}
+
+/// focal's and poly1's loss from their definitions, 1 − p_y as written.
+fn focal_loss(case: &FocalCase, z: &Matrix<Interval>, prec: u32) -> Interval {
+    let prec = prec + DEFINITION_BITS;
+    let num = |x: f64| Interval::from_f64(prec, x);
+    let mut total = num(0.0);
+    for (row, &y) in z.iter_rows().zip(&case.labels) {
+        let lp = log_softmax(row, prec)[y].clone();
+        let rest = num(1.0).sub(&lp.exp());
+        let term = match &case.rule {
+            TargetRule::Focal { gamma, alpha } => {
+                let a = num(alpha.as_ref().map_or(1.0, |a| a[y]));
+                let power = if *gamma == 0.0 {
+                    num(1.0)
+                } else {
+                    rest.ln().mul(&num(*gamma)).exp()
+                };
+                a.mul(&power).mul(&lp).neg()
+            }
+            TargetRule::Poly1 { epsilon } => lp.neg().add(&num(*epsilon).mul(&rest)),
+        };
+        total = total.add(&term);
+    }
+    match case.reduction {
+        Reduction::Mean => total.div_i64(z.rows() as i64),
+        Reduction::Sum => total,
+    }
+}
+
+/// The bits of the analytic enclosures: far past the certified answer's own (which stops
+/// once each value's roundings are decided), so that a gradient entry that cancels (a
+/// near-tie under ε = 1: p_j − 1/C) is still narrow enough to compare to 40 digits.
+const ANALYTIC_BITS: u32 = 1024;
+
+fn check_case(case: &Case) {
+    // the certified answer (its proven exact zeros are points at 0) ...
+    let cert: CertifiedAnswer = certified(case).unwrap_or_else(|e| panic!("{case:?}: {e}"));
+    // ... and the reference's formulas at a precision that resolves every cancellation here
+    let ans = lossref::reference::evaluate(case, ANALYTIC_BITS).unwrap();
+    let loss = &ans.output("loss").unwrap().values()[0].clone();
+    let grads: Vec<Interval> = ans
+        .gradient("logits")
+        .unwrap()
+        .values()
+        .iter()
+        .zip(cert.answer.gradient("logits").unwrap().values())
+        .map(|(wide, c)| {
+            let zero = c.enclosure.is_point() && c.enclosure.lo().is_zero();
+            if zero {
+                c.enclosure.clone()
+            } else {
+                wide.clone()
+            }
+        })
+        .collect();
+    let what = format!("{case:?}");
+    match case {
+        Case::SoftmaxCe(c) => check_gradient(&what, loss, &grads, &c.logits, |z, prec| {
+            options_loss(c, z, prec)
+        }),
+        Case::Focal(c) => check_gradient(&what, loss, &grads, &c.logits, |z, prec| {
+            focal_loss(c, z, prec)
+        }),
+        _ => unreachable!("the cross-entropy family"),
+    }
+}
+
+/// Options drawn for a batch: weights (with a zero), ε, an ignored row, soft targets.
+fn options_for(b: &Batch) -> impl Strategy<Value = (Vec<usize>, CeOptions)> {
+    let (n, c) = (b.logits.rows(), b.logits.cols());
+    let labels = b.labels.clone();
+    (
+        proptest::option::of(proptest::collection::vec(
+            prop_oneof![Just(0.0), 1e-3f64..1e3],
+            c,
+        )),
+        prop_oneof![Just(0.0), Just(1.0), 0.0f64..1.0],
+        any::<bool>(),
+        proptest::option::of(proptest::collection::vec(0.0f64..2.0, n * c)),
+    )
+        .prop_map(move |(weight, eps, ignore_first, soft)| match soft {
+            Some(t) => (
+                Vec::new(),
+                CeOptions {
+                    weight,
+                    label_smoothing: eps,
+                    targets: Matrix::from_vec(n, c, t),
+                    ..CeOptions::default()
+                },
+            ),
+            None => {
+                let ignored: Vec<bool> = (0..n).map(|i| ignore_first && i == 0 && n > 1).collect();
+                let any = ignored.iter().any(|&x| x);
+                // a `mean` needs a kept row with a positive weight: the last row's class keeps 1
+                let weight = weight.map(|mut w| {
+                    w[labels[n - 1]] = 1.0;
+                    w
+                });
+                (
+                    labels.clone(),
+                    CeOptions {
+                        weight,
+                        ignore_index: any.then_some(-100),
+                        ignored_rows: if any { ignored } else { Vec::new() },
+                        label_smoothing: eps,
+                        targets: None,
+                    },
+                )
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(12)))]
+
+    #[test]
+    fn softmax_ce_options_gradient_matches_numdiff(
+        (b, (labels, options)) in any_batch(false).prop_flat_map(|b| { let o = options_for(&b); (Just(b), o) }),
+        sum in any::<bool>(),
+    ) {
+        let case = Case::new(SoftmaxCeCase {
+            reduction: if sum { Reduction::Sum } else { Reduction::Mean },
+            logits: b.logits.clone(),
+            labels,
+            options,
+        }).unwrap();
+        check_case(&case);
+    }
+
+    #[test]
+    fn focal_and_poly1_gradients_match_numdiff(
+        b in any_batch(false),
+        gamma in prop_oneof![Just(0.0), Just(2.0), 0.1f64..5.0],
+        epsilon in prop_oneof![Just(0.0), Just(-1.0), -1.0f64..3.0],
+        alpha in any::<bool>(),
+        sum in any::<bool>(),
+    ) {
+        let reduction = if sum { Reduction::Sum } else { Reduction::Mean };
+        let c = b.logits.cols();
+        let alpha = alpha.then(|| (0..c).map(|k| 0.25 + k as f64).collect());
+        for rule in [TargetRule::Focal { gamma, alpha }, TargetRule::Poly1 { epsilon }] {
+            let case = Case::new(FocalCase { rule, reduction, logits: b.logits.clone(), labels: b.labels.clone() }).unwrap();
+            check_case(&case);
+        }
+    }
+}
+
+/// Each malformed option is refused with its place and reason (SPEC §5: weights of the wrong
+/// length or negative, ignore_index with soft targets, a `mean` with nothing to average,
+/// targets of the wrong shape, labels and targets together, α of the wrong length).
+#[test]
+fn malformed_options_are_refused_naming_their_place() {
+    let cases = [
+        (r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "labels": [0], "weight": [1, 2]}}"#,
+         "inputs.weight: has 2 entries but needs one per class (3)"),
+        (r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "labels": [0], "weight": [1, -2, 0]}}"#,
+         "inputs.weight[1]: class weight -2 is negative; weights must be ≥ 0"),
+        (r#"{"loss": "softmax_ce", "params": {"ignore_index": -100}, "inputs": {"logits": [[1, 2, 3]], "targets": [[1, 0, 0]]}}"#,
+         "params.ignore_index: is -100, but soft targets have no labels to ignore"),
+        (r#"{"loss": "softmax_ce", "params": {"ignore_index": -100}, "inputs": {"logits": [[1, 2, 3], [0, 0, 0]], "labels": [-100, -100]}}"#,
+         "params.reduction: `mean` divides by Σ w_(y_i) over the rows not ignored, which is 0 here (every row is ignored)"),
+        (r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "labels": [1], "weight": [1, 0, 1]}}"#,
+         "params.reduction: `mean` divides by Σ w_(y_i) over the rows not ignored, which is 0 here (every row not ignored has a class weight of 0)"),
+        (r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "targets": [[1, 0]]}}"#,
+         "inputs.targets: has shape 1×2 but the logits are 1×3"),
+        (r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "labels": [0], "targets": [[1, 0, 0]]}}"#,
+         "inputs.targets: given with labels"),
+        (r#"{"loss": "softmax_ce", "inputs": {"logits": [[1, 2, 3]], "labels": [-100]}}"#,
+         "inputs.labels[0]: label -100 is out of range 0..3 (C = 3) (a negative label marks an ignored row only with params.ignore_index)"),
+        (r#"{"loss": "softmax_ce", "params": {"label_smoothing": 1.5}, "inputs": {"logits": [[1, 2, 3]], "labels": [0]}}"#,
+         "params.label_smoothing: must be in [0, 1], got 1.5"),
+        (r#"{"loss": "softmax_ce", "params": {"ignore_index": 0.5}, "inputs": {"logits": [[1, 2, 3]], "labels": [0]}}"#,
+         "params.ignore_index: must be an integer or null, got 0.5"),
+        (r#"{"loss": "focal", "inputs": {"logits": [[1, 2, 3]], "labels": [0], "alpha": [1, 1]}}"#,
+         "inputs.alpha: has 2 entries but needs one per class (3)"),
+        (r#"{"loss": "focal", "params": {"gamma": -1}, "inputs": {"logits": [[1, 2, 3]], "labels": [0]}}"#,
+         "params.gamma: must be a number ≥ 0, got -1"),
+        (r#"{"loss": "poly1", "params": {"epsilon": "two"}, "inputs": {"logits": [[1, 2, 3]], "labels": [0]}}"#,
+         "params.epsilon: expected a number, got the string \"two\""),
+        (r#"{"loss": "focal", "params": {"gama": 1}, "inputs": {"logits": [[1, 2, 3]], "labels": [0]}}"#,
+         "params.gama: unknown key (did you mean `gamma`?)"),
+    ];
+    for (text, want) in cases {
+        let err = parse_case(text).expect_err(text).to_string();
+        assert!(
+            err.starts_with(want),
+            "{text}\n  got:  {err}\n  want: {want}…"
+        );
+    }
+}
