@@ -36,6 +36,7 @@ fn softmax_ce(rows: usize, classes: usize) -> Case {
         logits,
         labels: (0..rows).map(|i| (i * 7919) % classes).collect(),
         reduction: Reduction::Mean,
+        options: Default::default(),
     })
 }
 

@@ -445,8 +445,8 @@ ADAPTERS: List[Adapter] = [
     Adapter(
         "kornia focal_loss", "kornia", ["focal"], lambda case: _kornia_alpha(case)[0], kornia_focal, ["outputs/loss", "gradients/logits"],
         [
-            "α: 1 − α on class 0 and α on every other class (kornia/losses/focal.py, focal_loss's docstring and alpha_fac)",
-            "`mean` divides the sum of the N×C per-class map by N·C (focal_loss docstring: 'divides its sum by every element of that map')",
+            "α: 1 − α on class 0 and α on every other class (kornia/losses/focal.py, focal_loss: `alpha_fac = [1 - alpha] + [alpha] * (num_of_classes - 1)`)",
+            "`mean` divides the sum of the N×C per-class map by N·C (focal_loss: `loss_tmp.mean(…) / num_of_classes`)",
             "the focal weight (1 − exp(log_softmax(z)))^γ, 1 − p as written",
         ],
     ),

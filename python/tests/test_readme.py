@@ -23,7 +23,7 @@ def run(block: str) -> str:
 
 
 def test_the_readme_has_its_examples() -> None:
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
     assert len([l for l in BLOCKS[0].strip().splitlines() if l.strip()]) <= 15
 
 
@@ -42,6 +42,18 @@ def test_the_jax_example_prints_its_diagnosis() -> None:
 
 def test_the_eval_example() -> None:
     run(BLOCKS[2])
+
+
+def test_the_options_example_runs_and_its_cases_are_selected_by_tag() -> None:
+    import lossref
+
+    run(BLOCKS[4])
+    corpus = lossref.Corpus.load()
+    plain = corpus.cases(loss="softmax_ce", options=False)
+    with_options = corpus.cases(loss="softmax_ce", options=True)
+    assert plain and with_options and len(plain) + len(with_options) == len(corpus.cases(loss="softmax_ce"))
+    assert all(not any(t.startswith("option:") for t in c.tags) for c in plain)
+    assert all("labels" in c.inputs and "weight" not in c.inputs and "targets" not in c.inputs for c in plain)
 
 
 def test_the_pytest_example_defines_what_it_calls_and_shares_check_s_verdict() -> None:

@@ -52,6 +52,53 @@ pub(crate) struct RowsPart {
     pub terms: Vec<Interval>,
 }
 
+impl RowsPart {
+    /// The rows `rows` of an N×C `logits` matrix, in parallel, each by `row_fn` (the row's
+    /// logits as point enclosures at `prec` bits, and its index) giving the row's term and
+    /// unreduced gradient: the terms, and the gradient `name` divided by `divisor` (the
+    /// reduction's, for the whole case) where there is one. The shape of every
+    /// cross-entropy-like family's row blocks.
+    pub(crate) fn of_logit_rows(
+        logits: &Matrix<f64>,
+        rows: Range<usize>,
+        prec: u32,
+        name: &'static str,
+        divisor: Option<&Interval>,
+        row_fn: impl Fn(&[Interval], usize) -> (Interval, Vec<Interval>) + Sync,
+    ) -> RowsPart {
+        use rayon::prelude::*;
+        let (count, cols) = (rows.len(), logits.cols());
+        let per_row: Vec<(Interval, Vec<Interval>)> = rows
+            .into_par_iter()
+            .map(|i| {
+                let row: Vec<Interval> = logits
+                    .row(i)
+                    .iter()
+                    .map(|&z| Interval::from_f64(prec, z))
+                    .collect();
+                row_fn(&row, i)
+            })
+            .collect();
+        let mut terms = Vec::with_capacity(count);
+        let mut grad = Vec::with_capacity(count * cols);
+        for (term, g) in per_row {
+            terms.push(term);
+            grad.extend(g.iter().map(|g| match divisor {
+                Some(d) => g.div(d),
+                None => g.clone(),
+            }));
+        }
+        let grad = Matrix::from_vec(count, cols, grad).expect("one value per logit");
+        RowsPart {
+            answer: Answer {
+                outputs: vec![],
+                gradients: vec![(name, Tensor::Matrix(grad))],
+            },
+            terms,
+        }
+    }
+}
+
 /// The certified answer of `case` as `lossref eval` prints it: each value's roundings,
 /// tier and (`with_decimals`) decimal string, without its enclosure; a case of more than
 /// [`BLOCK_VALUES`] values whose family splits by rows is certified a block at a time.

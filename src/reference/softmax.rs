@@ -104,26 +104,59 @@ pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Inter
 /// cancellation. The same quantities as [`cross_entropies`] and [`softmax_ce_grad`], which
 /// spend three exponentials per logit.
 pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
-    let prec = working_precision(row);
-    let (top, m) = exact_shift(row);
-    let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
-    let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
-    let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
-    let log_sum = Interval::sum(prec, others)
-        .add(&shifted[top].exp_m1())
-        .ln_1p();
-    let loss = log_sum.add(&m.sub(&row[y]));
-    let inverse = log_sum.neg().exp();
+    let r = ShiftedRow::new(row);
+    let loss = r.log_sum.add(&r.shift.sub(&row[y]));
     let grad = (0..row.len())
-        .map(|j| {
-            if j == y {
-                shifted[y].sub(&log_sum).exp_m1()
-            } else {
-                e[j].mul(&inverse)
-            }
-        })
+        .map(|j| if j == y { r.log_p(y).exp_m1() } else { r.p(j) })
         .collect();
     (loss, grad)
+}
+
+/// One row with one exponential per logit ([`ce_row`]'s method): the exact shift m, the
+/// shifted logits z_j − m, e_j = e^{z_j − m}, ℓ = ln Σ_j e_j (as ln1p of the sum less 1)
+/// and e^{−ℓ}. What every cross-entropy-like row of the catalogue reads (`softmax_ce` with
+/// or without SPEC §5's options, `focal`, `poly1`).
+pub(crate) struct ShiftedRow {
+    /// m, exact.
+    pub(crate) shift: Interval,
+    /// z_j − m.
+    pub(crate) shifted: Vec<Interval>,
+    /// e^{z_j − m}.
+    pub(crate) e: Vec<Interval>,
+    /// ln Σ_j e^{z_j − m}.
+    pub(crate) log_sum: Interval,
+    /// e^{−ℓ}.
+    pub(crate) inverse: Interval,
+}
+
+impl ShiftedRow {
+    pub(crate) fn new(row: &[Interval]) -> ShiftedRow {
+        let prec = working_precision(row);
+        let (top, shift) = exact_shift(row);
+        let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&shift)).collect();
+        let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
+        let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
+        let log_sum = Interval::sum(prec, others)
+            .add(&shifted[top].exp_m1())
+            .ln_1p();
+        ShiftedRow {
+            inverse: log_sum.neg().exp(),
+            shift,
+            shifted,
+            e,
+            log_sum,
+        }
+    }
+
+    /// p_j = e_j·e^{−ℓ}.
+    pub(crate) fn p(&self, j: usize) -> Interval {
+        self.e[j].mul(&self.inverse)
+    }
+
+    /// log p_j = (z_j − m) − ℓ.
+    pub(crate) fn log_p(&self, j: usize) -> Interval {
+        self.shifted[j].sub(&self.log_sum)
+    }
 }
 
 /// One row of `softmax_ce` with SPEC §5's options, given the row's coefficients a_c
@@ -133,31 +166,24 @@ pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
 /// cancels and an unsmoothed label (A − a_y exactly 0) gives [`ce_row`]'s p_y − 1.
 pub fn weighted_ce_row(row: &[Interval], a: &[Interval]) -> (Interval, Vec<Interval>) {
     let prec = working_precision(row).max(working_precision(a));
-    let (top, m) = exact_shift(row);
-    let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
-    let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
-    let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
-    let log_sum = Interval::sum(prec, others)
-        .add(&shifted[top].exp_m1())
-        .ln_1p();
-    let inverse = log_sum.neg().exp();
+    let r = ShiftedRow::new(row);
     let total = Interval::sum(prec, a);
-    let zero = Interval::from_i64(prec, 0);
+    let is_zero = |x: &Interval| x.is_point() && x.contains_zero();
     let mut terms = Vec::with_capacity(row.len());
     let grad = (0..row.len())
         .map(|j| {
-            if a[j].is_point() && a[j].contains_zero() {
+            if is_zero(&a[j]) {
                 // a_j = 0: no loss term, and the gradient is A·p_j
-                return total.mul(&e[j].mul(&inverse));
+                return total.mul(&r.p(j));
             }
-            let log_p = shifted[j].sub(&log_sum);
+            let log_p = r.log_p(j);
             terms.push(a[j].mul(&log_p).neg());
             let rest = log_p.exp_m1().neg();
             let others = total.sub(&a[j]);
-            let first = if others.is_point() && others.contains_zero() {
-                zero.clone()
+            let first = if is_zero(&others) {
+                Interval::from_i64(prec, 0)
             } else {
-                others.mul(&e[j].mul(&inverse))
+                others.mul(&r.p(j))
             };
             first.sub(&a[j].mul(&rest))
         })

@@ -1332,3 +1332,114 @@ fn report_is_titled_as_report_and_explains_its_columns() {
     assert!(text.contains("edge:cos-rounds-to-1"), "{text}");
     assert!(text.contains("\nPASSED\n"), "{text}");
 }
+
+/// PyTorch-style `softmax_ce` with SPEC §5's options, placed as `quirks` says, in the dtype.
+fn options_textbook(quirks: textbook::OptionQuirks) -> impl Fn(&Case, Dtype) -> Groups {
+    move |case, dtype| match (case, dtype) {
+        (Case::SoftmaxCe(s), Dtype::Float32) => textbook::softmax_ce_options::<f32>(s, &quirks),
+        (Case::SoftmaxCe(s), Dtype::Float64) => textbook::softmax_ce_options::<f64>(s, &quirks),
+        _ => unreachable!("softmax_ce cases only"),
+    }
+}
+
+fn tagged(c: &CorpusCase, tag: &str) -> bool {
+    c.tags.iter().any(|t| t == tag)
+}
+
+/// SPEC §5's conventions, each written into an otherwise careful implementation and run
+/// over the cases with that option: the diagnosis names the convention, and nothing is left
+/// unexplained. The careful one (PyTorch's placement) fails no case.
+#[test]
+fn the_options_conventions_are_diagnosed_by_name() {
+    use textbook::OptionQuirks;
+    let corpus = corpus();
+    let options = |c: &CorpusCase| c.loss == "softmax_ce" && !plain_ce(c);
+    let careful = results_of(&corpus, options, options_textbook(OptionQuirks::default()));
+    let report = check(&corpus, &careful, &[], false).unwrap();
+    let bad: Vec<_> = report
+        .cases
+        .iter()
+        .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Missing(_)))
+        .map(|c| c.id.clone())
+        .collect();
+    assert!(bad.is_empty(), "PyTorch's placement fails {bad:?}");
+    // where PyTorch's placement is UNSTABLE (softmax(z)·Σa − a cancels on a dominant
+    // class), a convention's error compounds with the formula's: the conventions are
+    // diagnosed on the cases it passes
+    let passed: std::collections::BTreeSet<String> = report
+        .cases
+        .iter()
+        .filter(|c| c.verdict == Verdict::Pass)
+        .map(|c| c.id.clone())
+        .collect();
+    for (quirks, tag, want) in [
+        (
+            OptionQuirks {
+                smoothing_over_others: true,
+                ..Default::default()
+            },
+            "option:label_smoothing",
+            "label smoothing spreads ε over the C − 1 other classes",
+        ),
+        (
+            OptionQuirks {
+                weight_after_smoothing: true,
+                ..Default::default()
+            },
+            "option:label_smoothing",
+            "the class weight w_y multiplies the whole smoothed term",
+        ),
+        (
+            OptionQuirks {
+                mean_over_rows: true,
+                ..Default::default()
+            },
+            "option:weight",
+            "`mean` divides by N, every row counted",
+        ),
+    ] {
+        // ε near 0 makes every smoothing convention agree with SPEC §5 to within a few
+        // tolerances: a convention plus rounding there is evidence of neither
+        let select = |c: &CorpusCase| {
+            options(c)
+                && tagged(c, tag)
+                && !tagged(c, "option:targets")
+                && !tagged(c, "edge:smoothing-near-0")
+                && passed.contains(&c.id)
+        };
+        let results = results_of(&corpus, select, options_textbook(quirks));
+        let d = diagnosed_where(&corpus, &results, "softmax_ce", &[]);
+        assert!(d.starts_with(want), "{quirks:?}: {d}");
+    }
+}
+
+/// kornia's and MONAI's focal `mean` over the N×C per-class map is named, and only on the
+/// `mean` cases (its `sum` agrees with SPEC §5's).
+#[test]
+fn the_per_class_mean_of_focal_is_diagnosed() {
+    let corpus = corpus();
+    let focal = |c: &CorpusCase| c.loss == "focal";
+    let results = results_of(&corpus, focal, |case, dtype| match (case, dtype) {
+        (Case::Focal(f), Dtype::Float32) => textbook::focal::<f32>(f, true),
+        (Case::Focal(f), Dtype::Float64) => textbook::focal::<f64>(f, true),
+        _ => unreachable!(),
+    });
+    let report = check(&corpus, &results, &[], true).unwrap();
+    for c in report.cases.iter().filter(|c| c.verdict == Verdict::Fail) {
+        let loaded = corpus
+            .load_case(corpus.cases.iter().find(|k| k.id == c.id).unwrap())
+            .unwrap();
+        let mut case = loaded.case.clone();
+        assert_eq!(
+            case.reduction_mut().copied(),
+            Some(Reduction::Mean),
+            "{} fails under `sum`",
+            c.id
+        );
+    }
+    let d = diagnosed_where(&corpus, &results, "focal", &[]);
+    assert!(
+        d.starts_with("the loss is the mean of the unsummed N×C per-class focal terms"),
+        "{d}"
+    );
+}

@@ -427,46 +427,18 @@ fn unstable_formulas_are_named_only_in_their_regime() {
         let groups = scales(&loaded.case, &loaded.reference);
         let group = |name: &str| groups.iter().find(|g| g.name == name).unwrap();
         match &loaded.case {
-            Case::SoftmaxCe(s) if s.options.is_plain() => {
-                let cols = s.logits.cols();
-                let mut any = false;
-                for (i, (row, &y)) in s.logits.iter_rows().zip(&s.labels).enumerate() {
-                    let top = row.iter().copied().fold(f64::MIN, f64::max);
-                    let sum: f64 = row.iter().map(|z| (z - top).exp()).sum();
-                    let p_y = (row[y] - top).exp() / sum;
-                    let in_regime = p_y >= 0.5;
-                    any |= in_regime;
-                    let target = &group("gradients/logits").scales[i * cols + y];
-                    assert_eq!(
-                        target.unstable.is_some(),
-                        in_regime,
-                        "{} row {i}: p_y = {p_y}",
-                        c.id
-                    );
-                    if in_regime {
-                        named += 1
-                    } else {
-                        unnamed += 1
-                    }
-                }
-                assert_eq!(
-                    group("outputs/loss").scales[0].unstable.is_some(),
-                    any,
-                    "{}",
-                    c.id
-                );
-            }
             Case::SoftmaxCe(s) => {
-                // SPEC §5's options: a class's gradient entry names softmax(z)·Σa − a where
-                // that class dominates its row and carries a coefficient a_j ≠ 0
+                // a class's gradient entry names its formula (softmax(z) − onehot, or with
+                // SPEC §5's options softmax(z)·Σa − a) where that class dominates its row and
+                // carries a coefficient a_j ≠ 0 (without options: the target alone)
                 let (cols, o) = (s.logits.cols(), &s.options);
                 let w = |j: usize| o.weight.as_ref().map_or(1.0, |w| w[j]);
                 let mut any = false;
                 for (i, row) in s.logits.iter_rows().enumerate() {
                     let top = row.iter().copied().fold(f64::MIN, f64::max);
                     let sum: f64 = row.iter().map(|z| (z - top).exp()).sum();
-                    for j in 0..cols {
-                        let p = (row[j] - top).exp() / sum;
+                    for (j, z) in row.iter().enumerate() {
+                        let p = (z - top).exp() / sum;
                         let eps = o.label_smoothing;
                         let a = match &o.targets {
                             Some(t) => w(j) * ((1.0 - eps) * t.get(i, j) + eps / cols as f64),

@@ -532,7 +532,7 @@ pub fn focal<T: Real>(case: &lossref::spec::FocalCase, per_class_mean: bool) -> 
     let (n, cols) = (case.logits.rows(), case.logits.cols());
     let mut r_n = per_sample::<T>(case.reduction, n);
     if per_class_mean && case.reduction == Reduction::Mean {
-        r_n = r_n / t::<T>(cols as f64);
+        r_n /= t::<T>(cols as f64);
     }
     let mut loss = T::zero();
     let mut grad = Vec::with_capacity(n * cols);

@@ -47,9 +47,9 @@ fn options_loss(case: &SoftmaxCeCase, z: &Matrix<Interval>, prec: u32) -> Interv
         let lp = log_softmax(row, prec);
         match &o.targets {
             Some(t) => {
-                for k in 0..c {
+                for (k, l) in lp.iter().enumerate() {
                     let q = keep.mul(&num(*t.get(i, k))).add(&share);
-                    total = total.sub(&w(k).mul(&q).mul(&lp[k]));
+                    total = total.sub(&w(k).mul(&q).mul(l));
                 }
                 divisor = divisor.add(&num(1.0));
             }
@@ -57,8 +57,8 @@ fn options_loss(case: &SoftmaxCeCase, z: &Matrix<Interval>, prec: u32) -> Interv
             None => {
                 let y = case.labels[i];
                 total = total.sub(&keep.mul(&w(y)).mul(&lp[y]));
-                for k in 0..c {
-                    total = total.sub(&share.mul(&w(k)).mul(&lp[k]));
+                for (k, l) in lp.iter().enumerate() {
+                    total = total.sub(&share.mul(&w(k)).mul(l));
                 }
                 divisor = divisor.add(&w(y));
             }

@@ -14,27 +14,16 @@
 
 use super::{FocalCase, TargetRule};
 use crate::answer::{Answer, Tensor};
-use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::reference::blocks::RowsPart;
-use crate::reference::per_sample;
-use crate::reference::softmax::reduce;
+use crate::reference::softmax::{reduce, ShiftedRow};
+use crate::spec::Reduction;
 use std::ops::Range;
 
 /// One row: the term l and the unreduced gradient.
 fn row_terms(case: &FocalCase, row: &[Interval], y: usize, prec: u32) -> (Interval, Vec<Interval>) {
-    let top = (0..row.len())
-        .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
-        .unwrap_or(0);
-    let m = Interval::from_float(row[top].hi().clone());
-    let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&m)).collect();
-    let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
-    let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
-    let log_sum = Interval::sum(prec, others)
-        .add(&shifted[top].exp_m1())
-        .ln_1p();
-    let inverse = log_sum.neg().exp();
-    let log_p = shifted[y].sub(&log_sum);
+    let shifted_row = ShiftedRow::new(row);
+    let log_p = shifted_row.log_p(y);
     let nl = log_p.neg();
     let r = log_p.exp_m1().neg();
     let p_y = log_p.exp();
@@ -63,7 +52,7 @@ fn row_terms(case: &FocalCase, row: &[Interval], y: usize, prec: u32) -> (Interv
             if j == y {
                 k.mul(&r).neg()
             } else {
-                k.mul(&e[j].mul(&inverse))
+                k.mul(&shifted_row.p(j))
             }
         })
         .collect();
@@ -82,39 +71,16 @@ pub fn evaluate(case: &FocalCase, prec: u32) -> Answer<Interval> {
 /// The gradient rows for the rows in `rows` (divided by the whole case's N for `mean`) and
 /// each row's term.
 pub(crate) fn rows(case: &FocalCase, rows: Range<usize>, prec: u32) -> RowsPart {
-    use rayon::prelude::*;
-    let n = case.logits.rows();
-    let count = rows.len();
-    let per_row: Vec<(Interval, Vec<Interval>)> = rows
-        .into_par_iter()
-        .map(|i| {
-            let row: Vec<Interval> = case
-                .logits
-                .row(i)
-                .iter()
-                .map(|&z| Interval::from_f64(prec, z))
-                .collect();
-            row_terms(case, &row, case.labels[i], prec)
-        })
-        .collect();
-    let mut terms = Vec::with_capacity(count);
-    let mut grad = Vec::with_capacity(count * case.logits.cols());
-    for (loss, g) in per_row {
-        terms.push(loss);
-        grad.extend(g.iter().map(|g| per_sample(g, case.reduction, n)));
-    }
-    RowsPart {
-        answer: Answer {
-            outputs: vec![],
-            gradients: vec![(
-                "logits",
-                Tensor::Matrix(
-                    Matrix::from_vec(count, case.logits.cols(), grad).expect("one value per logit"),
-                ),
-            )],
-        },
-        terms,
-    }
+    let n = case.logits.rows() as i64;
+    let divisor = (case.reduction == Reduction::Mean).then(|| Interval::from_i64(prec, n));
+    RowsPart::of_logit_rows(
+        &case.logits,
+        rows,
+        prec,
+        "logits",
+        divisor.as_ref(),
+        |row, i| row_terms(case, row, case.labels[i], prec),
+    )
 }
 
 /// The loss from every row's term, reduced over N.

@@ -417,11 +417,7 @@ fn soft_row(draw: &mut Draw, regime: Regime, c: usize, y: usize, z: &mut [f64]) 
         Regime::SoftOneHot => (0..c).map(|j| if j == y { 1.0 } else { 0.0 }).collect(),
         Regime::SoftUnnormalized => {
             let total = draw.uniform(0.3, 3.0);
-            let raw: Vec<f64> = (0..c).map(|_| draw.uniform(0.0, 1.0)).collect();
-            let s: f64 = raw.iter().sum();
-            raw.iter()
-                .map(|v| draw.dtype.round(v / s * total))
-                .collect()
+            shares(draw, c, total)
         }
         Regime::SoftZeroAtTinyP => {
             let raw: Vec<f64> = (0..c).map(|_| draw.uniform(0.0, 1.0)).collect();
@@ -438,15 +434,20 @@ fn soft_row(draw: &mut Draw, regime: Regime, c: usize, y: usize, z: &mut [f64]) 
         Regime::Dominant => {
             // the target's class carries most of the mass, as a distilled label would
             let mut t: Vec<f64> = (0..c).map(|_| draw.uniform(0.0, 0.01)).collect();
-            t[y] = 1.0 - t.iter().sum::<f64>() + t[y];
+            t[y] += 1.0 - t.iter().sum::<f64>();
             t.iter().map(|v| draw.dtype.round(*v)).collect()
         }
-        _ => {
-            let raw: Vec<f64> = (0..c).map(|_| draw.uniform(0.0, 1.0)).collect();
-            let s: f64 = raw.iter().sum();
-            raw.iter().map(|v| draw.dtype.round(v / s)).collect()
-        }
+        _ => shares(draw, c, 1.0),
     }
+}
+
+/// `c` uniform[0, 1] draws scaled to sum to `total` (before rounding to the dtype).
+fn shares(draw: &mut Draw, c: usize, total: f64) -> Vec<f64> {
+    let raw: Vec<f64> = (0..c).map(|_| draw.uniform(0.0, 1.0)).collect();
+    let s: f64 = raw.iter().sum();
+    raw.iter()
+        .map(|v| draw.dtype.round(v / s * total))
+        .collect()
 }
 
 fn soft_description(regime: Regime) -> &'static str {
@@ -464,43 +465,42 @@ fn soft_description(regime: Regime) -> &'static str {
 /// Exact zeros of the options: ε = 1 on a row of equal logits (A·p_j = a_j for every j),
 /// uniform soft targets on equal logits, with and without equal weights.
 pub(crate) fn softmax_ce_options_exact_zero_cases(dtype: Dtype) -> Vec<Generated> {
-    let tagged = |mut g: Generated, tags: &[&str]| {
-        g.tags.extend(tags.iter().map(|t| t.to_string()));
-        g
-    };
-    vec![
-        tagged(
-            generated(
-                id("softmax_ce-smoothed", dtype, 0),
-                dtype,
-                LossId::SoftmaxCe,
-                json!({"reduction": "mean", "label_smoothing": 1.0}),
-                json!({"logits": [[2.0, 2.0, 2.0, 2.0], [1.0, 3.0, 1.0, 3.0]], "labels": [1, 0]}),
-                json!({"construction": "ε = 1: every class gets 1/C, and a row of equal logits has p = 1/C"}),
-            ),
+    let constructions: [(&str, Value, Value, &str, &[&str]); 3] = [
+        (
+            "softmax_ce-smoothed",
+            json!({"reduction": "mean", "label_smoothing": 1.0}),
+            json!({"logits": [[2.0, 2.0, 2.0, 2.0], [1.0, 3.0, 1.0, 3.0]], "labels": [1, 0]}),
+            "ε = 1: every class gets 1/C, and a row of equal logits has p = 1/C",
             &[OPTION_SMOOTHING],
         ),
-        tagged(
-            generated(
-                id("softmax_ce-soft", dtype, 0),
-                dtype,
-                LossId::SoftmaxCe,
-                json!({"reduction": "sum"}),
-                json!({"logits": [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]], "targets": [[0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.5, 0.5]]}),
-                json!({"construction": "uniform soft targets (summing to 1 and to 2) on equal logits"}),
-            ),
+        (
+            "softmax_ce-soft",
+            json!({"reduction": "sum"}),
+            json!({"logits": [[0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5]], "targets": [[0.25, 0.25, 0.25, 0.25], [0.5, 0.5, 0.5, 0.5]]}),
+            "uniform soft targets (summing to 1 and to 2) on equal logits",
             &[OPTION_TARGETS],
         ),
-        tagged(
-            generated(
-                id("softmax_ce-weighted-smoothed-ignore", dtype, 0),
-                dtype,
-                LossId::SoftmaxCe,
-                json!({"reduction": "mean", "label_smoothing": 1.0, "ignore_index": -100}),
-                json!({"logits": [[-1.0, -1.0, -1.0], [4.0, 0.0, 2.0]], "labels": [2, -100], "weight": [3.0, 3.0, 3.0]}),
-                json!({"construction": "ε = 1 with equal weights on equal logits; the other row ignored"}),
-            ),
+        (
+            "softmax_ce-weighted-smoothed-ignore",
+            json!({"reduction": "mean", "label_smoothing": 1.0, "ignore_index": -100}),
+            json!({"logits": [[-1.0, -1.0, -1.0], [4.0, 0.0, 2.0]], "labels": [2, -100], "weight": [3.0, 3.0, 3.0]}),
+            "ε = 1 with equal weights on equal logits; the other row ignored",
             &[OPTION_WEIGHT, OPTION_IGNORE, OPTION_SMOOTHING],
         ),
-    ]
+    ];
+    constructions
+        .into_iter()
+        .map(|(name, params, inputs, construction, tags)| {
+            let mut g = generated(
+                id(name, dtype, 0),
+                dtype,
+                LossId::SoftmaxCe,
+                params,
+                inputs,
+                json!({"construction": construction}),
+            );
+            g.tags.extend(tags.iter().map(|t| t.to_string()));
+            g
+        })
+        .collect()
 }

@@ -23,7 +23,7 @@ impl Coefficients for Rational {
         Rational::from(self * other)
     }
     fn over(&self, k: usize) -> Self {
-        Rational::from(self / Rational::from(k))
+        self / Rational::from(k)
     }
 }
 

@@ -159,38 +159,8 @@ fn rows_with(
     convention: Convention,
     row_fn: impl Fn(&[Interval], usize) -> (Interval, Vec<Interval>) + Sync,
 ) -> RowsPart {
-    use rayon::prelude::*;
-    let count = rows.len();
     let d = divisor(case, prec, convention);
-    let per_row: Vec<(Interval, Vec<Interval>)> = rows
-        .into_par_iter()
-        .map(|i| {
-            let row: Vec<Interval> = case
-                .logits
-                .row(i)
-                .iter()
-                .map(|&z| Interval::from_f64(prec, z))
-                .collect();
-            row_fn(&row, i)
-        })
-        .collect();
-    let mut terms = Vec::with_capacity(count);
-    let mut grad = Vec::with_capacity(count * case.logits.cols());
-    for (loss, g) in per_row {
-        terms.push(loss);
-        grad.extend(g.iter().map(|g| match &d {
-            Some(d) => g.div(d),
-            None => g.clone(),
-        }));
-    }
-    let grad = Matrix::from_vec(count, case.logits.cols(), grad).expect("one value per logit");
-    RowsPart {
-        answer: Answer {
-            outputs: vec![],
-            gradients: vec![("logits", Tensor::Matrix(grad))],
-        },
-        terms,
-    }
+    RowsPart::of_logit_rows(&case.logits, rows, prec, "logits", d.as_ref(), row_fn)
 }
 
 /// The `softmax_ce` loss from every row's cross-entropy, reduced as the case says.
