@@ -259,3 +259,53 @@ fn malformed_options_are_refused_naming_their_place() {
         );
     }
 }
+
+/// SPEC §5's exact zeros: A·p_j − a_j vanishes where p_j = a_j/A (ε = 1 on a row of equal
+/// logits, uniform soft targets on equal logits), and the certified answer proves it (a
+/// point at 0, tier `correctly_rounded`); one ulp off those logits, no zero is claimed.
+#[test]
+fn the_options_exact_zeros_are_proven_and_never_claimed_off_them() {
+    use lossref::mp::certify::Tier;
+    let is_zero =
+        |c: &lossref::mp::certify::Certified| c.enclosure.is_point() && c.enclosure.lo().is_zero();
+    let cases = [
+        r#"{"loss": "softmax_ce", "params": {"label_smoothing": 1}, "inputs": {"logits": [[2, 2, 2, 2]], "labels": [1], "weight": [3, 3, 3, 3]}}"#,
+        r#"{"loss": "softmax_ce", "params": {"reduction": "sum"}, "inputs": {"logits": [[0.5, 0.5, 0.5]], "targets": [[0.25, 0.25, 0.25]]}}"#,
+    ];
+    for text in cases {
+        let case = parse_case(text).unwrap();
+        let ans = certified(&case).unwrap();
+        assert_eq!(ans.certificate.tier, Tier::CorrectlyRounded, "{text}");
+        assert!(
+            ans.answer
+                .gradient("logits")
+                .unwrap()
+                .values()
+                .iter()
+                .all(is_zero),
+            "{text}"
+        );
+        // the first logit one ulp up: p_0 > 1/C, so no entry of that row vanishes
+        let nudged = text
+            .replacen(
+                "[[2, 2",
+                &format!("[[{}, 2", f64::from_bits(2f64.to_bits() + 1)),
+                1,
+            )
+            .replacen(
+                "[[0.5, 0.5",
+                &format!("[[{}, 0.5", f64::from_bits(0.5f64.to_bits() + 1)),
+                1,
+            );
+        let ans = certified(&parse_case(&nudged).unwrap()).unwrap();
+        assert!(
+            ans.answer
+                .gradient("logits")
+                .unwrap()
+                .values()
+                .iter()
+                .all(|c| !is_zero(c)),
+            "{nudged}"
+        );
+    }
+}
