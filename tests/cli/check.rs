@@ -1411,6 +1411,23 @@ fn the_options_conventions_are_diagnosed_by_name() {
         let d = diagnosed_where(&corpus, &results, "softmax_ce", &[]);
         assert!(d.starts_with(want), "{quirks:?}: {d}");
     }
+    // soft targets with weights, divided like labels (PyTorch issue #104776's expectation)
+    let quirks = OptionQuirks {
+        soft_mean_over_weights: true,
+        ..Default::default()
+    };
+    let select = |c: &CorpusCase| {
+        options(c)
+            && tagged(c, "option:targets")
+            && tagged(c, "option:weight")
+            && passed.contains(&c.id)
+    };
+    let results = results_of(&corpus, select, options_textbook(quirks));
+    let d = diagnosed_where(&corpus, &results, "softmax_ce", &[]);
+    assert!(
+        d.starts_with("`mean` divides soft targets by Σ_i Σ_c w_c·q_ic"),
+        "{d}"
+    );
 }
 
 /// kornia's and MONAI's focal `mean` over the N×C per-class map is named, and only on the

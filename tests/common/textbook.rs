@@ -434,6 +434,12 @@ pub struct OptionQuirks {
     pub weight_after_smoothing: bool,
     /// `mean` divides by N.
     pub mean_over_rows: bool,
+    /// `mean` divides by the number of rows not ignored.
+    pub mean_over_kept_rows: bool,
+    /// Ignored rows keep their smoothing term (PyTorch's #73205).
+    pub smoothing_on_ignored_rows: bool,
+    /// Soft targets' `mean` divides by Σ_i Σ_c a_ic instead of N.
+    pub soft_mean_over_weights: bool,
 }
 
 /// `softmax_ce` with SPEC §5's options as `F.cross_entropy` writes it: log_softmax = z − lse,
@@ -460,6 +466,9 @@ pub fn softmax_ce_options<T: Real>(
                 .map(|c| {
                     w(c) * ((T::one() - eps) * t::<T>(*tg.get(i, c)) + eps / t::<T>(cols as f64))
                 })
+                .collect(),
+            None if ignored(i) && quirks.smoothing_on_ignored_rows => (0..cols)
+                .map(|c| w(c) * eps / t::<T>(cols as f64))
                 .collect(),
             None if ignored(i) => vec![T::zero(); cols],
             None => {
@@ -495,6 +504,9 @@ pub fn softmax_ce_options<T: Real>(
             divisor += T::one();
         }
         let total = a.iter().fold(T::zero(), |s, &v| s + v);
+        if o.targets.is_some() && quirks.soft_mean_over_weights {
+            divisor += total;
+        }
         for (c, &ac) in a.iter().enumerate() {
             if ac != T::zero() {
                 total_loss += -ac * (z[c] - lse);
@@ -504,6 +516,7 @@ pub fn softmax_ce_options<T: Real>(
     }
     let r = match (case.reduction, &o.targets) {
         (Reduction::Sum, _) => T::one(),
+        (Reduction::Mean, Some(_)) if quirks.soft_mean_over_weights => T::one() / divisor,
         (Reduction::Mean, Some(_)) => T::one() / t::<T>(n as f64),
         (Reduction::Mean, None) => T::one() / divisor,
     };
