@@ -1,5 +1,4 @@
-//! `focal`'s and `poly1`'s corpus cases (SPEC §5) and the conventions of their real
-//! implementations that the diagnosis tries.
+//! `focal`'s and `poly1`'s corpus cases (SPEC §5).
 //!
 //! Regimes: random logits; near-ties; a dominant target (p_y → 1, where (1 − p_y)^γ with a
 //! non-integer γ needs 1 − p_y as Σ_{j≠y} p_j, and 1 − softmax(z)_y rounds to 0 or to a
@@ -7,10 +6,8 @@
 //! non-integers, kornia's α form [1 − a, a, …, a] and a per-class α with zeros; ε = −1, 0,
 //! 1, 2 for poly1.
 
-use super::{FocalCase, TargetRule};
-use crate::check::diagnose::{midpoints, reevaluated, scaled, Alternative};
 use crate::corpus::generate::{params, push, rows_json, Draw, Generated, Regime};
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Dtype, LossId};
 use serde_json::{json, Value};
 
 /// Logits in `regime` for labels `labels`: (rows, description).
@@ -132,43 +129,4 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
             );
         }
     }
-}
-
-/// kornia's and MONAI's focal loss keep the per-class terms −α_c(1 − p_c)^γ·t_c·log p_c as
-/// an N×C tensor and average it over N·C (the loss and every gradient entry 1/C of the
-/// per-sample mean); kornia puts 1 − a on class 0 and a on the others, so a case with the
-/// two-level α [u, v, …, v] is tried with the levels swapped.
-pub(crate) fn conventions(c: &FocalCase, whole: &Case) -> Vec<Alternative> {
-    let mut out = Vec::new();
-    let TargetRule::Focal { alpha, .. } = &c.rule else {
-        return out;
-    };
-    let cols = c.logits.cols();
-    if c.reduction == Reduction::Mean {
-        if let Some(a) = midpoints(whole) {
-            out.push((
-                format!("the loss is the mean of the unsummed N×C per-class focal terms (kornia, MONAI): 1/C = 1/{cols} of the per-sample mean"),
-                scaled(&a, 1.0 / cols as f64, &[]),
-                None,
-            ));
-        }
-    }
-    if let Some(a) = alpha {
-        let (u, v) = (a[0], a[1]);
-        if u != v && a[1..].iter().all(|&x| x == v) {
-            let mut swapped = c.clone();
-            swapped.rule = TargetRule::Focal {
-                gamma: match c.rule {
-                    TargetRule::Focal { gamma, .. } => gamma,
-                    TargetRule::Poly1 { .. } => 0.0,
-                },
-                alpha: Some((0..cols).map(|k| if k == 0 { v } else { u }).collect()),
-            };
-            out.extend(reevaluated(
-                &format!("α is {v} on class 0 and {u} on the others, the case's levels swapped (kornia's α on class 0 vs 1 − α on the rest)"),
-                Case::Focal(swapped),
-            ));
-        }
-    }
-    out
 }

@@ -6,6 +6,7 @@
 //! ([`fast`]); 1 − p_y is always Σ_{j≠y} p_j, which stays accurate as p_y → 1.
 //! γ = 0 is `softmax_ce` weighted by α, and ε = 0 is `softmax_ce` (SPEC §5, T7).
 
+mod conventions;
 mod corpus;
 pub mod fast;
 pub mod reference;
@@ -313,7 +314,7 @@ impl LossFamily for FocalFamily {
     /// focal: kornia's unsummed per-class form and its α on class 0 vs the rest; the
     /// parameters held in a lower precision (γ, ε).
     fn conventions(c: &FocalCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
-        let mut out = corpus::conventions(c, whole);
+        let mut out = conventions::conventions(c, whole);
         let set_param = |k: &mut Case, v: f64| {
             if let Case::Focal(d) = k {
                 match &mut d.rule {

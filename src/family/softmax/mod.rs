@@ -717,14 +717,20 @@ fn options_tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scal
     let (loss, grads) = options_magnitudes(c, true);
     let mut naive = 0.0;
     let mut in_regime = false;
-    let mut unstable = Vec::with_capacity(grads.len());
+    let mut grad_scales = Vec::with_capacity(grads.len());
     options_rows(c, |row| {
         for j in 0..row.a.len() {
-            let dominant = row.p[j] >= 0.5;
-            // the formula cancels only where a class it uses (a_j ≠ 0) dominates its row
-            in_regime |= dominant && row.a[j] != 0.0;
-            unstable.push(dominant && row.a[j] != 0.0);
+            let mut sc = Scale::plain(grads[grad_scales.len()].max(f64::MIN_POSITIVE), cols);
+            // the formulas cancel only where a class they use (a_j ≠ 0) dominates its row
+            if row.p[j] >= 0.5 && row.a[j] != 0.0 {
+                in_regime = true;
+                sc.unstable = Some((
+                    row.r * row.a[j].abs().max(row.total.abs()),
+                    "softmax(z)·Σa − a: A·p_j − a_j cancels when p_j is near a_j/A",
+                ));
+            }
             naive += row.r * row.a[j].abs() * (row.lp[j].abs() + row.args[j] + 1.0);
+            grad_scales.push(sc);
         }
     });
     let loss_value = reference.loss().map_or(0.0, |l| l.abs());
@@ -735,21 +741,6 @@ fn options_tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scal
             "−Σ a_c·(z_c − logsumexp(z)) cancels when a class dominates its row",
         ));
     }
-    let mut grad_scales = Vec::with_capacity(grads.len());
-    let mut k = 0;
-    options_rows(c, |row| {
-        for j in 0..row.a.len() {
-            let mut sc = Scale::plain(grads[k].max(f64::MIN_POSITIVE), cols);
-            if unstable[k] {
-                sc.unstable = Some((
-                    row.r * row.a[j].abs().max(row.total.abs()),
-                    "softmax(z)·Σa − a: A·p_j − a_j cancels when p_j is near a_j/A",
-                ));
-            }
-            grad_scales.push(sc);
-            k += 1;
-        }
-    });
     vec![vec![loss], grad_scales]
 }
 
