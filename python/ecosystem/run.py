@@ -107,9 +107,8 @@ def markdown(entries: List[Dict[str, Any]], corpus: Any) -> str:
         "Not in the table:",
         "- quaterion 0.1.35 (its ArcFaceLoss): the registry's release requires Python < 3.11, so it",
         "  installs on no interpreter this table runs on (Debian's python3 is 3.11 or later).",
-        "- timm and kornia: their losses are label-smoothing and soft-target cross-entropies and the",
-        "  focal loss, which SPEC §1 does not define yet (SPEC §5, issue 23); timm's",
-        "  `LabelSmoothingCrossEntropy(smoothing=0)` would duplicate `F.cross_entropy`.",
+        "- MONAI (its FocalLoss): not pinned in `python/ecosystem/requirements.txt`; the table's",
+        "  focal loss is kornia's.",
         "",
     ]
     for e in entries:
