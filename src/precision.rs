@@ -227,6 +227,41 @@ pub(crate) fn softmax_row(z: &[f64], t: f64) -> Vec<f64> {
     e.iter().map(|v| v / total).collect()
 }
 
+/// One logit row's softmax in binary64, for the measures and tolerances of the
+/// cross-entropy-like losses (`softmax_ce` with options, `focal`, `poly1`).
+pub(crate) struct RowSoftmax {
+    /// p_j and log p_j.
+    pub(crate) p: Vec<f64>,
+    pub(crate) log_p: Vec<f64>,
+    /// |z_j − max|.
+    pub(crate) args: Vec<f64>,
+    /// The index of the largest logit (the first on ties).
+    pub(crate) top: usize,
+    /// S = Σ_{k≠top} p_k·(1 + |z_k − max|): the error, in units, that the exp arguments of a
+    /// straightforward implementation put into the row's log Σ.
+    pub(crate) spread: f64,
+}
+
+impl RowSoftmax {
+    pub(crate) fn new(z: &[f64]) -> RowSoftmax {
+        let p = softmax_row(z, 1.0);
+        let top = (0..z.len()).fold(0, |m, j| if z[j] > z[m] { j } else { m });
+        let max = z.iter().copied().fold(f64::MIN, f64::max);
+        let args: Vec<f64> = z.iter().map(|v| (v - max).abs()).collect();
+        let spread = (0..z.len())
+            .filter(|&k| k != top)
+            .map(|k| p[k] * (1.0 + args[k]))
+            .sum();
+        RowSoftmax {
+            log_p: log_softmax_row(z, 1.0),
+            p,
+            args,
+            top,
+            spread,
+        }
+    }
+}
+
 /// log-softmax of `z/t`, computed without underflow: (z_j − max)/t − ln Σ e^{(z_k − max)/t}.
 pub(crate) fn log_softmax_row(z: &[f64], t: f64) -> Vec<f64> {
     // ln Σ = ln1p(Σ_{j≠top} e^{(z_j − top)/T}): a log-probability near 0 keeps its digits

@@ -339,6 +339,29 @@ impl<'a> Inputs<'a> {
             .map(|v| v.into_iter().unzip())
     }
 
+    /// The optional per-class weights `key` (SPEC §5's `weight`, focal's `alpha`): `None`
+    /// when not given, else exactly `classes` finite numbers, a negative one refused as
+    /// `what` (`weights`, `α`) must be ≥ 0.
+    pub(crate) fn class_weights(
+        &mut self,
+        key: &'static str,
+        classes: usize,
+        what: &str,
+    ) -> Result<Option<Vec<f64>>> {
+        if !self.contains(key) {
+            return Ok(None);
+        }
+        let place = self.place(key);
+        let w = self.vector(key, classes, "class")?;
+        match w.iter().position(|&x| x < 0.0) {
+            Some(k) => Err(Error::invalid(
+                format!("{place}[{k}]"),
+                format!("class weight {} is negative; {what} must be ≥ 0", w[k]),
+            )),
+            None => Ok(Some(w)),
+        }
+    }
+
     /// A vector of exactly `len` finite numbers, one per `what` (a class, a row).
     pub(crate) fn vector(&mut self, key: &'static str, len: usize, what: &str) -> Result<Vec<f64>> {
         let place = self.place(key);

@@ -114,3 +114,24 @@ pub(crate) fn non_negative(place: &str, x: f64) -> Result<()> {
 pub(crate) fn finite(place: &str, x: f64) -> Result<()> {
     param(place, x, true, "finite")
 }
+
+/// Per-class weights (SPEC §5's `weight`, focal's `alpha`): one per class, each finite and
+/// ≥ 0.
+pub(crate) fn class_weights(place: &str, w: &[f64], classes: usize) -> Result<()> {
+    if w.len() != classes {
+        return Err(Error::invalid(
+            place,
+            format!(
+                "has {} entries but needs one per class ({classes})",
+                w.len()
+            ),
+        ));
+    }
+    match w.iter().position(|&x| !(x.is_finite() && x >= 0.0)) {
+        Some(k) => Err(Error::invalid(
+            format!("{place}[{k}]"),
+            format!("class weight {} must be finite and ≥ 0", w[k]),
+        )),
+        None => Ok(()),
+    }
+}

@@ -16,14 +16,14 @@ use crate::case::validate;
 use crate::case::{Fields, Inputs};
 use crate::check::diagnose::{lower_precision_params, Alternative};
 use crate::corpus::generate::Generated;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exact::ExactForm;
 use crate::family::{LossFamily, SwitchPoint, TableRows};
 use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity};
+use crate::precision::{Entry, Quantity, RowSoftmax};
 use crate::reference::blocks::RowBlocks;
 use crate::spec::{Case, Dtype, LossId, Reduction};
 use crate::tolerance::Scale;
@@ -118,18 +118,6 @@ impl FocalCase {
 /// The `focal`/`poly1` family.
 pub struct FocalFamily;
 
-/// Per row in binary64: (p_y, r = 1 − p_y, ℓ = −log p_y, p, |z − max|).
-type RowData = (f64, f64, f64, Vec<f64>, Vec<f64>);
-
-fn row_data(z: &[f64], y: usize) -> RowData {
-    let p = softmax_row(z, 1.0);
-    let lp = log_softmax_row(z, 1.0);
-    let r: f64 = (0..z.len()).filter(|&j| j != y).map(|j| p[j]).sum();
-    let top = z.iter().copied().fold(f64::MIN, f64::max);
-    let args = z.iter().map(|v| (v - top).abs()).collect();
-    (p[y], r, -lp[y], p, args)
-}
-
 /// (weight α_y·r^γ or 1, slope k of the module docs, and the loss's magnitudes) per row.
 fn coefficients(c: &FocalCase, y: usize, p_y: f64, r: f64, nl: f64) -> (f64, f64, f64) {
     match &c.rule {
@@ -157,19 +145,7 @@ impl LossFamily for FocalFamily {
         let logits = inputs.logits("logits")?;
         let rule = if loss == LossId::Focal {
             let gamma = params.non_negative("gamma", 2.0)?;
-            let alpha = if inputs.contains("alpha") {
-                let place = inputs.place("alpha");
-                let a = inputs.vector("alpha", logits.cols(), "class")?;
-                if let Some(k) = a.iter().position(|&x| x < 0.0) {
-                    return Err(Error::invalid(
-                        format!("{place}[{k}]"),
-                        format!("class weight {} is negative; α must be ≥ 0", a[k]),
-                    ));
-                }
-                Some(a)
-            } else {
-                None
-            };
+            let alpha = inputs.class_weights("alpha", logits.cols(), "α")?;
             TargetRule::Focal { gamma, alpha }
         } else {
             TargetRule::Poly1 {
@@ -196,25 +172,10 @@ impl LossFamily for FocalFamily {
         match &c.rule {
             TargetRule::Focal { gamma, alpha } => {
                 validate::non_negative("params.gamma", *gamma)?;
-                if let Some(a) = alpha {
-                    if a.len() != c.logits.cols() {
-                        return Err(Error::invalid(
-                            "inputs.alpha",
-                            format!(
-                                "has {} entries but needs one per class ({})",
-                                a.len(),
-                                c.logits.cols()
-                            ),
-                        ));
-                    }
-                    if let Some(k) = a.iter().position(|&x| !(x.is_finite() && x >= 0.0)) {
-                        return Err(Error::invalid(
-                            format!("inputs.alpha[{k}]"),
-                            format!("class weight {} must be finite and ≥ 0", a[k]),
-                        ));
-                    }
+                match alpha {
+                    Some(a) => validate::class_weights("inputs.alpha", a, c.logits.cols()),
+                    None => Ok(()),
                 }
-                Ok(())
             }
             TargetRule::Poly1 { epsilon } => validate::finite("params.epsilon", *epsilon),
         }
@@ -239,7 +200,6 @@ impl LossFamily for FocalFamily {
     }
 
     fn fast<T: Real>(c: &FocalCase) -> Result<Answer<f64>> {
-        Self::validate(c)?;
         let (n, cols) = (c.logits.rows(), c.logits.cols());
         let mut grad = vec![T::zero(); n * cols];
         let loss = fast::focal_into(
@@ -362,17 +322,16 @@ fn magnitudes(c: &FocalCase, exp_args: bool) -> (f64, Vec<f64>, Vec<Option<(f64,
     let mut grads = Vec::with_capacity(n * c.logits.cols());
     let mut naive = Vec::with_capacity(n);
     for (z, &y) in c.logits.iter_rows().zip(&c.labels) {
-        let (p_y, r, nl, p, args) = row_data(z, y);
+        let row = RowSoftmax::new(z);
+        let (p, args, s_top) = (&row.p, &row.args, row.spread);
+        // r = 1 − p_y as Σ_{j≠y} p_j, and ℓ = −log p_y
+        let (p_y, nl) = (p[y], -row.log_p[y]);
+        let r: f64 = (0..z.len()).filter(|&j| j != y).map(|j| p[j]).sum();
         let (l, k, w) = coefficients(c, y, p_y, r, nl);
         // the exp arguments' errors (SPEC §4): each e^{z_k − max} is off by (1 + |z_k − max|)
         // units, the row's log Σ by S = Σ_{k≠top} p_k·(1 + |z_k − max|); ℓ = −log p_y by S at
         // the largest logit and by 1 + |z_y − max| + S elsewhere; r = 1 − p_y (absolute) by
         // S at the largest logit (r = Σ_{k≠y} p_k) and by p_y's own error elsewhere
-        let top = (0..z.len()).fold(0, |m, j| if z[j] > z[m] { j } else { m });
-        let s_top: f64 = (0..z.len())
-            .filter(|&k| k != top)
-            .map(|k| p[k] * (1.0 + args[k]))
-            .sum();
         let y_top = args[y] == 0.0;
         let (e_nl, e_r) = match (exp_args, y_top) {
             (false, _) => (0.0, 0.0),

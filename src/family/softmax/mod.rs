@@ -22,7 +22,7 @@ use crate::fast::dispatch::{narrow, widen};
 use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity};
+use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity, RowSoftmax};
 use crate::reference::blocks::RowBlocks;
 use crate::reference::softmax::RowLoss;
 use crate::spec::{Case, Dtype, LossId, Reduction};
@@ -347,13 +347,7 @@ impl LossFamily for SoftmaxCeFamily {
             options,
         };
         // a `mean` with nothing to average, named at parse time
-        options::validate(
-            &case.options,
-            &case.labels,
-            case.logits.rows(),
-            case.logits.cols(),
-            reduction,
-        )?;
+        options::check_mean_divisor(&case.options, &case.labels, reduction)?;
         Ok(case)
     }
 
@@ -378,7 +372,6 @@ impl LossFamily for SoftmaxCeFamily {
     }
 
     fn reference(c: &SoftmaxCeCase, prec: u32) -> Result<Answer<Interval>> {
-        Self::validate(c)?;
         Ok(reference::evaluate_softmax_ce(c, prec))
     }
 
@@ -399,7 +392,6 @@ impl LossFamily for SoftmaxCeFamily {
     fn fast<T: Real>(c: &SoftmaxCeCase) -> Result<Answer<f64>> {
         let (n, cols) = (c.logits.rows(), c.logits.cols());
         if !c.options.is_plain() {
-            Self::validate(c)?;
             let divisor = options::divisor_terms(&c.options, &c.labels, c.reduction).map_or_else(
                 || T::of_usize(if c.reduction == Reduction::Sum { 1 } else { n }),
                 |w| crate::fast::real::compensated_sum(w.into_iter().map(T::of_f64)),
@@ -444,19 +436,12 @@ impl LossFamily for SoftmaxCeFamily {
         if c.options.is_plain() {
             return plain_measures(&Self::quantities(c), exact);
         }
-        let (loss, grads) = options_magnitudes(c, false);
         // the dtype's subnormals: each e^{z − max} below the smallest normal number is held to
         // an absolute half-unit of the smallest subnormal, and the coefficients (class
         // weights up to 1e6) multiply that: a floor of r·Σ|a|·C smallest normals, whose ulp
         // is r·Σ|a|·C smallest subnormals
-        let cols = c.logits.cols() as f64;
-        let (floor_loss, floor_grads) = options_floors(c, dtype.min_normal() * cols);
-        let loss = loss.max(floor_loss);
-        let grads = grads
-            .iter()
-            .zip(floor_grads)
-            .map(|(g, f)| g.max(f))
-            .collect();
+        let floor = dtype.min_normal() * c.logits.cols() as f64;
+        let (loss, grads) = options_magnitudes(c, false, floor);
         vec![vec![loss], grads]
     }
 
@@ -614,44 +599,31 @@ fn options_conventions(c: &SoftmaxCeCase, whole: &Case, dtype: Dtype) -> Vec<Alt
 /// (1 + |z_k − max|) units, so the row's log Σ by S = Σ_{k≠top} p_k·(1 + |z_k − max|), a
 /// log-probability by 1 + |z_j − max| + S (S alone at the largest logit), p_j by the same
 /// relative units, and 1 − p_j by S at the largest logit (where it is Σ_{k≠top} p_k) and by
-/// p_j's own error elsewhere (where it is at least ½).
-fn options_magnitudes(c: &SoftmaxCeCase, exp_args: bool) -> (f64, Vec<f64>) {
-    let mut loss = 0.0;
+/// p_j's own error elsewhere (where it is at least ½). Each value is floored at `floor`
+/// times its coefficients' magnitudes (the measures' subnormal floor; 0 for the tolerance).
+fn options_magnitudes(c: &SoftmaxCeCase, exp_args: bool, floor: f64) -> (f64, Vec<f64>) {
+    let (mut loss, mut loss_floor) = (0.0, 0.0);
     let mut grads = Vec::with_capacity(c.logits.rows() * c.logits.cols());
     options_rows(c, |row| {
+        let s = &row.softmax;
         for j in 0..row.a.len() {
-            let at_top = row.args[j] == 0.0;
             let (e_lp, e_p, e_rest) = if !exp_args {
                 (0.0, 0.0, 0.0)
-            } else if at_top {
-                (row.spread, row.spread, row.spread)
+            } else if s.args[j] == 0.0 {
+                (s.spread, s.spread, s.spread)
             } else {
-                let e = 1.0 + row.args[j] + row.spread;
-                (e, e, row.p[j] * e)
+                let e = 1.0 + s.args[j] + s.spread;
+                (e, e, s.p[j] * e)
             };
-            loss += row.r * row.a[j].abs() * (row.lp[j].abs() + e_lp);
-            grads.push(
-                row.r
-                    * ((row.total - row.a[j]).abs() * row.p[j] * (1.0 + e_p)
-                        + row.a[j].abs() * (row.rest[j] + e_rest)),
-            );
+            let a = row.a[j].abs();
+            loss += row.r * a * (s.log_p[j].abs() + e_lp);
+            loss_floor += row.r * a * floor;
+            let others = (row.total - row.a[j]).abs();
+            let g = row.r * (others * s.p[j] * (1.0 + e_p) + a * (row.rest(j) + e_rest));
+            grads.push(g.max(row.r * (others + a) * floor));
         }
     });
-    (loss, grads)
-}
-
-/// The subnormal floors of the options' measures (see `measures`): r·Σ_i Σ_c |a_ic|·`unit`
-/// for the loss and r·(|A_i − a_ij| + |a_ij|)·`unit` for each gradient entry.
-fn options_floors(c: &SoftmaxCeCase, unit: f64) -> (f64, Vec<f64>) {
-    let mut loss = 0.0;
-    let mut grads = Vec::with_capacity(c.logits.rows() * c.logits.cols());
-    options_rows(c, |row| {
-        loss += row.r * row.a.iter().map(|a| a.abs()).sum::<f64>() * unit;
-        for &a in &row.a {
-            grads.push(row.r * ((row.total - a).abs() + a.abs()) * unit);
-        }
-    });
-    (loss, grads)
+    (loss.max(loss_floor), grads)
 }
 
 /// One row of a `softmax_ce` case with options, in binary64, for the measures and scales.
@@ -661,13 +633,20 @@ struct OptionsRow {
     /// a_ij and A_i.
     a: Vec<f64>,
     total: f64,
-    /// p_ij, 1 − p_ij (as Σ_{k≠j} p_ik at the row's largest logit) and log p_ij.
-    p: Vec<f64>,
-    rest: Vec<f64>,
-    lp: Vec<f64>,
-    /// |z_ij − max_i| and S = Σ_{j≠top} p_ij·(1 + |z_ij − max_i|).
-    args: Vec<f64>,
-    spread: f64,
+    /// The row's softmax.
+    softmax: RowSoftmax,
+}
+
+impl OptionsRow {
+    /// 1 − p_j: at least ½ off the row's largest logit; Σ_{k≠j} p_k at it.
+    fn rest(&self, j: usize) -> f64 {
+        let p = &self.softmax.p;
+        if j == self.softmax.top {
+            (0..p.len()).filter(|&k| k != j).map(|k| p[k]).sum()
+        } else {
+            1.0 - p[j]
+        }
+    }
 }
 
 fn options_rows(c: &SoftmaxCeCase, mut each: impl FnMut(&OptionsRow)) {
@@ -676,33 +655,11 @@ fn options_rows(c: &SoftmaxCeCase, mut each: impl FnMut(&OptionsRow)) {
     let r = if d > 0.0 { 1.0 / d } else { 1.0 };
     for (i, z) in c.logits.iter_rows().enumerate() {
         let a: Vec<f64> = options::row_coefficients(&c.options, &c.labels, i, cols, |x| x);
-        let top = z.iter().copied().fold(f64::MIN, f64::max);
-        let p = softmax_row(z, 1.0);
-        let args: Vec<f64> = z.iter().map(|v| (v - top).abs()).collect();
-        // 1 − p_j: ≥ ½ off the largest logit; Σ_{k≠j} p_k at it
-        let top_at = (0..cols).fold(0, |m, j| if z[j] > z[m] { j } else { m });
-        let spread = (0..cols)
-            .filter(|&k| k != top_at)
-            .map(|k| p[k] * (1.0 + args[k]))
-            .sum();
-        let rest = (0..cols)
-            .map(|j| {
-                if j == top_at {
-                    (0..cols).filter(|&k| k != j).map(|k| p[k]).sum()
-                } else {
-                    1.0 - p[j]
-                }
-            })
-            .collect();
         each(&OptionsRow {
             r,
             total: a.iter().sum(),
             a,
-            lp: log_softmax_row(z, 1.0),
-            p,
-            rest,
-            args,
-            spread,
+            softmax: RowSoftmax::new(z),
         });
     }
 }
@@ -714,7 +671,7 @@ fn options_rows(c: &SoftmaxCeCase, mut each: impl FnMut(&OptionsRow)) {
 /// softmax(z)·Σa − a (A·p_j − a_j with p_j near a_j/A).
 fn options_tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scale>> {
     let cols = c.logits.cols();
-    let (loss, grads) = options_magnitudes(c, true);
+    let (loss, grads) = options_magnitudes(c, true, 0.0);
     let mut naive = 0.0;
     let mut in_regime = false;
     let mut grad_scales = Vec::with_capacity(grads.len());
@@ -722,14 +679,15 @@ fn options_tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scal
         for j in 0..row.a.len() {
             let mut sc = Scale::plain(grads[grad_scales.len()].max(f64::MIN_POSITIVE), cols);
             // the formulas cancel only where a class they use (a_j ≠ 0) dominates its row
-            if row.p[j] >= 0.5 && row.a[j] != 0.0 {
+            if row.softmax.p[j] >= 0.5 && row.a[j] != 0.0 {
                 in_regime = true;
                 sc.unstable = Some((
                     row.r * row.a[j].abs().max(row.total.abs()),
                     "softmax(z)·Σa − a: A·p_j − a_j cancels when p_j is near a_j/A",
                 ));
             }
-            naive += row.r * row.a[j].abs() * (row.lp[j].abs() + row.args[j] + 1.0);
+            naive +=
+                row.r * row.a[j].abs() * (row.softmax.log_p[j].abs() + row.softmax.args[j] + 1.0);
             grad_scales.push(sc);
         }
     });

@@ -229,13 +229,10 @@ pub(crate) fn row_coefficients_as<K: Coefficients>(
 /// D, the reduction's divisor (module docs), in binary64 for the tolerance: Σ w_{y_i} over
 /// the rows not ignored (labels, `mean`), N (soft targets, `mean`) or 1 (`sum`).
 pub(crate) fn divisor_f64(options: &CeOptions, labels: &[usize], n: usize, red: Reduction) -> f64 {
-    match (red, &options.targets) {
-        (Reduction::Sum, _) => 1.0,
-        (Reduction::Mean, Some(_)) => n as f64,
-        (Reduction::Mean, None) => (0..n)
-            .filter(|&i| !options.ignored(i))
-            .map(|i| options.w(labels[i]))
-            .sum(),
+    match divisor_terms(options, labels, red) {
+        Some(w) => w.iter().sum(),
+        None if red == Reduction::Sum => 1.0,
+        None => n as f64,
     }
 }
 
@@ -274,11 +271,10 @@ pub(crate) fn divisor_terms_as(
                 .map(|_| 1.0)
                 .collect(),
         ),
+        // Σ_i Σ_c w_c·q_ic: every soft row's coefficients
         Convention::MeanOverTargetWeights => options.targets.as_ref().map(|t| {
-            let eps = options.label_smoothing;
             (0..n)
-                .flat_map(|i| (0..t.cols()).map(move |c| (i, c)))
-                .map(|(i, c)| options.w(c) * ((1.0 - eps) * t.get(i, c) + eps / t.cols() as f64))
+                .flat_map(|i| row_coefficients(options, labels, i, t.cols(), |x| x))
                 .collect()
         }),
         _ => divisor_terms(options, labels, red),
@@ -295,19 +291,7 @@ pub(crate) fn parse(
 ) -> Result<(Vec<usize>, CeOptions)> {
     let label_smoothing = params.unit_interval("label_smoothing", 0.0)?;
     let ignore_index = params.optional_integer("ignore_index")?;
-    let weight = if inputs.contains("weight") {
-        Some(inputs.vector("weight", cols, "class")?)
-    } else {
-        None
-    };
-    if let Some(w) = &weight {
-        if let Some(k) = w.iter().position(|&x| x < 0.0) {
-            return Err(Error::invalid(
-                format!("{}[{k}]", inputs.place("weight")),
-                format!("class weight {} is negative; weights must be ≥ 0", w[k]),
-            ));
-        }
-    }
+    let weight = inputs.class_weights("weight", cols, "weights")?;
     let (has_labels, has_targets) = (inputs.contains("labels"), inputs.contains("targets"));
     let (labels, ignored_rows, targets) = match (has_labels, has_targets) {
         (true, true) => {
@@ -371,18 +355,7 @@ pub(crate) fn validate(
     let eps = options.label_smoothing;
     crate::case::validate::unit_interval("params.label_smoothing", eps)?;
     if let Some(w) = &options.weight {
-        if w.len() != cols {
-            return Err(Error::invalid(
-                "inputs.weight",
-                format!("has {} entries but needs one per class ({cols})", w.len()),
-            ));
-        }
-        if let Some(k) = w.iter().position(|&x| !(x.is_finite() && x >= 0.0)) {
-            return Err(Error::invalid(
-                format!("inputs.weight[{k}]"),
-                format!("class weight {} must be finite and ≥ 0", w[k]),
-            ));
-        }
+        crate::case::validate::class_weights("inputs.weight", w, cols)?;
     }
     match &options.targets {
         Some(t) => {
@@ -429,21 +402,35 @@ pub(crate) fn validate(
                     ));
                 }
             }
-            let divisor = divisor_f64(options, labels, n, reduction);
-            if reduction == Reduction::Mean && divisor == 0.0 {
-                let why = if (0..n).all(|i| options.ignored(i)) {
-                    "every row is ignored"
-                } else {
-                    "every row not ignored has a class weight of 0"
-                };
-                return Err(Error::invalid(
-                    "params.reduction",
-                    format!("`mean` divides by Σ w_(y_i) over the rows not ignored, which is 0 here ({why}): the mean is undefined (PyTorch returns NaN); use `sum`"),
-                ));
-            }
+            check_mean_divisor(options, labels, reduction)?;
         }
     }
     Ok(())
+}
+
+/// A `mean` with labels divides by D = Σ w_(y_i) over the rows not ignored: D = 0 (every row
+/// ignored, or every kept row's class weight 0) is an undefined point (SPEC §5), refused.
+pub(crate) fn check_mean_divisor(
+    options: &CeOptions,
+    labels: &[usize],
+    reduction: Reduction,
+) -> Result<()> {
+    let Some(weights) = divisor_terms(options, labels, reduction) else {
+        return Ok(());
+    };
+    // a sum of non-negative weights is 0 exactly when every one is
+    if weights.iter().any(|&w| w > 0.0) {
+        return Ok(());
+    }
+    let why = if weights.is_empty() {
+        "every row is ignored"
+    } else {
+        "every row not ignored has a class weight of 0"
+    };
+    Err(Error::invalid(
+        "params.reduction",
+        format!("`mean` divides by Σ w_(y_i) over the rows not ignored, which is 0 here ({why}): the mean is undefined (PyTorch returns NaN); use `sum`"),
+    ))
 }
 
 impl<T: crate::fast::Real> Coefficients for T {
