@@ -74,6 +74,7 @@ pub mod report;
 pub mod schedule;
 pub mod spec;
 pub mod suggest;
+pub mod tier;
 pub mod tolerance;
 
 pub use answer::{Answer, Gradient, Output, Tensor};

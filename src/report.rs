@@ -4,7 +4,7 @@
 use crate::answer::{Answer, Tensor};
 use crate::mp::certify::{CertifiedAnswer, Rounded};
 use crate::npz::{Array, Data};
-use crate::spec::LossId;
+use crate::spec::{Dtype, LossId};
 use serde_json::{json, Map, Value};
 
 fn tensor_json<V>(t: &Tensor<V>, value: &impl Fn(&V) -> Value) -> Value {
@@ -87,6 +87,32 @@ pub fn hex_f64(x: f64) -> String {
     } else {
         format!("{sign}0x{lead}.{digits}p{e:+}")
     }
+}
+
+/// The roundings of a certified answer to the 16-bit `dtype` (SPEC §6), as float32 arrays
+/// (exact: every bfloat16 and float16 is a float32) named `<dtype>/outputs/NAME` and
+/// `<dtype>/gradients/NAME`: what a corpus case of that dtype stores beside its binary64
+/// and binary32 roundings.
+pub fn half_arrays(answer: &CertifiedAnswer<Rounded>, dtype: Dtype) -> Vec<(String, Array)> {
+    answer
+        .answer
+        .sections()
+        .map(|(section, name, t)| {
+            let shape = match t {
+                Tensor::Scalar(_) => vec![],
+                Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+            };
+            let values = t.values().iter().map(|c| c.half.of(dtype, c.f32)).collect();
+            (
+                format!("{}/{section}/{name}", dtype.as_str()),
+                Array {
+                    shape,
+                    data: Data::Float(values),
+                    was_f32: true,
+                },
+            )
+        })
+        .collect()
 }
 
 /// The arrays of a certified answer as `lossref eval --output` writes them (SPEC §3):

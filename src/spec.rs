@@ -152,26 +152,52 @@ impl Reduction {
     }
 }
 
-/// A floating-point format of SPEC §4: the dtype of a corpus case, of a fast path's
+/// A floating-point format of SPEC §4 and §6: the dtype of a corpus case, of a fast path's
 /// numbers, and the column of the precision table.
+///
+/// The 16-bit formats (SPEC §6) are storage formats: a `bfloat16` or `float16` case holds
+/// numbers exact in it, and the pipelines that implement it compute in float32
+/// ([`Dtype::arithmetic`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dtype {
     /// binary32: every number of the case is a float32.
     Float32,
     /// binary64.
     Float64,
+    /// bfloat16: 8 significand bits, float32's exponent range.
+    BFloat16,
+    /// IEEE binary16: 11 significand bits, normal numbers in [2^−14, 65504].
+    Float16,
 }
 
 impl Dtype {
-    /// Both, in corpus order.
+    /// The dtypes that lossref's fast paths compute in, in corpus order.
     pub const ALL: [Dtype; 2] = [Dtype::Float32, Dtype::Float64];
 
-    /// `float32` or `float64` (SPEC §4).
+    /// The 16-bit storage formats of SPEC §6, in corpus order.
+    pub const HALF: [Dtype; 2] = [Dtype::BFloat16, Dtype::Float16];
+
+    /// Every dtype a corpus case may have, in corpus order.
+    pub const CORPUS: [Dtype; 4] = [
+        Dtype::Float32,
+        Dtype::Float64,
+        Dtype::BFloat16,
+        Dtype::Float16,
+    ];
+
+    /// `float32`, `float64`, `bfloat16` or `float16` (SPEC §4, §6).
     pub fn as_str(self) -> &'static str {
         match self {
             Dtype::Float32 => "float32",
             Dtype::Float64 => "float64",
+            Dtype::BFloat16 => "bfloat16",
+            Dtype::Float16 => "float16",
         }
+    }
+
+    /// The dtype named `name` (as [`Dtype::as_str`] spells it).
+    pub fn parse(name: &str) -> Option<Dtype> {
+        Dtype::CORPUS.into_iter().find(|d| d.as_str() == name)
     }
 
     /// The short form used in case ids.
@@ -179,56 +205,99 @@ impl Dtype {
         match self {
             Dtype::Float32 => "f32",
             Dtype::Float64 => "f64",
+            Dtype::BFloat16 => "bf16",
+            Dtype::Float16 => "f16",
         }
     }
 
-    /// Rounds a binary64 to this dtype (exact for float64).
+    /// Whether this is one of the 16-bit storage formats of SPEC §6.
+    pub fn is_half(self) -> bool {
+        matches!(self, Dtype::BFloat16 | Dtype::Float16)
+    }
+
+    /// The format the fast paths (and every SPEC §6 pipeline but `native`) compute a case
+    /// of this dtype in: float32 for the 16-bit formats, the dtype itself otherwise.
+    pub fn arithmetic(self) -> Dtype {
+        if self.is_half() {
+            Dtype::Float32
+        } else {
+            self
+        }
+    }
+
+    /// Rounds a binary64 to this dtype, to nearest with ties to even (exact for float64;
+    /// ±∞ past the format's largest finite number). The 16-bit roundings go through the
+    /// `half` crate's conversions from binary64, which round once.
     pub fn round(self, x: f64) -> f64 {
         match self {
             Dtype::Float32 => f64::from(x as f32),
             Dtype::Float64 => x,
+            Dtype::BFloat16 => half::bf16::from_f64(x).to_f64(),
+            Dtype::Float16 => half::f16::from_f64(x).to_f64(),
         }
     }
 
     /// The name of the lower precision that implementations of this dtype hold parameters
     /// in (SPEC §4, "parameters in a lower precision"): `float32` in a float64
-    /// computation, `bfloat16` in a float32 one.
+    /// computation, `bfloat16` in a float32 one (and in the float32 arithmetic of a 16-bit
+    /// case).
     pub fn lower_name(self) -> &'static str {
-        match self {
-            Dtype::Float32 => "bfloat16",
+        match self.arithmetic() {
             Dtype::Float64 => "float32",
+            _ => "bfloat16",
         }
     }
 
     /// Rounds a binary64 to nearest (ties to even) in [`Dtype::lower_name`]'s format.
     pub fn round_lower(self, x: f64) -> f64 {
-        match self {
-            Dtype::Float32 => f64::from(half::bf16::from_f64(x).to_f32()),
+        match self.arithmetic() {
             Dtype::Float64 => f64::from(x as f32),
+            _ => Dtype::BFloat16.round(x),
         }
     }
 
-    /// Bits of significand precision p (24 or 53).
+    /// Bits of significand precision p (24, 53, 8 or 11).
     pub fn significand_bits(self) -> u32 {
         match self {
             Dtype::Float32 => 24,
             Dtype::Float64 => 53,
+            Dtype::BFloat16 => 8,
+            Dtype::Float16 => 11,
         }
     }
 
-    /// The exponent of the smallest positive subnormal (−149 or −1074).
+    /// The unit roundoff u = 2^−p: the largest relative error of a rounding to nearest
+    /// (SPEC §6: 2^−8 bfloat16, 2^−11 float16, 2^−24 float32).
+    pub fn unit_roundoff(self) -> f64 {
+        exp2i(-(self.significand_bits() as i32))
+    }
+
+    /// The exponent of the smallest positive subnormal (−149, −1074, −133 or −24).
     pub fn min_subnormal_exp(self) -> i32 {
         match self {
             Dtype::Float32 => -149,
             Dtype::Float64 => -1074,
+            Dtype::BFloat16 => -133,
+            Dtype::Float16 => -24,
         }
     }
 
-    /// The smallest positive normal number (2^−126 or 2^−1022).
+    /// The smallest positive normal number (2^−126, 2^−1022, 2^−126 or 2^−14).
     pub fn min_normal(self) -> f64 {
         match self {
-            Dtype::Float32 => f64::from(f32::MIN_POSITIVE),
+            Dtype::Float32 | Dtype::BFloat16 => f64::from(f32::MIN_POSITIVE),
             Dtype::Float64 => f64::MIN_POSITIVE,
+            Dtype::Float16 => exp2i(-14),
+        }
+    }
+
+    /// The largest finite number.
+    pub fn max_finite(self) -> f64 {
+        match self {
+            Dtype::Float32 => f64::from(f32::MAX),
+            Dtype::Float64 => f64::MAX,
+            Dtype::BFloat16 => half::bf16::MAX.to_f64(),
+            Dtype::Float16 => half::f16::MAX.to_f64(),
         }
     }
 
@@ -242,6 +311,37 @@ impl Dtype {
             (x.abs().log2().floor() as i32 - (p - 1)).max(min_exp)
         };
         exp2i(e)
+    }
+}
+
+/// The binary format a fast path computes in: the column of the precision table
+/// (`crate::precision`). The 16-bit dtypes compute in float32 ([`Dtype::arithmetic`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Arithmetic {
+    /// binary32.
+    Float32,
+    /// binary64.
+    Float64,
+}
+
+impl Arithmetic {
+    /// The dtype of this format.
+    pub fn dtype(self) -> Dtype {
+        match self {
+            Arithmetic::Float32 => Dtype::Float32,
+            Arithmetic::Float64 => Dtype::Float64,
+        }
+    }
+}
+
+impl Dtype {
+    /// The column of the precision table that a computation for this dtype is held to:
+    /// float32's for the 16-bit formats, whose fast paths compute in float32.
+    pub fn column(self) -> Arithmetic {
+        match self {
+            Dtype::Float64 => Arithmetic::Float64,
+            Dtype::Float32 | Dtype::BFloat16 | Dtype::Float16 => Arithmetic::Float32,
+        }
     }
 }
 

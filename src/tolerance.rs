@@ -116,3 +116,79 @@ pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<Group> {
         })
         .collect()
 }
+
+/// How the values of one case are judged: SPEC §4's model in the case's dtype, or the
+/// limits a precision tier derives (SPEC §6, [`crate::tier`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rule {
+    /// F·g(n) ulps of S(v) in this dtype.
+    Plain(Dtype),
+    /// A tier's A + L + O.
+    Tier(crate::tier::TierRule),
+}
+
+impl Rule {
+    /// The rule of `case` (of corpus dtype `dtype`) in `tier`: the plain model where the
+    /// tier adds nothing to it ([`crate::tier::Tier::is_plain`]), else the tier's, with the
+    /// stage coefficients the case's family states.
+    pub fn of(case: &Case, tier: crate::tier::Tier) -> Rule {
+        use crate::tier::TierRule;
+        if tier.is_plain() {
+            return Rule::Plain(tier.dtype);
+        }
+        let stages = crate::family::logit_stages(case, TierRule::stage_roundoff(tier));
+        Rule::Tier(TierRule::new(tier, &stages))
+    }
+
+    /// The largest error allowed for a value `want` of `group` (row `quantity` of the
+    /// table) whose error scale is `scale` and longest sum `terms`.
+    pub fn limit(
+        &self,
+        group: &str,
+        quantity: Quantity,
+        scale: f64,
+        terms: usize,
+        want: f64,
+    ) -> f64 {
+        match self {
+            Rule::Plain(dtype) => {
+                allowed_ulps(quantity, *dtype) * summation_factor(terms) * dtype.ulp(scale)
+            }
+            Rule::Tier(t) => t.limit_at(
+                group,
+                allowed_ulps(quantity, t.tier.dtype.arithmetic()),
+                terms,
+                scale,
+                want,
+            ),
+        }
+    }
+
+    /// The limit were subnormals flushed: the plain model's tolerance in units of the
+    /// smallest normal number, a tier's with `ftz`.
+    pub fn flushed_limit(
+        &self,
+        group: &str,
+        quantity: Quantity,
+        scale: f64,
+        terms: usize,
+        want: f64,
+    ) -> f64 {
+        match self {
+            Rule::Plain(dtype) => {
+                allowed_ulps(quantity, *dtype) * summation_factor(terms) * dtype.min_normal()
+            }
+            Rule::Tier(t) => {
+                let mut flushed = t.clone();
+                flushed.tier.ftz = true;
+                flushed.limit_at(
+                    group,
+                    allowed_ulps(quantity, t.tier.dtype.arithmetic()),
+                    terms,
+                    scale,
+                    want,
+                )
+            }
+        }
+    }
+}

@@ -722,6 +722,7 @@ impl Input {
                         case,
                         results.values.get(id),
                         results.computes.as_deref(),
+                        results.pipeline,
                     )
                     .map_err(|e| format!("judging failed: {e}"))?;
                     reached(5);

@@ -64,6 +64,11 @@ class Adapter:
     """The value groups it computes (SPEC §4 `computes`)."""
     cites: List[str] = field(default_factory=list)
     """The conventions it follows, each with the source that shows it."""
+    dtypes: List[str] = field(default_factory=lambda: ["float32", "float64"])
+    """The corpus dtypes it runs (SPEC §4, §6)."""
+    pipeline: Optional[str] = None
+    """How it computes those (SPEC §6's tier: `native`, `amp`, `bf16`, …), declared in its
+    results; None for the plain float32/float64 model."""
 
     def version(self) -> Optional[str]:
         try:
@@ -78,16 +83,19 @@ def _torch() -> Any:
 
 def _dtype(case: Any) -> Any:
     torch = _torch()
-    return torch.float32 if case.dtype == "float32" else torch.float64
+    return {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}[case.dtype]
 
 
 def _leaf(a: np.ndarray, dtype: Any) -> Any:
     torch = _torch()
-    return torch.tensor(np.asarray(a), dtype=dtype, requires_grad=True)
+    # a 16-bit array (ml_dtypes' bfloat16 has no torch conversion) widens exactly first
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=dtype, requires_grad=True)
 
 
 def _numpy(t: Any) -> np.ndarray:
-    return t.detach().cpu().numpy()
+    # bfloat16 has no numpy dtype in torch: widened exactly to float32
+    t = t.detach().cpu()
+    return (t.float() if t.dtype == _torch().bfloat16 else t).numpy()
 
 
 # --- PyTorch itself -----------------------------------------------------------------
@@ -103,12 +111,12 @@ def torch_cross_entropy(case: Any) -> Values:
     z = _leaf(case.inputs["logits"], dtype)
     weight = case.inputs.get("weight")
     kwargs: Dict[str, Any] = {
-        "weight": None if weight is None else torch.tensor(weight, dtype=dtype),
+        "weight": None if weight is None else torch.tensor(np.asarray(weight, dtype=np.float64), dtype=dtype),
         "label_smoothing": float(p["label_smoothing"]),
         "reduction": p["reduction"],
     }
     if "targets" in case.inputs:
-        y = torch.tensor(case.inputs["targets"], dtype=dtype)
+        y = torch.tensor(np.asarray(case.inputs["targets"], dtype=np.float64), dtype=dtype)
     else:
         y = torch.tensor(case.inputs["labels"], dtype=torch.long)
         kwargs["ignore_index"] = -100 if p["ignore_index"] is None else int(p["ignore_index"])
@@ -403,6 +411,82 @@ def optax_poly_loss(case: Any) -> Values:
     return {"loss": np.asarray(value)}, {"logits": np.asarray(grad)}
 
 
+# --- precision tiers (SPEC §6) ---------------------------------------------------------
+
+
+def torch_autocast_cross_entropy(case: Any) -> Values:
+    """`F.cross_entropy` on bfloat16 logits inside `torch.autocast("cpu", torch.bfloat16)`,
+    which runs cross_entropy in float32 (CPU autocast's fp32 list) and returns ∂L/∂z in the
+    leaf's bfloat16."""
+    torch = _torch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return torch_cross_entropy(case)
+
+
+def pml_cosface_autocast(case: Any) -> Values:
+    """PML's CosFaceLoss on bfloat16 features and weights inside CPU bfloat16 autocast: the
+    cosine matrix a bfloat16 matmul, the cross-entropy promoted to float32."""
+    torch = _torch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return pml_cosface(case)
+
+
+def pml_cosface_medium_matmul(case: Any) -> Values:
+    """PML's CosFaceLoss in float32 under `torch.set_float32_matmul_precision("medium")`
+    (bfloat16 products where the backend has them), restored afterwards."""
+    torch = _torch()
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("medium")
+    try:
+        return pml_cosface(case)
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def optax_cross_entropy_16_bit(case: Any) -> Values:
+    """`optax.softmax_cross_entropy_with_integer_labels` on bfloat16 or float16 arrays,
+    reduced and differentiated by jax.grad in that dtype (every op's output in it)."""
+    jax = importlib.import_module("jax")
+    jnp = importlib.import_module("jax.numpy")
+    optax = importlib.import_module("optax")
+    p = params_of(case)
+    z = jnp.asarray(case.inputs["logits"], dtype=jnp.bfloat16 if case.dtype == "bfloat16" else jnp.float16)
+    y = jnp.asarray(case.inputs["labels"])
+
+    def loss(z: Any) -> Any:
+        per = optax.softmax_cross_entropy_with_integer_labels(z, y)
+        return per.mean() if p["reduction"] == "mean" else per.sum()
+
+    value, grad = jax.value_and_grad(loss)(z)
+    wide = lambda a: np.asarray(a).astype(np.float64)  # noqa: E731
+    return {"loss": wide(value)}, {"logits": wide(grad)}
+
+
+def jax_cosface_bf16_matmul(case: Any) -> Values:
+    """CosFace as JAX users write it (x/‖x‖, w/‖w‖, matmul, s·(cos θ − m·onehot), optax's
+    cross-entropy, jax.grad) in float32 under `jax.default_matmul_precision("bfloat16")`."""
+    jax = importlib.import_module("jax")
+    jnp = importlib.import_module("jax.numpy")
+    optax = importlib.import_module("optax")
+    p = params_of(case)
+    x = jnp.asarray(case.inputs["features"], dtype=jnp.float32)
+    w = jnp.asarray(case.inputs["weights"], dtype=jnp.float32)
+    y = jnp.asarray(case.inputs["labels"])
+    onehot = jax.nn.one_hot(y, w.shape[0], dtype=jnp.float32)
+
+    def loss(x: Any, w: Any) -> Any:
+        xn = x / jnp.linalg.norm(x, axis=1, keepdims=True)
+        wn = w / jnp.linalg.norm(w, axis=1, keepdims=True)
+        cos = xn @ wn.T
+        logits = p["scale"] * (cos - p["margin"] * onehot)
+        per = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        return per.mean() if p["reduction"] == "mean" else per.sum()
+
+    with jax.default_matmul_precision("bfloat16"):
+        value, (gx, gw) = jax.value_and_grad(loss, argnums=(0, 1))(x, w)
+    return {"loss": np.asarray(value)}, {"features": np.asarray(gx), "weights": np.asarray(gw)}
+
+
 def _any(case: Any) -> Optional[str]:
     return None
 
@@ -415,6 +499,56 @@ def _plain_ce(case: Any) -> Optional[str]:
 
 
 NORMALIZE_CITE = "`torch.nn.functional.normalize(v, p=2, dim=1)`: v/max(‖v‖, ε) with ε = 1e-12 (its default)"
+
+TIER_ADAPTERS: List[Adapter] = [
+    Adapter(
+        "PyTorch F.cross_entropy on 16-bit tensors", "torch", ["softmax_ce"], _any, torch_cross_entropy, ["outputs/loss", "gradients/logits"],
+        [
+            "every tensor in the logits' dtype, no autocast: CPU log_softmax accumulates in float32 and returns bfloat16/float16 (aten/src/ATen/native/cpu/SoftMaxKernel.cpp, `vec_log_softmax_lastdim`), the loss and ∂L/∂z in that dtype",
+        ],
+        dtypes=["bfloat16", "float16"],
+        pipeline="native",
+    ),
+    Adapter(
+        "PyTorch F.cross_entropy under torch.autocast (CPU bfloat16)", "torch", ["softmax_ce"], _any, torch_autocast_cross_entropy, ["outputs/loss", "gradients/logits"],
+        [
+            "CPU autocast runs `cross_entropy_loss` in float32 (torch/amp/autocast_mode.py; aten/src/ATen/autocast_mode.cpp, the CPU fp32 list) and the gradient returns in the bfloat16 leaf's dtype",
+        ],
+        dtypes=["bfloat16"],
+        pipeline="amp",
+    ),
+    Adapter(
+        "pytorch-metric-learning CosFaceLoss under torch.autocast (CPU bfloat16)", "pytorch-metric-learning", ["cosface", "amsoftmax"], _any, pml_cosface_autocast,
+        ["outputs/loss", "gradients/features", "gradients/weights"],
+        [
+            "the cosine matrix by `torch.matmul` of the normalized embeddings (distances/cosine_similarity.py), a bfloat16 product under CPU autocast; the cross-entropy promoted to float32",
+        ],
+        dtypes=["bfloat16"],
+        pipeline="amp",
+    ),
+    Adapter(
+        "pytorch-metric-learning CosFaceLoss, float32 matmul precision 'medium'", "pytorch-metric-learning", ["cosface", "amsoftmax"], _any, pml_cosface_medium_matmul,
+        ["outputs/loss", "gradients/features", "gradients/weights"],
+        [
+            "`torch.set_float32_matmul_precision('medium')` allows bfloat16 products for float32 matmuls where the backend has them (torch/backends docs; on CPU, oneDNN's bf16 path where the processor supports it)",
+        ],
+        dtypes=["float32"],
+        pipeline="bf16",
+    ),
+    Adapter(
+        "optax softmax_cross_entropy_with_integer_labels on 16-bit arrays", "optax", ["softmax_ce"], _plain_ce, optax_cross_entropy_16_bit, ["outputs/loss", "gradients/logits"],
+        ["log_softmax as x − max − log Σ e^{x − max}, each op's output in the arrays' dtype (jax/_src/nn/functions.py), then the label's entry (optax/losses/_classification.py)"],
+        dtypes=["bfloat16", "float16"],
+        pipeline="native",
+    ),
+    Adapter(
+        "JAX CosFace under jax.default_matmul_precision('bfloat16')", "jax", ["cosface", "amsoftmax"], _any, jax_cosface_bf16_matmul,
+        ["outputs/loss", "gradients/features", "gradients/weights"],
+        ["`jax.default_matmul_precision('bfloat16')`: one bfloat16 pass for float32 dots where the backend honours it (jax/_src/config.py); XLA on CPU"],
+        dtypes=["float32"],
+        pipeline="bf16",
+    ),
+]
 
 ADAPTERS: List[Adapter] = [
     Adapter(
@@ -505,3 +639,5 @@ ADAPTERS: List[Adapter] = [
         ["log_softmax then the label's entry (optax/losses/_classification.py), differentiated by jax.grad"],
     ),
 ]
+
+ADAPTERS += TIER_ADAPTERS

@@ -33,15 +33,25 @@ def units(x: Any) -> str:
 
 def run_adapter(adapter: Adapter, corpus: Any) -> Dict[str, Any]:
     version = adapter.version()
-    entry: Dict[str, Any] = {"name": adapter.name, "library": adapter.library, "version": version, "losses": adapter.losses, "cites": adapter.cites}
+    entry: Dict[str, Any] = {
+        "name": adapter.name,
+        "library": adapter.library,
+        "version": version,
+        "losses": adapter.losses,
+        "cites": adapter.cites,
+        "dtypes": adapter.dtypes,
+        "pipeline": adapter.pipeline,
+    }
     if version is None:
         entry["status"] = "not installed"
         return entry
-    results = lossref.Results(corpus, implementation=f"{adapter.name} {version}", computes=adapter.computes)
+    results = lossref.Results(corpus, implementation=f"{adapter.name} {version}", computes=adapter.computes, pipeline=adapter.pipeline)
     not_expressible: Dict[str, int] = {}
     raised: List[Dict[str, str]] = []
     started = time.perf_counter()
     for case in corpus.cases(loss=adapter.losses):
+        if case.dtype not in adapter.dtypes:
+            continue
         why = adapter.expresses(case)
         if why is not None:
             not_expressible[why] = not_expressible.get(why, 0) + 1
@@ -91,17 +101,18 @@ def markdown(entries: List[Dict[str, Any]], corpus: Any) -> str:
         "",
         f"Corpus {corpus.version} ({len(corpus)} cases); Python {platform.python_version()} on {platform.machine()}; CPU.",
         "",
-        "| library | version | loss | cases run | pass | unstable | fail | diagnosis |",
-        "|---|---|---|---|---|---|---|---|",
+        "| library | version | loss | dtypes and tier (SPEC §6) | cases run | pass | unstable | fail | diagnosis |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         if e["status"] != "ran":
-            lines.append(f"| {e['library']} | — | {e['name']} | not installed | | | | |")
+            lines.append(f"| {e['library']} | — | {e['name']} | | not installed | | | | |")
             continue
         c = e["counts"]
         fail = sum(v for k, v in c.items() if k not in ("pass", "UNSTABLE", "xfail", "skip"))
         diag = "<br>".join(f"`{d['loss']}`: {d['text']}" for d in e["diagnoses"]) or "—"
-        lines.append(f"| {e['library']} | {e['version']} | {e['name']} | {e['cases_run']} | {c.get('pass', 0)} | {c.get('UNSTABLE', 0)} | {fail} | {diag} |")
+        tier = ", ".join(e["dtypes"]) + (f" as `{e['pipeline']}`" if e.get("pipeline") else "")
+        lines.append(f"| {e['library']} | {e['version']} | {e['name']} | {tier} | {e['cases_run']} | {c.get('pass', 0)} | {c.get('UNSTABLE', 0)} | {fail} | {diag} |")
     lines += [
         "",
         "Not in the table:",

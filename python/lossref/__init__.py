@@ -42,6 +42,8 @@ __all__ = [
     "CORPUS_VERSION",
     "FAMILIES",
     "LOSSES",
+    "DTYPES",
+    "PIPELINES",
     "switch_points",
 ]
 
@@ -63,9 +65,15 @@ def _did_you_mean(name: object, known: Iterable[str]) -> str:
 
 
 def _plain(x: Any) -> Any:
-    """Python values JSON can hold exactly: arrays as nested lists, numpy scalars as floats."""
+    """Python values JSON can hold exactly: arrays as nested lists, numpy scalars as floats
+    (float16 and ml_dtypes' bfloat16 widened exactly to float64 first)."""
     if isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biuf" or x.dtype == np.float16:
+            # float16, bfloat16 (ml_dtypes) and other 16-bit floats: exact in float64
+            x = x.astype(np.float64)
         return x.tolist()
+    if isinstance(x, np.generic) and not isinstance(x, (np.bool_, np.integer, np.floating)):
+        return float(x)
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     if isinstance(x, Mapping):
@@ -178,9 +186,35 @@ def eval(case: Union[Mapping[str, Any], str, os.PathLike]) -> Answer:  # noqa: A
     return Answer(json.loads(_lossref.eval_case(text, base)))
 
 
+#: The dtypes of corpus cases (SPEC §4, §6).
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+#: The names a results file's ``pipeline`` is made of (SPEC §6): ``native`` or ``amp`` for
+#: the 16-bit cases, ``highest``, ``tf32``, ``bf16x3`` or ``bf16`` for the float32 cases'
+#: matrix products, and ``ftz``.
+PIPELINES = ("native", "amp", "highest", "tf32", "bf16x3", "bf16", "ftz")
+
+
+def _in_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
+    """A float array of a 16-bit case (stored as float32, exactly) in the case's dtype:
+    ``numpy.float16``, or ``ml_dtypes.bfloat16`` where ml_dtypes is installed (JAX brings
+    it; without it a bfloat16 case's inputs stay float32, which holds them exactly)."""
+    if a.dtype.kind != "f" or dtype not in ("bfloat16", "float16"):
+        return a
+    if dtype == "float16":
+        return a.astype(np.float16)
+    try:
+        import ml_dtypes
+    except ImportError:
+        return a
+    return a.astype(ml_dtypes.bfloat16)
+
+
 class CorpusCase:
     """One corpus case: its id, loss, dtype, params, tags and generator, its inputs as numpy
-    arrays (float32 in a float32 case), and the reference's roundings."""
+    arrays in the case's dtype (float32 in a float32 case, numpy.float16 in a float16 one,
+    ml_dtypes.bfloat16 in a bfloat16 one where ml_dtypes is installed), and the reference's
+    roundings."""
 
     def __init__(self, corpus: "Corpus", entry: Dict[str, Any]):
         self._corpus = corpus
@@ -203,14 +237,21 @@ class CorpusCase:
 
     @property
     def inputs(self) -> Dict[str, np.ndarray]:
-        """The inputs by name (`logits`, `features`, `weights`, `labels`, …)."""
-        return {k[len("inputs/"):]: v for k, v in self.arrays.items() if k.startswith("inputs/")}
+        """The inputs by name (`logits`, `features`, `weights`, `labels`, …), in the case's
+        dtype (see the class)."""
+        return {
+            k[len("inputs/"):]: _in_dtype(v, self.dtype) for k, v in self.arrays.items() if k.startswith("inputs/")
+        }
 
     def reference(self, dtype: Optional[str] = None) -> Dict[str, Dict[str, np.ndarray]]:
-        """The reference's roundings in `dtype` (default: the case's own):
-        ``{"outputs": {...}, "gradients": {...}}``."""
+        """The reference's roundings in `dtype` (default: the case's own; a 16-bit case also
+        holds its format's, as float32 arrays, exactly): ``{"outputs": {...}, "gradients": {...}}``."""
         dtype = dtype or self.dtype
-        prefix = "reference/binary32/" if dtype == "float32" else "reference/"
+        if dtype not in DTYPES:
+            raise ValueError(f"CorpusCase.reference: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if dtype in ("bfloat16", "float16") and dtype != self.dtype:
+            raise ValueError(f"CorpusCase.reference: {self.id} holds no {dtype} rounding (only {dtype} cases do)")
+        prefix = {"float32": "reference/binary32/", "float64": "reference/"}.get(dtype, f"reference/{dtype}/")
         out: Dict[str, Dict[str, np.ndarray]] = {"outputs": {}, "gradients": {}}
         for section in out:
             p = prefix + section + "/"
@@ -252,7 +293,8 @@ class Corpus:
         ids: Optional[Iterable[str]] = None,
         options: Optional[bool] = None,
     ) -> List[CorpusCase]:
-        """The cases of a loss (or losses), a dtype (`float32`, `float64`), a tag
+        """The cases of a loss (or losses), a dtype (`float32`, `float64`, `bfloat16`,
+        `float16`), a tag
         (`edge:acos-near-1`, …; the regime's name without `edge:` is accepted too) and/or
         among `ids`, in corpus order. ``options=False`` keeps only the cases that use none
         of SPEC §5's options of `softmax_ce` (class weights, ignore_index, label smoothing,
@@ -263,8 +305,10 @@ class Corpus:
         for name in sorted(losses or ()):
             if name not in LOSSES:
                 raise ValueError(f"lossref.Corpus.cases: unknown loss {name!r}{_did_you_mean(name, LOSSES)}")
-        if dtype not in (None, "float32", "float64"):
-            raise ValueError(f"lossref.Corpus.cases: dtype must be 'float32' or 'float64', got {dtype!r}")
+        if dtype is not None and dtype not in DTYPES:
+            raise ValueError(
+                f"lossref.Corpus.cases: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}{_did_you_mean(str(dtype), DTYPES)}"
+            )
         if tag is not None:
             tags = {t for c in self._cases for t in c.tags}
             if tag not in tags and "edge:" + str(tag) in tags:
@@ -320,14 +364,20 @@ class Results:
     ``Results("my cosface")`` names the implementation instead (the embedded corpus, or the
     one :func:`check` is given); both take ``implementation=`` as a keyword.
 
+    ``pipeline="amp"`` (or ``"native"``, ``"tf32"``, ``"amp+tf32"``, a list of names)
+    declares how the implementation computed (SPEC §6): each case is judged in that tier's
+    tolerance, and a failure says which tier its values do meet.
+
     ``results.add(case, outputs={"loss": 1.25}, gradients={"features": array})``; arrays of
-    any float dtype are read exactly; NaN and infinities are kept (and fail)."""
+    any float dtype (numpy.float16 and ml_dtypes.bfloat16 included) are read exactly; NaN
+    and infinities are kept (and fail)."""
 
     def __init__(
         self,
         corpus: Union["Corpus", str, None] = None,
         implementation: Optional[str] = None,
         computes: Optional[Sequence[str]] = None,
+        pipeline: Union[str, Sequence[str], None] = None,
     ):
         if isinstance(corpus, Corpus):
             self.corpus: Optional[Corpus] = corpus
@@ -355,6 +405,17 @@ class Results:
         #: The value groups this implementation computes (SPEC §4), or None: a group it
         #: does not compute is "not run", never MISSING.
         self.computes: Optional[List[str]] = computes
+        if pipeline is not None:
+            names = pipeline.split("+") if isinstance(pipeline, str) else list(pipeline)
+            for n in names:
+                if n not in PIPELINES:
+                    raise ValueError(
+                        f"lossref.Results: unknown tier {n!r}{_did_you_mean(str(n), PIPELINES)}; the tiers are {', '.join(PIPELINES)} (SPEC §6)"
+                    )
+            pipeline = "+".join(names)
+        #: The declared pipeline (SPEC §6), or None (``native`` for the 16-bit cases,
+        #: float32 products, subnormals kept).
+        self.pipeline: Optional[str] = pipeline
         self.values: Dict[str, Dict[str, Dict[str, Any]]] = {}
 
     def add(
@@ -382,7 +443,9 @@ class Results:
 
     @staticmethod
     def _tensor(v: Any) -> Any:
-        a = np.asarray(v, dtype=np.float64)
+        a = np.asarray(v)
+        # float16 and ml_dtypes' bfloat16 widen exactly; so does everything else numeric
+        a = a.astype(np.float64) if a.dtype != np.float64 else a
         if a.ndim == 0:
             return _json_number(float(a))
         return np.vectorize(_json_number, otypes=[object])(a).tolist()
@@ -392,6 +455,8 @@ class Results:
         out: Dict[str, Any] = {"implementation": self.implementation, "results": self.values}
         if self.computes is not None:
             out["computes"] = self.computes
+        if self.pipeline is not None:
+            out["pipeline"] = self.pipeline
         return json.dumps(out)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
@@ -508,11 +573,12 @@ def assert_conforms(
     implementation: str = "under test",
     expect: Union[Mapping[str, Any], str, os.PathLike, None] = None,
     corpus: Union[Corpus, str, os.PathLike, None] = None,
+    pipeline: Union[str, Sequence[str], None] = None,
 ) -> Report:
-    """Checks one corpus case's values and raises ``AssertionError`` with the verdict of
-    each value group and the diagnosis when the case fails (for pytest). Returns the
-    report."""
-    results = Results(implementation)
+    """Checks one corpus case's values (computed in `pipeline`, SPEC §6) and raises
+    ``AssertionError`` with the verdict of each value group and the diagnosis when the case
+    fails (for pytest). Returns the report."""
+    results = Results(implementation, pipeline=pipeline)
     results.add(case, outputs=outputs, gradients=gradients)
     report = check(results, expect=expect, corpus=corpus if corpus is not None else getattr(case, "_corpus", None))
     case_id = case.id if isinstance(case, CorpusCase) else str(case)
@@ -524,7 +590,8 @@ def assert_conforms(
         for g in verdict["groups"]:
             if g["verdict"] != "pass":
                 where = f" at {g['at']}" if g.get("at") else ""
-                lines.append(f"  {g['group']}: {g['verdict']} {g.get('detail', '')}{where}".rstrip())
+                note = f"; {g['tier_note']}" if g.get("tier_note") else ""
+                lines.append(f"  {g['group']}: {g['verdict']} {g.get('detail', '')}{where}{note}".rstrip())
         loss = case.loss if isinstance(case, CorpusCase) else case_id.split("/")[0]
         for d in report.diagnoses:
             if loss.startswith(d["loss"]) or d["loss"] in loss:

@@ -21,7 +21,7 @@ def reference_results(cases: list, name: str = "the reference itself") -> lossre
 
 def test_the_embedded_corpus_and_its_cases() -> None:
     corpus = lossref.Corpus.load()
-    assert corpus.version == lossref.CORPUS_VERSION and len(corpus) == 1192
+    assert corpus.version == lossref.CORPUS_VERSION and len(corpus) == 1638
     c = corpus.cases(loss="cosface", dtype="float32", tag="edge:acos-near-1")[0]
     assert c.inputs["features"].dtype == np.float32 and c.inputs["labels"].dtype == np.int64
     assert set(c.reference()["gradients"]) == {"features", "weights"}
@@ -37,8 +37,10 @@ def test_a_mistyped_selection_is_refused_with_the_nearest_name_never_an_empty_li
         corpus.cases(loss="cosfase")
     with pytest.raises(ValueError, match="unknown loss 'arcfac' \\(did you mean 'arcface'\\?\\)"):
         corpus.cases(loss=["cosface", "arcfac"])
-    with pytest.raises(ValueError, match="dtype must be 'float32' or 'float64', got 'f32'"):
+    with pytest.raises(ValueError, match="dtype must be one of float32, float64, bfloat16, float16, got 'f32'"):
         corpus.cases(dtype="f32")
+    with pytest.raises(ValueError, match="got 'bfloat61' \\(did you mean 'bfloat16'\\?\\)"):
+        corpus.cases(dtype="bfloat61")
     with pytest.raises(ValueError, match="the tag 'edge:acos-near-one' \\(did you mean 'edge:acos-near-1'\\?\\)"):
         corpus.cases(tag="edge:acos-near-one")
     # the regime's name without `edge:` is the corpus's tag

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::reference::evaluate;
 use crate::spec::Dtype;
 use crate::spec::{Case, Reduction};
+use crate::tolerance::Rule;
 use crate::tolerance::{scales, Group};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -300,7 +301,7 @@ fn matches(
     results: &super::Groups,
     answer: &Answer<f64>,
     groups: &[Group],
-    dtype: Dtype,
+    rule: &Rule,
     transpose_weights: bool,
 ) -> bool {
     let mut judged = 0;
@@ -332,7 +333,7 @@ fn matches(
         let r = judge_group(
             group,
             scale_group.quantity,
-            dtype,
+            rule,
             &g,
             &values,
             &scale_group.scales,
@@ -346,6 +347,65 @@ fn matches(
         judged += 1;
     }
     judged > 0
+}
+
+/// SPEC §6's explanation of a failing case judged in a tier, before any convention: every
+/// failing value meets another tier (the pipeline is that one, not the declared one),
+/// claimed only where the other tier's limits hold for every failing value.
+fn tier_explanation(r: &CaseReport) -> Option<String> {
+    let failing: Vec<_> = r.groups.iter().filter(|g| g.verdict.is_failure()).collect();
+    // an UNSTABLE value is within a named formula's error scale (SPEC §4), which explains
+    // it as well as another tier would: no claim there
+    if failing.is_empty()
+        || failing
+            .iter()
+            .any(|g| matches!(g.verdict, Verdict::Unstable(_)))
+    {
+        return None;
+    }
+    let other = |g: &&super::GroupReport| {
+        g.tier_note
+            .strip_prefix(super::WITHIN_ANOTHER_TIER)
+            .and_then(|rest| rest.strip_prefix('`'))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_string())
+    };
+    let tiers: Vec<Option<String>> = failing.iter().map(other).collect();
+    // `bfloat16 native` → `native`: the pipeline, the same explanation in every dtype
+    let pipeline = |tier: &str| {
+        tier.split_once(' ')
+            .map_or("highest", |(_, p)| p)
+            .to_string()
+    };
+    if let Some(Some(first)) = tiers.first() {
+        if tiers.iter().all(|t| t.as_ref() == Some(first)) {
+            return Some(format!(
+                "computed in the `{}` pipeline, not the declared `{}` (SPEC §6)",
+                pipeline(first),
+                pipeline(&r.tier.to_string())
+            ));
+        }
+    }
+    None
+}
+
+/// A 16-bit case whose results are NaN or ±∞, that no convention explains, with a logit
+/// past the format's exp range (SPEC §6): the softmax exponentiates before subtracting the
+/// maximum, and e^z overflows. Claimed only on that evidence: a logit beyond ln(largest
+/// finite number), which a softmax that subtracts the maximum never exponentiates.
+fn overflow_explanation(dtype: crate::spec::Dtype, loaded: &Loaded) -> Option<String> {
+    if !dtype.is_half() {
+        return None;
+    }
+    let reach = crate::family::logit_stages(&loaded.case, 0.0).largest;
+    let limit = dtype.max_finite().ln();
+    (reach > limit).then(|| {
+        format!(
+            "the softmax exponentiates before subtracting the maximum: e^z overflows {} past \
+             z = {limit:.2} (SPEC §6)",
+            dtype.as_str()
+        )
+    })
 }
 
 /// Diagnoses every loss with failing cases.
@@ -407,6 +467,13 @@ pub fn diagnose(
                 continue;
             };
             let loaded = corpus.load_case(case)?;
+            if let Some(what) = tier_explanation(r) {
+                let e = explained.entry(what).or_default();
+                e.0 += 1;
+                e.1 += 1;
+                e.2.push(r.id.clone());
+                continue;
+            }
             let transposed = r.groups.iter().any(
                 |g| matches!(&g.verdict, Verdict::WrongShape(why) if why.contains("transpose")),
             );
@@ -415,12 +482,16 @@ pub fn diagnose(
             } else {
                 &loaded.reference
             };
+            let rule = Rule::of(
+                &loaded.case,
+                results.pipeline.unwrap_or_default().tier(case.dtype),
+            );
             if transposed
                 && matches(
                     got,
                     reference,
                     &scales(&loaded.case, reference),
-                    case.dtype,
+                    &rule,
                     true,
                 )
             {
@@ -438,15 +509,28 @@ pub fn diagnose(
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
                 // the alternative's tolerance scales, for both judgements
                 let groups = alternative_scales(&loaded.case, &answer, scale_case.as_ref());
-                if matches(&own, &answer, &groups, case.dtype, false) {
+                if matches(&own, &answer, &groups, &rule, false) {
                     continue;
                 }
                 let e = explained.entry(what).or_default();
                 e.1 += 1;
-                if matches(got, &answer, &groups, case.dtype, transposed) {
+                if matches(got, &answer, &groups, &rule, transposed) {
                     e.0 += 1;
                     e.2.push(r.id.clone());
                     by_convention = true;
+                }
+            }
+            let non_finite_values = r
+                .groups
+                .iter()
+                .any(|g| g.worst_units.is_infinite() && g.verdict.compared());
+            if !by_convention && non_finite_values {
+                if let Some(what) = overflow_explanation(case.dtype, &loaded) {
+                    let e = explained.entry(what).or_default();
+                    e.0 += 1;
+                    e.1 += 1;
+                    e.2.push(r.id.clone());
+                    continue;
                 }
             }
             account(by_convention);

@@ -39,6 +39,7 @@ pub fn check(
                 c,
                 results.values.get(&c.id),
                 results.computes.as_deref(),
+                results.pipeline,
             )?;
             expect(&mut r, expectations);
             Ok(r)
@@ -54,5 +55,6 @@ pub fn check(
         corpus_version: corpus.version.clone(),
         cases,
         diagnoses,
+        pipeline: results.pipeline,
     })
 }

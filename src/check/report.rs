@@ -17,6 +17,8 @@ pub struct CheckReport {
     pub cases: Vec<CaseReport>,
     /// Per loss: the conventions that explain its failures.
     pub diagnoses: Vec<diagnose::Diagnosis>,
+    /// The pipeline the results declared (SPEC §6), if they did.
+    pub pipeline: Option<crate::tier::Pipeline>,
 }
 
 /// One row of the summary table: a loss's output group in one dtype.
@@ -169,15 +171,16 @@ impl CheckReport {
             .cases
             .iter()
             .map(|c| {
-                json!({"id": c.id, "tags": c.tags, "verdict": c.verdict.word(), "detail": detail(&c.verdict), "groups": c.groups.iter().map(|g| json!({
+                json!({"id": c.id, "tags": c.tags, "tier": c.tier.to_string(), "verdict": c.verdict.word(), "detail": detail(&c.verdict), "groups": c.groups.iter().map(|g| json!({
                     "group": g.group, "verdict": g.verdict.word(), "detail": detail(&g.verdict), "max_units": finite(g.worst_units), "max_ulps": finite(g.worst_ulps), "at": g.worst_at, "kappa": g.kappa,
-                    "ill_conditioned": g.kappa > ILL_CONDITIONED,
+                    "ill_conditioned": g.kappa > ILL_CONDITIONED, "tier_note": g.tier_note,
                 })).collect::<Vec<_>>()})
             })
             .collect();
         json!({
             "implementation": self.implementation,
             "corpus_version": self.corpus_version,
+            "pipeline": self.pipeline.map(|p| p.to_string()),
             "passed": self.passed(),
             "counts": self.counts(),
             "table": table,
@@ -189,8 +192,11 @@ impl CheckReport {
 
     /// The human-readable report: counts, the table, the failures and the diagnoses.
     pub fn text(&self) -> String {
+        let pipeline = self
+            .pipeline
+            .map_or(String::new(), |p| format!(" (pipeline {p}, SPEC §6)"));
         let mut out = format!(
-            "lossref check: {} against corpus {}\n",
+            "lossref check: {} against corpus {}{pipeline}\n",
             self.implementation, self.corpus_version
         );
         let counts: Vec<String> = self

@@ -5,6 +5,7 @@ use crate::answer::{Answer, Tensor};
 use crate::check::Corpus;
 use crate::error::{Error, ErrorKind, Result};
 use crate::npz::{self, Data};
+use crate::tier::Pipeline;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +40,9 @@ pub struct Results {
     /// The value groups the implementation computes (`"computes"`, SPEC §4), if it
     /// declares them: a group it does not compute is "not run", never MISSING.
     pub computes: Option<Vec<String>>,
+    /// How the implementation computed (`"pipeline"`, SPEC §6), if it says: the tier each
+    /// case is judged in ([`crate::tier`]; [`Pipeline::DEFAULT`] where it does not say).
+    pub pipeline: Option<Pipeline>,
 }
 
 fn json_tensor(v: &Value, place: &str) -> Result<(Vec<usize>, Vec<f64>)> {
@@ -141,6 +145,9 @@ impl Results {
         if let Some(computes) = &self.computes {
             out["computes"] = serde_json::json!(computes);
         }
+        if let Some(p) = self.pipeline {
+            out["pipeline"] = serde_json::json!(p.to_string());
+        }
         out
     }
 
@@ -175,6 +182,7 @@ impl Results {
                 implementation: file,
                 values,
                 computes: None,
+                pipeline: None,
             });
         }
         let text = crate::cli::read_input(&file, MAX_RESULTS_BYTES)?;
@@ -219,6 +227,10 @@ impl Results {
                 ))
             }
         };
+        let pipeline = match v.get("pipeline") {
+            None | Some(Value::Null) => None,
+            Some(p) => Some(Pipeline::parse(p, &format!("{file}: pipeline"))?),
+        };
         let mut values = BTreeMap::new();
         for (id, r) in results {
             let mut groups = BTreeMap::new();
@@ -247,6 +259,7 @@ impl Results {
                 .to_string(),
             values,
             computes,
+            pipeline,
         })
     }
 }

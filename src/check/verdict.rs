@@ -5,8 +5,9 @@ use crate::answer::Tensor;
 use crate::check::{at, detail, Corpus, CorpusCase, Groups};
 use crate::error::Result;
 use crate::precision::Quantity;
-use crate::spec::Dtype;
-use crate::tolerance::{allowed_ulps, scales, summation_factor, Scale, ILL_CONDITIONED};
+use crate::spec::{Case, Dtype};
+use crate::tier::{HalfPipeline, Pipeline, Tier};
+use crate::tolerance::{scales, Rule, Scale, ILL_CONDITIONED};
 
 /// How a value group (or a case) fared.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +103,9 @@ pub struct GroupReport {
     pub kappa: f64,
     /// Every value's (error in tolerance units, condition number), for plots and statistics.
     pub points: Vec<(f64, f64)>,
+    /// For a failing group judged in a precision tier (SPEC §6): the tiers it does meet,
+    /// or why none does; empty otherwise.
+    pub tier_note: String,
 }
 
 impl GroupReport {
@@ -120,6 +124,13 @@ impl GroupReport {
             ),
             (d, false) if d.is_empty() => String::new(),
             (d, false) => format!(": {d}"),
+        };
+        let why = if self.tier_note.is_empty() {
+            why
+        } else if why.is_empty() {
+            format!(": {}", self.tier_note)
+        } else {
+            format!("{why}; {}", self.tier_note)
         };
         if !self.verdict.compared() {
             // no error to state: `MISSING: missing from the results`, `WRONG SHAPE: has shape …`
@@ -154,6 +165,7 @@ impl GroupReport {
             worst_at: String::new(),
             kappa: 1.0,
             points: vec![],
+            tier_note: String::new(),
         }
     }
 }
@@ -165,8 +177,11 @@ pub struct CaseReport {
     pub id: String,
     /// The loss id.
     pub loss: String,
-    /// float32 or float64.
+    /// The case's dtype.
     pub dtype: Dtype,
+    /// The tier it was judged in (SPEC §6): its dtype alone for SPEC §4's plain model
+    /// (`float32`), else with the pipeline's choices (`bfloat16 amp`, `float32 tf32`).
+    pub tier: Tier,
     /// The case's tags.
     pub tags: Vec<String>,
     /// The case's verdict (its worst group's).
@@ -181,17 +196,20 @@ pub const FLUSHED_SUBNORMALS: &str = "subnormals flushed to zero: the error is b
     dtype's smallest normal number (2^−126 in float32, 2^−1022 in float64) times the \
     tolerance, as when XLA on CPU or CUDA's fast math flushes subnormal results";
 
-/// Judges one group's values against the reference with the case's scales.
+/// Judges one group's values against the reference with the case's scales, by `rule`.
 pub(crate) fn judge_group(
     group: &str,
     quantity: Quantity,
-    dtype: Dtype,
+    rule: &Rule,
     got: &[f64],
     want: &[f64],
     scales: &[Scale],
     cols: usize,
 ) -> GroupReport {
-    let allowed = allowed_ulps(quantity, dtype);
+    let dtype = match rule {
+        Rule::Plain(d) => *d,
+        Rule::Tier(t) => t.tier.dtype,
+    };
     let mut worst = (0.0f64, 0.0f64, 0usize);
     // the named reasons of the failing points (a textbook formula, flushed subnormals)
     let mut reasons: Vec<&'static str> = Vec::new();
@@ -199,7 +217,7 @@ pub(crate) fn judge_group(
     let mut points = Vec::with_capacity(got.len());
     let mut within_unstable = true;
     for (k, ((g, w), s)) in got.iter().zip(want).zip(scales).enumerate() {
-        let limit = allowed * summation_factor(s.terms);
+        let limit = rule.limit(group, quantity, s.scale, s.terms, *w);
         let err = if g.is_nan() || (g.is_infinite() && *g != *w) {
             f64::INFINITY
         } else if g == w {
@@ -207,7 +225,7 @@ pub(crate) fn judge_group(
         } else {
             (g - w).abs()
         };
-        let units = err / dtype.ulp(s.scale) / limit;
+        let units = err / limit;
         // ulps of an exact 0 are the format's smallest subnormal, which measures nothing
         // useful: exact zeros are judged by their tolerance alone and left out of this
         let ulps = if *w == 0.0 { 0.0 } else { err / dtype.ulp(*w) };
@@ -216,8 +234,12 @@ pub(crate) fn judge_group(
         points.push((units, cond));
         if units > 1.0 {
             let why = match s.unstable {
-                Some((naive, why)) if err / dtype.ulp(naive) / limit <= 1.0 => Some(why),
-                _ if err / dtype.min_normal() / limit <= 1.0 => Some(FLUSHED_SUBNORMALS),
+                Some((naive, why)) if err <= rule.limit(group, quantity, naive, s.terms, *w) => {
+                    Some(why)
+                }
+                _ if err <= rule.flushed_limit(group, quantity, s.scale, s.terms, *w) => {
+                    Some(FLUSHED_SUBNORMALS)
+                }
                 _ => None,
             };
             match why {
@@ -251,7 +273,61 @@ pub(crate) fn judge_group(
         worst_at: at,
         kappa,
         points,
+        tier_note: String::new(),
     }
+}
+
+/// Why every value of a 16-bit case declared `accumulate16` fails.
+pub const ACCUMULATE16: &str = "declared `accumulate16`: a softmax's sum over the classes \
+    accumulated in 16 bits has no tier, and fails by design (SPEC §6)";
+
+/// How a tier note that names the tiers a failing value meets begins.
+pub const WITHIN_ANOTHER_TIER: &str = "within the tolerance of ";
+
+/// For a group that fails in `tier`: the other tiers of its dtype whose limits it meets.
+#[allow(clippy::too_many_arguments)]
+fn tier_note(
+    group: &str,
+    quantity: Quantity,
+    tier: Tier,
+    case: &Case,
+    got: &[f64],
+    want: &[f64],
+    scales: &[Scale],
+    cols: usize,
+) -> String {
+    let passes = |rule: &Rule| {
+        judge_group(group, quantity, rule, got, want, scales, cols).verdict == Verdict::Pass
+    };
+    // the tiers it meets; those with subnormals flushed only where no other is met
+    let met: Vec<Tier> = tier
+        .others()
+        .into_iter()
+        .filter(|t| passes(&Rule::of(case, *t)))
+        .collect();
+    let kept: Vec<Tier> = met
+        .iter()
+        .copied()
+        .filter(|t| !t.ftz || t.ftz == tier.ftz)
+        .collect();
+    let within: Vec<String> = if kept.is_empty() { met } else { kept }
+        .into_iter()
+        .map(|t| format!("`{t}`"))
+        .collect();
+    if let Some(first) = within.first() {
+        let rest = if within.len() > 1 {
+            format!(" (and {})", within[1..].join(", "))
+        } else {
+            String::new()
+        };
+        return format!(
+            "{WITHIN_ANOTHER_TIER}{first}{rest}, not of the declared `{tier}` (SPEC §6)"
+        );
+    }
+    format!(
+        "fails `{tier}` and every other tier of {}",
+        tier.dtype.as_str()
+    )
 }
 
 /// Judges the results of one case (`None`: not in the results).
@@ -263,11 +339,14 @@ pub fn judge_case(
     case: &CorpusCase,
     got: Option<&Groups>,
     computes: Option<&[String]>,
+    pipeline: Option<Pipeline>,
 ) -> Result<CaseReport> {
+    let tier = pipeline.unwrap_or_default().tier(case.dtype);
     let mut report = CaseReport {
         id: case.id.clone(),
         loss: case.loss.clone(),
         dtype: case.dtype,
+        tier,
         tags: case.tags.clone(),
         verdict: Verdict::NotRun,
         groups: vec![],
@@ -277,8 +356,11 @@ pub fn judge_case(
     let reference = if case.dtype == Dtype::Float32 {
         &loaded.reference32
     } else {
+        // a 16-bit case is judged against the exact value: its tier's limit holds the
+        // rounding to the format each value is returned in
         &loaded.reference
     };
+    let rule = Rule::of(&loaded.case, tier);
     for scale_group in scales(&loaded.case, &loaded.reference) {
         let group = scale_group.name;
         let (section, name) = group.split_once('/').unwrap_or(("", ""));
@@ -333,15 +415,35 @@ pub fn judge_case(
             });
             continue;
         }
-        report.groups.push(judge_group(
+        let mut judged = judge_group(
             &group,
             scale_group.quantity,
-            case.dtype,
+            &rule,
             &g.1,
             want.values(),
             &scale_group.scales,
             cols,
-        ));
+        );
+        // SPEC §6: 16-bit accumulation has no tier, and fails by design
+        if tier.half == Some(HalfPipeline::Accumulate16) {
+            judged.verdict = Verdict::Fail;
+            judged.tier_note = ACCUMULATE16.to_string();
+        }
+        // the tiers a failing value meets, where a tier applies: a 16-bit case, a pipeline
+        // the results declared, or one that changes the float32 rule
+        else if (!tier.is_plain() || pipeline.is_some()) && judged.verdict.is_failure() {
+            judged.tier_note = tier_note(
+                &group,
+                scale_group.quantity,
+                tier,
+                &loaded.case,
+                &g.1,
+                want.values(),
+                &scale_group.scales,
+                cols,
+            );
+        }
+        report.groups.push(judged);
     }
     report.verdict = case_verdict(&report.groups);
     Ok(report)

@@ -8,7 +8,8 @@ use crate::check::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::fast::dispatch::evaluate;
-use crate::spec::Dtype;
+use crate::spec::{Arithmetic, Dtype};
+use crate::tier::{HalfPipeline, Pipeline};
 use std::path::Path;
 
 /// `lossref check` as typed.
@@ -36,6 +37,10 @@ pub struct CheckRequest {
     /// Skip the diagnosis of failures (faster on large failing results).
     #[arg(long)]
     pub no_diagnosis: bool,
+    /// The pipeline the results were computed in (SPEC §6: `native`, `amp`, `tf32`,
+    /// `bf16x3`, `bf16`, `ftz`, joined by `+`), instead of the one the file declares.
+    #[arg(long, value_name = "TIERS")]
+    pub pipeline: Option<String>,
 }
 
 /// `lossref report` as typed.
@@ -54,6 +59,10 @@ pub struct ReportRequest {
     /// format, and input for `lossref check`).
     #[arg(long, value_name = "FILE")]
     pub write_results: Option<String>,
+    /// Also judge the fast paths in every precision tier of SPEC §6 and print each tier's
+    /// counts over the cases it concerns.
+    #[arg(long)]
+    pub tiers: bool,
 }
 
 /// The expectations of the file at `path` (none without one), each naming something in
@@ -99,7 +108,10 @@ fn finish(
 /// Unreadable or malformed results, corpus or expectations (exit status 2).
 pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
     let corpus = Corpus::load(req.corpus.as_deref().map(Path::new))?;
-    let results = Results::read(Path::new(&req.results))?;
+    let mut results = Results::read(Path::new(&req.results))?;
+    if let Some(p) = &req.pipeline {
+        results.pipeline = Some(Pipeline::parse(&serde_json::json!(p), "--pipeline")?);
+    }
     known_ids(&corpus, &results, &req.results)?;
     let expectations = expectations(&corpus, req.expect.as_deref())?;
     let report = check(&corpus, &results, &expectations, !req.no_diagnosis)?;
@@ -112,7 +124,22 @@ pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
     Ok((report.text(), report.passed()))
 }
 
-/// The fast paths' results over the corpus, each case in its own dtype.
+/// SPEC §6's `amp` for a 16-bit case: the float32 answer's gradients rounded to the case's
+/// dtype (with the `half` crate's conversion), its outputs kept in float32; other cases as
+/// they are.
+fn amp_groups(mut groups: Groups, dtype: Dtype) -> Groups {
+    if dtype.is_half() {
+        for (name, (_, values)) in groups.iter_mut() {
+            if name.starts_with("gradients/") {
+                values.iter_mut().for_each(|v| *v = dtype.round(*v));
+            }
+        }
+    }
+    groups
+}
+
+/// The fast paths' results over the corpus, each case in its own dtype: a 16-bit case by
+/// the float32 path, its gradients rounded to the case's dtype (SPEC §6's `amp`).
 ///
 /// # Errors
 /// A corpus case that cannot be loaded.
@@ -123,11 +150,11 @@ pub fn fast_results(corpus: &Corpus) -> Result<Results> {
         .par_iter()
         .map(|c| {
             let loaded = corpus.load_case(c)?;
-            let answer = match c.dtype {
-                Dtype::Float32 => evaluate::<f32>(&loaded.case),
-                Dtype::Float64 => evaluate::<f64>(&loaded.case),
+            let answer = match c.dtype.column() {
+                Arithmetic::Float32 => evaluate::<f32>(&loaded.case),
+                Arithmetic::Float64 => evaluate::<f64>(&loaded.case),
             };
-            let groups = answer.ok().map(|a| groups_of(&a));
+            let groups = answer.ok().map(|a| amp_groups(groups_of(&a), c.dtype));
             Ok((c.id.clone(), groups))
         })
         .collect::<Result<_>>()?;
@@ -138,6 +165,11 @@ pub fn fast_results(corpus: &Corpus) -> Result<Results> {
             .map(|(id, g)| (id, g.unwrap_or_default()))
             .collect(),
         computes: None,
+        // 16-bit inputs, float32 arithmetic, gradients rounded to the case's dtype
+        pipeline: Some(Pipeline {
+            half: HalfPipeline::Amp,
+            ..Pipeline::DEFAULT
+        }),
     })
 }
 
@@ -161,5 +193,57 @@ pub fn run_report(req: &ReportRequest) -> Result<(String, bool)> {
             .text()
             .replacen("lossref check: ", "lossref report: ", 1)
     };
-    Ok((text, report.passed()))
+    if !req.tiers {
+        return Ok((text, report.passed()));
+    }
+    let (table, passed) = tier_counts(&corpus, &results, &expectations)?;
+    Ok((format!("{text}\n{table}"), report.passed() && passed))
+}
+
+/// The fast paths judged in every tier of SPEC §6, one line each: the pipeline, the
+/// cases it concerns (its 16-bit cases for `native` and `amp`, the float32 cases for the
+/// matrix-product precisions, every case for `ftz`), and their verdicts.
+fn tier_counts(
+    corpus: &Corpus,
+    results: &Results,
+    expectations: &[Expectation],
+) -> Result<(String, bool)> {
+    let mut out = String::from("precision tiers (SPEC §6): the same results judged in each\n");
+    let mut passed = true;
+    for name in ["amp", "native", "bf16x3", "tf32", "bf16", "ftz"] {
+        let pipeline = Pipeline::parse(&serde_json::json!(name), "tier")?;
+        let concerned = |d: Dtype| match name {
+            "amp" | "native" => d.is_half(),
+            "ftz" => true,
+            _ => d == Dtype::Float32,
+        };
+        let judged = Results {
+            pipeline: Some(pipeline),
+            values: results
+                .values
+                .iter()
+                .filter(|(id, _)| {
+                    corpus
+                        .cases
+                        .iter()
+                        .any(|c| &c.id == *id && concerned(c.dtype))
+                })
+                .map(|(id, g)| (id.clone(), g.clone()))
+                .collect(),
+            ..results.clone()
+        };
+        let report = check(corpus, &judged, expectations, false)?;
+        let run: Vec<_> = report
+            .cases
+            .iter()
+            .filter(|c| c.verdict != crate::check::Verdict::NotRun)
+            .collect();
+        let pass = run.iter().filter(|c| !c.verdict.is_failure()).count();
+        passed &= pass == run.len();
+        out.push_str(&format!(
+            "  {name:<8} {pass:>5} of {:>5} cases pass\n",
+            run.len()
+        ));
+    }
+    Ok((out, passed))
 }

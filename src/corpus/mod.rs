@@ -10,15 +10,18 @@
 //!   that file's sha256, and the reference's tier, precision and scalar outputs as decimal
 //!   strings;
 //! * `cases/<id>.npz` (the id's `/` are directories): `inputs/<name>` (float32 arrays for a
-//!   float32 case, float64 otherwise; labels int64), and the reference:
+//!   float32, bfloat16 or float16 case, exact, float64 otherwise; labels int64), and the reference:
 //!   `reference/outputs/<name>`, `reference/gradients/<name>` (binary64),
 //!   `reference/binary32/…` (binary32) and `reference/decimal/…` (the decimal strings, for
 //!   tensors of at most [`DECIMALS_UP_TO`] values), and the tolerance model's data per value
 //!   ([`crate::tolerance`]): `tolerance/scale/<group>` (the error scale S),
 //!   `tolerance/kappa/<group>` (the condition number folded into it),
-//!   `tolerance/limit_ulps/<group>` (the allowed error in ulps of S in the case's dtype) and,
-//!   where a named textbook formula is unstable, `tolerance/unstable_scale/<group>` (the
-//!   manifest's `unstable_formulas` names it).
+//!   `tolerance/limit_ulps/<group>` (the allowed error in ulps of S in the case's dtype; for
+//!   a 16-bit case instead `tolerance/limit_native/<group>` and `tolerance/limit_amp/<group>`,
+//!   the absolute error each tier of SPEC §6 allows, [`crate::tier`]) and, where a named
+//!   textbook formula is unstable, `tolerance/unstable_scale/<group>` (the manifest's
+//!   `unstable_formulas` names it). A 16-bit case also holds its reference's roundings to
+//!   its format, `reference/bfloat16/…` or `reference/float16/…` (float32 arrays, exact).
 
 pub mod exact_zero;
 #[doc(hidden)]
@@ -29,9 +32,10 @@ use crate::case::case_from_json;
 use crate::error::{Error, ErrorKind, Result};
 use crate::npz::{self, Array, Data};
 use crate::reference::blocks::certified_rounded;
-use crate::report::answer_arrays;
+use crate::report::{answer_arrays, half_arrays};
 use crate::spec::Dtype;
-use crate::tolerance::{allowed_ulps, scales, summation_factor, Scale};
+use crate::tier::{HalfPipeline, Pipeline};
+use crate::tolerance::{allowed_ulps, scales, summation_factor, Rule, Scale};
 use generate::Generated;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
@@ -45,7 +49,14 @@ use std::path::{Path, PathBuf};
 pub fn all_cases() -> Vec<Generated> {
     let mut out = Vec::new();
     for dtype in Dtype::ALL {
-        crate::family::corpus_cases(dtype, &mut out);
+        let mut family = Vec::new();
+        crate::family::corpus_cases(dtype, &mut family);
+        if dtype == Dtype::Float32 {
+            for half in Dtype::HALF {
+                out.extend(crate::tier::corpus::corpus_cases(half, &family));
+            }
+        }
+        out.extend(family);
         out.extend(exact_zero::corpus_cases(dtype));
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -54,7 +65,7 @@ pub fn all_cases() -> Vec<Generated> {
 
 /// The corpus version (semver): a change of meaning in SPEC.md, of a case's inputs or of the
 /// tolerance rules is a new version.
-pub const VERSION: &str = "0.5.0";
+pub const VERSION: &str = "0.6.0";
 
 /// Tensors of more values than this keep their binary64 and binary32 roundings but not
 /// their decimal strings (`lossref eval` prints those), which keeps the corpus small.
@@ -157,7 +168,7 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
             Array {
                 shape: vec![rows.len()],
                 data: Data::Float(rows.iter().filter_map(Value::as_f64).collect()),
-                was_f32: g.dtype == Dtype::Float32,
+                was_f32: g.dtype != Dtype::Float64,
             }
         } else {
             let cols = rows.first().and_then(Value::as_array).map_or(0, Vec::len);
@@ -169,13 +180,18 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
             Array {
                 shape: vec![rows.len(), cols],
                 data: Data::Float(values),
-                was_f32: g.dtype == Dtype::Float32,
+                was_f32: g.dtype != Dtype::Float64,
             }
         };
         shapes.insert(name.clone(), json!(a.shape));
         arrays.push((format!("inputs/{name}"), a));
     }
-    for (name, a) in answer_arrays(&answer, true) {
+    let halves = if g.dtype.is_half() {
+        half_arrays(&answer, g.dtype)
+    } else {
+        vec![]
+    };
+    for (name, a) in answer_arrays(&answer, true).into_iter().chain(halves) {
         let is_decimal = name.starts_with("decimal/");
         let size: usize = a.shape.iter().product();
         if is_decimal && size > DECIMALS_UP_TO {
@@ -201,13 +217,48 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
             data: Data::Float(values.iter().map(f).collect()),
             was_f32: false,
         };
-        let allowed = allowed_ulps(scale_group.quantity, g.dtype);
         arrays.push((format!("tolerance/scale/{group}"), column(&|v| v.scale)));
         arrays.push((format!("tolerance/kappa/{group}"), column(&|v| v.kappa)));
-        arrays.push((
-            format!("tolerance/limit_ulps/{group}"),
-            column(&|v| allowed * summation_factor(v.terms)),
-        ));
+        if g.dtype.is_half() {
+            // SPEC §6: each tier's limit, an absolute error per value
+            let want: Vec<f64> = binary64
+                .sections()
+                .find(|(s, n, _)| format!("{s}/{n}") == *group)
+                .map(|(_, _, t)| t.values().to_vec())
+                .unwrap_or_default();
+            for half in [HalfPipeline::Native, HalfPipeline::Amp] {
+                let tier = Pipeline {
+                    half,
+                    ..Pipeline::DEFAULT
+                }
+                .tier(g.dtype);
+                let rule = Rule::of(&case, tier);
+                let limits = values
+                    .iter()
+                    .zip(&want)
+                    .map(|(v, w)| rule.limit(group, scale_group.quantity, v.scale, v.terms, *w))
+                    .collect();
+                let name = if half == HalfPipeline::Amp {
+                    "amp"
+                } else {
+                    "native"
+                };
+                arrays.push((
+                    format!("tolerance/limit_{name}/{group}"),
+                    Array {
+                        shape: shape.clone(),
+                        data: Data::Float(limits),
+                        was_f32: false,
+                    },
+                ));
+            }
+        } else {
+            let allowed = allowed_ulps(scale_group.quantity, g.dtype);
+            arrays.push((
+                format!("tolerance/limit_ulps/{group}"),
+                column(&|v| allowed * summation_factor(v.terms)),
+            ));
+        }
         if let Some((_, formula)) = values.iter().find_map(|v| v.unstable) {
             arrays.push((
                 format!("tolerance/unstable_scale/{group}"),

@@ -82,10 +82,11 @@ impl Corpus {
                 Ok(CorpusCase {
                     id: field("id")?,
                     loss: field("loss")?,
-                    dtype: if field("dtype")? == "float32" {
-                        Dtype::Float32
-                    } else {
-                        Dtype::Float64
+                    dtype: {
+                        let name = field("dtype")?;
+                        Dtype::parse(&name).ok_or_else(|| {
+                            Error::invalid(&place, format!("a case has the unknown dtype `{name}`"))
+                        })?
                     },
                     params: c["params"].clone(),
                     tags: c["tags"]

@@ -46,7 +46,8 @@ use crate::fast::Real;
 use crate::mp::interval::Interval;
 use crate::precision::Entry;
 use crate::reference::blocks::RowBlocks;
-use crate::spec::{Case, Dtype, LossId};
+use crate::spec::{Arithmetic, Case, Dtype, LossId};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use serde_json::Value;
 use std::fmt;
@@ -156,6 +157,12 @@ pub(crate) trait LossFamily {
     /// # Errors
     /// A parameter of the wrong type or range, or one the loss does not take, named.
     fn switch_points(loss: LossId, params: &Value) -> Result<Vec<SwitchPoint>>;
+
+    /// What the case's logits are made of, for SPEC §6's stages (`crate::tier`): the logit
+    /// error each stage puts in per unit roundoff, at the stages' unit roundoff `u` (which
+    /// a rule whose slope has a pole, acos's, needs: near it a rounding moves θ by at most
+    /// √(2·Δcos θ), not Δcos θ/sin θ).
+    fn logit_stages(case: &Self::Case, u: f64) -> LogitStages;
 }
 
 /// A point of a family's target rule where implementations go wrong (SPEC §1): a switch
@@ -227,6 +234,12 @@ macro_rules! catalogue {
                 match self { $(Quantity::$variant(o) => o.output(),)* }
             }
 
+            /// Whether the row is a gradient's (`grad`, `grad_scale`, `options_grad`): SPEC
+            /// §6's `amp` returns it in the 16-bit dtype, an output in float32.
+            pub fn is_gradient(self) -> bool {
+                self.output().contains("grad")
+            }
+
             /// The row's name in reports: `softmax`, `log_softmax`, `family.output`.
             pub fn name(self) -> String {
                 match self { $(Quantity::$variant(o) => o.name(),)* }
@@ -239,11 +252,11 @@ macro_rules! catalogue {
             }
         }
 
-        /// The row of the precision table of `quantity` in `dtype`: each family states its
-        /// own rows in its home, with a match that names every output, so that a quantity
-        /// without an entry for both dtypes does not compile.
-        pub(crate) fn entry(quantity: Quantity, dtype: Dtype) -> Entry {
-            match quantity { $(Quantity::$variant(o) => o.entry(dtype),)* }
+        /// The row of the precision table of `quantity` in the format `column`: each family
+        /// states its own rows in its home, with a match that names every output, so that a
+        /// quantity without an entry for both formats does not compile.
+        pub(crate) fn entry(quantity: Quantity, column: Arithmetic) -> Entry {
+            match quantity { $(Quantity::$variant(o) => o.entry(column),)* }
         }
 
         /// Every family's losses, in catalogue order: the loss list that Rust, Python and
@@ -364,6 +377,11 @@ macro_rules! catalogue {
             unreachable!("every LossId belongs to a family of the catalogue (tested)")
         }
 
+        /// See `LossFamily::logit_stages`.
+        pub(crate) fn logit_stages(case: &Case, u: f64) -> LogitStages {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::logit_stages(c, u),)* }
+        }
+
         /// See [`LossFamily::exact_form`].
         pub(crate) fn exact_form(case: &Case, prec: u32) -> Option<Box<dyn ExactForm>> {
             match case { $(Case::$variant(c) => <$family as LossFamily>::exact_form(c, prec),)* }
@@ -405,7 +423,7 @@ pub(crate) trait TableRows: Copy + 'static {
     }
 
     /// The row's entry in `dtype`.
-    fn entry(self, dtype: Dtype) -> Entry;
+    fn entry(self, dtype: Arithmetic) -> Entry;
 }
 
 /// An output of SPEC §1 (every family's, by name): the typed key of [`crate::answer::Answer::out`].

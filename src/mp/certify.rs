@@ -136,6 +136,9 @@ pub struct Certified {
     /// value is correctly rounded to binary32 too; a `faithful` one may be only faithful
     /// there). Not a rounding of [`Certified::f64`], which could round twice.
     pub f32: f32,
+    /// The bfloat16 and the float16 that the value rounds to (SPEC §6), decided the same way
+    /// from the enclosure, never from another rounding.
+    pub half: HalfRoundings,
     /// The claim this value makes.
     pub tier: Tier,
     /// [`DECIMAL_DIGITS`] significant digits, true to within one unit of the last digit.
@@ -160,6 +163,8 @@ pub struct Rounded {
     pub f64: f64,
     /// As [`Certified::f32`].
     pub f32: f32,
+    /// As [`Certified::half`].
+    pub half: HalfRoundings,
     /// As [`Certified::tier`].
     pub tier: Tier,
     /// As [`Certified::decimal`], where it was kept.
@@ -172,6 +177,7 @@ impl Certified {
         Rounded {
             f64: self.f64,
             f32: self.f32,
+            half: self.half,
             tier: self.tier,
             decimal: with_decimal.then_some(self.decimal),
         }
@@ -248,6 +254,143 @@ impl Binary for f32 {
     }
     fn next_up(self) -> f32 {
         f32::next_up(self)
+    }
+}
+
+/// A value's roundings to the 16-bit formats of SPEC §6.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct HalfRoundings {
+    /// To bfloat16.
+    pub bf16: half::bf16,
+    /// To IEEE binary16.
+    pub f16: half::f16,
+}
+
+impl HalfRoundings {
+    /// The rounding to `dtype` (one of [`crate::spec::Dtype::HALF`]) in binary64; the
+    /// binary32 rounding `f32` for any other dtype.
+    pub fn of(self, dtype: crate::spec::Dtype, f32: f32) -> f64 {
+        match dtype {
+            crate::spec::Dtype::BFloat16 => self.bf16.to_f64(),
+            crate::spec::Dtype::Float16 => self.f16.to_f64(),
+            _ => f64::from(f32),
+        }
+    }
+
+    fn zero(negative: bool) -> HalfRoundings {
+        if negative {
+            HalfRoundings {
+                bf16: half::bf16::NEG_ZERO,
+                f16: half::f16::NEG_ZERO,
+            }
+        } else {
+            HalfRoundings::default()
+        }
+    }
+}
+
+/// `x` rounded in direction `round` to the binary format of `p` significand bits whose
+/// smallest subnormal is 2^`min_sub_exp` and largest finite number `max`, in binary64
+/// (exact: every such number is a binary64). One rounding from the MPFR value: the
+/// precision is the bits the format has at x's magnitude, fewer in the subnormal range,
+/// and a result past `max` overflows as IEEE 754 says for the direction.
+fn round_to_format(x: &Float, round: Round, p: i32, min_sub_exp: i32, max: f64) -> f64 {
+    let Some(exp) = x.get_exp() else {
+        // zero, ±∞ or NaN
+        return x.to_f64();
+    };
+    // |x| = 0.1xxx₂ × 2^exp: its binade is [2^(exp − 1), 2^exp)
+    let binade = exp - 1;
+    let ulp_exp = (binade - (p - 1)).max(min_sub_exp);
+    let bits = binade - ulp_exp + 1;
+    let negative = x.is_sign_negative();
+    let v = if bits >= 1 {
+        Float::with_val_round(bits.unsigned_abs(), x, round)
+            .0
+            .to_f64()
+    } else {
+        // below the smallest subnormal s = 2^ulp_exp: 0 or ±s
+        let s = Float::with_val(64, Float::i_exp(1, ulp_exp));
+        let magnitude = Float::with_val(x.prec(), x.abs_ref());
+        let half_s = Float::with_val(64, &s >> 1);
+        let away = match round {
+            Round::Nearest => magnitude > half_s,
+            Round::Up => !negative,
+            Round::Down => negative,
+            _ => false,
+        };
+        let m = if away { s.to_f64() } else { 0.0 };
+        if negative {
+            -m
+        } else {
+            m
+        }
+    };
+    if v.abs() <= max {
+        return v;
+    }
+    let toward_infinity = match round {
+        Round::Nearest => true,
+        Round::Up => !negative,
+        Round::Down => negative,
+        _ => false,
+    };
+    let m = if toward_infinity { f64::INFINITY } else { max };
+    if negative {
+        -m
+    } else {
+        m
+    }
+}
+
+impl Binary for half::bf16 {
+    fn zero() -> half::bf16 {
+        half::bf16::ZERO
+    }
+    fn rounded(x: &Float, round: Round) -> half::bf16 {
+        half::bf16::from_f64(round_to_format(x, round, 8, -133, half::bf16::MAX.to_f64()))
+    }
+    fn is_nan(self) -> bool {
+        half::bf16::is_nan(self)
+    }
+    fn is_finite(self) -> bool {
+        half::bf16::is_finite(self)
+    }
+    fn next_up(self) -> half::bf16 {
+        half::bf16::from_bits(next_up_bits(self.to_bits(), 0x7f80))
+    }
+}
+
+impl Binary for half::f16 {
+    fn zero() -> half::f16 {
+        half::f16::ZERO
+    }
+    fn rounded(x: &Float, round: Round) -> half::f16 {
+        half::f16::from_f64(round_to_format(x, round, 11, -24, half::f16::MAX.to_f64()))
+    }
+    fn is_nan(self) -> bool {
+        half::f16::is_nan(self)
+    }
+    fn is_finite(self) -> bool {
+        half::f16::is_finite(self)
+    }
+    fn next_up(self) -> half::f16 {
+        half::f16::from_bits(next_up_bits(self.to_bits(), 0x7c00))
+    }
+}
+
+/// The next 16-bit pattern up (toward +∞) of a finite IEEE-style format whose +∞ has the
+/// bits `infinity`: as `f32::next_up`, on the sign-magnitude encoding.
+fn next_up_bits(bits: u16, infinity: u16) -> u16 {
+    let magnitude = bits & 0x7fff;
+    if bits == infinity || magnitude > infinity {
+        bits
+    } else if magnitude == 0 {
+        1
+    } else if bits & 0x8000 == 0 {
+        bits + 1
+    } else {
+        bits - 1
     }
 }
 
@@ -451,6 +594,7 @@ fn bounded(iv: Interval, final_try: bool) -> std::result::Result<Certified, Inte
         enclosure: iv,
         f64,
         f32,
+        half: HalfRoundings::zero(negative),
         tier: Tier::Bounded,
     })
 }
@@ -489,6 +633,26 @@ fn certify_value(
         ),
         _ => return Err(iv),
     };
+    // The 16-bit roundings (SPEC §6) escalate like binary32's, and settle for faithful at
+    // the cap (the enclosure is then within one binary64 ulp, so within one of theirs).
+    let (bf16, f16) = (
+        rounds_to_one::<half::bf16>(&iv),
+        rounds_to_one::<half::f16>(&iv),
+    );
+    let halves_decided = bf16.is_some() && f16.is_some();
+    if !halves_decided && !final_try {
+        return Err(iv);
+    }
+    let tier = if halves_decided { tier } else { Tier::Faithful };
+    let half = if exact_zero {
+        HalfRoundings::default()
+    } else {
+        let mid = iv.mid();
+        HalfRoundings {
+            bf16: bf16.unwrap_or_else(|| Binary::rounded(&mid, Round::Nearest)),
+            f16: f16.unwrap_or_else(|| Binary::rounded(&mid, Round::Nearest)),
+        }
+    };
     let (decimal, decided) = decided_decimal(&iv, goal.digits);
     // An undecided decimal escalates like an undecided binary64; at the cap the boundary's
     // even neighbour stands (within one unit).
@@ -499,6 +663,7 @@ fn certify_value(
         enclosure: iv,
         f64,
         f32,
+        half,
         tier,
         decimal,
     })
@@ -549,6 +714,7 @@ fn exact_zero(prec: u32) -> Certified {
         enclosure: Interval::from_i64(prec, 0),
         f64: 0.0,
         f32: 0.0,
+        half: HalfRoundings::default(),
         tier: Tier::CorrectlyRounded,
         decimal: "0".to_string(),
     }

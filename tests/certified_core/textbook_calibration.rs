@@ -10,8 +10,9 @@
 use crate::common::textbook::{self, Quirks};
 use lossref::check::{check, Corpus, Groups, Results, Verdict};
 use lossref::fast::real::Real;
-use lossref::spec::Dtype;
+use lossref::spec::Arithmetic;
 use lossref::spec::{Case, Reduction};
+use lossref::tier::Pipeline;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -138,44 +139,62 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
         .filter(|c| losses.contains(&c.loss.as_str()))
     {
         let case = corpus.load_case(c).unwrap().case;
-        let groups = match (&case, c.dtype) {
-            (Case::Normalized(n), Dtype::Float32) => textbook::margin::<f32>(n, &Quirks::NONE),
-            (Case::Normalized(n), Dtype::Float64) => textbook::margin::<f64>(n, &Quirks::NONE),
-            (Case::SoftmaxCe(s), Dtype::Float32) if !s.options.is_plain() => {
+        let mut groups = match (&case, c.dtype.column()) {
+            (Case::Normalized(n), Arithmetic::Float32) => textbook::margin::<f32>(n, &Quirks::NONE),
+            (Case::Normalized(n), Arithmetic::Float64) => textbook::margin::<f64>(n, &Quirks::NONE),
+            (Case::SoftmaxCe(s), Arithmetic::Float32) if !s.options.is_plain() => {
                 textbook::softmax_ce_options::<f32>(s, &Default::default())
             }
-            (Case::SoftmaxCe(s), Dtype::Float64) if !s.options.is_plain() => {
+            (Case::SoftmaxCe(s), Arithmetic::Float64) if !s.options.is_plain() => {
                 textbook::softmax_ce_options::<f64>(s, &Default::default())
             }
-            (Case::Focal(f), Dtype::Float32) => textbook::focal::<f32>(f, false),
-            (Case::Focal(f), Dtype::Float64) => textbook::focal::<f64>(f, false),
-            (Case::SoftmaxCe(s), Dtype::Float32) => textbook::softmax_ce::<f32>(
+            (Case::Focal(f), Arithmetic::Float32) => textbook::focal::<f32>(f, false),
+            (Case::Focal(f), Arithmetic::Float64) => textbook::focal::<f64>(f, false),
+            (Case::SoftmaxCe(s), Arithmetic::Float32) => textbook::softmax_ce::<f32>(
                 &s.logits,
                 &s.labels,
                 s.reduction == Reduction::Mean,
                 &Quirks::NONE,
             ),
-            (Case::SoftmaxCe(s), Dtype::Float64) => textbook::softmax_ce::<f64>(
+            (Case::SoftmaxCe(s), Arithmetic::Float64) => textbook::softmax_ce::<f64>(
                 &s.logits,
                 &s.labels,
                 s.reduction == Reduction::Mean,
                 &Quirks::NONE,
             ),
-            (Case::Softmax(s), Dtype::Float32) => textbook_softmax::<f32>(&s.logits, s.temperature),
-            (Case::Softmax(s), Dtype::Float64) => textbook_softmax::<f64>(&s.logits, s.temperature),
-            (Case::Distill(d), Dtype::Float32) => textbook_distill::<f32>(d),
-            (Case::Distill(d), Dtype::Float64) => textbook_distill::<f64>(d),
-            (Case::Center(d), Dtype::Float32) => textbook_center::<f32>(d),
-            (Case::Center(d), Dtype::Float64) => textbook_center::<f64>(d),
-            (Case::Multiplicative(p), Dtype::Float32) => textbook::psi::<f32>(p, &Quirks::NONE),
-            (Case::Multiplicative(p), Dtype::Float64) => textbook::psi::<f64>(p, &Quirks::NONE),
+            (Case::Softmax(s), Arithmetic::Float32) => {
+                textbook_softmax::<f32>(&s.logits, s.temperature)
+            }
+            (Case::Softmax(s), Arithmetic::Float64) => {
+                textbook_softmax::<f64>(&s.logits, s.temperature)
+            }
+            (Case::Distill(d), Arithmetic::Float32) => textbook_distill::<f32>(d),
+            (Case::Distill(d), Arithmetic::Float64) => textbook_distill::<f64>(d),
+            (Case::Center(d), Arithmetic::Float32) => textbook_center::<f32>(d),
+            (Case::Center(d), Arithmetic::Float64) => textbook_center::<f64>(d),
+            (Case::Multiplicative(p), Arithmetic::Float32) => {
+                textbook::psi::<f32>(p, &Quirks::NONE)
+            }
+            (Case::Multiplicative(p), Arithmetic::Float64) => {
+                textbook::psi::<f64>(p, &Quirks::NONE)
+            }
         };
+        // a 16-bit case: the float32 textbook on its exact inputs, gradients returned in
+        // the case's dtype (SPEC §6's `amp`)
+        if c.dtype.is_half() {
+            for (name, (_, v)) in groups.iter_mut() {
+                if name.starts_with("gradients/") {
+                    v.iter_mut().for_each(|x| *x = c.dtype.round(*x));
+                }
+            }
+        }
         values.insert(c.id.clone(), groups);
     }
     Results {
         implementation: "textbook (PyTorch-style)".into(),
         values,
         computes: None,
+        pipeline: Some(Pipeline::parse(&serde_json::json!("amp"), "test").unwrap()),
     }
 }
 

@@ -321,7 +321,8 @@ fn corpus_commands_fail_cleanly() {
 #[test]
 fn each_case_stores_the_tolerance_data_check_uses() {
     use lossref::check::Corpus;
-    use lossref::tolerance::{allowed_ulps, scales, summation_factor};
+    use lossref::tier::Pipeline;
+    use lossref::tolerance::{allowed_ulps, scales, summation_factor, Rule};
     let corpus = Corpus::load(Some(&root())).unwrap();
     for c in corpus.cases.iter().step_by(7) {
         let loaded = corpus.load_case(c).unwrap();
@@ -339,6 +340,31 @@ fn each_case_stores_the_tolerance_data_check_uses() {
             let allowed = allowed_ulps(g.quantity, c.dtype);
             let scale = floats(&format!("tolerance/scale/{group}"));
             let kappa = floats(&format!("tolerance/kappa/{group}"));
+            if c.dtype.is_half() {
+                // SPEC §6: each tier's absolute limit, as `lossref check` computes it
+                let (section, name) = group.split_once('/').unwrap();
+                let want = if section == "outputs" {
+                    loaded.reference.output(name)
+                } else {
+                    loaded.reference.gradient(name)
+                }
+                .unwrap();
+                for tier in ["native", "amp"] {
+                    let p = Pipeline::parse(&serde_json::json!(tier), "test").unwrap();
+                    let rule = Rule::of(&loaded.case, p.tier(c.dtype));
+                    let stored = floats(&format!("tolerance/limit_{tier}/{group}"));
+                    for ((k, v), w) in values.iter().enumerate().zip(want.values()) {
+                        let limit = rule.limit(group, g.quantity, v.scale, v.terms, *w);
+                        assert_eq!(
+                            stored[k].to_bits(),
+                            limit.to_bits(),
+                            "{} {group}[{k}]",
+                            c.id
+                        );
+                    }
+                }
+                continue;
+            }
             let limit = floats(&format!("tolerance/limit_ulps/{group}"));
             for (k, v) in values.iter().enumerate() {
                 assert_eq!(

@@ -11,3 +11,4 @@ mod common;
 mod corpus;
 mod npz_cases;
 mod readme;
+mod tiers;

@@ -287,3 +287,70 @@ fn the_readme_states_every_table_entry_as_it_is() {
         "README states rows the table does not have: {stated:?}"
     );
 }
+
+/// SPEC §6's `amp` rows: lossref's fast path on every 16-bit corpus case (float32 on the
+/// exact inputs, gradients rounded once to the case's dtype, as `lossref report` runs it),
+/// each gradient's error in ulps of the 16-bit dtype at its measure, against the derived
+/// entry ½ + F·2^(p − 24), both ways; its outputs are float32's, measured above.
+#[test]
+fn the_amp_gradient_rows_hold_on_every_16_bit_case_and_are_tight() {
+    use lossref::check::Corpus;
+    use lossref::precision::{entry, error_ulps, judge, measures, Quantity};
+    use lossref::spec::Dtype;
+    let corpus = Corpus::load(Some(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus"),
+    ))
+    .unwrap();
+    let mut worst: BTreeMap<(Quantity, Dtype), (f64, String)> = BTreeMap::new();
+    // the table holds at sums of at most 16 terms (`lossref::tolerance`'s g(n) is the
+    // room beyond): C = 10⁴ is left to the tolerance, as in every other row's measurement
+    let small = |c: &&lossref::check::CorpusCase| !c.tags.iter().any(|t| t == "scale:large-C");
+    for c in corpus
+        .cases
+        .iter()
+        .filter(|c| c.dtype.is_half())
+        .filter(small)
+    {
+        let loaded = corpus.load_case(c).unwrap();
+        let got = dispatch::evaluate::<f32>(&loaded.case).unwrap();
+        for m in measures(&loaded.case, &loaded.reference, Dtype::Float32) {
+            let Some(name) = m.group.strip_prefix("gradients/") else {
+                continue;
+            };
+            let (Some(g), Some(w)) = (got.gradient(name), loaded.reference.gradient(name)) else {
+                panic!("{}: {} missing", c.id, m.group);
+            };
+            for ((g, w), s) in g.values().iter().zip(w.values()).zip(&m.scales) {
+                let amp = c.dtype.round(*g);
+                let exact = rug::Float::with_val(53, *w);
+                let e = error_ulps(amp, &exact, *s, c.dtype);
+                let slot = worst
+                    .entry((m.quantity, c.dtype))
+                    .or_insert((0.0, String::new()));
+                if e > slot.0 {
+                    *slot = (e, c.id.clone());
+                }
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    for ((q, d), (e, id)) in &worst {
+        eprintln!("{q} {}: {e:.3} ulps ({id})", d.short());
+        if let Err(msg) = judge(*q, *d, *e) {
+            failures.push(format!("{msg} ({id})"));
+        }
+        assert!(entry(*q, *d).reason.contains("amp"), "{q}: an amp row");
+    }
+    // every gradient row of the table is measured in both 16-bit dtypes
+    for q in Quantity::ALL
+        .into_iter()
+        .filter(|q| q.output().starts_with("grad"))
+    {
+        for d in Dtype::HALF {
+            if !worst.contains_key(&(q, d)) {
+                failures.push(format!("{q} {} is never measured", d.short()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -20,6 +20,7 @@ use lossref::fast::{dispatch, Real};
 use lossref::matrix::Matrix;
 use lossref::mp::certify::CertifiedAnswer;
 use lossref::reference::certified;
+use lossref::spec::Arithmetic;
 use lossref::spec::{
     Boundary, Case, Dtype, LossId, Margin, MarginGrad, MultiplicativeCase, NormalizedCase,
     Reduction,
@@ -57,11 +58,11 @@ fn features<T: Real>(theta: f64, k: i32) -> Matrix<f64> {
 
 /// The neighbour of `x` (a number of `dtype`) in `dtype`, toward +∞ (`up`) or −∞.
 fn neighbour(x: f64, dtype: Dtype, up: bool) -> f64 {
-    match (dtype, up) {
-        (Dtype::Float32, true) => f64::from((x as f32).next_up()),
-        (Dtype::Float32, false) => f64::from((x as f32).next_down()),
-        (Dtype::Float64, true) => x.next_up(),
-        (Dtype::Float64, false) => x.next_down(),
+    match (dtype.column(), up) {
+        (Arithmetic::Float32, true) => f64::from((x as f32).next_up()),
+        (Arithmetic::Float32, false) => f64::from((x as f32).next_down()),
+        (Arithmetic::Float64, true) => x.next_up(),
+        (Arithmetic::Float64, false) => x.next_down(),
     }
 }
 

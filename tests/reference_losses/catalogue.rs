@@ -11,7 +11,7 @@ use lossref::corpus::all_cases;
 use lossref::fast::dispatch;
 use lossref::precision::{measures, quantities};
 use lossref::reference::certified;
-use lossref::spec::{Dtype, LossId, SPEC_LOSSES};
+use lossref::spec::{Arithmetic, Dtype, LossId, SPEC_LOSSES};
 use lossref::tolerance::scales;
 
 #[test]
@@ -62,9 +62,9 @@ fn every_loss_reaches_every_layer_through_the_catalogue() {
             "{loss}: the reference's value groups and the table's rows"
         );
         for dtype in Dtype::ALL {
-            let fast = match dtype {
-                Dtype::Float32 => dispatch::evaluate::<f32>(&case),
-                Dtype::Float64 => dispatch::evaluate::<f64>(&case),
+            let fast = match dtype.column() {
+                Arithmetic::Float32 => dispatch::evaluate::<f32>(&case),
+                Arithmetic::Float64 => dispatch::evaluate::<f64>(&case),
             }
             .unwrap_or_else(|e| panic!("{}: fast {dtype:?}: {e}", g.id));
             let fast_groups: Vec<String> = fast

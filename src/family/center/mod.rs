@@ -23,7 +23,8 @@ use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{Entry, Quantity};
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Arithmetic, Case, Dtype, LossId, Reduction};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use serde_json::Value;
 
@@ -72,7 +73,7 @@ impl TableRows for CenterOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         entry(self, dtype)
     }
 }
@@ -219,6 +220,14 @@ impl LossFamily for CenterFamily {
     fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
         Ok(Vec::new())
     }
+
+    /// No softmax: the loss and its gradients are polynomials in the differences x − c, and
+    /// `native` holds each difference in the 16-bit dtype, a relative error u that moves
+    /// every value by at most ρ(u) of its error scale (the squares' 2u, to first order).
+    /// `amp` computes them in float32 from exact inputs: no stage before the arithmetic.
+    fn logit_stages(_: &CenterCase, _: f64) -> LogitStages {
+        LogitStages::of_input_logits(1.0, 0.0)
+    }
 }
 
 /// The scales of center loss (SPEC §1): every value is a sum of |x_i − c_y| terms.
@@ -266,30 +275,30 @@ impl Scales {
 }
 
 /// Center loss's rows of the precision table (`crate::precision`).
-const fn entry(output: CenterOutput, dtype: Dtype) -> Entry {
+const fn entry(output: CenterOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (CenterOutput::Loss, Dtype::Float64) => Entry {
+        (CenterOutput::Loss, Arithmetic::Float64) => Entry {
             max_ulps: 3.0,
             reason: "compensated sums of ½(x − c)², where x − c is exact or one rounding",
         },
-        (CenterOutput::Loss, Dtype::Float32) => Entry {
+        (CenterOutput::Loss, Arithmetic::Float32) => Entry {
             max_ulps: 3.0,
             reason: "as for f64",
         },
-        (CenterOutput::Grad, Dtype::Float64) => Entry {
+        (CenterOutput::Grad, Arithmetic::Float64) => Entry {
             max_ulps: 3.0,
             reason:
                 "r·(x − c) (a rounding each), and −r·Σ(x − c) compensated, in ulps of r·Σ|x − c|",
         },
-        (CenterOutput::Grad, Dtype::Float32) => Entry {
+        (CenterOutput::Grad, Arithmetic::Float32) => Entry {
             max_ulps: 3.0,
             reason: "as for f64",
         },
-        (CenterOutput::CentersNext, Dtype::Float64) => Entry {
+        (CenterOutput::CentersNext, Arithmetic::Float64) => Entry {
             max_ulps: 2.0,
             reason: "c + α·Σ(x − c)/(1 + n): three roundings after a compensated sum",
         },
-        (CenterOutput::CentersNext, Dtype::Float32) => Entry {
+        (CenterOutput::CentersNext, Arithmetic::Float32) => Entry {
             max_ulps: 2.0,
             reason: "as for f64",
         },

@@ -28,7 +28,8 @@ use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity};
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Arithmetic, Case, Dtype, LossId, Reduction};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use serde_json::Value;
 
@@ -102,7 +103,7 @@ impl TableRows for DistillOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         entry(self, dtype)
     }
 }
@@ -297,6 +298,18 @@ impl LossFamily for DistillFamily {
     fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
         Ok(Vec::new())
     }
+
+    /// Both logit sets are inputs, divided by T in the soft term and not in the hard one
+    /// (SPEC §6, `crate::tier`); a logit error goes through both softmaxes of the soft
+    /// term, so it reaches the values twice.
+    fn logit_stages(c: &DistillCase, _: f64) -> LogitStages {
+        let t = c.temperature;
+        let mut stages = LogitStages::of_logit_rows(c.student.iter_rows(), t)
+            .max(LogitStages::of_logit_rows(c.teacher.iter_rows(), t))
+            .max(LogitStages::of_logit_rows(c.student.iter_rows(), 1.0));
+        stages.sensitivity = 2.0;
+        stages
+    }
 }
 
 /// The magnitudes that the loss and each gradient entry sum (see
@@ -340,21 +353,21 @@ fn scales(c: &DistillCase, exp_args: bool) -> (f64, Vec<f64>) {
 }
 
 /// Distillation's rows of the precision table (`crate::precision`).
-const fn entry(output: DistillOutput, dtype: Dtype) -> Entry {
+const fn entry(output: DistillOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (DistillOutput::Loss, Dtype::Float64) => Entry {
+        (DistillOutput::Loss, Arithmetic::Float64) => Entry {
         max_ulps: 3.0,
         reason: "per row the compensated KL (or soft CE) sum of q_t·(log q_t − log q_s) from the split-exponent softmax, plus the fast softmax_ce; measured against the magnitudes summed",
     },
-        (DistillOutput::Loss, Dtype::Float32) => Entry {
+        (DistillOutput::Loss, Arithmetic::Float32) => Entry {
         max_ulps: 5.0,
         reason: "as for f64, in f32",
     },
-        (DistillOutput::Grad, Dtype::Float64) => Entry {
+        (DistillOutput::Grad, Arithmetic::Float64) => Entry {
         max_ulps: 4.0,
         reason: "α·T·(q_s − q_t) + (1 − α)·(p − onehot), each from the fast softmax (≤ 3.5 ulps), in ulps of the terms' magnitudes",
     },
-        (DistillOutput::Grad, Dtype::Float32) => Entry {
+        (DistillOutput::Grad, Arithmetic::Float32) => Entry {
         max_ulps: 8.0,
         reason: "as for f64, in f32, with T up to 20 amplifying the q error",
     },

@@ -25,7 +25,8 @@ use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{Entry, Quantity, RowSoftmax};
 use crate::reference::blocks::RowBlocks;
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Arithmetic, Case, Dtype, LossId, Reduction};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use serde_json::Value;
 
@@ -94,7 +95,7 @@ impl TableRows for FocalOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         entry(self, dtype)
     }
 }
@@ -308,6 +309,16 @@ impl LossFamily for FocalFamily {
     fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
         Ok(Vec::new())
     }
+
+    /// The logits are inputs (SPEC §6, `crate::tier`); focal's (1 − p_y)^γ carries γ times
+    /// the relative change of 1 − p_y, so a logit error reaches its values 1 + γ times.
+    fn logit_stages(c: &FocalCase, _: f64) -> LogitStages {
+        let mut stages = LogitStages::of_logit_rows(c.logits.iter_rows(), 1.0);
+        if let TargetRule::Focal { gamma, .. } = c.rule {
+            stages.sensitivity = 1.0 + gamma.abs();
+        }
+        stages
+    }
 }
 
 /// The measures (module docs of `measures`), with the exp arguments' errors when
@@ -388,37 +399,37 @@ fn magnitudes(c: &FocalCase, exp_args: bool) -> (f64, Vec<f64>, Vec<Option<(f64,
     (loss, grads, naive)
 }
 
-const fn entry(output: FocalOutput, dtype: Dtype) -> Entry {
+const fn entry(output: FocalOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (FocalOutput::FocalLoss, Dtype::Float64) => Entry {
+        (FocalOutput::FocalLoss, Arithmetic::Float64) => Entry {
             max_ulps: 10.0,
             reason: "α·r^γ·ℓ: r = 1 − p_y and ℓ = −log p_y from the split (a few ulps each); pow multiplies r's relative error by γ (up to 5 measured); two products and a compensated batch sum",
         },
-        (FocalOutput::FocalLoss, Dtype::Float32) => Entry {
+        (FocalOutput::FocalLoss, Arithmetic::Float32) => Entry {
             max_ulps: 10.0,
             reason: "as for f64, with powf",
         },
-        (FocalOutput::FocalGrad, Dtype::Float64) => Entry {
+        (FocalOutput::FocalGrad, Arithmetic::Float64) => Entry {
             max_ulps: 14.0,
             reason: "k = α·r^γ·(1 + γ·p_y·ℓ/r), then k·p_j or −k·r: the loss's errors (γ times r's) plus a division and two products",
         },
-        (FocalOutput::FocalGrad, Dtype::Float32) => Entry {
+        (FocalOutput::FocalGrad, Arithmetic::Float32) => Entry {
             max_ulps: 18.0,
             reason: "as for f64, with powf",
         },
-        (FocalOutput::Poly1Loss, Dtype::Float64) => Entry {
+        (FocalOutput::Poly1Loss, Arithmetic::Float64) => Entry {
             max_ulps: 2.5,
             reason: "ℓ + ε·r with ℓ and r from the split, in ulps of ℓ + |ε|·r",
         },
-        (FocalOutput::Poly1Loss, Dtype::Float32) => Entry {
+        (FocalOutput::Poly1Loss, Arithmetic::Float32) => Entry {
             max_ulps: 16.0,
             reason: "as for f64, plus f32 subnormals: a dominant target puts the loss below 1.2e−38, where the terms of S′ are rounded to an absolute 2^−150 (as for softmax_ce.loss)",
         },
-        (FocalOutput::Poly1Grad, Dtype::Float64) => Entry {
+        (FocalOutput::Poly1Grad, Arithmetic::Float64) => Entry {
             max_ulps: 6.0,
             reason: "k = r + (1 + ε)·p_y, then k·p_j or −k·r: the softmax's errors and two products",
         },
-        (FocalOutput::Poly1Grad, Dtype::Float32) => Entry {
+        (FocalOutput::Poly1Grad, Arithmetic::Float32) => Entry {
             max_ulps: 8.0,
             reason: "as for f64, near f32's subnormals",
         },

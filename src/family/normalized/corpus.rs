@@ -63,9 +63,9 @@ const PARAM_PRECISION: [(&str, f64); 5] = [
 /// θ < 2^−(p/2)): far below the 1 − cos θ ≥ 10⁻⁶ of `edge:acos-near-1`, where an
 /// unclamped √(1 − cos²θ) of a rounded cosine is NaN.
 fn rounds_to_one(dtype: Dtype) -> (f64, f64) {
-    match dtype {
-        Dtype::Float32 => (1e-6, 2e-4),
+    match dtype.arithmetic() {
         Dtype::Float64 => (1e-9, 1e-8),
+        _ => (1e-6, 2e-4),
     }
 }
 

@@ -29,7 +29,8 @@ use crate::fast::Real;
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::precision::{per_entry, Entry, LossOutput, Quantity};
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Arithmetic, Case, Dtype, LossId, Reduction};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use fast::MarginLoss;
 use scales::{normalized_loss_scale, normalized_terms, normface_grad_scale_scale};
@@ -207,7 +208,7 @@ impl TableRows for NormalizedOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         match self {
             NormalizedOutput::NormFace(o) => normface_entry(o, dtype),
             NormalizedOutput::CosFace(o) => cosface_entry(o, dtype),
@@ -569,6 +570,11 @@ impl LossFamily for NormalizedFamily {
         }
         Ok(points)
     }
+
+    /// See `scales::normalized_logit_stages`.
+    fn logit_stages(c: &NormalizedCase, u: f64) -> LogitStages {
+        scales::normalized_logit_stages(c, u)
+    }
 }
 
 /// The real parameters of a case, for the lower-precision conventions (SPEC §4): the
@@ -695,29 +701,29 @@ fn normalized_case(
 }
 
 /// `normface`'s rows of the precision table (`crate::precision`).
-const fn normface_entry(output: NormFaceOutput, dtype: Dtype) -> Entry {
+const fn normface_entry(output: NormFaceOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (NormFaceOutput::Loss, Dtype::Float64) => Entry {
+        (NormFaceOutput::Loss, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "per row ln Σ e^{z−m} + (m − z_y) (ln1p when the target is the max) on logits s·cos θ whose cosines carry a few ulps from the GEMM and the normalization",
     },
-        (NormFaceOutput::Loss, Dtype::Float32) => Entry {
+        (NormFaceOutput::Loss, Arithmetic::Float32) => Entry {
         max_ulps: 4.0,
         reason: "as for f64; the target rule and the row's ln are evaluated in f64",
     },
-        (NormFaceOutput::Grad, Dtype::Float64) => Entry {
+        (NormFaceOutput::Grad, Arithmetic::Float64) => Entry {
         max_ulps: 64.0,
         reason: "G = r·s·(p − onehot) carries the logits' absolute error of a few ulps of s (so O(s) ulps here, s = 16), then two GEMMs and the projection ĝ − (ĝ·v̂)v̂",
     },
-        (NormFaceOutput::Grad, Dtype::Float32) => Entry {
+        (NormFaceOutput::Grad, Arithmetic::Float32) => Entry {
         max_ulps: 64.0,
         reason: "as for f64, with f32 GEMMs",
     },
-        (NormFaceOutput::GradScale, Dtype::Float64) => Entry {
+        (NormFaceOutput::GradScale, Arithmetic::Float64) => Entry {
         max_ulps: 2.0,
         reason: "Σ_i ĝ_i·x̂_i / s, accumulated in f64 and compensated across rows",
     },
-        (NormFaceOutput::GradScale, Dtype::Float32) => Entry {
+        (NormFaceOutput::GradScale, Arithmetic::Float32) => Entry {
         max_ulps: 2.0,
         reason: "as for f64, from f32 GEMM outputs",
     },
@@ -725,21 +731,21 @@ const fn normface_entry(output: NormFaceOutput, dtype: Dtype) -> Entry {
 }
 
 /// `cosface`'s rows of the precision table (`crate::precision`).
-const fn cosface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn cosface_entry(output: LossOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (LossOutput::Loss, Arithmetic::Float64) => Entry {
             max_ulps: 5.0,
             reason: "as normface.loss, with s = 30 … 64",
         },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (LossOutput::Loss, Arithmetic::Float32) => Entry {
             max_ulps: 5.0,
             reason: "as for f64",
         },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (LossOutput::Grad, Arithmetic::Float64) => Entry {
             max_ulps: 200.0,
             reason: "as normface.grad with s = 64: O(s) ulps from the logits' absolute error",
         },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (LossOutput::Grad, Arithmetic::Float32) => Entry {
             max_ulps: 240.0,
             reason: "as for f64",
         },
@@ -747,21 +753,21 @@ const fn cosface_entry(output: LossOutput, dtype: Dtype) -> Entry {
 }
 
 /// `arcface`'s rows of the precision table (`crate::precision`).
-const fn arcface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn arcface_entry(output: LossOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (LossOutput::Loss, Arithmetic::Float64) => Entry {
         max_ulps: 4.0,
         reason: "as normface.loss; cos(θ + m) is computed in f64 from the GEMM's cos θ (the κ of the measure accounts for acos's conditioning)",
     },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (LossOutput::Loss, Arithmetic::Float32) => Entry {
         max_ulps: 4.0,
         reason: "as for f64",
     },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (LossOutput::Grad, Arithmetic::Float64) => Entry {
         max_ulps: 200.0,
         reason: "as cosface.grad, plus the slope sin(θ + m)/sin θ in f64 from the GEMM's cos θ (κ² in the measure)",
     },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (LossOutput::Grad, Arithmetic::Float32) => Entry {
         max_ulps: 180.0,
         reason: "as for f64",
     },
@@ -769,21 +775,21 @@ const fn arcface_entry(output: LossOutput, dtype: Dtype) -> Entry {
 }
 
 /// `combined`'s rows of the precision table (`crate::precision`).
-const fn combined_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn combined_entry(output: LossOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (LossOutput::Loss, Arithmetic::Float64) => Entry {
             max_ulps: 4.0,
             reason: "as arcface.loss, with cos(m1·θ + m2) − m3",
         },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (LossOutput::Loss, Arithmetic::Float32) => Entry {
             max_ulps: 4.0,
             reason: "as for f64",
         },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (LossOutput::Grad, Arithmetic::Float64) => Entry {
             max_ulps: 200.0,
             reason: "as arcface.grad, with the slope m1·sin(m1·θ + m2)/sin θ",
         },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (LossOutput::Grad, Arithmetic::Float32) => Entry {
             max_ulps: 160.0,
             reason: "as for f64",
         },

@@ -3,8 +3,9 @@
 //! rule ([`super::target`]).
 
 use super::angle;
-use crate::precision::{dot, norm, softmax_row};
+use crate::precision::{dot, log_softmax_row, norm, softmax_row};
 use crate::spec::{Margin, MarginGrad, NormalizedCase, Reduction};
+use crate::tier::LogitStages;
 
 /// What the gradients of a normalized-margin loss sum, weighted by their conditioning.
 /// ∂L/∂x_i sums G_ij(ŵ_j − cos θ_ij x̂_i)/‖x_i‖ over j and ∂L/∂w_j sums
@@ -129,4 +130,47 @@ pub(crate) fn normface_grad_scale_scale(c: &NormalizedCase) -> f64 {
 pub(crate) fn target_rule(margin: &Margin, c: f64, (theta, sin): (f64, f64)) -> (f64, f64) {
     let t = super::target(margin, c, (theta, sin.max(1e-150)));
     (t.value, t.slope)
+}
+
+/// SPEC §6's stage coefficients of a normalized-margin case (`crate::tier`). cos θ = x̂·ŵ
+/// comes out of a product of unit vectors, Σ_k |x̂_k ŵ_k| ≤ 1 (Cauchy–Schwarz), so its
+/// operands' roundings and its own rounding move it by at most (2u + u²) + u; a logit
+/// s·g(cos θ) moves with it at s·|dg/dcos θ| (1 off the target). Near acos's poles, where
+/// the angular rules' slope 1/sin θ blows up, a change Δ of cos θ moves θ by at most
+/// √(2Δ), and g by at most that (|dg/dθ| ≤ 1): the slope is capped at √(2/(3u)) for
+/// Δ = 3u. The held logits are max |s·g|; the log-probabilities their log-softmax's.
+pub(crate) fn normalized_logit_stages(c: &NormalizedCase, u: f64) -> LogitStages {
+    let classes = c.weights.rows();
+    let cap = if u > 0.0 {
+        (2.0 / (3.0 * u)).sqrt()
+    } else {
+        f64::INFINITY
+    };
+    let (mut per_cos, mut logits, mut log_p) = (1.0f64, 0.0f64, 0.0f64);
+    let mut largest = f64::NEG_INFINITY;
+    for (i, &y) in c.labels.iter().enumerate() {
+        let x = c.features.row(i);
+        let cos: Vec<f64> = (0..classes)
+            .map(|j| dot(x, c.weights.row(j)) / (norm(x) * norm(c.weights.row(j))))
+            .collect();
+        let (g, slope) = target_rule(&c.margin, cos[y], angle(x, c.weights.row(y)));
+        per_cos = per_cos.max(slope.abs().min(cap));
+        let z: Vec<f64> = (0..classes)
+            .map(|j| c.scale * if j == y { g } else { cos[j] })
+            .collect();
+        for (zj, lp) in z.iter().zip(log_softmax_row(&z, 1.0)) {
+            logits = logits.max(zj.abs());
+            largest = largest.max(*zj);
+            log_p = log_p.max(lp.abs());
+        }
+    }
+    LogitStages {
+        operands: c.scale * per_cos,
+        product: c.scale * per_cos,
+        logits,
+        log_probabilities: log_p + 1.0,
+        sensitivity: 1.0,
+        backward_products: true,
+        largest,
+    }
 }

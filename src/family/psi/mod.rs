@@ -26,7 +26,8 @@ mod variant;
 
 use crate::matrix::Matrix;
 use crate::precision::{per_entry, Entry, LossOutput, Quantity};
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Arithmetic, Case, Dtype, LossId, Reduction};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use scales::psi_scales;
 use serde_json::Value;
@@ -90,7 +91,7 @@ impl TableRows for PsiOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         match self {
             PsiOutput::LSoftmax(o) => lsoftmax_entry(o, dtype),
             PsiOutput::SphereFace(o) => sphereface_entry(o, dtype),
@@ -298,24 +299,29 @@ impl LossFamily for PsiFamily {
             })
             .collect())
     }
+
+    /// See `scales::psi_logit_stages`.
+    fn logit_stages(c: &MultiplicativeCase, _: f64) -> LogitStages {
+        scales::psi_logit_stages(c)
+    }
 }
 
 /// `lsoftmax`'s rows of the precision table (`crate::precision`).
-const fn lsoftmax_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn lsoftmax_entry(output: LossOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (LossOutput::Loss, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "the GEMM logits w·x, the target's ‖w‖‖x‖h(cos θ) in f64 (Chebyshev recurrence), and a row log-sum-exp, in ulps of the logits' error scale Φ",
     },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (LossOutput::Loss, Arithmetic::Float32) => Entry {
         max_ulps: 3.0,
         reason: "as for f64; the target logit is computed in f64 and rounded once",
     },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (LossOutput::Grad, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "two GEMMs with the target column zeroed, plus the target's terms in f64",
     },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (LossOutput::Grad, Arithmetic::Float32) => Entry {
         max_ulps: 3.3,
         reason: "as for f64",
     },
@@ -323,21 +329,21 @@ const fn lsoftmax_entry(output: LossOutput, dtype: Dtype) -> Entry {
 }
 
 /// `sphereface`'s rows of the precision table (`crate::precision`).
-const fn sphereface_entry(output: LossOutput, dtype: Dtype) -> Entry {
+const fn sphereface_entry(output: LossOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (LossOutput::Loss, Dtype::Float64) => Entry {
+        (LossOutput::Loss, Arithmetic::Float64) => Entry {
             max_ulps: 3.0,
             reason: "as lsoftmax.loss, with the logits divided by ‖w_j‖",
         },
-        (LossOutput::Loss, Dtype::Float32) => Entry {
+        (LossOutput::Loss, Arithmetic::Float32) => Entry {
             max_ulps: 2.0,
             reason: "as for f64",
         },
-        (LossOutput::Grad, Dtype::Float64) => Entry {
+        (LossOutput::Grad, Arithmetic::Float64) => Entry {
             max_ulps: 3.5,
             reason: "as lsoftmax.grad, plus the projection of ∂L/∂W off w_j",
         },
-        (LossOutput::Grad, Dtype::Float32) => Entry {
+        (LossOutput::Grad, Arithmetic::Float32) => Entry {
             max_ulps: 3.3,
             reason: "as for f64",
         },

@@ -1,8 +1,9 @@
 //! The error scales of lsoftmax / sphereface in binary64 (`crate::precision`'s measures
 //! and `crate::tolerance`'s scales).
 
-use crate::precision::{dot, norm, softmax_row};
+use crate::precision::{dot, log_softmax_row, norm, softmax_row};
 use crate::spec::MultiplicativeCase;
+use crate::tier::LogitStages;
 
 /// The scales of lsoftmax / sphereface. Row i's logits carry absolute errors of a few ulps
 /// of Φ_i = max(max_j |f_ij|, ν_y‖x_i‖·(λ + m²)/(1 + λ)): the target logit moves with cos θ
@@ -23,38 +24,14 @@ pub(crate) fn psi_scales(c: &MultiplicativeCase) -> PsiScales {
     let r = c.reduction.weight(n);
     let m = f64::from(c.margin);
     let slope_bound = (c.lambda + m * m) / (1.0 + c.lambda);
-    let nu = |j: usize| {
-        if c.normalized_weights() {
-            1.0
-        } else {
-            norm(c.weights.row(j))
-        }
-    };
+    let nu = |j: usize| nu(c, j);
     let mut rows = vec![0.0; n];
     let mut cols = vec![0.0; classes];
     let mut loss = 0.0;
     for (i, row_scale) in rows.iter_mut().enumerate() {
         let x = c.features.row(i);
         let y = c.labels[i];
-        let f: Vec<f64> = (0..classes)
-            .map(|j| {
-                let w = c.weights.row(j);
-                let cos = dot(x, w) / (norm(x) * norm(w)).max(f64::MIN_POSITIVE);
-                let h = if j == y {
-                    let theta = cos.clamp(-1.0, 1.0).acos();
-                    let k = (theta * m / std::f64::consts::PI).floor().min(m - 1.0);
-                    let psi = if k % 2.0 == 1.0 {
-                        -(m * theta).cos()
-                    } else {
-                        (m * theta).cos()
-                    } - 2.0 * k;
-                    (c.lambda * cos + psi) / (1.0 + c.lambda)
-                } else {
-                    cos
-                };
-                nu(j) * norm(x) * h
-            })
-            .collect();
+        let f = logits_row(c, i);
         let phi = f
             .iter()
             .fold(nu(y) * norm(x) * slope_bound, |a, v| a.max(v.abs()));
@@ -81,5 +58,73 @@ pub(crate) fn psi_scales(c: &MultiplicativeCase) -> PsiScales {
         loss,
         rows: floor(rows),
         cols: floor(cols),
+    }
+}
+
+/// ν_j: 1 for sphereface's normalized weights, ‖w_j‖ for lsoftmax.
+fn nu(c: &MultiplicativeCase, j: usize) -> f64 {
+    if c.normalized_weights() {
+        1.0
+    } else {
+        norm(c.weights.row(j))
+    }
+}
+
+/// Row i's logits in binary64: f_ij = ν_j‖x_i‖·h_ij, with h = (λ cos θ + ψ(θ))/(1 + λ) at
+/// the target and cos θ elsewhere.
+fn logits_row(c: &MultiplicativeCase, i: usize) -> Vec<f64> {
+    let classes = c.weights.rows();
+    let m = f64::from(c.margin);
+    let x = c.features.row(i);
+    let y = c.labels[i];
+    (0..classes)
+        .map(|j| {
+            let w = c.weights.row(j);
+            let cos = dot(x, w) / (norm(x) * norm(w)).max(f64::MIN_POSITIVE);
+            let h = if j == y {
+                let theta = cos.clamp(-1.0, 1.0).acos();
+                let k = (theta * m / std::f64::consts::PI).floor().min(m - 1.0);
+                let psi = if k % 2.0 == 1.0 {
+                    -(m * theta).cos()
+                } else {
+                    (m * theta).cos()
+                } - 2.0 * k;
+                (c.lambda * cos + psi) / (1.0 + c.lambda)
+            } else {
+                cos
+            };
+            nu(c, j) * norm(x) * h
+        })
+        .collect()
+}
+
+/// SPEC §6's stage coefficients of lsoftmax / sphereface (`crate::tier`): cos θ comes out
+/// of x·w, whose operands' roundings move it by (2u + u²)·‖x‖‖w‖/(‖x‖‖w‖) at most, and the
+/// logit f = ν‖x‖·h(cos θ) moves with cos θ at ν‖x‖·|h′| ≤ ν‖x‖·max(1, (λ + m²)/(1 + λ))
+/// (Markov's inequality for T_m′: no pole). So operands and product are
+/// max_ij ν_j‖x_i‖·max(1, that slope); the held logits max |f|.
+pub(crate) fn psi_logit_stages(c: &MultiplicativeCase) -> LogitStages {
+    let m = f64::from(c.margin);
+    let slope = ((c.lambda + m * m) / (1.0 + c.lambda)).max(1.0);
+    let (mut per_cos, mut logits, mut log_p) = (0.0f64, 0.0f64, 0.0f64);
+    let mut largest = f64::NEG_INFINITY;
+    for i in 0..c.labels.len() {
+        let f = logits_row(c, i);
+        let xn = norm(c.features.row(i));
+        for (j, (fj, lp)) in f.iter().zip(log_softmax_row(&f, 1.0)).enumerate() {
+            per_cos = per_cos.max(nu(c, j) * xn * slope);
+            logits = logits.max(fj.abs());
+            largest = largest.max(*fj);
+            log_p = log_p.max(lp.abs());
+        }
+    }
+    LogitStages {
+        operands: per_cos,
+        product: per_cos,
+        logits,
+        log_probabilities: log_p + 1.0,
+        sensitivity: 1.0,
+        backward_products: true,
+        largest,
     }
 }

@@ -25,7 +25,8 @@ use crate::mp::interval::Interval;
 use crate::precision::{log_softmax_row, softmax_row, Entry, Quantity, RowSoftmax};
 use crate::reference::blocks::RowBlocks;
 use crate::reference::softmax::RowLoss;
-use crate::spec::{Case, Dtype, LossId, Reduction};
+use crate::spec::{Arithmetic, Case, Dtype, LossId, Reduction};
+use crate::tier::LogitStages;
 use crate::tolerance::Scale;
 use fast::{log_softmax, softmax, softmax_ce};
 pub use options::CeOptions;
@@ -86,7 +87,7 @@ impl TableRows for SoftmaxOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         softmax_entry(self, dtype)
     }
 }
@@ -125,7 +126,7 @@ impl TableRows for SoftmaxCeOutput {
         }
     }
 
-    fn entry(self, dtype: Dtype) -> Entry {
+    fn entry(self, dtype: Arithmetic) -> Entry {
         softmax_ce_entry(self, dtype)
     }
 }
@@ -326,6 +327,11 @@ impl LossFamily for SoftmaxFamily {
     /// None: the rule has no switch.
     fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
         Ok(Vec::new())
+    }
+
+    /// The logits are inputs, divided by T (SPEC §6, `crate::tier`).
+    fn logit_stages(c: &SoftmaxCase, _: f64) -> LogitStages {
+        LogitStages::of_logit_rows(c.logits.iter_rows(), c.temperature)
     }
 }
 
@@ -565,6 +571,11 @@ impl LossFamily for SoftmaxCeFamily {
     fn switch_points(_: LossId, _: &Value) -> Result<Vec<SwitchPoint>> {
         Ok(Vec::new())
     }
+
+    /// The logits are inputs (SPEC §6, `crate::tier`).
+    fn logit_stages(c: &SoftmaxCeCase, _: f64) -> LogitStages {
+        LogitStages::of_logit_rows(c.logits.iter_rows(), 1.0)
+    }
 }
 
 /// SPEC §5's conventions that differ from the case's own formula (each re-evaluated by the
@@ -703,21 +714,21 @@ fn options_tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scal
 }
 
 /// `softmax`'s rows of the precision table (`crate::precision`).
-const fn softmax_entry(output: SoftmaxOutput, dtype: Dtype) -> Entry {
+const fn softmax_entry(output: SoftmaxOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (SoftmaxOutput::Probabilities, Dtype::Float64) => Entry {
+        (SoftmaxOutput::Probabilities, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "exp (< 1 ulp in glibc) of the leading part of an exactly split exponent, the first-order correction e^x·c, the row sum 1 + S′ (a few roundings for C ≤ 12) and one division",
     },
-        (SoftmaxOutput::Probabilities, Dtype::Float32) => Entry {
+        (SoftmaxOutput::Probabilities, Arithmetic::Float32) => Entry {
         max_ulps: 4.0,
         reason: "as for f64, with expf",
     },
-        (SoftmaxOutput::LogProbabilities, Dtype::Float64) => Entry {
+        (SoftmaxOutput::LogProbabilities, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "(x_j − ln1p(S′)) + c_j: two roundings and the error of ln1p(S′), which is small against |x_j| except at j*, where −ln1p(S′) is the whole value",
     },
-        (SoftmaxOutput::LogProbabilities, Dtype::Float32) => Entry {
+        (SoftmaxOutput::LogProbabilities, Arithmetic::Float32) => Entry {
         max_ulps: 4.0,
         reason: "as for f64, with log1pf",
     },
@@ -725,37 +736,37 @@ const fn softmax_entry(output: SoftmaxOutput, dtype: Dtype) -> Entry {
 }
 
 /// `softmax_ce`'s rows of the precision table (`crate::precision`).
-const fn softmax_ce_entry(output: SoftmaxCeOutput, dtype: Dtype) -> Entry {
+const fn softmax_ce_entry(output: SoftmaxCeOutput, dtype: Arithmetic) -> Entry {
     match (output, dtype) {
-        (SoftmaxCeOutput::Loss, Dtype::Float64) => Entry {
+        (SoftmaxCeOutput::Loss, Arithmetic::Float64) => Entry {
         max_ulps: 2.5,
         reason: "per row ln1p(S′) + (m − z_y) with m − z_y exact as a pair; compensated batch sum; one division by N",
     },
-        (SoftmaxCeOutput::Loss, Dtype::Float32) => Entry {
+        (SoftmaxCeOutput::Loss, Arithmetic::Float32) => Entry {
         max_ulps: 6.0,
         reason: "as for f64, plus f32 subnormals: a dominant target puts the loss below 1.2e−38, where each term e^{x_j} is rounded to an absolute 2^−150, and C − 1 terms per row and N rows add up in units of the smallest subnormal",
     },
-        (SoftmaxCeOutput::Grad, Dtype::Float64) => Entry {
+        (SoftmaxCeOutput::Grad, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "the softmax error, then p − 1 (benign: p ≤ ½ off the argmax, −S′/(1+S′) at it) and one division by N",
     },
-        (SoftmaxCeOutput::Grad, Dtype::Float32) => Entry {
+        (SoftmaxCeOutput::Grad, Arithmetic::Float32) => Entry {
         max_ulps: 4.0,
         reason: "as for f64",
     },
-        (SoftmaxCeOutput::OptionsLoss, Dtype::Float64) => Entry {
+        (SoftmaxCeOutput::OptionsLoss, Arithmetic::Float64) => Entry {
         max_ulps: 3.5,
         reason: "Σ_c a_c·(−log p_c) per row, with −log p_c = (ln1p(S′) − x_c) − c_c two non-negative parts, a_c = (ε/C)·w_c + [c = y](1 − ε)·w_y (or w_c·((1 − ε)t_c + ε/C)) a few roundings; compensated sums per row and over the batch; one division by D (a compensated Σ w_y). Measured in ulps of r·Σ|a_c|·|log p_c| (the loss for non-negative targets), floored at r·Σ|a|·C smallest normals: a class weight of 1e6 multiplies the subnormal terms' absolute rounding",
     },
-        (SoftmaxCeOutput::OptionsLoss, Dtype::Float32) => Entry {
+        (SoftmaxCeOutput::OptionsLoss, Arithmetic::Float32) => Entry {
         max_ulps: 3.5,
         reason: "as for f64",
     },
-        (SoftmaxCeOutput::OptionsGrad, Dtype::Float64) => Entry {
+        (SoftmaxCeOutput::OptionsGrad, Arithmetic::Float64) => Entry {
         max_ulps: 5.0,
         reason: "(A − a_j)·p_j − a_j·(1 − p_j) in ulps of r·(|A − a_j|·p_j + |a_j|·(1 − p_j)), the two terms it is the difference of: A − a_j from A as a compensated pair (exactly 0 for an unsmoothed label), p_j and 1 − p_j as in the plain gradient, the coefficients' roundings and one division by D; floored as the loss",
     },
-        (SoftmaxCeOutput::OptionsGrad, Dtype::Float32) => Entry {
+        (SoftmaxCeOutput::OptionsGrad, Arithmetic::Float32) => Entry {
         max_ulps: 5.0,
         reason: "as for f64",
     },
