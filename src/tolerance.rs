@@ -164,8 +164,9 @@ impl Rule {
         }
     }
 
-    /// The limit were subnormals flushed: the plain model's tolerance in units of the
-    /// smallest normal number, a tier's with `ftz`.
+    /// The limit were subnormals flushed: the tolerance in units of the smallest normal
+    /// number of the format the value is returned in (F·g(n) of them), beside a tier's own
+    /// limit.
     pub fn flushed_limit(
         &self,
         group: &str,
@@ -174,21 +175,14 @@ impl Rule {
         terms: usize,
         want: f64,
     ) -> f64 {
-        match self {
-            Rule::Plain(dtype) => {
-                allowed_ulps(quantity, *dtype) * summation_factor(terms) * dtype.min_normal()
-            }
-            Rule::Tier(t) => {
-                let mut flushed = t.clone();
-                flushed.tier.ftz = true;
-                flushed.limit_at(
-                    group,
-                    allowed_ulps(quantity, t.tier.dtype.arithmetic()),
-                    terms,
-                    scale,
-                    want,
-                )
-            }
-        }
+        let (allowed, format, own) = match self {
+            Rule::Plain(dtype) => (allowed_ulps(quantity, *dtype), *dtype, 0.0),
+            Rule::Tier(t) => (
+                allowed_ulps(quantity, t.tier.dtype.arithmetic()),
+                t.returned_in(group),
+                self.limit(group, quantity, scale, terms, want),
+            ),
+        };
+        own + allowed * summation_factor(terms) * format.min_normal()
     }
 }

@@ -263,7 +263,7 @@ def _pml_run(case: Any, make: Callable[[int, int, Dict[str, Any]], Any], extra: 
     torch = _torch()
     p = params_of(case)
     dtype = _dtype(case)
-    w = np.asarray(case.inputs["weights"])
+    w = np.asarray(case.inputs["weights"], dtype=np.float64)  # 16-bit arrays widen exactly
     classes, dim = w.shape
     loss_fn = make(classes, dim, p)
     loss_fn.W.data = torch.tensor(w.T.copy(), dtype=dtype)
@@ -329,7 +329,7 @@ def oml_arcface(case: Any) -> Values:
     arcface = importlib.import_module("oml.losses.arcface")
     p = params_of(case)
     dtype = _dtype(case)
-    w = np.asarray(case.inputs["weights"])
+    w = np.asarray(case.inputs["weights"], dtype=np.float64)  # 16-bit arrays widen exactly
     classes, dim = w.shape
     loss_fn = arcface.ArcFaceLoss(in_features=dim, num_classes=classes, m=p["margin"], s=p["scale"], reduction=p["reduction"])
     loss_fn.weight.data = torch.tensor(w, dtype=dtype)
@@ -504,7 +504,7 @@ TIER_ADAPTERS: List[Adapter] = [
     Adapter(
         "PyTorch F.cross_entropy on 16-bit tensors", "torch", ["softmax_ce"], _any, torch_cross_entropy, ["outputs/loss", "gradients/logits"],
         [
-            "every tensor in the logits' dtype, no autocast: CPU log_softmax accumulates in float32 and returns bfloat16/float16 (aten/src/ATen/native/cpu/SoftMaxKernel.cpp, `vec_log_softmax_lastdim`), the loss and ∂L/∂z in that dtype",
+            "every tensor in the logits' dtype, no autocast: CPU log_softmax sums e^{x − max} in float for bfloat16 and half and writes its output in their dtype (aten/src/ATen/native/cpu/SoftMaxKernel.cpp, `_vec_log_softmax_lastdim`; LogSoftmaxKernelImpl.h), the loss and ∂L/∂z in that dtype",
         ],
         dtypes=["bfloat16", "float16"],
         pipeline="native",
@@ -512,7 +512,7 @@ TIER_ADAPTERS: List[Adapter] = [
     Adapter(
         "PyTorch F.cross_entropy under torch.autocast (CPU bfloat16)", "torch", ["softmax_ce"], _any, torch_autocast_cross_entropy, ["outputs/loss", "gradients/logits"],
         [
-            "CPU autocast runs `cross_entropy_loss` in float32 (torch/amp/autocast_mode.py; aten/src/ATen/autocast_mode.cpp, the CPU fp32 list) and the gradient returns in the bfloat16 leaf's dtype",
+            "CPU autocast runs the cross-entropy in float32 (the torch.amp docs' Autocast Op Reference, CPU Ops that can autocast to float32; aten/src/ATen/autocast_mode.cpp; the loss comes back float32) and the gradient returns in the bfloat16 leaf's dtype",
         ],
         dtypes=["bfloat16"],
         pipeline="amp",

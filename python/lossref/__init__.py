@@ -189,10 +189,10 @@ def eval(case: Union[Mapping[str, Any], str, os.PathLike]) -> Answer:  # noqa: A
 #: The dtypes of corpus cases (SPEC §4, §6).
 DTYPES = ("float32", "float64", "bfloat16", "float16")
 
-#: The names a results file's ``pipeline`` is made of (SPEC §6): ``native`` or ``amp`` for
-#: the 16-bit cases, ``highest``, ``tf32``, ``bf16x3`` or ``bf16`` for the float32 cases'
-#: matrix products, and ``ftz``.
-PIPELINES = ("native", "amp", "highest", "tf32", "bf16x3", "bf16", "ftz")
+#: The names a results file's ``pipeline`` is made of (SPEC §6): ``native``, ``amp`` or
+#: ``accumulate16`` (no tier: fails by design) for the 16-bit cases, ``highest``, ``tf32``,
+#: ``bf16x3`` or ``bf16`` for the float32 cases' matrix products, and ``ftz``.
+PIPELINES = ("native", "amp", "accumulate16", "highest", "tf32", "bf16x3", "bf16", "ftz")
 
 
 def _in_dtype(a: np.ndarray, dtype: str) -> np.ndarray:
@@ -288,13 +288,14 @@ class Corpus:
     def cases(
         self,
         loss: Union[str, Sequence[str], None] = None,
-        dtype: Optional[str] = None,
+        dtype: Union[str, Sequence[str], None] = None,
         tag: Optional[str] = None,
         ids: Optional[Iterable[str]] = None,
         options: Optional[bool] = None,
     ) -> List[CorpusCase]:
-        """The cases of a loss (or losses), a dtype (`float32`, `float64`, `bfloat16`,
-        `float16`), a tag
+        """The cases of a loss (or losses), a dtype or dtypes (`float32`, `float64`,
+        `bfloat16`, `float16`; ``dtype=["float32", "float64"]`` leaves out SPEC §6's 16-bit
+        cases, whose inputs are ml_dtypes.bfloat16 and numpy.float16 arrays), a tag
         (`edge:acos-near-1`, …; the regime's name without `edge:` is accepted too) and/or
         among `ids`, in corpus order. ``options=False`` keeps only the cases that use none
         of SPEC §5's options of `softmax_ce` (class weights, ignore_index, label smoothing,
@@ -305,10 +306,12 @@ class Corpus:
         for name in sorted(losses or ()):
             if name not in LOSSES:
                 raise ValueError(f"lossref.Corpus.cases: unknown loss {name!r}{_did_you_mean(name, LOSSES)}")
-        if dtype is not None and dtype not in DTYPES:
-            raise ValueError(
-                f"lossref.Corpus.cases: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}{_did_you_mean(str(dtype), DTYPES)}"
-            )
+        dtypes = {dtype} if isinstance(dtype, str) else (set(dtype) if dtype is not None else None)
+        for d in sorted(dtypes or (), key=str):
+            if d not in DTYPES:
+                raise ValueError(
+                    f"lossref.Corpus.cases: dtype must be one of {', '.join(DTYPES)}, got {d!r}{_did_you_mean(str(d), DTYPES)}"
+                )
         if tag is not None:
             tags = {t for c in self._cases for t in c.tags}
             if tag not in tags and "edge:" + str(tag) in tags:
@@ -330,7 +333,7 @@ class Corpus:
             c
             for c in self._cases
             if (losses is None or c.loss in losses)
-            and (dtype is None or c.dtype == dtype)
+            and (dtypes is None or c.dtype in dtypes)
             and (tag is None or tag in c.tags)
             and (wanted is None or c.id in wanted)
             and (options is None or options == any(t.startswith("option:") for t in c.tags))

@@ -23,7 +23,7 @@ def run(block: str) -> str:
 
 
 def test_the_readme_has_its_examples() -> None:
-    assert len(BLOCKS) == 5
+    assert len(BLOCKS) == 6
     assert len([l for l in BLOCKS[0].strip().splitlines() if l.strip()]) <= 15
 
 
@@ -76,3 +76,11 @@ def test_the_pytest_example_defines_what_it_calls_and_shares_check_s_verdict() -
     report = lossref.check(results)
     assert sorted(c.id for c in failed) == sorted(c["id"] for c in report.failures())
     assert failed and all("edge:dominant-target" in c.tags for c in failed), [c.id for c in failed]
+
+
+def test_the_precision_tier_example_passes_as_amp_and_its_bf16_inputs_are_bf16() -> None:
+    import lossref
+
+    run(BLOCKS[5])
+    c = lossref.Corpus.load().cases(loss="softmax_ce", dtype="bfloat16", tag="random", options=False)[0]
+    assert str(c.inputs["logits"].dtype) == "bfloat16"

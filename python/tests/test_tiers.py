@@ -61,13 +61,13 @@ def test_16_bit_cases_hold_their_inputs_in_their_own_dtype() -> None:
     with pytest.raises(ValueError, match="holds no float16 rounding"):
         bf[0].reference("float16")
     # lossref.eval takes 16-bit arrays as the exact numbers they are
-    a = lossref.eval(bf[0].case)
-    assert a.outputs["loss"] == lossref.eval({**bf[0].case, "inputs": {k: np.asarray(v, dtype=np.float64) for k, v in bf[0].inputs.items()}}).outputs["loss"]
+    wide = {k: v if k == "labels" else v.astype(np.float64) for k, v in bf[0].inputs.items()}
+    assert lossref.eval(bf[0].case).outputs["loss"] == lossref.eval({**bf[0].case, "inputs": wide}).outputs["loss"]
 
 
 def test_results_take_16_bit_arrays_exactly_and_declare_their_pipeline() -> None:
     corpus = lossref.Corpus.load()
-    c = plain_ce_cases(corpus, "bfloat16")[0]
+    c = next(c for c in plain_ce_cases(corpus, "bfloat16") if "random" in c.tags)
     outputs, gradients = amp_cross_entropy(c)
     assert gradients["logits"].dtype == BF16
     results = lossref.Results(corpus, "numpy amp", pipeline="amp")
@@ -93,11 +93,16 @@ def test_an_amp_cross_entropy_passes_amp_and_its_16_bit_loss_is_native_not_amp(d
         amp.add(c, *amp_cross_entropy(c))
         for r in rounded.values():
             r.add(c, *amp_cross_entropy(c, loss_in_16_bits=True))
-    assert lossref.check(amp).passed, str(lossref.check(amp))
-    assert lossref.check(rounded["native"]).passed
+    # the textbook formulas (lse − z_y, softmax − onehot) are named UNSTABLE where the target
+    # dominates, and only there; everything else passes
+    for r in (amp, rounded["native"]):
+        report = lossref.check(r)
+        for c in report.cases:
+            if c["verdict"] != "pass" and c["verdict"] != "not run":
+                assert c["verdict"] == "UNSTABLE" and "edge:dominant-target" in c["tags"], str(report)
     report = lossref.check(rounded["amp"])
     assert not report.passed
-    failing = [g for c in report.json["cases"] for g in c["groups"] if g["verdict"] == "FAIL"]
+    failing = [g for c in report.cases for g in c["groups"] if g["verdict"] == "FAIL"]
     assert failing and all(g["group"] == "outputs/loss" for g in failing)
     assert all(f"within the tolerance of `{dtype} native`" in g["tier_note"] for g in failing)
     d = next(d for d in report.diagnoses if d["loss"] == "softmax_ce")

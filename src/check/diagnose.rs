@@ -486,6 +486,7 @@ pub fn diagnose(
                 &loaded.case,
                 results.pipeline.unwrap_or_default().tier(case.dtype),
             );
+            let strict = Rule::Plain(case.dtype.arithmetic());
             if transposed
                 && matches(
                     got,
@@ -509,7 +510,10 @@ pub fn diagnose(
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
                 // the alternative's tolerance scales, for both judgements
                 let groups = alternative_scales(&loaded.case, &answer, scale_case.as_ref());
-                if matches(&own, &answer, &groups, &rule, false) {
+                // whether the two conventions differ is a question of mathematics: beyond
+                // the arithmetic's tolerance, not a tier's (SPEC §6), which only says how
+                // far an implementation's roundings may take it
+                if matches(&own, &answer, &groups, &strict, false) {
                     continue;
                 }
                 let e = explained.entry(what).or_default();

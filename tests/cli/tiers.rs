@@ -226,6 +226,19 @@ fn results(name: &str, values: BTreeMap<String, Groups>, p: &str) -> Results {
     }
 }
 
+/// Every failing case of `report`, with its groups' verdicts in words.
+fn failures(report: &lossref::check::CheckReport) -> Vec<String> {
+    report
+        .cases
+        .iter()
+        .filter(|c| c.verdict.is_failure())
+        .map(|c| {
+            let groups: Vec<String> = c.groups.iter().map(|g| g.summary()).collect();
+            format!("{}: {groups:?}", c.id)
+        })
+        .collect()
+}
+
 /// The plain `softmax_ce` cases of `dtype` (no class weights, smoothing or soft targets).
 fn plain_ce(corpus: &Corpus, dtype: Dtype) -> Vec<(CorpusCase, lossref::spec::SoftmaxCeCase)> {
     corpus
@@ -289,18 +302,7 @@ fn a_bf16_log_softmax_whose_loss_is_rounded_is_native_and_not_amp() {
         true,
     )
     .unwrap();
-    let failing: Vec<String> = native
-        .cases
-        .iter()
-        .filter(|c| c.verdict.is_failure())
-        .map(|c| {
-            format!(
-                "{} {:?}",
-                c.id,
-                c.groups.iter().map(|g| g.summary()).collect::<Vec<_>>()
-            )
-        })
-        .collect();
+    let failing = failures(&native);
     assert!(failing.is_empty(), "native fails: {failing:#?}");
     let amp = check(&corpus, &results("bf16 native", values, "amp"), &[], true).unwrap();
     let losses: Vec<_> = amp
@@ -494,18 +496,7 @@ fn tf32_products_pass_tf32_and_fail_float32_naming_the_tier() {
         true,
     )
     .unwrap();
-    let failing: Vec<String> = tf32
-        .cases
-        .iter()
-        .filter(|c| c.verdict.is_failure())
-        .map(|c| {
-            format!(
-                "{}: {:?}",
-                c.id,
-                c.groups.iter().map(|g| g.summary()).collect::<Vec<_>>()
-            )
-        })
-        .collect();
+    let failing = failures(&tf32);
     assert!(failing.is_empty(), "{failing:#?}");
     // declared as float32 (`highest`): the 2^−11 operands fail it, and the message says
     // which tier they meet
