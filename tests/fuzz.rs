@@ -587,8 +587,23 @@ fn results_text(rng: &mut ChaCha8Rng) -> (String, String) {
         }
         groups.push(format!("\"{section}\": {{{}}}", body.join(", ")));
     }
+    // SPEC §6's pipeline, declared or not, valid or mistyped: every tier judges the case
+    let pipeline = [
+        "",
+        ", \"pipeline\": \"amp\"",
+        ", \"pipeline\": \"native+ftz\"",
+        ", \"pipeline\": [\"tf32\", \"amp\"]",
+        ", \"pipeline\": \"bf16\"",
+        ", \"pipeline\": \"accumulate16\"",
+        ", \"pipeline\": \"amq\"",
+        ", \"pipeline\": 7",
+        ", \"pipeline\": \"amp+native\"",
+    ]
+    .choose(rng)
+    .copied()
+    .unwrap_or("");
     let text = format!(
-        "{{\"implementation\": \"fuzz 1\", \"results\": {{\"{}\": {{{}}}}}}}",
+        "{{\"implementation\": \"fuzz 1\"{pipeline}, \"results\": {{\"{}\": {{{}}}}}}}",
         case.id,
         groups.join(", ")
     );

@@ -27,7 +27,8 @@
 //!   O = ½·ulp_{out}(|v| + A + L), floored                   the output's rounding
 //!   |got − v| ≤ A + L + O
 //!
-//! where δ is the logit error of the tier's stages, Σ_stage u_stage·c_stage with the
+//! where δ is the logit error of the tier's stages, Σ_stage u_stage·c_stage (plus each
+//! rounding's absolute part below the normal range, η = half the smallest subnormal) with the
 //! coefficients c_stage that the loss's family states ([`LogitStages`]), σ the family's
 //! sensitivity (how many softmaxes a logit error goes through), ρ(δ) = e^{2δ} − 1
 //! ([`stages::softmax_propagation`]), u the unit roundoff of the stage (2⁻⁸ bfloat16,
@@ -99,6 +100,17 @@ impl MatmulPrecision {
             MatmulPrecision::Bf16x3 => (-15f64).exp2(),
             MatmulPrecision::Tf32 => (-11f64).exp2(),
             MatmulPrecision::Bf16 => Dtype::BFloat16.unit_roundoff(),
+        }
+    }
+
+    /// η, half the smallest subnormal of the operands' format (float32's exponent range:
+    /// 2⁻¹⁵⁰ for float32 and bf16x3's parts, 2⁻¹³⁷ for TF32's 10 stored bits, 2⁻¹³⁴ for
+    /// bfloat16's 7).
+    pub fn subnormal_half(self) -> f64 {
+        match self {
+            MatmulPrecision::Highest | MatmulPrecision::Bf16x3 => (-150f64).exp2(),
+            MatmulPrecision::Tf32 => (-137f64).exp2(),
+            MatmulPrecision::Bf16 => (-134f64).exp2(),
         }
     }
 
@@ -357,6 +369,13 @@ pub struct LogitStages {
     /// 1 + γ for focal, whose (1 − p)^γ carries γ times p's relative change; 2 for
     /// distillation, whose two softmaxes both move).
     pub sensitivity: f64,
+    /// max |∂z/∂c|: the logits' change per unit change of a product c they come from
+    /// (for the absolute, subnormal part of its roundings); 0 where the logits are inputs.
+    pub per_product: f64,
+    /// The largest ‖a‖₁ + ‖b‖₁ over those products c = Σ_k a_k b_k.
+    pub operand_l1: f64,
+    /// Their length (D).
+    pub terms: usize,
     /// Whether the logits come from a matrix product, so that the gradients of its
     /// operands (`gradients/features`, `gradients/weights`) are matrix products with the
     /// logits' gradient too (∂L/∂x = G·W, ∂L/∂W = Gᵀ·X), whose operands are rounded to the
@@ -375,6 +394,9 @@ impl LogitStages {
         LogitStages {
             operands: 0.0,
             product: 0.0,
+            per_product: 0.0,
+            operand_l1: 0.0,
+            terms: 0,
             logits,
             log_probabilities,
             sensitivity: 1.0,
@@ -406,6 +428,9 @@ impl LogitStages {
         LogitStages {
             operands: self.operands.max(other.operands),
             product: self.product.max(other.product),
+            per_product: self.per_product.max(other.per_product),
+            operand_l1: self.operand_l1.max(other.operand_l1),
+            terms: self.terms.max(other.terms),
             logits: self.logits.max(other.logits),
             log_probabilities: self.log_probabilities.max(other.log_probabilities),
             sensitivity: self.sensitivity.max(other.sensitivity),
@@ -441,24 +466,28 @@ impl TierRule {
     /// The rule of `tier` for a case whose family states `stages` (at
     /// [`TierRule::stage_roundoff`]).
     pub fn new(tier: Tier, stages: &LogitStages) -> TierRule {
-        let u16 = tier.dtype.unit_roundoff();
+        let u = TierRule::stage_roundoff(tier);
+        let eta = if tier.half.is_some() {
+            0.5 * tier.dtype.ulp(0.0)
+        } else {
+            tier.matmul.subnormal_half()
+        };
+        // the matrix product's operands rounded, in logit units
+        let operands = stages::operand_rounding(u, stages.operands)
+            + stages.per_product
+                * stages::subnormal_operands(u, eta, stages.operand_l1, stages.terms);
+        // the product held in 16 bits (an autocast GEMM's output), in logit units
+        let product = stages::held_rounding(u, eta * stages.per_product, stages.product);
         let (delta, backward_u) = match tier.half {
             Some(HalfPipeline::Native | HalfPipeline::Accumulate16) => (
-                stages::operand_rounding(u16, stages.operands)
-                    + stages::held_rounding(u16, stages.product)
-                    + stages::held_rounding(u16, stages.logits)
-                    + stages::held_rounding(u16, stages.log_probabilities),
-                u16,
+                operands
+                    + product
+                    + stages::held_rounding(u, eta, stages.logits)
+                    + stages::held_rounding(u, eta, stages.log_probabilities),
+                u,
             ),
-            Some(HalfPipeline::Amp) => (
-                stages::operand_rounding(u16, stages.operands)
-                    + stages::held_rounding(u16, stages.product),
-                u16,
-            ),
-            None => {
-                let u = tier.matmul.unit_roundoff();
-                (stages::operand_rounding(u, stages.operands), u)
-            }
+            Some(HalfPipeline::Amp) => (operands + product, u),
+            None => (operands, u),
         };
         TierRule {
             tier,

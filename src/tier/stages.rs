@@ -13,17 +13,27 @@ use crate::spec::Dtype;
 use crate::tolerance::summation_factor;
 
 /// The error of a dot product Σ_k a_k·b_k whose operands are each rounded once with unit
-/// roundoff `u`, in units of `magnitude` = Σ_k |a_k·b_k|:
+/// roundoff `u`, in units of `magnitude` = Σ_k |a_k·b_k|, in the format's normal range:
 /// |Σ a_k(1 + α_k)·b_k(1 + β_k) − Σ a_k b_k| ≤ (2u + u²)·Σ|a_k b_k|, with |α_k|, |β_k| ≤ u.
-/// (Accumulation, in float32 for every tier, is the [`arithmetic`] stage's.)
+/// [`subnormal_operands`] adds the absolute part of the roundings. (Accumulation, in
+/// float32 for every tier, is the [`arithmetic`] stage's.)
 pub fn operand_rounding(u: f64, magnitude: f64) -> f64 {
     (2.0 * u + u * u) * magnitude
 }
 
-/// The error of a value of size `magnitude` held in a format of unit roundoff `u` (a
-/// rounding to nearest in its normal range): |fl(v) − v| ≤ u·|v|.
-pub fn held_rounding(u: f64, magnitude: f64) -> f64 {
-    u * magnitude
+/// The rest of a rounded dot product's error: a rounding to nearest errs by at most
+/// u·|a| + η (η half the format's smallest subnormal), so a_k′b_k′ − a_k b_k is within
+/// (2u + u²)|a_k b_k| + η(1 + u)(|a_k| + |b_k|) + η², and the sum of the last two parts over
+/// `terms` products is at most η(1 + u)·`l1` + terms·η², `l1` = ‖a‖₁ + ‖b‖₁.
+pub fn subnormal_operands(u: f64, eta: f64, l1: f64, terms: usize) -> f64 {
+    eta * (1.0 + u) * l1 + terms as f64 * eta * eta
+}
+
+/// The error of a value of size `magnitude` held in a format of unit roundoff `u` whose
+/// smallest subnormal is 2η: |fl(v) − v| ≤ u·|v| + η (relative in the normal range,
+/// absolute below it).
+pub fn held_rounding(u: f64, eta: f64, magnitude: f64) -> f64 {
+    u * magnitude + eta
 }
 
 /// ρ(δ) = e^{2δ} − 1: the largest relative change of a softmax-shaped value under logit

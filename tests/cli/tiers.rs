@@ -8,6 +8,7 @@ use lossref::fast::dispatch::evaluate;
 use lossref::spec::{Case, Dtype, Reduction};
 use lossref::tier::stages::{
     arithmetic, held_rounding, operand_rounding, output_rounding, softmax_propagation,
+    subnormal_operands,
 };
 use lossref::tier::{HalfPipeline, LogitStages, MatmulPrecision, Pipeline, Tier, TierRule};
 use proptest::prelude::*;
@@ -31,7 +32,17 @@ fn each_stage_is_its_hand_derived_bound() {
     let u = 2f64.powi(-8);
     // (1 + α)(1 + β) − 1 ≤ 2u + u² per product, summed over |a·b|
     assert_eq!(operand_rounding(u, 3.0), 3.0 * (2.0 * u + u * u));
-    assert_eq!(held_rounding(2f64.powi(-11), 64.0), 64.0 / 2048.0);
+    assert_eq!(held_rounding(2f64.powi(-11), 0.0, 64.0), 64.0 / 2048.0);
+    // below the normal range the error is absolute: half float16's smallest subnormal
+    assert_eq!(
+        held_rounding(2f64.powi(-11), 2f64.powi(-25), 0.0),
+        2f64.powi(-25)
+    );
+    // η(1 + u)·(‖a‖₁ + ‖b‖₁) + n·η²
+    assert_eq!(
+        subnormal_operands(0.5, 0.25, 8.0, 2),
+        0.25 * 1.5 * 8.0 + 2.0 * 0.0625
+    );
     // ρ(δ) = e^{2δ} − 1: at δ = 1/8, e^¼ − 1
     assert_eq!(softmax_propagation(0.125), 0.25f64.exp_m1());
     assert_eq!(softmax_propagation(0.0), 0.0);
@@ -80,6 +91,9 @@ fn each_tier_sums_the_stages_it_holds() {
     let stages = LogitStages {
         operands: 64.0,
         product: 60.0,
+        per_product: 0.0,
+        operand_l1: 0.0,
+        terms: 0,
         logits: 50.0,
         log_probabilities: 20.0,
         sensitivity: 1.5,
@@ -135,6 +149,31 @@ fn round_bits(x: f64, bits: i32) -> f64 {
     r * q
 }
 
+/// log softmax(v) in binary64 to a few ulps of each entry, a dominant one's tiny
+/// −log p included: (v_j − max) − log1p(Σ_{k≠argmax} e^{v_k − max}).
+fn log_softmax(v: &[f64]) -> Vec<f64> {
+    let top = (0..v.len()).fold(0, |m, j| if v[j] > v[m] { j } else { m });
+    let rest: f64 = (0..v.len())
+        .filter(|&k| k != top)
+        .map(|k| (v[k] - v[top]).exp())
+        .sum();
+    v.iter().map(|x| (x - v[top]) - rest.ln_1p()).collect()
+}
+
+/// The shrunk case of `logit_errors_move_softmax_values_by_at_most_rho` (a dominant
+/// target, one other logit moved): it failed only while the test's own log-softmax
+/// subtracted log Σ from the logits, losing a dominant log p's relative accuracy.
+#[test]
+fn a_dominant_log_probability_moves_by_at_most_rho_of_itself() {
+    let z = [24.151285131645952, -28.4984184525568, -1.1533510636231188];
+    let delta = 1e-4;
+    let moved = [z[0], z[1], z[2] - 0.8460824753940888 * delta];
+    let (a, b) = (log_softmax(&z), log_softmax(&moved));
+    // log p_0 ≈ −e^{−25.3}: it moves by p_2·Δ, far below ρ(δ) of itself
+    assert!(a[0] < 0.0 && a[0] > -1e-10);
+    assert!((a[0] - b[0]).abs() <= softmax_propagation(delta) * a[0].abs());
+}
+
 proptest! {
     /// A dot product of operands rounded once each, to bfloat16, float16 or TF32, moves by
     /// at most `operand_rounding` of the magnitudes it sums (computed in binary64, where
@@ -145,20 +184,23 @@ proptest! {
         b in prop::collection::vec(-4.0f64..4.0, 24),
         format in 0usize..3,
     ) {
-        let (round, u): (Box<dyn Fn(f64) -> f64>, f64) = match format {
-            0 => (Box::new(|x| Dtype::BFloat16.round(x)), 2f64.powi(-8)),
-            1 => (Box::new(|x| Dtype::Float16.round(x)), 2f64.powi(-11)),
-            _ => (Box::new(|x| round_bits(x, 11)), 2f64.powi(-11)),
+        // each format's rounding, unit roundoff and η, half its smallest subnormal
+        let (round, u, eta): (Box<dyn Fn(f64) -> f64>, f64, f64) = match format {
+            0 => (Box::new(|x| Dtype::BFloat16.round(x)), 2f64.powi(-8), 2f64.powi(-134)),
+            1 => (Box::new(|x| Dtype::Float16.round(x)), 2f64.powi(-11), 2f64.powi(-25)),
+            _ => (Box::new(|x| round_bits(x, 11)), 2f64.powi(-11), 0.0),
         };
         let b = &b[..a.len()];
         let exact: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
         let rounded: f64 = a.iter().zip(b).map(|(x, y)| round(*x) * round(*y)).sum();
         let magnitude: f64 = a.iter().zip(b).map(|(x, y)| (x * y).abs()).sum();
+        let l1: f64 = a.iter().chain(b).map(|x| x.abs()).sum();
         // the sums themselves round in binary64: a few ulps of the magnitude
         let slack = 64.0 * f64::EPSILON * magnitude;
-        prop_assert!((rounded - exact).abs() <= operand_rounding(u, magnitude) + slack);
+        let bound = operand_rounding(u, magnitude) + subnormal_operands(u, eta, l1, a.len());
+        prop_assert!((rounded - exact).abs() <= bound + slack);
         for x in &a {
-            prop_assert!((round(*x) - x).abs() <= held_rounding(u, x.abs()));
+            prop_assert!((round(*x) - x).abs() <= held_rounding(u, eta, x.abs()));
         }
     }
 
@@ -174,11 +216,6 @@ proptest! {
     ) {
         let y = y % z.len();
         let moved: Vec<f64> = z.iter().zip(&noise).map(|(v, e)| v + delta * e).collect();
-        let log_softmax = |v: &[f64]| {
-            let top = v.iter().copied().fold(f64::MIN, f64::max);
-            let lse = v.iter().map(|x| (x - top).exp()).sum::<f64>().ln() + top;
-            v.iter().map(|x| x - lse).collect::<Vec<f64>>()
-        };
         let (a, b) = (log_softmax(&z), log_softmax(&moved));
         let rho = softmax_propagation(delta);
         // 1e-12 relative: binary64's own roundings of these few terms

@@ -164,9 +164,18 @@ pub(crate) fn normalized_logit_stages(c: &NormalizedCase, u: f64) -> LogitStages
             log_p = log_p.max(lp.abs());
         }
     }
+    // ‖x̂‖₁ + ‖ŵ‖₁ of the unit rows the product takes
+    let l1 = |m: &crate::matrix::Matrix<f64>| {
+        m.iter_rows()
+            .map(|r| r.iter().map(|v| v.abs()).sum::<f64>() / norm(r))
+            .fold(0.0, f64::max)
+    };
     LogitStages {
         operands: c.scale * per_cos,
         product: c.scale * per_cos,
+        per_product: c.scale * per_cos,
+        operand_l1: l1(&c.features) + l1(&c.weights),
+        terms: c.features.cols(),
         logits,
         log_probabilities: log_p + 1.0,
         sensitivity: 1.0,

@@ -118,9 +118,21 @@ pub(crate) fn psi_logit_stages(c: &MultiplicativeCase) -> LogitStages {
             log_p = log_p.max(lp.abs());
         }
     }
+    // ∂f/∂(x·w) = ν·h′/‖w‖; ‖x‖₁ + ‖w‖₁ of the raw rows the product takes
+    let l1 = |m: &crate::matrix::Matrix<f64>| {
+        m.iter_rows()
+            .map(|r| r.iter().map(|v| v.abs()).sum::<f64>())
+            .fold(0.0, f64::max)
+    };
+    let per_product = (0..c.weights.rows())
+        .map(|j| nu(c, j) * slope / norm(c.weights.row(j)).max(f64::MIN_POSITIVE))
+        .fold(0.0, f64::max);
     LogitStages {
         operands: per_cos,
         product: per_cos,
+        per_product,
+        operand_l1: l1(&c.features) + l1(&c.weights),
+        terms: c.features.cols(),
         logits,
         log_probabilities: log_p + 1.0,
         sensitivity: 1.0,
