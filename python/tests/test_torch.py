@@ -3,7 +3,8 @@ table's environment instead, scripts/ecosystem): a CosFace written with
 torch.nn.functional, checked over the corpus in float32 and float64. It fails only where
 F.normalize's ε = 1e-12 changes the answer (edge:tiny-norm) and where its float32 margin
 does (edge:param-precision), each with its diagnosis; where it is UNSTABLE the report says
-which formula."""
+which formula. PyTorch on 16-bit tensors, with and without autocast, is judged in
+its precision tier (SPEC §6)."""
 
 from __future__ import annotations
 
@@ -132,3 +133,44 @@ def test_torch_cross_entropy_in_float64_agrees_with_the_reference_to_its_roundin
         assert abs(float(loss.detach()) - want_loss) <= 16 * u * loss_scale, (what, float(loss.detach()), want_loss)
         err = np.abs(z.grad.numpy() - want_grad)
         assert np.all(err <= 16 * u * grad_scale + 1e-300), (what, float((err / grad_scale).max() / u))
+
+
+def _torch_cross_entropy_16_bit(case: lossref.CorpusCase, autocast: bool) -> tuple:
+    """F.cross_entropy on the case's 16-bit logits as a leaf of that dtype (bfloat16 through
+    float64, which holds it exactly: torch takes no ml_dtypes array), inside CPU bfloat16
+    autocast or not."""
+    import contextlib
+
+    import numpy as np
+
+    dtype = torch.bfloat16 if case.dtype == "bfloat16" else torch.float16
+    z = torch.tensor(case.inputs["logits"].astype(np.float64), dtype=dtype, requires_grad=True)
+    y = torch.tensor(case.inputs["labels"])
+    scope = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with scope:
+        loss = torch.nn.functional.cross_entropy(z, y, reduction=case.params.get("reduction", "mean"))
+    loss.backward()
+    return {"loss": loss.detach().float().numpy()}, {"logits": z.grad.float().numpy()}
+
+
+def test_torch_16_bit_cross_entropy_is_judged_in_its_own_tier_and_named_in_a_stricter_one() -> None:
+    """PyTorch on bf16/f16 tensors passes `native`; declared `amp` it fails, and the
+    diagnosis says it is the `native` pipeline. Under CPU autocast (float32 cross-entropy,
+    a float32 loss) it passes `amp`, UNSTABLE only by a named formula on dominant targets."""
+    corpus = lossref.Corpus.load()
+    cases = corpus.cases(loss="softmax_ce", dtype=["bfloat16", "float16"], options=False)
+    native = {p: lossref.Results(corpus, "torch bf16 tensors", pipeline=p) for p in ("native", "amp")}
+    for case in cases:
+        for r in native.values():
+            r.add(case, *_torch_cross_entropy_16_bit(case, autocast=False))
+    assert lossref.check(native["native"]).passed
+    strict = lossref.check(native["amp"])
+    assert not strict.passed
+    assert strict.diagnosis("softmax_ce").startswith("matches if computed in the `native` pipeline, not the declared `amp`"), strict.diagnosis("softmax_ce")
+    autocast = lossref.Results(corpus, "torch autocast", pipeline="amp")
+    for case in (c for c in cases if c.dtype == "bfloat16"):
+        autocast.add(case, *_torch_cross_entropy_16_bit(case, autocast=True))
+    report = lossref.check(autocast)
+    for c in report.cases:
+        if c["verdict"] not in ("pass", "not run"):
+            assert c["verdict"] == "UNSTABLE" and "edge:dominant-target" in c["tags"], c

@@ -350,17 +350,17 @@ fn matches(
 }
 
 /// SPEC §6's explanation of a failing case judged in a tier, before any convention: every
-/// failing value meets another tier (the pipeline is that one, not the declared one),
-/// claimed only where the other tier's limits hold for every failing value.
+/// FAIL value meets another tier (the pipeline is that one, not the declared one),
+/// claimed only where the other tier's limits hold for every FAIL value of the case.
 fn tier_explanation(r: &CaseReport) -> Option<String> {
-    let failing: Vec<_> = r.groups.iter().filter(|g| g.verdict.is_failure()).collect();
-    // an UNSTABLE value is within a named formula's error scale (SPEC §4), which explains
-    // it as well as another tier would: no claim there
-    if failing.is_empty()
-        || failing
-            .iter()
-            .any(|g| matches!(g.verdict, Verdict::Unstable(_)))
-    {
+    // the FAIL values: an UNSTABLE one is within a named formula's error scale (SPEC §4),
+    // explained by it, and is no evidence either way
+    let failing: Vec<_> = r
+        .groups
+        .iter()
+        .filter(|g| g.verdict.is_failure() && !matches!(g.verdict, Verdict::Unstable(_)))
+        .collect();
+    if failing.is_empty() {
         return None;
     }
     let other = |g: &&super::GroupReport| {
