@@ -530,7 +530,7 @@ TIER_ADAPTERS: List[Adapter] = [
         "pytorch-metric-learning CosFaceLoss, float32 matmul precision 'medium'", "pytorch-metric-learning", ["cosface", "amsoftmax"], _any, pml_cosface_medium_matmul,
         ["outputs/loss", "gradients/features", "gradients/weights"],
         [
-            "`torch.set_float32_matmul_precision('medium')` allows bfloat16 products for float32 matmuls where the backend has them (torch/backends docs; on CPU, oneDNN's bf16 path where the processor supports it)",
+            "`torch.set_float32_matmul_precision('medium')` allows bfloat16 products for float32 matmuls where the backend has them (torch/backends docs; on CPU, oneDNN's bf16 path where the processor supports it); on this table's CPU (torch's capability AVX2) the products stay float32's, bit for bit the `highest` results",
         ],
         dtypes=["float32"],
         pipeline="bf16",
