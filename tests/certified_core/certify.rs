@@ -447,3 +447,40 @@ fn a_value_near_a_decimal_boundary_escalates_until_its_rounding_is_decided() {
         "17167.3523611731361597776412963867188"
     );
 }
+
+/// SPEC §6: a value's bfloat16 and float16 roundings come from its enclosure, once: a
+/// value just above a 16-bit midpoint, whose binary64 rounding is that midpoint (so that
+/// rounding the binary64 again would tie to even), rounds up; an exact midpoint ties to
+/// even; subnormals, the smallest subnormal's half and float16's overflow threshold too.
+#[test]
+fn the_16_bit_roundings_are_decided_from_the_enclosure_never_twice() {
+    let p2 = |e: i32| Float::with_val(256, Float::i_exp(1, e));
+    let half_of = |x: Float| {
+        let ans =
+            certify(|p| scalar(Interval::from_float(Float::with_val(p.max(256), &x)))).unwrap();
+        ans.answer.output("value").unwrap().values()[0].half
+    };
+    // 1 + 2^−8 is bfloat16's midpoint between 1 and 1 + 2^−7; 2^−60 above it, binary64 says
+    // the midpoint itself
+    let above = Float::with_val(256, 1 + p2(-8)) + p2(-60);
+    assert_eq!(above.to_f64(), 1.0 + 2f64.powi(-8));
+    assert_eq!(
+        half::bf16::from_f64(above.to_f64()).to_f64(),
+        1.0,
+        "twice: ties to even"
+    );
+    assert_eq!(half_of(above).bf16.to_f64(), 1.0 + 2f64.powi(-7));
+    assert_eq!(half_of(Float::with_val(256, 1 + p2(-8))).bf16.to_f64(), 1.0);
+    // float16: 1 + 2^−11 between 1 and 1 + 2^−10
+    let above = Float::with_val(256, 1 + p2(-11)) + p2(-60);
+    assert_eq!(half_of(above).f16.to_f64(), 1.0 + 2f64.powi(-10));
+    assert_eq!(half_of(Float::with_val(256, 1 + p2(-11))).f16.to_f64(), 1.0);
+    // half float16's smallest subnormal 2^−24 ties to 0; just above it rounds up
+    assert_eq!(half_of(p2(-25)).f16.to_f64(), 0.0);
+    assert_eq!(half_of(p2(-25) + p2(-90)).f16.to_f64(), 2f64.powi(-24));
+    assert_eq!(half_of(p2(-134) + p2(-200)).bf16.to_f64(), 2f64.powi(-133));
+    // float16's largest is 65504; 65520 ties to 65536, past it: ∞; 65519 stays
+    assert!(half_of(Float::with_val(256, 65520)).f16.is_infinite());
+    assert_eq!(half_of(Float::with_val(256, 65519)).f16.to_f64(), 65504.0);
+    assert_eq!(half_of(Float::with_val(256, -65519)).f16.to_f64(), -65504.0);
+}
