@@ -19,8 +19,9 @@
 //! precision table with their error measures (`quantities`, `measures`, and a rows type
 //! with its entries), the scales of `lossref check`'s tolerances (`tolerance`), the exact
 //! form of its zero test (`exact_form`), the conventions the diagnosis tries
-//! (`conventions`), its corpus generators (`corpus_cases`, `exact_zero_cases`) and its
-//! switch points ([`switch_points`]). The layers are generic over it: `case`, `reference`,
+//! (`conventions`), its corpus generators (`corpus_cases`, `exact_zero_cases`), its
+//! switch points ([`switch_points`]) and what its logits are made of for SPEC §6's
+//! precision tiers (`logit_stages`). The layers are generic over it: `case`, `reference`,
 //! `fast`, `precision`, `tolerance`, `exact`, `corpus` and `check` each call the functions
 //! that `catalogue!` generates from the list in this file, and never name a family.
 //!
