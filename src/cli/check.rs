@@ -37,8 +37,10 @@ pub struct CheckRequest {
     /// Skip the diagnosis of failures (faster on large failing results).
     #[arg(long)]
     pub no_diagnosis: bool,
-    /// The pipeline the results were computed in (SPEC §6: `native`, `amp`, `tf32`,
-    /// `bf16x3`, `bf16`, `ftz`, joined by `+`), instead of the one the file declares.
+    /// The pipeline the results were computed in (SPEC §6: `native`, `amp` or
+    /// `accumulate16` for the 16-bit cases, `highest`, `tf32`, `bf16x3` or `bf16` for the
+    /// float32 cases' matrix products, `ftz`, joined by `+`), instead of the one the file
+    /// declares.
     #[arg(long, value_name = "TIERS")]
     pub pipeline: Option<String>,
 }
