@@ -423,6 +423,40 @@ impl LogitStages {
         }
     }
 
+    /// A family whose logits come from matrix products c = Σ_k a_k b_k (the margin losses,
+    /// L-/A-Softmax): the logit error per unit roundoff of the operands and of the held
+    /// product (`per_unit`), max |∂z/∂c| (`per_product`), the products' largest
+    /// ‖a‖₁ + ‖b‖₁ (`operand_l1`) and length (`terms`); the held logits' and
+    /// log-probabilities' coefficients and the largest logit come from the logit `rows`.
+    pub fn of_products(
+        rows: impl IntoIterator<Item = Vec<f64>>,
+        per_unit: f64,
+        per_product: f64,
+        operand_l1: f64,
+        terms: usize,
+    ) -> LogitStages {
+        let (mut logits, mut log_p, mut largest) = (0.0f64, 0.0f64, f64::NEG_INFINITY);
+        for z in rows {
+            for (zj, lp) in z.iter().zip(crate::precision::log_softmax_row(&z, 1.0)) {
+                logits = logits.max(zj.abs());
+                largest = largest.max(*zj);
+                log_p = log_p.max(lp.abs());
+            }
+        }
+        LogitStages {
+            operands: per_unit,
+            product: per_unit,
+            per_product,
+            operand_l1,
+            terms,
+            logits,
+            log_probabilities: log_p + 1.0,
+            sensitivity: 1.0,
+            backward_products: true,
+            largest,
+        }
+    }
+
     /// The larger coefficient of each stage, and the larger sensitivity.
     pub fn max(self, other: LogitStages) -> LogitStages {
         LogitStages {

@@ -289,6 +289,14 @@ fn plain_ce(corpus: &Corpus, dtype: Dtype) -> Vec<(CorpusCase, lossref::spec::So
         .collect()
 }
 
+/// A cross-entropy's values as results: the loss and the N×C gradient.
+fn cross_entropy_groups(loss: f64, (n, cols): (usize, usize), grad: Vec<f64>) -> Groups {
+    let mut g = Groups::new();
+    g.insert("outputs/loss".into(), (vec![], vec![loss]));
+    g.insert("gradients/logits".into(), (vec![n, cols], grad));
+    g
+}
+
 /// A careful bfloat16 `native` cross-entropy, as PyTorch's CPU kernels compute one on
 /// bf16 tensors: log_softmax in float32 with the maximum subtracted, its output rounded to
 /// bfloat16; the loss −mean(log p_y) accumulated in float32 and rounded to bfloat16; the
@@ -314,13 +322,7 @@ fn native_bf16_ce(c: &lossref::spec::SoftmaxCeCase) -> Groups {
             grad.push(f64::from(bf16((lp.exp() - onehot) * r)));
         }
     }
-    let mut g = Groups::new();
-    g.insert(
-        "outputs/loss".into(),
-        (vec![], vec![f64::from(bf16(loss * r))]),
-    );
-    g.insert("gradients/logits".into(), (vec![n, cols], grad));
-    g
+    cross_entropy_groups(f64::from(bf16(loss * r)), (n, cols), grad)
 }
 
 #[test]
@@ -396,13 +398,7 @@ fn exp_first_f16_ce(c: &lossref::spec::SoftmaxCeCase) -> Groups {
             grad.push(f64::from(f16((pj - onehot) * r)));
         }
     }
-    let mut g = Groups::new();
-    g.insert(
-        "outputs/loss".into(),
-        (vec![], vec![f64::from(f16(loss * r))]),
-    );
-    g.insert("gradients/logits".into(), (vec![n, cols], grad));
-    g
+    cross_entropy_groups(f64::from(f16(loss * r)), (n, cols), grad)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! rule ([`super::target`]).
 
 use super::angle;
-use crate::precision::{dot, log_softmax_row, norm, softmax_row};
+use crate::precision::{dot, norm, softmax_row};
 use crate::spec::{Margin, MarginGrad, NormalizedCase, Reduction};
 use crate::tier::LogitStages;
 
@@ -146,8 +146,8 @@ pub(crate) fn normalized_logit_stages(c: &NormalizedCase, u: f64) -> LogitStages
     } else {
         f64::INFINITY
     };
-    let (mut per_cos, mut logits, mut log_p) = (1.0f64, 0.0f64, 0.0f64);
-    let mut largest = f64::NEG_INFINITY;
+    let mut per_cos = 1.0f64;
+    let mut rows = Vec::with_capacity(c.labels.len());
     for (i, &y) in c.labels.iter().enumerate() {
         let x = c.features.row(i);
         let cos: Vec<f64> = (0..classes)
@@ -155,14 +155,11 @@ pub(crate) fn normalized_logit_stages(c: &NormalizedCase, u: f64) -> LogitStages
             .collect();
         let (g, slope) = target_rule(&c.margin, cos[y], angle(x, c.weights.row(y)));
         per_cos = per_cos.max(slope.abs().min(cap));
-        let z: Vec<f64> = (0..classes)
-            .map(|j| c.scale * if j == y { g } else { cos[j] })
-            .collect();
-        for (zj, lp) in z.iter().zip(log_softmax_row(&z, 1.0)) {
-            logits = logits.max(zj.abs());
-            largest = largest.max(*zj);
-            log_p = log_p.max(lp.abs());
-        }
+        rows.push(
+            (0..classes)
+                .map(|j| c.scale * if j == y { g } else { cos[j] })
+                .collect(),
+        );
     }
     // ‖x̂‖₁ + ‖ŵ‖₁ of the unit rows the product takes
     let l1 = |m: &crate::matrix::Matrix<f64>| {
@@ -170,16 +167,7 @@ pub(crate) fn normalized_logit_stages(c: &NormalizedCase, u: f64) -> LogitStages
             .map(|r| r.iter().map(|v| v.abs()).sum::<f64>() / norm(r))
             .fold(0.0, f64::max)
     };
-    LogitStages {
-        operands: c.scale * per_cos,
-        product: c.scale * per_cos,
-        per_product: c.scale * per_cos,
-        operand_l1: l1(&c.features) + l1(&c.weights),
-        terms: c.features.cols(),
-        logits,
-        log_probabilities: log_p + 1.0,
-        sensitivity: 1.0,
-        backward_products: true,
-        largest,
-    }
+    let per_unit = c.scale * per_cos;
+    let operand_l1 = l1(&c.features) + l1(&c.weights);
+    LogitStages::of_products(rows, per_unit, per_unit, operand_l1, c.features.cols())
 }

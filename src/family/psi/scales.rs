@@ -1,7 +1,7 @@
 //! The error scales of lsoftmax / sphereface in binary64 (`crate::precision`'s measures
 //! and `crate::tolerance`'s scales).
 
-use crate::precision::{dot, log_softmax_row, norm, softmax_row};
+use crate::precision::{dot, norm, softmax_row};
 use crate::spec::MultiplicativeCase;
 use crate::tier::LogitStages;
 
@@ -106,18 +106,11 @@ fn logits_row(c: &MultiplicativeCase, i: usize) -> Vec<f64> {
 pub(crate) fn psi_logit_stages(c: &MultiplicativeCase) -> LogitStages {
     let m = f64::from(c.margin);
     let slope = ((c.lambda + m * m) / (1.0 + c.lambda)).max(1.0);
-    let (mut per_cos, mut logits, mut log_p) = (0.0f64, 0.0f64, 0.0f64);
-    let mut largest = f64::NEG_INFINITY;
-    for i in 0..c.labels.len() {
-        let f = logits_row(c, i);
-        let xn = norm(c.features.row(i));
-        for (j, (fj, lp)) in f.iter().zip(log_softmax_row(&f, 1.0)).enumerate() {
-            per_cos = per_cos.max(nu(c, j) * xn * slope);
-            logits = logits.max(fj.abs());
-            largest = largest.max(*fj);
-            log_p = log_p.max(lp.abs());
-        }
-    }
+    let per_cos = (0..c.labels.len())
+        .map(|i| norm(c.features.row(i)))
+        .fold(0.0, f64::max)
+        * (0..c.weights.rows()).map(|j| nu(c, j)).fold(0.0, f64::max)
+        * slope;
     // ∂f/∂(x·w) = ν·h′/‖w‖; ‖x‖₁ + ‖w‖₁ of the raw rows the product takes
     let l1 = |m: &crate::matrix::Matrix<f64>| {
         m.iter_rows()
@@ -127,16 +120,7 @@ pub(crate) fn psi_logit_stages(c: &MultiplicativeCase) -> LogitStages {
     let per_product = (0..c.weights.rows())
         .map(|j| nu(c, j) * slope / norm(c.weights.row(j)).max(f64::MIN_POSITIVE))
         .fold(0.0, f64::max);
-    LogitStages {
-        operands: per_cos,
-        product: per_cos,
-        per_product,
-        operand_l1: l1(&c.features) + l1(&c.weights),
-        terms: c.features.cols(),
-        logits,
-        log_probabilities: log_p + 1.0,
-        sensitivity: 1.0,
-        backward_products: true,
-        largest,
-    }
+    let rows = (0..c.labels.len()).map(|i| logits_row(c, i));
+    let operand_l1 = l1(&c.features) + l1(&c.weights);
+    LogitStages::of_products(rows, per_cos, per_product, operand_l1, c.features.cols())
 }
