@@ -140,6 +140,20 @@ impl Rule {
         Rule::Tier(TierRule::new(tier, &stages))
     }
 
+    /// The dtype of the case the rule judges.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Rule::Plain(dtype) => *dtype,
+            Rule::Tier(t) => t.tier.dtype,
+        }
+    }
+
+    /// The allowed ulps of `quantity`'s row in the column the case computes in (float32's
+    /// for a 16-bit case).
+    fn allowed(&self, quantity: Quantity) -> f64 {
+        allowed_ulps(quantity, self.dtype().arithmetic())
+    }
+
     /// The largest error allowed for a value `want` of `group` (row `quantity` of the
     /// table) whose error scale is `scale` and longest sum `terms`.
     pub fn limit(
@@ -150,17 +164,10 @@ impl Rule {
         terms: usize,
         want: f64,
     ) -> f64 {
+        let allowed = self.allowed(quantity);
         match self {
-            Rule::Plain(dtype) => {
-                allowed_ulps(quantity, *dtype) * summation_factor(terms) * dtype.ulp(scale)
-            }
-            Rule::Tier(t) => t.limit_at(
-                group,
-                allowed_ulps(quantity, t.tier.dtype.arithmetic()),
-                terms,
-                scale,
-                want,
-            ),
+            Rule::Plain(dtype) => allowed * summation_factor(terms) * dtype.ulp(scale),
+            Rule::Tier(t) => t.limit(group, allowed, terms, scale, want),
         }
     }
 
@@ -175,14 +182,13 @@ impl Rule {
         terms: usize,
         want: f64,
     ) -> f64 {
-        let (allowed, format, own) = match self {
-            Rule::Plain(dtype) => (allowed_ulps(quantity, *dtype), *dtype, 0.0),
+        let (format, own) = match self {
+            Rule::Plain(dtype) => (*dtype, 0.0),
             Rule::Tier(t) => (
-                allowed_ulps(quantity, t.tier.dtype.arithmetic()),
                 t.returned_in(group),
                 self.limit(group, quantity, scale, terms, want),
             ),
         };
-        own + allowed * summation_factor(terms) * format.min_normal()
+        own + self.allowed(quantity) * summation_factor(terms) * format.min_normal()
     }
 }

@@ -206,10 +206,7 @@ pub(crate) fn judge_group(
     scales: &[Scale],
     cols: usize,
 ) -> GroupReport {
-    let dtype = match rule {
-        Rule::Plain(d) => *d,
-        Rule::Tier(t) => t.tier.dtype,
-    };
+    let dtype = rule.dtype();
     let mut worst = (0.0f64, 0.0f64, 0usize);
     // the named reasons of the failing points (a textbook formula, flushed subnormals)
     let mut reasons: Vec<&'static str> = Vec::new();

@@ -126,20 +126,6 @@ pub fn run_check(req: &CheckRequest) -> Result<(String, bool)> {
     Ok((report.text(), report.passed()))
 }
 
-/// SPEC §6's `amp` for a 16-bit case: the float32 answer's gradients rounded to the case's
-/// dtype (with the `half` crate's conversion), its outputs kept in float32; other cases as
-/// they are.
-fn amp_groups(mut groups: Groups, dtype: Dtype) -> Groups {
-    if dtype.is_half() {
-        for (name, (_, values)) in groups.iter_mut() {
-            if name.starts_with("gradients/") {
-                values.iter_mut().for_each(|v| *v = dtype.round(*v));
-            }
-        }
-    }
-    groups
-}
-
 /// The fast paths' results over the corpus, each case in its own dtype: a 16-bit case by
 /// the float32 path, its gradients rounded to the case's dtype (SPEC §6's `amp`).
 ///
@@ -156,7 +142,9 @@ pub fn fast_results(corpus: &Corpus) -> Result<Results> {
                 Arithmetic::Float32 => evaluate::<f32>(&loaded.case),
                 Arithmetic::Float64 => evaluate::<f64>(&loaded.case),
             };
-            let groups = answer.ok().map(|a| amp_groups(groups_of(&a), c.dtype));
+            let groups = answer
+                .ok()
+                .map(|a| crate::tier::amp_results(groups_of(&a), c.dtype));
             Ok((c.id.clone(), groups))
         })
         .collect::<Result<_>>()?;

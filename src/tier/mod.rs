@@ -49,9 +49,22 @@ pub mod stages;
 
 use crate::error::{Error, Result};
 use crate::spec::Dtype;
-use crate::tolerance::Scale;
 use serde_json::Value;
 use std::fmt;
+
+/// SPEC §6's `amp` results of a case computed in float32: for a 16-bit `dtype`, the
+/// gradients rounded once to it (the `half` crate's conversion) and the outputs kept in
+/// float32; for another dtype, the results as they are. What `lossref report` runs.
+pub fn amp_results(mut groups: crate::check::Groups, dtype: Dtype) -> crate::check::Groups {
+    if dtype.is_half() {
+        for (name, (_, values)) in groups.iter_mut() {
+            if name.starts_with("gradients/") {
+                values.iter_mut().for_each(|v| *v = dtype.round(*v));
+            }
+        }
+    }
+    groups
+}
 
 /// How a 16-bit case is computed (SPEC §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -512,25 +525,20 @@ impl TierRule {
                 * stages::subnormal_operands(u, eta, stages.operand_l1, stages.terms);
         // the product held in 16 bits (an autocast GEMM's output), in logit units
         let product = stages::held_rounding(u, eta * stages.per_product, stages.product);
-        let (delta, backward_u) = match tier.half {
-            Some(HalfPipeline::Native | HalfPipeline::Accumulate16) => (
+        let delta = match tier.half {
+            Some(HalfPipeline::Native | HalfPipeline::Accumulate16) => {
                 operands
                     + product
                     + stages::held_rounding(u, eta, stages.logits)
-                    + stages::held_rounding(u, eta, stages.log_probabilities),
-                u,
-            ),
-            Some(HalfPipeline::Amp) => (operands + product, u),
-            None => (operands, u),
+                    + stages::held_rounding(u, eta, stages.log_probabilities)
+            }
+            Some(HalfPipeline::Amp) => operands + product,
+            None => operands,
         };
         TierRule {
             tier,
             delta: delta * stages.sensitivity,
-            backward_u: if stages.backward_products {
-                backward_u
-            } else {
-                0.0
-            },
+            backward_u: if stages.backward_products { u } else { 0.0 },
         }
     }
 
@@ -543,14 +551,10 @@ impl TierRule {
         }
     }
 
-    /// The largest error allowed for a value `want` of `group`, with scale `s` and
-    /// `allowed` ulps of the table (the module docs' A + L + O).
-    pub fn limit(&self, group: &str, allowed: f64, s: &Scale, want: f64) -> f64 {
-        self.limit_at(group, allowed, s.terms, s.scale, want)
-    }
-
-    /// [`TierRule::limit`] at another error scale (a named unstable formula's).
-    pub fn limit_at(&self, group: &str, allowed: f64, terms: usize, scale: f64, want: f64) -> f64 {
+    /// The largest error allowed for a value `want` of `group` whose error scale is
+    /// `scale` and longest sum `terms`, with `allowed` ulps of the table (the module docs'
+    /// A + L + O).
+    pub fn limit(&self, group: &str, allowed: f64, terms: usize, scale: f64, want: f64) -> f64 {
         let a = stages::arithmetic(allowed, terms, scale, self.tier.dtype.arithmetic());
         let backward = if matches!(group, "gradients/features" | "gradients/weights") {
             stages::operand_rounding(self.backward_u, scale)

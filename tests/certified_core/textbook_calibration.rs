@@ -139,7 +139,7 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
         .filter(|c| losses.contains(&c.loss.as_str()))
     {
         let case = corpus.load_case(c).unwrap().case;
-        let mut groups = match (&case, c.dtype.column()) {
+        let groups = match (&case, c.dtype.column()) {
             (Case::Normalized(n), Arithmetic::Float32) => textbook::margin::<f32>(n, &Quirks::NONE),
             (Case::Normalized(n), Arithmetic::Float64) => textbook::margin::<f64>(n, &Quirks::NONE),
             (Case::SoftmaxCe(s), Arithmetic::Float32) if !s.options.is_plain() => {
@@ -181,14 +181,7 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
         };
         // a 16-bit case: the float32 textbook on its exact inputs, gradients returned in
         // the case's dtype (SPEC §6's `amp`)
-        if c.dtype.is_half() {
-            for (name, (_, v)) in groups.iter_mut() {
-                if name.starts_with("gradients/") {
-                    v.iter_mut().for_each(|x| *x = c.dtype.round(*x));
-                }
-            }
-        }
-        values.insert(c.id.clone(), groups);
+        values.insert(c.id.clone(), lossref::tier::amp_results(groups, c.dtype));
     }
     Results {
         implementation: "textbook (PyTorch-style)".into(),
