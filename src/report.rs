@@ -89,6 +89,14 @@ pub fn hex_f64(x: f64) -> String {
     }
 }
 
+/// A tensor's array shape: `[]` for a scalar, `[rows, cols]` for a matrix.
+fn shape<V>(t: &Tensor<V>) -> Vec<usize> {
+    match t {
+        Tensor::Scalar(_) => vec![],
+        Tensor::Matrix(m) => vec![m.rows(), m.cols()],
+    }
+}
+
 /// The roundings of a certified answer to the 16-bit `dtype` (SPEC §6), as float32 arrays
 /// (exact: every bfloat16 and float16 is a float32) named `<dtype>/outputs/NAME` and
 /// `<dtype>/gradients/NAME`: what a corpus case of that dtype stores beside its binary64
@@ -98,15 +106,11 @@ pub fn half_arrays(answer: &CertifiedAnswer<Rounded>, dtype: Dtype) -> Vec<(Stri
         .answer
         .sections()
         .map(|(section, name, t)| {
-            let shape = match t {
-                Tensor::Scalar(_) => vec![],
-                Tensor::Matrix(m) => vec![m.rows(), m.cols()],
-            };
             let values = t.values().iter().map(|c| c.half.of(dtype, c.f32)).collect();
             (
                 format!("{}/{section}/{name}", dtype.as_str()),
                 Array {
-                    shape,
+                    shape: shape(t),
                     data: Data::Float(values),
                     was_f32: true,
                 },
@@ -119,10 +123,6 @@ pub fn half_arrays(answer: &CertifiedAnswer<Rounded>, dtype: Dtype) -> Vec<(Stri
 /// `outputs/NAME` and `gradients/NAME` (binary64), `binary32/…` (binary32) and, with
 /// `decimals`, `decimal/…` (the decimal strings, where the values kept them).
 pub fn answer_arrays(answer: &CertifiedAnswer<Rounded>, decimals: bool) -> Vec<(String, Array)> {
-    let shape = |t: &Tensor<Rounded>| match t {
-        Tensor::Scalar(_) => vec![],
-        Tensor::Matrix(m) => vec![m.rows(), m.cols()],
-    };
     let mut out = Vec::new();
     for (section, name, t) in answer.answer.sections() {
         let values = t.values();

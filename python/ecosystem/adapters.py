@@ -414,21 +414,18 @@ def optax_poly_loss(case: Any) -> Values:
 # --- precision tiers (SPEC §6) ---------------------------------------------------------
 
 
-def torch_autocast_cross_entropy(case: Any) -> Values:
-    """`F.cross_entropy` on bfloat16 logits inside `torch.autocast("cpu", torch.bfloat16)`,
-    which runs cross_entropy in float32 (CPU autocast's fp32 list) and returns ∂L/∂z in the
-    leaf's bfloat16."""
-    torch = _torch()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        return torch_cross_entropy(case)
+def _under_cpu_autocast(run: Callable[[Any], Values]) -> Callable[[Any], Values]:
+    """`run` inside `torch.autocast("cpu", dtype=torch.bfloat16)`, as a training step under
+    CPU autocast calls it: `F.cross_entropy` on bfloat16 logits runs in float32 (CPU
+    autocast's fp32 list) and returns ∂L/∂z in the leaf's bfloat16; PML's cosine matrix is a
+    bfloat16 matmul."""
 
+    def under(case: Any) -> Values:
+        torch = _torch()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return run(case)
 
-def pml_cosface_autocast(case: Any) -> Values:
-    """PML's CosFaceLoss on bfloat16 features and weights inside CPU bfloat16 autocast: the
-    cosine matrix a bfloat16 matmul, the cross-entropy promoted to float32."""
-    torch = _torch()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        return pml_cosface(case)
+    return under
 
 
 def pml_cosface_medium_matmul(case: Any) -> Values:
@@ -510,7 +507,7 @@ TIER_ADAPTERS: List[Adapter] = [
         pipeline="native",
     ),
     Adapter(
-        "PyTorch F.cross_entropy under torch.autocast (CPU bfloat16)", "torch", ["softmax_ce"], _any, torch_autocast_cross_entropy, ["outputs/loss", "gradients/logits"],
+        "PyTorch F.cross_entropy under torch.autocast (CPU bfloat16)", "torch", ["softmax_ce"], _any, _under_cpu_autocast(torch_cross_entropy), ["outputs/loss", "gradients/logits"],
         [
             "CPU autocast runs the cross-entropy in float32 (the torch.amp docs' Autocast Op Reference, CPU Ops that can autocast to float32; aten/src/ATen/autocast_mode.cpp; the loss comes back float32) and the gradient returns in the bfloat16 leaf's dtype",
         ],
@@ -518,7 +515,7 @@ TIER_ADAPTERS: List[Adapter] = [
         pipeline="amp",
     ),
     Adapter(
-        "pytorch-metric-learning CosFaceLoss under torch.autocast (CPU bfloat16)", "pytorch-metric-learning", ["cosface", "amsoftmax"], _any, pml_cosface_autocast,
+        "pytorch-metric-learning CosFaceLoss under torch.autocast (CPU bfloat16)", "pytorch-metric-learning", ["cosface", "amsoftmax"], _any, _under_cpu_autocast(pml_cosface),
         ["outputs/loss", "gradients/features", "gradients/weights"],
         [
             "the cosine matrix by `torch.matmul` of the normalized embeddings (distances/cosine_similarity.py), a bfloat16 product under CPU autocast; the cross-entropy promoted to float32",

@@ -18,6 +18,7 @@
 use crate::answer::Answer;
 use crate::error::{Error, ErrorKind, Result};
 use crate::mp::interval::Interval;
+use crate::spec::Dtype;
 use rug::float::Round;
 use rug::Float;
 use std::collections::HashSet;
@@ -269,10 +270,10 @@ pub struct HalfRoundings {
 impl HalfRoundings {
     /// The rounding to `dtype` (one of [`crate::spec::Dtype::HALF`]) in binary64; the
     /// binary32 rounding `f32` for any other dtype.
-    pub fn of(self, dtype: crate::spec::Dtype, f32: f32) -> f64 {
+    pub fn of(self, dtype: Dtype, f32: f32) -> f64 {
         match dtype {
-            crate::spec::Dtype::BFloat16 => self.bf16.to_f64(),
-            crate::spec::Dtype::Float16 => self.f16.to_f64(),
+            Dtype::BFloat16 => self.bf16.to_f64(),
+            Dtype::Float16 => self.f16.to_f64(),
             _ => f64::from(f32),
         }
     }
@@ -289,12 +290,17 @@ impl HalfRoundings {
     }
 }
 
-/// `x` rounded in direction `round` to the binary format of `p` significand bits whose
-/// smallest subnormal is 2^`min_sub_exp` and largest finite number `max`, in binary64
-/// (exact: every such number is a binary64). One rounding from the MPFR value: the
-/// precision is the bits the format has at x's magnitude, fewer in the subnormal range,
-/// and a result past `max` overflows as IEEE 754 says for the direction.
-fn round_to_format(x: &Float, round: Round, p: i32, min_sub_exp: i32, max: f64) -> f64 {
+/// `x` rounded in direction `round` to the binary `format` (its significand bits, smallest
+/// subnormal and largest finite number as [`Dtype`] states them), in binary64 (exact:
+/// every such number is a binary64). One rounding from the MPFR value: the precision is
+/// the bits the format has at x's magnitude, fewer in the subnormal range, and a result
+/// past the largest finite number overflows as IEEE 754 says for the direction.
+fn round_to_format(x: &Float, round: Round, format: Dtype) -> f64 {
+    let (p, min_sub_exp, max) = (
+        format.significand_bits() as i32,
+        format.min_subnormal_exp(),
+        format.max_finite(),
+    );
     let Some(exp) = x.get_exp() else {
         // zero, ±∞ or NaN
         return x.to_f64();
@@ -348,7 +354,7 @@ impl Binary for half::bf16 {
         half::bf16::ZERO
     }
     fn rounded(x: &Float, round: Round) -> half::bf16 {
-        half::bf16::from_f64(round_to_format(x, round, 8, -133, half::bf16::MAX.to_f64()))
+        half::bf16::from_f64(round_to_format(x, round, Dtype::BFloat16))
     }
     fn is_nan(self) -> bool {
         half::bf16::is_nan(self)
@@ -366,7 +372,7 @@ impl Binary for half::f16 {
         half::f16::ZERO
     }
     fn rounded(x: &Float, round: Round) -> half::f16 {
-        half::f16::from_f64(round_to_format(x, round, 11, -24, half::f16::MAX.to_f64()))
+        half::f16::from_f64(round_to_format(x, round, Dtype::Float16))
     }
     fn is_nan(self) -> bool {
         half::f16::is_nan(self)
