@@ -24,6 +24,14 @@ impl<V> Tensor<V> {
         }
     }
 
+    /// Every value, row-major, owned.
+    pub fn into_values(self) -> Vec<V> {
+        match self {
+            Tensor::Scalar(v) => vec![v],
+            Tensor::Matrix(m) => m.into_vec(),
+        }
+    }
+
     /// A readable place for value number `k` of this tensor, e.g. `[1][2]` (empty for a scalar).
     pub fn index_label(&self, k: usize) -> String {
         match self {

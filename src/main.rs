@@ -71,6 +71,11 @@ enum Command {
         /// Seed of the generated inputs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The best row kernels to use: avx512, avx2 or portable (the same bits; to measure
+        /// a machine without AVX-512 or AVX2 on one that has it). The best the CPU has by
+        /// default.
+        #[arg(long, default_value = "avx512")]
+        kernels: String,
         /// Time the certified reference (loss and both gradients, as `lossref eval`) once,
         /// and the fast f64 forward + backward on the same inputs in the same run; print
         /// both and their ratio.
@@ -147,6 +152,7 @@ fn main() {
             warmup,
             repeats,
             seed,
+            kernels,
             reference,
         } => cli::bench::run(&cli::bench::Request {
             loss,
@@ -160,6 +166,7 @@ fn main() {
             warmup,
             repeats,
             seed,
+            kernels,
             reference,
         }),
         Command::Bound(request) => cli::bound::run(&request),

@@ -324,6 +324,14 @@ fn integers<R: Read>(npy: NpyFile<R>) -> Option<std::io::Result<Vec<i64>>> {
     first_of!(npy; i64, i32, i16, i8, u64, u32, u16, u8)
 }
 
+/// An entry's options: stored (numpy's savez) with a fixed timestamp, so that equal arrays
+/// give equal bytes.
+fn stored() -> zip::write::FileOptions {
+    zip::write::FileOptions::default()
+        .compression_method(zip::CompressionMethod::Stored)
+        .last_modified_time(zip::DateTime::default())
+}
+
 /// One array entry of `dtype` and `shape`, its values in row-major order.
 fn entry<T, W>(
     npz: &mut NpzWriter<W>,
@@ -336,12 +344,8 @@ where
     T: npyz::Serialize + ?Sized,
     W: std::io::Write + std::io::Seek,
 {
-    // Stored (numpy's savez) with a fixed timestamp, so equal arrays give equal bytes.
-    let options = zip::write::FileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .last_modified_time(zip::DateTime::default());
     let mut w = npz
-        .array::<T>(name, options)?
+        .array::<T>(name, stored())?
         .dtype(dtype)
         .shape(shape)
         .begin_nd()?;
@@ -373,23 +377,78 @@ fn transpose(data: Data, rows: usize, cols: usize) -> Data {
 /// # Errors
 /// The file cannot be written, naming it.
 pub fn write(path: &Path, arrays: &[(String, Array)]) -> Result<()> {
-    let file = path.display().to_string();
-    let fail = |e: std::io::Error| io_error(&file, format!("cannot write the .npz: {e}"));
-    let mut npz = NpzWriter::create(path).map_err(fail)?;
+    let mut archive = ArchiveWriter::create(path)?;
     for (name, a) in arrays {
+        archive.array(name, a)?;
+    }
+    archive.finish()
+}
+
+/// An `.npz` written one array at a time ([`write`]'s format), so that an array can be
+/// written as its values arrive ([`ArchiveWriter::float64`]) without holding it.
+pub struct ArchiveWriter {
+    npz: NpzWriter<std::io::BufWriter<std::fs::File>>,
+    file: String,
+}
+
+/// One float64 array being written ([`ArchiveWriter::float64`]).
+pub struct Float64Entry<'a> {
+    writer: npyz::NpyWriter<f64, &'a mut zip::ZipWriter<std::io::BufWriter<std::fs::File>>>,
+    file: &'a str,
+}
+
+impl Float64Entry<'_> {
+    /// The next value, in row-major order.
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn push(&mut self, x: f64) -> Result<()> {
+        self.writer.push(&x).map_err(|e| write_error(self.file, e))
+    }
+
+    /// Ends the array (it must have received every value its shape declares).
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn finish(self) -> Result<()> {
+        self.writer.finish().map_err(|e| write_error(self.file, e))
+    }
+}
+
+fn write_error(file: &str, e: std::io::Error) -> Error {
+    io_error(file, format!("cannot write the .npz: {e}"))
+}
+
+impl ArchiveWriter {
+    /// Creates (or truncates) the archive at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be created, naming it.
+    pub fn create(path: &Path) -> Result<ArchiveWriter> {
+        let file = path.display().to_string();
+        let npz = NpzWriter::create(path).map_err(|e| write_error(&file, e))?;
+        Ok(ArchiveWriter { npz, file })
+    }
+
+    /// Writes one whole array, as [`write`] does.
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn array(&mut self, name: &str, a: &Array) -> Result<()> {
+        let (npz, file) = (&mut self.npz, &self.file);
         let shape: Vec<u64> = a.shape.iter().map(|&d| d as u64).collect();
         let written = match &a.data {
             Data::Float(v) if a.was_f32 => {
                 let dtype = <f32 as AutoSerialize>::default_dtype();
-                entry::<f32, _>(&mut npz, name, dtype, &shape, v.iter().map(|&x| x as f32))
+                entry::<f32, _>(npz, name, dtype, &shape, v.iter().map(|&x| x as f32))
             }
             Data::Float(v) => {
                 let dtype = <f64 as AutoSerialize>::default_dtype();
-                entry::<f64, _>(&mut npz, name, dtype, &shape, v.iter().copied())
+                entry::<f64, _>(npz, name, dtype, &shape, v.iter().copied())
             }
             Data::Int(v) => {
                 let dtype = <i64 as AutoSerialize>::default_dtype();
-                entry::<i64, _>(&mut npz, name, dtype, &shape, v.iter().copied())
+                entry::<i64, _>(npz, name, dtype, &shape, v.iter().copied())
             }
             Data::Text(v) => {
                 let width = v
@@ -401,15 +460,56 @@ pub fn write(path: &Path, arrays: &[(String, Array)]) -> Result<()> {
                 let dtype = npyz::DType::Plain(
                     format!("<U{width}")
                         .parse()
-                        .map_err(|e| io_error(&file, format!("text dtype: {e}")))?,
+                        .map_err(|e| io_error(file, format!("text dtype: {e}")))?,
                 );
-                entry::<str, _>(&mut npz, name, dtype, &shape, v.iter().map(String::as_str))
+                entry::<str, _>(npz, name, dtype, &shape, v.iter().map(String::as_str))
             }
         };
-        written.map_err(fail)?;
+        written.map_err(|e| write_error(file, e))
     }
-    npz.zip_writer()
-        .finish()
-        .map_err(|e| io_error(&file, format!("cannot finish the .npz: {e}")))?;
-    Ok(())
+
+    /// Writes a float32 array from binary32 values (without widening them first).
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn float32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<()> {
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let dtype = <f32 as AutoSerialize>::default_dtype();
+        entry::<f32, _>(&mut self.npz, name, dtype, &shape, values.iter().copied())
+            .map_err(|e| write_error(&self.file, e))
+    }
+
+    /// Begins a float64 array of `shape`, whose values are then pushed one by one.
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn float64(&mut self, name: &str, shape: &[usize]) -> Result<Float64Entry<'_>> {
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let writer = self
+            .npz
+            .array::<f64>(name, stored())
+            .and_then(|b| {
+                b.dtype(<f64 as AutoSerialize>::default_dtype())
+                    .shape(&shape)
+                    .begin_nd()
+            })
+            .map_err(|e| write_error(&self.file, e))?;
+        Ok(Float64Entry {
+            writer,
+            file: &self.file,
+        })
+    }
+
+    /// Ends the archive.
+    ///
+    /// # Errors
+    /// The file cannot be written, naming it.
+    pub fn finish(mut self) -> Result<()> {
+        let file = self.file.clone();
+        self.npz
+            .zip_writer()
+            .finish()
+            .map_err(|e| io_error(&file, format!("cannot finish the .npz: {e}")))?;
+        Ok(())
+    }
 }

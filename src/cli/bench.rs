@@ -37,6 +37,8 @@ pub struct Request {
     pub repeats: usize,
     /// Seed of the generated inputs.
     pub seed: u64,
+    /// The best row kernels to use (`avx512`, `avx2`, `portable`; [`crate::fast::simd`]).
+    pub kernels: String,
     /// Time the certified reference (and the fast path in f64) instead of the GEMMs.
     pub reference: bool,
 }
@@ -50,6 +52,20 @@ pub const MAX_BENCH_VALUES: usize = 1 << 31;
 /// An unknown or unsupported loss, bad parameters, a zero dimension, sizes whose products
 /// exceed [`MAX_BENCH_VALUES`], or an unknown dtype.
 pub fn run(r: &Request) -> Result<String> {
+    use crate::fast::simd::{limit_kernels, Kernels};
+    let cap = Kernels::parse(&r.kernels).ok_or_else(|| {
+        let names: Vec<&str> = Kernels::ALL.iter().map(|k| k.as_str()).collect();
+        Error::invalid(
+            "--kernels",
+            format!(
+                "`{}` is not a kernel set: one of {}{}",
+                r.kernels,
+                names.join(", "),
+                crate::suggest::did_you_mean(&r.kernels, names.iter().copied())
+            ),
+        )
+    })?;
+    limit_kernels(cap);
     if r.loss == "softmax_ce" && r.reference {
         return softmax_ce_reference(r);
     }
@@ -138,6 +154,7 @@ pub fn run(r: &Request) -> Result<String> {
         "classes": r.classes,
         "threads": threads,
         "tile_logits": r.tile_logits,
+        "kernels": crate::fast::simd::kernels().as_str(),
         "warmup": r.warmup,
         "repeats": r.repeats,
         "fused_ms": timing.fused() * 1e3,

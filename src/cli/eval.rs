@@ -5,7 +5,9 @@ use crate::cli::progress::Spinner;
 use crate::error::{Error, Result};
 use crate::mp::certify::{CertifiedAnswer, Rounded};
 use crate::npz;
-use crate::reference::blocks::certified_rounded;
+use crate::reference::blocks::{
+    certified_rounded, certified_streaming, streamed_shape, BLOCK_VALUES,
+};
 use crate::report::{answer_arrays, eval_json};
 use serde_json::json;
 use std::path::Path;
@@ -38,6 +40,16 @@ fn evaluate(
     path: &str,
     printing: Printing,
 ) -> Result<(crate::spec::LossId, CertifiedAnswer<Rounded>)> {
+    let case = read_case(path, printing)?;
+    let decimals = match printing {
+        Printing::Json => true,
+        Printing::Archive { decimals } => decimals,
+    };
+    certify(&case, decimals)
+}
+
+/// The case in `path`, refused before any evaluation if its answer is too large to print.
+fn read_case(path: &str, printing: Printing) -> Result<crate::spec::Case> {
     let text = super::read_input(path, MAX_CASE_BYTES)?;
     let base = match Path::new(path).parent() {
         Some(dir) if path != "-" && !dir.as_os_str().is_empty() => dir,
@@ -47,12 +59,16 @@ fn evaluate(
     if let Printing::Json = printing {
         refuse_to_print_large(path, &case)?;
     }
-    let decimals = match printing {
-        Printing::Json => true,
-        Printing::Archive { decimals } => decimals,
-    };
+    Ok(case)
+}
+
+/// The certified answer of `case`, kept as roundings (`decimals`: and decimal strings).
+fn certify(
+    case: &crate::spec::Case,
+    decimals: bool,
+) -> Result<(crate::spec::LossId, CertifiedAnswer<Rounded>)> {
     let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
-    let answer = certified_rounded(&case, decimals);
+    let answer = certified_rounded(case, decimals);
     drop(spinner);
     Ok((case.loss(), answer?))
 }
@@ -86,13 +102,30 @@ fn refuse_to_print_large(path: &str, case: &crate::spec::Case) -> Result<()> {
 /// `decimal/outputs/NAME` and `decimal/gradients/NAME` the decimal strings. Returns the JSON
 /// that is still printed: the loss, the file and the certificate.
 ///
+/// A case that streams over blocks of classes ([`certified_streaming`]: a normalized-margin
+/// case whose N·C logits and C·D weight gradients exceed [`BLOCK_VALUES`]) writes its
+/// weights gradient's binary64 roundings into the archive block by block as they are
+/// certified, and holds only their binary32 roundings (and, with `decimals`, their decimal
+/// strings) until the end: memory O((B + C)·D + B·block) at any C. Its arrays come in
+/// another order (the streamed gradient first); their names and values are the same.
+///
 /// # Errors
 /// As [`run`], and a file that cannot be written.
 pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
-    let (loss, answer) = evaluate(path, Printing::Archive { decimals })?;
-    npz::write(Path::new(output), &answer_arrays(&answer, decimals))?;
+    let case = read_case(path, Printing::Archive { decimals })?;
+    let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
+    let streamed = stream_to_npz(&case, Path::new(output), decimals);
+    drop(spinner);
+    let answer = match streamed? {
+        Some(answer) => answer,
+        None => {
+            let (_, answer) = certify(&case, decimals)?;
+            npz::write(Path::new(output), &answer_arrays(&answer, decimals))?;
+            answer
+        }
+    };
     let json = json!({
-        "loss": loss.as_str(),
+        "loss": case.loss().as_str(),
         "output": output,
         "certificate": {
             "tier": answer.certificate.tier.as_str(),
@@ -100,4 +133,54 @@ pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
         },
     });
     Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
+}
+
+/// [`run_to_npz`] for a case that streams; `Ok(None)` (nothing written) for one that does
+/// not.
+fn stream_to_npz(
+    case: &crate::spec::Case,
+    output: &Path,
+    decimals: bool,
+) -> Result<Option<CertifiedAnswer<Rounded>>> {
+    let Some((name, _, rows, cols)) = streamed_shape(case, BLOCK_VALUES) else {
+        return Ok(None);
+    };
+    let mut archive = npz::ArchiveWriter::create(output)?;
+    let mut binary32: Vec<f32> = Vec::with_capacity(rows.saturating_mul(cols));
+    let mut text: Vec<String> = Vec::new();
+    let mut entry = archive.float64(&format!("gradients/{name}"), &[rows, cols])?;
+    let streamed = certified_streaming(case, decimals, BLOCK_VALUES, &mut |_, block| {
+        for v in block {
+            entry.push(v.f64)?;
+            binary32.push(v.f32);
+            if let Some(d) = v.decimal {
+                text.push(d);
+            }
+        }
+        Ok(())
+    })?;
+    let Some((answer, _)) = streamed else {
+        // Not sliceable after all: the caller certifies it whole and rewrites the file.
+        return Ok(None);
+    };
+    entry.finish()?;
+    for (array_name, array) in answer_arrays(&answer, decimals) {
+        archive.array(&array_name, &array)?;
+    }
+    archive.float32(
+        &format!("binary32/gradients/{name}"),
+        &[rows, cols],
+        &binary32,
+    )?;
+    drop(binary32);
+    if decimals && text.len() == rows * cols {
+        let array = npz::Array {
+            shape: vec![rows, cols],
+            data: npz::Data::Text(text),
+            was_f32: false,
+        };
+        archive.array(&format!("decimal/gradients/{name}"), &array)?;
+    }
+    archive.finish()?;
+    Ok(Some(answer))
 }

@@ -46,7 +46,7 @@ use crate::exact::ExactForm;
 use crate::fast::Real;
 use crate::mp::interval::Interval;
 use crate::precision::Entry;
-use crate::reference::blocks::RowBlocks;
+use crate::reference::blocks::{ClassBlocks, RowBlocks};
 use crate::spec::{Arithmetic, Case, Dtype, LossId};
 use crate::tier::LogitStages;
 use crate::tolerance::Scale;
@@ -108,6 +108,13 @@ pub(crate) trait LossFamily {
     /// term per row. `None`, the default, for a family with an output that couples rows
     /// otherwise (a gradient of weights that every row shares).
     fn row_blocks(_case: &Self::Case) -> Option<RowBlocks<Self::Case>> {
+        None
+    }
+
+    /// How a case too large to certify whole at `block_values` streams over blocks of
+    /// classes ([`crate::reference::blocks`]): `None`, the default, for a family without a
+    /// gradient whose rows are classes, or a case small enough.
+    fn class_blocks(_case: &Self::Case, _block_values: usize) -> Option<ClassBlocks<Self::Case>> {
         None
     }
 
@@ -315,6 +322,35 @@ macro_rules! catalogue {
                 $(Case::$variant(c) => <$family as LossFamily>::row_blocks(c).map(|blocks| {
                     crate::reference::blocks::certify_rows(c, case, blocks, with_decimals, block_values)
                 }),)*
+            }
+        }
+
+        /// The shape of the gradient that `case` streams at `block_values`
+        /// ([`LossFamily::class_blocks`]); `None` where it does not stream.
+        pub(crate) fn class_blocks_shape(
+            case: &Case,
+            block_values: usize,
+        ) -> Option<crate::reference::blocks::StreamedShape> {
+            match case {
+                $(Case::$variant(c) => <$family as LossFamily>::class_blocks(c, block_values)
+                    .map(|b| (b.name, b.position, b.rows, b.cols)),)*
+            }
+        }
+
+        /// The certified answer of `case` streamed over blocks of classes, without the
+        /// streamed gradient, which goes to `sink` ([`LossFamily::class_blocks`]); `None`
+        /// where it does not stream.
+        pub(crate) fn certified_in_class_blocks(
+            case: &Case,
+            with_decimals: bool,
+            block_values: usize,
+            sink: &mut crate::reference::blocks::ClassSink<'_>,
+        ) -> Result<Option<crate::mp::certify::CertifiedAnswer<crate::mp::certify::Rounded>>> {
+            match case {
+                $(Case::$variant(c) => match <$family as LossFamily>::class_blocks(c, block_values) {
+                    Some(b) => (b.certify)(c, case, with_decimals, block_values, sink),
+                    None => Ok(None),
+                },)*
             }
         }
 

@@ -12,8 +12,12 @@
 //! either path, from the same row. The certificate's precision is the largest that any
 //! block needed, which is what the whole case needs.
 //!
-//! The other families (a gradient of weights that every row shares) are certified whole,
-//! keeping [`Rounded`] values too; streaming over classes is the later scale work.
+//! A family with a gradient whose rows are classes (∂L/∂W of the normalized-margin losses,
+//! which every batch row shares) states its [`ClassBlocks`] instead: a case too large to
+//! hold whole is certified a block of classes at a time, that gradient's rows handed to a
+//! [`ClassSink`] as they are certified (`lossref eval --output` writes them straight into
+//! the archive), the rest kept as [`Rounded`] values. The other families are certified
+//! whole, keeping [`Rounded`] values too.
 
 use crate::answer::{Answer, Tensor};
 use crate::error::Result;
@@ -26,6 +30,36 @@ use crate::mp::interval::Interval;
 use crate::spec::Case;
 use std::ops::Range;
 use std::sync::Mutex;
+
+/// Where a streamed gradient's rows go, a block at a time: the block's first row and its
+/// values (rows × columns, row-major), in row order.
+pub type ClassSink<'s> = dyn FnMut(usize, Vec<Rounded>) -> Result<()> + 's;
+
+/// How a family's answer streams over blocks of classes (see the module docs).
+pub(crate) struct ClassBlocks<C> {
+    /// The gradient whose rows are classes, its place among the answer's gradients, and
+    /// its shape.
+    pub name: &'static str,
+    pub position: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// The certified answer without that gradient (`with_decimals`, blocks of about
+    /// `block_values` values), its rows handed to the sink; `Ok(None)` where the case
+    /// cannot stream after all (the caller certifies it whole).
+    pub certify: CertifyClasses<C>,
+}
+
+/// [`ClassBlocks::certify`]: the case, the same case as a [`Case`] (for its zero test),
+/// `with_decimals`, the block size in values, and the sink.
+pub(crate) type CertifyClasses<C> = fn(&C, &Case, bool, usize, &mut ClassSink<'_>) -> Streamed;
+
+/// A streamed answer without its streamed gradient; `Ok(None)` where the case cannot
+/// stream after all.
+pub(crate) type Streamed = Result<Option<CertifiedAnswer<Rounded>>>;
+
+/// The shape of a case's streamed gradient: its name, its place among the gradients, its
+/// rows and columns.
+pub type StreamedShape = (&'static str, usize, usize, usize);
 
 /// The values a block holds at most (its enclosures: about 130 bytes each at the first
 /// precision), unless one row alone has more.
@@ -124,6 +158,27 @@ pub fn certified_in_blocks(
     {
         return answer;
     }
+    if crate::family::class_blocks_shape(case, block_values).is_some() {
+        let mut rows: Vec<Rounded> = Vec::new();
+        let streamed = certified_streaming(case, with_decimals, block_values, &mut |_, block| {
+            rows.extend(block);
+            Ok(())
+        })?;
+        if let Some((mut answer, (name, position, count, cols))) = streamed {
+            let grad = Matrix::from_vec(count, cols, rows).expect("every block fills whole rows");
+            let at = position.min(answer.answer.gradients.len());
+            answer
+                .answer
+                .gradients
+                .insert(at, (name, Tensor::Matrix(grad)));
+            return Ok(answer);
+        }
+    }
+    certified_whole(case, with_decimals)
+}
+
+/// The certified answer of `case`, kept as [`Rounded`] values, without blocks.
+fn certified_whole(case: &Case, with_decimals: bool) -> Result<CertifiedAnswer<Rounded>> {
     let mut zeros = ZeroTest::new(case);
     certify_kept(
         Goal::EVAL,
@@ -131,6 +186,38 @@ pub fn certified_in_blocks(
         |prec, places| zeros.proven(prec, places),
         |c: Certified| c.rounded(with_decimals),
     )
+}
+
+/// The certified answer of a case that streams over blocks of classes (about
+/// `block_values` values each; [`BLOCK_VALUES`] is what `lossref eval` uses): its streamed
+/// gradient goes to `sink` block by block, and the answer returned holds the rest, with the
+/// gradient's [`StreamedShape`] (insert it at that place for the whole answer). `Ok(None)`
+/// where the case does not stream (its family does not, it is small enough to certify
+/// whole, or its inputs cannot be sliced exactly): nothing was given to the sink, and
+/// [`certified_rounded`] certifies it.
+///
+/// # Errors
+/// As [`crate::reference::certified`], and the sink's own errors.
+pub fn certified_streaming(
+    case: &Case,
+    with_decimals: bool,
+    block_values: usize,
+    sink: &mut ClassSink<'_>,
+) -> Result<Option<(CertifiedAnswer<Rounded>, StreamedShape)>> {
+    case.validate()?;
+    let Some(shape) = crate::family::class_blocks_shape(case, block_values) else {
+        return Ok(None);
+    };
+    Ok(
+        crate::family::certified_in_class_blocks(case, with_decimals, block_values, sink)?
+            .map(|answer| (answer, shape)),
+    )
+}
+
+/// The shape of `case`'s streamed gradient where it streams at `block_values` (see
+/// [`certified_streaming`]); `None` otherwise.
+pub fn streamed_shape(case: &Case, block_values: usize) -> Option<StreamedShape> {
+    crate::family::class_blocks_shape(case, block_values)
 }
 
 /// One row-wise tensor as the blocks fill it.
@@ -197,10 +284,7 @@ pub(crate) fn certify_rows<C: Sync>(
         terms.extend(last_terms.into_inner().unwrap_or_else(|p| p.into_inner()));
         for (section, name, tensor) in part.answer.into_sections() {
             let cols = columns(&tensor);
-            let values = match tensor {
-                Tensor::Scalar(v) => vec![v],
-                Tensor::Matrix(m) => m.into_vec(),
-            };
+            let values = tensor.into_values();
             match filling
                 .iter_mut()
                 .find(|f| f.section == section && f.name == name)
@@ -256,7 +340,7 @@ pub(crate) fn certify_rows<C: Sync>(
 }
 
 /// The weakest tier and the largest precision of two certificates.
-fn merge(into: &mut Certificate, other: Certificate) {
+pub(crate) fn merge(into: &mut Certificate, other: Certificate) {
     into.tier = into.tier.min(other.tier);
     into.precision_bits = into.precision_bits.max(other.precision_bits);
 }

@@ -5,6 +5,7 @@
 
 mod certified_products;
 mod certify;
+mod class_blocks;
 #[path = "../common/mod.rs"]
 mod common;
 mod golden_snapshots;

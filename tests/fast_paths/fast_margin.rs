@@ -312,15 +312,20 @@ fn fast_psi_losses_are_bit_identical_for_any_thread_count() {
     }
 }
 
-/// The AVX2 + FMA copies of the row kernels (normalizing, the margin and ψ rows, the
-/// projections) give the same bits as their portable copies (`fast::simd`).
+/// The AVX-512 and AVX2 + FMA copies of the row kernels (normalizing, the margin and ψ
+/// rows, the projections) give the same bits as their portable copies (`fast::simd`), for
+/// every set this CPU runs.
 #[test]
-fn portable_and_avx2_kernels_give_identical_bits() {
+fn every_kernel_set_gives_the_portable_bits() {
     use lossref::family::psi::fast::MultiplicativeLoss;
-    use lossref::fast::simd::{avx2_enabled, force_portable};
-    if !avx2_enabled() {
+    use lossref::fast::simd::{kernels, limit_kernels, Kernels};
+    let best = Kernels::detected();
+    if best == Kernels::Portable {
         eprintln!("this CPU has no AVX2 + FMA: only the portable kernels exist");
         return;
+    }
+    if best < Kernels::Avx512 {
+        eprintln!("this CPU has no AVX-512: the AVX2 copies are compared, not the AVX-512 ones");
     }
     let (n, c, d) = (37, 53, 29);
     let (x32, w32, labels) = batch::<f32>(n, c, d);
@@ -372,12 +377,20 @@ fn portable_and_avx2_kernels_give_identical_bits() {
         out.extend([vec![p.loss.to_bits()], bits(&p.features), bits(&p.weights)]);
         out
     };
-    let with_avx2 = run();
-    force_portable(true);
+    limit_kernels(Kernels::Portable);
+    assert_eq!(kernels(), Kernels::Portable);
     let portable = run();
-    force_portable(false);
-    assert!(
-        with_avx2 == portable,
-        "the two builds of the row kernels differ"
-    );
+    for set in Kernels::ALL
+        .into_iter()
+        .filter(|&k| k > Kernels::Portable && k <= best)
+    {
+        limit_kernels(set);
+        assert_eq!(kernels(), set);
+        assert!(
+            run() == portable,
+            "the {set} and portable row kernels differ"
+        );
+    }
+    limit_kernels(Kernels::Avx512);
+    assert_eq!(kernels(), best);
 }

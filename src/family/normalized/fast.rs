@@ -372,7 +372,7 @@ impl MarginLoss {
     }
 }
 
-crate::avx2_dispatch!(
+crate::row_kernel!(
     fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], inv_norms: &[T], y: usize, theta: Option<(f64, f64)>, r: f64, i: usize) -> Result<f64>
         => MarginLoss::row_portable
 );
@@ -415,7 +415,7 @@ fn normalize<T: Real>(
         .try_for_each(|(i, ((row, out), norm))| normalize_row(row, out, norm, name, i))
 }
 
-crate::avx2_dispatch!(
+crate::row_kernel!(
     fn normalize_row<T: Real>(row: &[T], out: &mut [T], norm: &mut T, name: &str, i: usize) -> Result<()>
         => normalize_row_kernel
 );
@@ -469,7 +469,7 @@ fn inverse_norms<T: Real>(m: &[T], dim: usize, name: &str, inv: &mut Vec<T>) -> 
         .try_for_each(|(i, (row, out))| inverse_norm(row, out, name, i))
 }
 
-crate::avx2_dispatch!(
+crate::row_kernel!(
     fn inverse_norm<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) -> Result<()>
         => inverse_norm_kernel
 );
@@ -508,7 +508,7 @@ fn project_out_raw<T: Real>(grad: &mut [T], raw: &[T], inv_norms: &[T], dim: usi
         .for_each(|((g, w), &inv)| project_raw_row(g, w, inv));
 }
 
-crate::avx2_dispatch!(
+crate::row_kernel!(
     fn project_raw_row<T: Real>(g: &mut [T], w: &[T], inv: T) -> () => project_raw_row_kernel
 );
 
@@ -542,7 +542,7 @@ fn project_out<T: Real>(
         .for_each(|(((g, u), &norm), rad)| *rad = project_row(g, u, norm));
 }
 
-crate::avx2_dispatch!(
+crate::row_kernel!(
     fn project_row<T: Real>(g: &mut [T], u: &[T], norm: T) -> f64 => project_row_kernel
 );
 

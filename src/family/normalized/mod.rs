@@ -11,6 +11,7 @@ pub mod exact;
 pub mod fast;
 pub mod reference;
 mod scales;
+pub(crate) mod stream;
 mod target;
 mod variant;
 
@@ -302,6 +303,22 @@ impl LossFamily for NormalizedFamily {
 
     fn reference_plain(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         reference::evaluate_plain(c, prec)
+    }
+
+    fn class_blocks(
+        c: &NormalizedCase,
+        block_values: usize,
+    ) -> Option<crate::reference::blocks::ClassBlocks<NormalizedCase>> {
+        stream::streams(c, block_values).then(|| crate::reference::blocks::ClassBlocks {
+            name: "weights",
+            position: 1,
+            rows: c.weights.rows(),
+            cols: c.weights.cols(),
+            certify: |c, whole, with_decimals, block_values, sink| {
+                let block_classes = stream::classes_per_block(c, block_values);
+                stream::certify(c, whole, with_decimals, block_classes, sink)
+            },
+        })
     }
 
     fn fast<T: Real>(c: &NormalizedCase) -> Result<Answer<f64>> {

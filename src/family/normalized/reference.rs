@@ -499,21 +499,19 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
     let grad_features = Regrouped {
         product: aw,
         own: x,
-        other: w,
         norms: &xs,
         along: &along_x,
         prec,
     }
-    .gradient(|i, j| a(i, j), |i, j| dots.get(i, j));
+    .gradient(w, |i, j| a(i, j), |i, j| dots.get(i, j));
     let grad_weights = Regrouped {
         product: atx,
         own: w,
-        other: x,
         norms: &ws,
         along: &along_w,
         prec,
     }
-    .gradient(|j, i| a(i, j), |j, i| dots.get(i, j));
+    .gradient(x, |j, i| a(i, j), |j, i| dots.get(i, j));
     let mut gradients = vec![
         ("features", Tensor::Matrix(grad_features)),
         ("weights", Tensor::Matrix(grad_weights)),
@@ -531,38 +529,30 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
 /// The regrouped gradient subtracts two sums that cancel where the gradient is small
 /// (it is orthogonal to its own row); an entry that lost more than this many bits, or
 /// whose enclosure contains 0, is recomputed by the plain formula.
-const CANCELLATION_BITS: u32 = 48;
+pub(super) const CANCELLATION_BITS: u32 = 48;
 
 /// One gradient of the fast path, ∂L/∂v_rk = P_rk − v_rk·along_r/‖v_r‖² for the rows v of
 /// `own` (features or weights), with P the regrouped product.
-struct Regrouped<'a> {
-    product: Matrix<Interval>,
-    own: &'a Matrix<f64>,
-    other: &'a Matrix<f64>,
-    norms: &'a [RowNorm],
-    along: &'a [Interval],
-    prec: u32,
+pub(super) struct Regrouped<'a> {
+    pub(super) product: Matrix<Interval>,
+    pub(super) own: &'a Matrix<f64>,
+    pub(super) norms: &'a [RowNorm],
+    pub(super) along: &'a [Interval],
+    pub(super) prec: u32,
 }
 
 impl Regrouped<'_> {
-    /// Every entry; `weight(r, q)` is A for own row r and other row q, `dot(r, q)` their
-    /// dot product. An entry whose enclosure contains 0, or is wider than
-    /// 2^−(prec − [`CANCELLATION_BITS`]) relative, is recomputed by the plain formula
-    /// Σ_q A_rq·(‖v_r‖²u_qk − d_rq v_rk)/‖v_r‖², whose numerators are exact where they vanish.
-    fn gradient<'w>(
-        self,
-        weight: impl Fn(usize, usize) -> &'w Interval + Sync,
-        dot: impl Fn(usize, usize) -> &'w Interval + Sync,
-    ) -> Matrix<Interval> {
-        use crate::reference::geometry::binary64_points;
+    /// Every entry P_rk − v_rk·along_r/‖v_r‖², or `None` where its enclosure contains 0
+    /// or is wider than 2^−(prec − [`CANCELLATION_BITS`]) relative: that entry is
+    /// recomputed by the plain formula ([`plain_entry`]).
+    pub(super) fn regrouped(self) -> Vec<Option<Interval>> {
         use rayon::prelude::*;
         let (rows, d, prec) = (self.own.rows(), self.own.cols(), self.prec);
         let per_norm: Vec<Interval> = (0..rows)
             .map(|r| self.along[r].div(&self.norms[r].squared))
             .collect();
-        let (own, other, norms) = (self.own, self.other, self.norms);
-        let values: Vec<Interval> = self
-            .product
+        let own = self.own;
+        self.product
             .into_vec()
             .into_par_iter()
             .enumerate()
@@ -572,28 +562,66 @@ impl Regrouped<'_> {
                 let v = product.sub(&correction);
                 drop(product);
                 // (an enclosure that contains 0 is never below a relative width)
-                if v.relative_width_below(prec.saturating_sub(CANCELLATION_BITS)) {
-                    return v;
-                }
-                let own_row = binary64_points(own.row(r));
-                let terms: Vec<Interval> = (0..other.rows())
-                    .filter(|&q| !(weight(r, q).is_point() && weight(r, q).lo().is_zero()))
-                    .map(|q| {
-                        let other_row = binary64_points(other.row(q));
-                        let num = direction_numerator(
-                            &own_row,
-                            &other_row,
-                            &norms[r].squared,
-                            dot(r, q),
-                            k,
-                            prec,
-                        );
-                        weight(r, q).mul(&num)
-                    })
-                    .collect();
-                Interval::sum(prec, &terms).div(&norms[r].squared)
+                v.relative_width_below(prec.saturating_sub(CANCELLATION_BITS))
+                    .then_some(v)
+            })
+            .collect()
+    }
+
+    /// Every entry: [`Regrouped::regrouped`], with the plain formula over every row of
+    /// `other` where it is needed. `weight(r, q)` is A for own row r and other row q,
+    /// `dot(r, q)` their dot product.
+    pub(super) fn gradient<'w>(
+        self,
+        other: &Matrix<f64>,
+        weight: impl Fn(usize, usize) -> &'w Interval + Sync,
+        dot: impl Fn(usize, usize) -> &'w Interval + Sync,
+    ) -> Matrix<Interval> {
+        use rayon::prelude::*;
+        let (rows, d, prec) = (self.own.rows(), self.own.cols(), self.prec);
+        let (own, norms) = (self.own, self.norms);
+        let values: Vec<Interval> = self
+            .regrouped()
+            .into_par_iter()
+            .enumerate()
+            .map(|(idx, v)| {
+                v.unwrap_or_else(|| {
+                    let (r, k) = (idx / d, idx % d);
+                    let terms = plain_terms(own.row(r), other, 0, k, &norms[r], prec, |q| {
+                        (weight(r, q), dot(r, q))
+                    });
+                    Interval::sum(prec, &terms).div(&norms[r].squared)
+                })
             })
             .collect();
         Matrix::from_vec(rows, d, values).expect("one value per entry")
     }
+}
+
+/// The plain formula's terms A_rq·(‖v_r‖²u_qk − d_rq v_rk) of entry (r, k) of `own_row` = v_r, for the rows
+/// u_q of `other` (numbered from `first`), whose numerators vanish exactly along the row:
+/// ∂L/∂v_rk = Σ_q (these terms)/‖v_r‖². `pair(q)` gives A_rq and d_rq; a pair whose A is
+/// the exact 0 (at a pole) adds nothing.
+pub(super) fn plain_terms<'w>(
+    own_row: &[f64],
+    other: &Matrix<f64>,
+    first: usize,
+    k: usize,
+    norm: &RowNorm,
+    prec: u32,
+    pair: impl Fn(usize) -> (&'w Interval, &'w Interval),
+) -> Vec<Interval> {
+    use crate::reference::geometry::binary64_points;
+    let own_row = binary64_points(own_row);
+    (0..other.rows())
+        .filter_map(|q| {
+            let (weight, dot) = pair(first + q);
+            if weight.is_point() && weight.lo().is_zero() {
+                return None;
+            }
+            let other_row = binary64_points(other.row(q));
+            let num = direction_numerator(&own_row, &other_row, &norm.squared, dot, k, prec);
+            Some(weight.mul(&num))
+        })
+        .collect()
 }

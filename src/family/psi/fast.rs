@@ -272,7 +272,7 @@ impl MultiplicativeLoss {
     }
 }
 
-crate::avx2_dispatch!(
+crate::row_kernel!(
     fn psi_row<T: Real>(loss: &MultiplicativeLoss, row: &mut [T], column: &[T], wnorm: &[f64], xnorm: f64, y: usize, r: f64, target: &mut Target) -> f64
         => MultiplicativeLoss::row
 );
