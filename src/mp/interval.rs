@@ -60,6 +60,20 @@ where
     Float::with_val_round(prec, val, Round::Up).0
 }
 
+/// e^x rounded down and up at `p` bits: by [`crate::mp::fast_exp`] where it applies, else
+/// by MPFR (rounded down, and the next float up unless exact).
+fn exp_ends(x: &Float, p: u32) -> (Float, Float) {
+    if let Some(ends) = crate::mp::fast_exp::exp_bounds(x, p) {
+        return ends;
+    }
+    let (lo, dir) = Float::with_val_round(p, x.exp_ref(), Round::Down);
+    let mut lo_up = lo.clone();
+    if dir != Ordering::Equal {
+        lo_up.next_up();
+    }
+    (lo, lo_up)
+}
+
 fn min_f(a: Float, b: Float) -> Float {
     if a <= b {
         a
@@ -437,20 +451,17 @@ impl Interval {
         }
     }
 
-    /// `e^self` (increasing), with one MPFR exponential for a narrow enclosure: the lower
-    /// end is e^lo rounded down, and since e^hi = e^lo·e^w with w = hi − lo, and
-    /// e^w = 1 + w + w²(1/2 + w/6 + …) ≤ 1 + w + w² for 0 ≤ w ≤ 1, the upper end is
-    /// (e^lo rounded up) + (e^lo rounded up)·w·(1 + w), each step rounded up (the
-    /// correction, a bound, at 64 bits). e^lo rounded up is the rounded-down value
-    /// or the next float above it, as MPFR's ternary result says. Wider enclosures, and ends
-    /// that are not normal numbers, take both exponentials.
+    /// `e^self` (increasing), with one exponential for a narrow enclosure: the lower end
+    /// is e^lo rounded down and e^lo rounded up comes with it (from
+    /// [`crate::mp::fast_exp`] at up to 200 bits, else MPFR's rounded-down value and the
+    /// next float above it, as MPFR's ternary result says); since e^hi = e^lo·e^w with
+    /// w = hi − lo, and e^w = 1 + w + w²(1/2 + w/6 + …) ≤ 1 + w + w² for 0 ≤ w ≤ 1, the upper
+    /// end is (e^lo rounded up) + (e^lo rounded up)·w·(1 + w), each step rounded up (the
+    /// correction, a bound, at 64 bits). Wider enclosures, and ends that are not normal
+    /// numbers, take both exponentials.
     pub fn exp(&self) -> Interval {
         let p = self.prec();
-        let (lo, dir) = Float::with_val_round(p, self.lo.exp_ref(), Round::Down);
-        let mut lo_up = lo.clone();
-        if dir != Ordering::Equal {
-            lo_up.next_up();
-        }
+        let (lo, lo_up) = exp_ends(&self.lo, p);
         if self.is_point() {
             return Interval { lo, hi: lo_up };
         }
@@ -467,7 +478,7 @@ impl Interval {
         }
         Interval {
             lo,
-            hi: up(p, self.hi.exp_ref()),
+            hi: exp_ends(&self.hi, p).1,
         }
     }
 

@@ -2,5 +2,6 @@
 //! rounding over MPFR) and [`certify`] (precision escalation and the tiers of SPEC §3).
 
 pub mod certify;
+pub mod fast_exp;
 pub mod interval;
 pub mod products;

@@ -8,6 +8,7 @@ mod certify;
 mod class_blocks;
 #[path = "../common/mod.rs"]
 mod common;
+mod fast_exp;
 mod golden_snapshots;
 mod interval_laws;
 mod mpmath_crosscheck;

@@ -1,0 +1,196 @@
+//! e^x enclosed at up to [`FAST_EXP_MAX_PRECISION`] bits without MPFR's exponential:
+//! argument reduction in MPFR, then fixed-point arithmetic on 256-bit integers with a proven
+//! error bound (proofs/certified_products.md §10), about a fifth of MPFR's cost at 192 bits,
+//! where the exponential is most of a logit's work.
+//!
+//! With k = round(x/ln 2) and r = x − k·ln 2 (|r| ≤ 0.35), u = r + 1/2 ∈ [0, 1) is written
+//! as u = j/2^8 + i/2^16 + t with 0 ≤ t < 2^−16, and
+//!
+//!   e^x = 2^k · e^{j/2^8 − 1/2} · e^{i/2^16} · Σ_{n ≤ 13} t^n/n!  (+ the series' tail),
+//!
+//! the two exponentials read from tables of 256 entries each, the sum by Horner's rule.
+//! Every fixed-point number is an unsigned integer N standing for N·2^−254 (values below 4);
+//! a product is truncated to that grid. The result V ≈ e^{u − 1/2} ∈ [0.6, 1.7] is within
+//! [`ERROR_UNITS`]·2^−254 of it, so [RD(2^k(V − E)), RU(2^k(V + E))] encloses e^x; at 192
+//! bits that is almost always MPFR's own [RD(e^x), RU(e^x)] (it is wider only where e^x lies
+//! within 2^−247 relative of a 192-bit number).
+
+use rug::float::Round;
+use rug::ops::AssignRound;
+use rug::{Float, Integer};
+use std::sync::OnceLock;
+
+/// The most bits [`exp_bounds`] serves; above them (and for |x| ≥ 2^20) MPFR computes.
+pub const FAST_EXP_MAX_PRECISION: u32 = 200;
+
+/// Fraction bits of the fixed-point grid.
+const FRACTION_BITS: u32 = 254;
+
+/// The bound on |V − e^{u − 1/2}| in units of 2^−254 (proofs/certified_products.md §10
+/// derives 8; twice that is used).
+pub const ERROR_UNITS: u64 = 16;
+
+/// The terms of the Taylor sum: t^n/n! for n ≤ 13, whose tail past n = 13 is below
+/// 2^−260 for t < 2^−16.
+const TERMS: usize = 13;
+
+/// A fixed-point number N·2^−254, N < 2^256, little-endian limbs.
+type Fixed = [u64; 4];
+
+/// The tables and coefficients, each rounded to nearest on the grid (within ½ unit).
+struct Tables {
+    /// e^{j/2^8 − 1/2}, j < 256
+    coarse: Vec<Fixed>,
+    /// e^{i/2^16}, i < 256
+    fine: Vec<Fixed>,
+    /// 1/n!, n ≤ TERMS
+    inverse_factorials: Vec<Fixed>,
+    /// ln 2 at 400 bits
+    ln2: Float,
+}
+
+/// A real value at 400 bits rounded to nearest on the grid.
+fn to_fixed(x: &Float) -> Fixed {
+    let scaled = Float::with_val(x.prec() + 8, x << FRACTION_BITS);
+    let mut n = Integer::new();
+    scaled.to_integer_round_in_place(&mut n, Round::Nearest);
+    let mut limbs = [0u64; 4];
+    n.write_digits(&mut limbs, rug::integer::Order::Lsf);
+    limbs
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        let p = 400;
+        let exp_of = |num: f64| to_fixed(&Float::with_val(p, Float::with_val(p, num).exp_ref()));
+        let coarse = (0..256)
+            .map(|j| exp_of(f64::from(j) / 256.0 - 0.5))
+            .collect();
+        let fine = (0..256).map(|i| exp_of(f64::from(i) / 65536.0)).collect();
+        let mut factorial = Integer::from(1);
+        let inverse_factorials = (0..=TERMS)
+            .map(|n| {
+                if n > 0 {
+                    factorial *= n as u32;
+                }
+                to_fixed(&Float::with_val(p, 1 / Float::with_val(p, &factorial)))
+            })
+            .collect();
+        Tables {
+            coarse,
+            fine,
+            inverse_factorials,
+            ln2: Float::with_val(p, rug::float::Constant::Log2),
+        }
+    })
+}
+
+/// ⌊a·b·2^−254⌋: the product on the grid, truncated (a, b < 4, so the result is < 16 and
+/// fits).
+fn mul(a: &Fixed, b: &Fixed) -> Fixed {
+    let mut wide = [0u64; 8];
+    for (i, &ai) in a.iter().enumerate() {
+        let mut carry = 0u128;
+        for (j, &bj) in b.iter().enumerate() {
+            let t = u128::from(ai) * u128::from(bj) + u128::from(wide[i + j]) + carry;
+            wide[i + j] = t as u64;
+            carry = t >> 64;
+        }
+        wide[i + 4] = carry as u64;
+    }
+    // bits 254 … 509 of the 512-bit product
+    let mut out = [0u64; 4];
+    for (k, o) in out.iter_mut().enumerate() {
+        let lo = wide[k + 3] >> 62;
+        let hi = wide[k + 4] << 2;
+        *o = lo | hi;
+    }
+    out
+}
+
+fn add(a: &Fixed, b: &Fixed) -> Fixed {
+    let mut out = [0u64; 4];
+    let mut carry = false;
+    for k in 0..4 {
+        let (s1, c1) = a[k].overflowing_add(b[k]);
+        let (s2, c2) = s1.overflowing_add(u64::from(carry));
+        out[k] = s2;
+        carry = c1 || c2;
+    }
+    out
+}
+
+/// a ± e for a small e (a − e saturating at 0).
+fn offset(a: &Fixed, e: u64, up: bool) -> Fixed {
+    let mut out = *a;
+    if up {
+        return add(a, &[e, 0, 0, 0]);
+    }
+    let mut borrow = e;
+    for limb in out.iter_mut() {
+        let (d, b) = limb.overflowing_sub(borrow);
+        *limb = d;
+        borrow = u64::from(b);
+        if borrow == 0 {
+            return out;
+        }
+    }
+    [0; 4]
+}
+
+/// RD or RU of N·2^(k − 254) at `prec` bits.
+fn rounded(n: &Fixed, k: i64, prec: u32, round: Round) -> Float {
+    let int = Integer::from_digits(n, rug::integer::Order::Lsf);
+    let mut f = Float::new(prec);
+    f.assign_round(&int, round);
+    // exact: a power-of-two scaling (k is within ±2^21, far inside MPFR's exponent range)
+    let shift = i32::try_from(k - i64::from(FRACTION_BITS)).unwrap_or(i32::MIN);
+    f <<= shift;
+    f
+}
+
+/// [RD(e^x), RU(e^x)] at `prec` bits (or a slightly wider enclosure, see the module docs),
+/// for a finite `x` with |x| < 2^20 and `prec` ≤ [`FAST_EXP_MAX_PRECISION`]; `None`
+/// otherwise (the caller asks MPFR). e^0 is the exact 1.
+pub fn exp_bounds(x: &Float, prec: u32) -> Option<(Float, Float)> {
+    if prec > FAST_EXP_MAX_PRECISION || !x.is_finite() || x.prec() > 400 {
+        return None;
+    }
+    if x.is_zero() {
+        let one = Float::with_val(prec, 1);
+        return Some((one.clone(), one));
+    }
+    let approx = x.to_f64();
+    if approx.abs() >= 1_048_576.0 {
+        return None;
+    }
+    let t = tables();
+    let k = (approx / std::f64::consts::LN_2).round();
+    // r = x − k·ln 2 at 400 bits: |error| ≤ 2^−360, far below a unit of the grid
+    let reduced = Float::with_val(400, x - Float::with_val(400, k * &t.ln2));
+    let u = Float::with_val(400, &reduced + 0.5f64);
+    if !(0.0..1.0).contains(&u) {
+        return None;
+    }
+    // u on the grid, truncated (within one unit)
+    let mut n = Integer::new();
+    Float::with_val(400, &u << FRACTION_BITS).to_integer_round_in_place(&mut n, Round::Down);
+    let mut grid = [0u64; 4];
+    n.write_digits(&mut grid, rug::integer::Order::Lsf);
+    // u < 1 = 2^254 units: bits 253 … 246 are j, 245 … 238 are i, the rest is t
+    let top = grid[3];
+    let j = ((top >> 54) & 0xff) as usize;
+    let i = ((top >> 46) & 0xff) as usize;
+    let tail: Fixed = [grid[0], grid[1], grid[2], top & ((1u64 << 46) - 1)];
+    // Horner: Σ_{n ≤ 13} t^n/n!
+    let mut sum = t.inverse_factorials[TERMS];
+    for c in t.inverse_factorials[..TERMS].iter().rev() {
+        sum = add(&mul(&sum, &tail), c);
+    }
+    let v = mul(&mul(&t.coarse[j], &t.fine[i]), &sum);
+    let k = k as i64;
+    let lo = rounded(&offset(&v, ERROR_UNITS, false), k, prec, Round::Down);
+    let hi = rounded(&offset(&v, ERROR_UNITS, true), k, prec, Round::Up);
+    Some((lo, hi))
+}
