@@ -224,7 +224,7 @@ fn reference(
         "classes": r.classes,
         "threads": threads,
     });
-    let note = "reference = the certified loss and both gradients (lossref eval), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run";
+    let note = "reference = the certified loss and both gradients (lossref eval: with decimal strings where it prints JSON, only the roundings for an answer of more than 100 000 values, which it writes with --output), timed once; fast = the f64 forward + backward on the same inputs, the median of the timed rounds, in the same run";
     Ok(reference_report(head, &answer, certified, fast, note))
 }
 
@@ -312,7 +312,7 @@ fn softmax_ce_reference(r: &Request) -> Result<String> {
         "classes": r.classes,
         "threads": threads,
     });
-    let note = "reference = the certified loss and gradient (lossref eval), timed once; fast = the f64 forward + backward (one thread) on the same logits, the median of the timed rounds, in the same run";
+    let note = "reference = the certified loss and gradient (lossref eval: with decimal strings where it prints JSON, only the roundings for an answer of more than 100 000 values, which it writes with --output), timed once; fast = the f64 forward + backward (one thread) on the same logits, the median of the timed rounds, in the same run";
     Ok(reference_report(head, &answer, certified, fast, note))
 }
 
@@ -329,6 +329,10 @@ fn reference_report(
         "reference_s": certified,
         "reference_tier": answer.certificate.tier.as_str(),
         "reference_precision_bits": answer.certificate.precision_bits,
+        "reference_decimals": answer
+            .answer
+            .sections()
+            .all(|(_, _, t)| t.values().iter().all(|v| v.decimal.is_some())),
         "fast_f64_ms": fast * 1e3,
         "ratio": certified / fast,
         "peak_memory_mb": peak_memory_mb(),
@@ -367,9 +371,26 @@ fn timed_certification(
 )> {
     let start = std::time::Instant::now();
     let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
-    let answer = pool.install(|| crate::reference::blocks::certified_rounded(case, true));
+    let decimals = prints_decimals(case);
+    let answer = pool.install(|| crate::reference::blocks::certified_rounded(case, decimals));
     drop(spinner);
     Ok((answer?, start.elapsed().as_secs_f64()))
+}
+
+/// Whether `lossref eval` keeps the case's decimal strings: an answer it prints as JSON
+/// (at most [`crate::cli::eval::MAX_PRINTED_VALUES`] values) has them; a larger one goes to
+/// `--output FILE.npz`, without them unless `--decimals` asks. The benchmark certifies what
+/// `eval` would.
+fn prints_decimals(case: &crate::spec::Case) -> bool {
+    let (loss, gradients) = match case {
+        crate::spec::Case::Normalized(c) => (
+            1,
+            c.features.as_slice().len() + c.weights.as_slice().len() + 1,
+        ),
+        crate::spec::Case::SoftmaxCe(c) => (1, c.logits.as_slice().len()),
+        _ => (0, 0),
+    };
+    loss + gradients <= crate::cli::eval::MAX_PRINTED_VALUES
 }
 
 /// The process's peak resident set in MiB (Linux `VmHWM`), or `None` elsewhere.

@@ -56,6 +56,11 @@ pub struct Goal {
     pub digits: usize,
     /// The precision cap, in bits.
     pub cap: u32,
+    /// Whether each value's decimal string is decided and kept (`false`: only its binary
+    /// roundings are, for an answer written without decimals, and a value whose last digit
+    /// alone is undecided does not escalate; the enclosure must still be narrow enough to
+    /// print `digits` digits).
+    pub decimals: bool,
 }
 
 impl Goal {
@@ -63,16 +68,31 @@ impl Goal {
     pub const EVAL: Goal = Goal {
         digits: DECIMAL_DIGITS,
         cap: MAX_PRECISION,
+        decimals: true,
     };
+
+    /// [`Goal::EVAL`], with or without the decimal strings (see [`Goal::decimals`]).
+    pub const fn eval(decimals: bool) -> Goal {
+        Goal {
+            decimals,
+            ..Goal::EVAL
+        }
+    }
 
     /// `digits` significant digits (clamped to 1..=[`MAX_DIGITS`]), with a cap of at least
     /// [`MAX_PRECISION`] and at least eight times the starting precision.
     pub fn digits(digits: usize) -> Goal {
         let digits = digits.clamp(1, MAX_DIGITS);
-        let start = Goal { digits, cap: 0 }.start_precision();
+        let start = Goal {
+            digits,
+            cap: 0,
+            decimals: true,
+        }
+        .start_precision();
         Goal {
             digits,
             cap: MAX_PRECISION.max(start.saturating_mul(8)),
+            decimals: true,
         }
     }
 
@@ -605,6 +625,21 @@ fn bounded(iv: Interval, final_try: bool) -> std::result::Result<Certified, Inte
     })
 }
 
+/// True when every real whose binary32 rounding is `r` has the 16-bit roundings of `r`
+/// itself, so that they need no look at the enclosure: `r` is finite, not 0, and not a
+/// bfloat16 or float16 midpoint (their overflow thresholds included). Every such midpoint
+/// is a binary32 number μ, and rounding is monotone: a real x < μ has RN₃₂(x) ≤ μ, so
+/// RN₃₂(x) = r ≠ μ puts x and r on the same side of every midpoint. r is a midpoint exactly
+/// when its two binary32 neighbours round apart (the only binary32 number between them is r).
+fn single_rounding_suffices(r: f32) -> bool {
+    if !r.is_finite() || r == 0.0 {
+        return false;
+    }
+    let (below, above) = (r.next_down(), r.next_up());
+    half::bf16::from_f32(below) == half::bf16::from_f32(above)
+        && half::f16::from_f32(below) == half::f16::from_f32(above)
+}
+
 /// Certifies one enclosure at the tier it reaches; the enclosure back as the error if it
 /// is not yet good enough for any tier, or only for `faithful` or `bounded` (or an
 /// undecided decimal) while `final_try` is false.
@@ -641,10 +676,16 @@ fn certify_value(
     };
     // The 16-bit roundings (SPEC §6) escalate like binary32's, and settle for faithful at
     // the cap (the enclosure is then within one binary64 ulp, so within one of theirs).
-    let (bf16, f16) = (
-        rounds_to_one::<half::bf16>(&iv),
-        rounds_to_one::<half::f16>(&iv),
-    );
+    let (bf16, f16) = match f32_rounding.filter(|_| !exact_zero) {
+        Some(r) if single_rounding_suffices(r) => (
+            Some(half::bf16::from_f32(r)),
+            Some(half::f16::from_f32(r)),
+        ),
+        _ => (
+            rounds_to_one::<half::bf16>(&iv),
+            rounds_to_one::<half::f16>(&iv),
+        ),
+    };
     let halves_decided = bf16.is_some() && f16.is_some();
     if !halves_decided && !final_try {
         return Err(iv);
@@ -659,7 +700,11 @@ fn certify_value(
             f16: f16.unwrap_or_else(|| Binary::rounded(&mid, Round::Nearest)),
         }
     };
-    let (decimal, decided) = decided_decimal(&iv, goal.digits);
+    let (decimal, decided) = if goal.decimals {
+        decided_decimal(&iv, goal.digits)
+    } else {
+        (String::new(), true)
+    };
     // An undecided decimal escalates like an undecided binary64; at the cap the boundary's
     // even neighbour stands (within one unit).
     if !decided && !final_try {
@@ -697,6 +742,7 @@ pub fn certify_with_cap(
         Goal {
             digits: DECIMAL_DIGITS,
             cap,
+            decimals: true,
         },
         evaluate,
     )

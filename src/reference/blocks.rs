@@ -181,7 +181,7 @@ pub fn certified_in_blocks(
 fn certified_whole(case: &Case, with_decimals: bool) -> Result<CertifiedAnswer<Rounded>> {
     let mut zeros = ZeroTest::new(case);
     certify_kept(
-        Goal::EVAL,
+        Goal::eval(with_decimals),
         |prec| crate::family::reference(case, prec),
         |prec, places| zeros.proven(prec, places),
         |c: Certified| c.rounded(with_decimals),
@@ -238,6 +238,7 @@ pub(crate) fn certify_rows<C: Sync>(
     block_values: usize,
 ) -> Result<CertifiedAnswer<Rounded>> {
     let keep = |c: Certified| c.rounded(with_decimals);
+    let goal = Goal::eval(with_decimals);
     let per_block = (block_values / blocks.values_per_row.max(1)).max(1);
     let mut zeros = ZeroTest::new(whole);
     let mut filling: Vec<Filling> = Vec::new();
@@ -251,7 +252,7 @@ pub(crate) fn certify_rows<C: Sync>(
         let last_terms = Mutex::new(Vec::new());
         let shapes: Mutex<Vec<(&'static str, &'static str, usize)>> = Mutex::new(Vec::new());
         let part = certify_kept_from(
-            Goal::EVAL,
+            goal,
             |prec| {
                 let part = (blocks.evaluate)(case, rows.clone(), prec)?;
                 *shapes.lock().unwrap_or_else(|p| p.into_inner()) = part
@@ -303,9 +304,9 @@ pub(crate) fn certify_rows<C: Sync>(
     // The reduced outputs: in the loop's first round from the terms the blocks left (each
     // enclosing its row's term, at that block's last precision), then, should that not
     // certify, from every row's term again at the loop's precision.
-    let first_round = Goal::EVAL.start_precision().min(Goal::EVAL.cap);
+    let first_round = goal.start_precision().min(goal.cap);
     let reduced = certify_kept(
-        Goal::EVAL,
+        goal,
         |prec| {
             if prec == first_round {
                 return Ok((blocks.reduce)(case, &terms));

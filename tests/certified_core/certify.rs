@@ -484,3 +484,54 @@ fn the_16_bit_roundings_are_decided_from_the_enclosure_never_twice() {
     assert_eq!(half_of(Float::with_val(256, 65519)).f16.to_f64(), 65504.0);
     assert_eq!(half_of(Float::with_val(256, -65519)).f16.to_f64(), -65504.0);
 }
+
+/// The nearest 16-bit number to `x` (ties to even) by exact comparison with the three
+/// candidates around binary64's guess: an oracle independent of the certifier's rounding.
+fn nearest_16<T: Copy + PartialEq>(
+    x: &Float,
+    from: impl Fn(f64) -> T,
+    to: impl Fn(T) -> f64,
+    bits: impl Fn(T) -> u16,
+    step: impl Fn(T, bool) -> T,
+) -> T {
+    let guess = from(x.to_f64());
+    let mut best: Option<(Float, T)> = None;
+    for c in [step(guess, false), guess, step(guess, true)] {
+        let v = to(c);
+        if !v.is_finite() {
+            continue;
+        }
+        let d = Float::with_val(600, x - Float::with_val(64, v)).abs();
+        best = match best {
+            Some((bd, b)) if bd < d || (bd == d && bits(b) % 2 == 0) => Some((bd, b)),
+            _ => Some((d, c)),
+        };
+    }
+    best.expect("a finite candidate").1
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+    /// The 16-bit roundings read from the binary32 rounding (where it is not a 16-bit
+    /// midpoint) are those of the real, on reals at and near 16-bit midpoints, in every
+    /// binade the formats have (subnormals included).
+    #[test]
+    fn the_16_bit_roundings_agree_with_an_exact_oracle(
+        m in 0u32..2048, e in -30i32..14, offset in -3i32..4, tiny in 40i32..120, neg: bool,
+    ) {
+        // m/2048·2^e lies on the 12-bit grid of a binade: every float16 midpoint and, for
+        // e in range, bfloat16's; offset·2^−tiny moves it just off
+        let p2 = |k: i32| Float::with_val(64, Float::i_exp(1, k));
+        let base = Float::with_val(600, (1 + Float::with_val(64, m) / 2048u32) * p2(e));
+        let x = Float::with_val(600, &base + Float::with_val(64, offset) * p2(e - tiny));
+        let x = if neg { -x } else { x };
+        let ans = certify(|p| scalar(Interval::from_float(Float::with_val(p.max(600), &x)))).unwrap();
+        let v = &ans.answer.output("value").unwrap().values()[0];
+        let bf = nearest_16(&x, half::bf16::from_f64, half::bf16::to_f64, half::bf16::to_bits,
+            |h, up| half::bf16::from_bits(if (h.to_f64() >= 0.0) == up { h.to_bits().wrapping_add(1) } else { h.to_bits().wrapping_sub(1) }));
+        let hf = nearest_16(&x, half::f16::from_f64, half::f16::to_f64, half::f16::to_bits,
+            |h, up| half::f16::from_bits(if (h.to_f64() >= 0.0) == up { h.to_bits().wrapping_add(1) } else { h.to_bits().wrapping_sub(1) }));
+        proptest::prop_assert_eq!(v.half.bf16.to_bits(), bf.to_bits(), "bf16 of {}", x);
+        proptest::prop_assert_eq!(v.half.f16.to_bits(), hf.to_bits(), "f16 of {}", x);
+    }
+}

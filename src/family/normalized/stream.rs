@@ -100,7 +100,8 @@ pub(crate) fn certify(
         )
     };
     let keep = |c: crate::mp::certify::Certified| c.rounded(with_decimals);
-    let p0 = Goal::EVAL.start_precision().min(Goal::EVAL.cap);
+    let goal = Goal::eval(with_decimals);
+    let p0 = goal.start_precision().min(goal.cap);
     let passes = Passes::new(&inputs);
     let mut zeros = ZeroTest::new(whole);
     let mut certificate = Certificate {
@@ -116,7 +117,7 @@ pub(crate) fn certify(
         // The block at p0 adds into the sums; at a higher precision it only certifies.
         let added: Mutex<Option<Block>> = Mutex::new(None);
         let part = certify_kept_from(
-            Goal::EVAL,
+            goal,
             |prec| {
                 let setup = if prec == p0 {
                     first.clone()
@@ -157,7 +158,7 @@ pub(crate) fn certify(
     }
     let first_sums = Mutex::new(Some(sums));
     let reduced = certify_kept(
-        Goal::EVAL,
+        goal,
         |prec| {
             let taken = if prec == p0 {
                 first_sums.lock().unwrap_or_else(|p| p.into_inner()).take()
