@@ -677,10 +677,9 @@ fn certify_value(
     // The 16-bit roundings (SPEC §6) escalate like binary32's, and settle for faithful at
     // the cap (the enclosure is then within one binary64 ulp, so within one of theirs).
     let (bf16, f16) = match f32_rounding.filter(|_| !exact_zero) {
-        Some(r) if single_rounding_suffices(r) => (
-            Some(half::bf16::from_f32(r)),
-            Some(half::f16::from_f32(r)),
-        ),
+        Some(r) if single_rounding_suffices(r) => {
+            (Some(half::bf16::from_f32(r)), Some(half::f16::from_f32(r)))
+        }
         _ => (
             rounds_to_one::<half::bf16>(&iv),
             rounds_to_one::<half::f16>(&iv),

@@ -16,7 +16,8 @@
 //! within 2^−247 relative of a 192-bit number).
 
 use rug::float::Round;
-use rug::ops::AssignRound;
+use rug::ops::{AssignRound, SubFrom};
+use rug::Assign;
 use rug::{Float, Integer};
 use std::sync::OnceLock;
 
@@ -139,11 +140,24 @@ fn offset(a: &Fixed, e: u64, up: bool) -> Fixed {
     [0; 4]
 }
 
+/// Per-thread scratch numbers, so that an exponential allocates only its two results.
+struct Scratch {
+    reduced: Float,
+    integer: Integer,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch {
+        reduced: Float::new(400),
+        integer: Integer::new(),
+    });
+}
+
 /// RD or RU of N·2^(k − 254) at `prec` bits.
-fn rounded(n: &Fixed, k: i64, prec: u32, round: Round) -> Float {
-    let int = Integer::from_digits(n, rug::integer::Order::Lsf);
+fn rounded(n: &Fixed, k: i64, prec: u32, round: Round, integer: &mut Integer) -> Float {
+    integer.assign_digits(n, rug::integer::Order::Lsf);
     let mut f = Float::new(prec);
-    f.assign_round(&int, round);
+    f.assign_round(&*integer, round);
     // exact: a power-of-two scaling (k is within ±2^21, far inside MPFR's exponent range)
     let shift = i32::try_from(k - i64::from(FRACTION_BITS)).unwrap_or(i32::MIN);
     f <<= shift;
@@ -166,31 +180,42 @@ pub fn exp_bounds(x: &Float, prec: u32) -> Option<(Float, Float)> {
         return None;
     }
     let t = tables();
-    let k = (approx / std::f64::consts::LN_2).round();
-    // r = x − k·ln 2 at 400 bits: |error| ≤ 2^−360, far below a unit of the grid
-    let reduced = Float::with_val(400, x - Float::with_val(400, k * &t.ln2));
-    let u = Float::with_val(400, &reduced + 0.5f64);
-    if !(0.0..1.0).contains(&u) {
-        return None;
-    }
-    // u on the grid, truncated (within one unit)
-    let mut n = Integer::new();
-    Float::with_val(400, &u << FRACTION_BITS).to_integer_round_in_place(&mut n, Round::Down);
-    let mut grid = [0u64; 4];
-    n.write_digits(&mut grid, rug::integer::Order::Lsf);
-    // u < 1 = 2^254 units: bits 253 … 246 are j, 245 … 238 are i, the rest is t
-    let top = grid[3];
-    let j = ((top >> 54) & 0xff) as usize;
-    let i = ((top >> 46) & 0xff) as usize;
-    let tail: Fixed = [grid[0], grid[1], grid[2], top & ((1u64 << 46) - 1)];
-    // Horner: Σ_{n ≤ 13} t^n/n!
-    let mut sum = t.inverse_factorials[TERMS];
-    for c in t.inverse_factorials[..TERMS].iter().rev() {
-        sum = add(&mul(&sum, &tail), c);
-    }
-    let v = mul(&mul(&t.coarse[j], &t.fine[i]), &sum);
-    let k = k as i64;
-    let lo = rounded(&offset(&v, ERROR_UNITS, false), k, prec, Round::Down);
-    let hi = rounded(&offset(&v, ERROR_UNITS, true), k, prec, Round::Up);
-    Some((lo, hi))
+    SCRATCH.with(|scratch| {
+        let Scratch { reduced, integer } = &mut *scratch.borrow_mut();
+        let k = (approx / std::f64::consts::LN_2).round();
+        // r = x − k·ln 2 at 400 bits: |error| ≤ 2^−376, far below a unit of the grid
+        reduced.assign(&t.ln2 * k);
+        reduced.sub_from(x);
+        // u = r + 1/2
+        *reduced += 0.5f64;
+        if !(0.0..1.0).contains(&*reduced) {
+            return None;
+        }
+        // u on the grid, truncated (within one unit)
+        *reduced <<= FRACTION_BITS;
+        reduced.to_integer_round_in_place(integer, Round::Down)?;
+        let mut grid = [0u64; 4];
+        integer.write_digits(&mut grid, rug::integer::Order::Lsf);
+        // u < 1 = 2^254 units: bits 253 … 246 are j, 245 … 238 are i, the rest is t
+        let top = grid[3];
+        let j = ((top >> 54) & 0xff) as usize;
+        let i = ((top >> 46) & 0xff) as usize;
+        let tail: Fixed = [grid[0], grid[1], grid[2], top & ((1u64 << 46) - 1)];
+        // Horner: Σ_{n ≤ 13} t^n/n!
+        let mut sum = t.inverse_factorials[TERMS];
+        for c in t.inverse_factorials[..TERMS].iter().rev() {
+            sum = add(&mul(&sum, &tail), c);
+        }
+        let v = mul(&mul(&t.coarse[j], &t.fine[i]), &sum);
+        let k = k as i64;
+        let lo = rounded(
+            &offset(&v, ERROR_UNITS, false),
+            k,
+            prec,
+            Round::Down,
+            integer,
+        );
+        let hi = rounded(&offset(&v, ERROR_UNITS, true), k, prec, Round::Up, integer);
+        Some((lo, hi))
+    })
 }

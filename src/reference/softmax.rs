@@ -104,10 +104,35 @@ pub fn cross_entropies(logits: &Matrix<Interval>, labels: &[usize]) -> Vec<Inter
 /// cancellation. The same quantities as [`cross_entropies`] and [`softmax_ce_grad`], which
 /// spend three exponentials per logit.
 pub fn ce_row(row: &[Interval], y: usize) -> (Interval, Vec<Interval>) {
+    ce_row_over(row, y, None)
+}
+
+/// [`ce_row`] with the gradient divided by `divisor` (the reduction's N, where there is
+/// one) with one division per row: (p_j − [j = y])/N is e_j·(e^{−ℓ}/N) off the target and
+/// expm1(z_y − m − ℓ)/N at it, the same reals as dividing each of [`ce_row`]'s entries.
+pub fn ce_row_over(
+    row: &[Interval],
+    y: usize,
+    divisor: Option<&Interval>,
+) -> (Interval, Vec<Interval>) {
     let r = ShiftedRow::new(row);
     let loss = r.log_sum.add(&r.shift.sub(&row[y]));
+    let over = |v: Interval| match divisor {
+        Some(d) => v.div(d),
+        None => v,
+    };
+    let inverse = match divisor {
+        Some(d) => r.inverse.div(d),
+        None => r.inverse.clone(),
+    };
     let grad = (0..row.len())
-        .map(|j| if j == y { r.log_p(y).exp_m1() } else { r.p(j) })
+        .map(|j| {
+            if j == y {
+                over(r.log_p(y).exp_m1())
+            } else {
+                r.e[j].mul(&inverse)
+            }
+        })
         .collect();
     (loss, grad)
 }

@@ -8,8 +8,8 @@ use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
 use crate::reference::blocks::RowsPart;
 use crate::reference::softmax::{
-    ce_row_as, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss, weighted_ce_row,
-    weighted_ce_row_plain, RowLoss,
+    ce_row_as, ce_row_over, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss,
+    weighted_ce_row, weighted_ce_row_plain, RowLoss,
 };
 use crate::spec::Reduction;
 use crate::spec::{SoftmaxCase, SoftmaxCeCase};
@@ -73,6 +73,13 @@ fn softmax_ce_rows_as(
     how: RowLoss,
     prec: u32,
 ) -> RowsPart {
+    if case.options.is_plain() && how == RowLoss::Exact {
+        // one division by N per row, not per logit
+        let d = divisor(case, prec, Convention::Spec);
+        return RowsPart::of_logit_rows(&case.logits, rows, prec, "logits", None, |row, i| {
+            ce_row_over(row, case.labels[i], d.as_ref())
+        });
+    }
     rows_with(case, rows, prec, Convention::Spec, |row, i| {
         if case.options.is_plain() {
             ce_row_as(row, case.labels[i], how)
