@@ -2,7 +2,8 @@
 //! exponential per logit, rows in parallel) against the plain MPFR path
 //! (`reference::certified_plain`, one MPFR operation per term) on the same cases in the same
 //! run: the figure of merit is the ratio plain / batch-scale per loss and shape. Both print
-//! identical answers (tests/certified_core/plain_and_fast_reference.rs).
+//! identical answers (tests/certified_core/plain_and_fast_reference.rs). A second group
+//! times a case streamed over blocks of classes against the same case held whole.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use lossref::bench::Inputs;
@@ -58,5 +59,26 @@ fn bench_reference(crit: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_reference);
+/// A normalized-margin case past one block of classes, certified streamed over blocks
+/// (`reference::blocks::certified_rounded`, what `lossref eval` does: two passes, bounded
+/// memory) against the whole case at once (`reference::certified`), in the same run.
+fn bench_class_blocks(crit: &mut Criterion) {
+    use lossref::reference::blocks::{certified_rounded, streamed_shape, BLOCK_VALUES};
+    let mut group = crit.benchmark_group("class_blocks");
+    group.sample_size(10);
+    let case = cosface(64, 128, 2000);
+    assert!(
+        streamed_shape(&case, BLOCK_VALUES).is_some(),
+        "the case streams"
+    );
+    group.bench_function("streamed/cosface_64x128x2000", |b| {
+        b.iter(|| certified_rounded(black_box(&case), false).expect("certifies"))
+    });
+    group.bench_function("whole/cosface_64x128x2000", |b| {
+        b.iter(|| certified(black_box(&case)).expect("certifies"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_reference, bench_class_blocks);
 criterion_main!(benches);

@@ -324,6 +324,20 @@ impl Interval {
         }
     }
 
+    /// `*self = self.add(other)`, in place: the same two roundings, without allocating
+    /// (an end below the working precision is first widened to it, exactly).
+    pub fn add_assign(&mut self, other: &Interval) {
+        use rug::ops::AddAssignRound;
+        let p = self.prec2(other);
+        for end in [&mut self.lo, &mut self.hi] {
+            if end.prec() != p {
+                end.set_prec(p);
+            }
+        }
+        self.lo.add_assign_round(&other.lo, Round::Down);
+        self.hi.add_assign_round(&other.hi, Round::Up);
+    }
+
     /// `self − other`.
     pub fn sub(&self, other: &Interval) -> Interval {
         let p = self.prec2(other);
@@ -623,8 +637,10 @@ impl Interval {
 
     /// Sum of a sequence (the exact 0 for an empty one).
     pub fn sum<'a>(prec: u32, items: impl IntoIterator<Item = &'a Interval>) -> Interval {
-        items
-            .into_iter()
-            .fold(Interval::from_i64(prec, 0), |acc, x| acc.add(x))
+        let mut acc = Interval::from_i64(prec, 0);
+        for x in items {
+            acc.add_assign(x);
+        }
+        acc
     }
 }

@@ -466,7 +466,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
             for &i in block {
                 let (share, terms) = row_share(i)?;
                 for (col, t) in columns.iter_mut().zip(&terms) {
-                    *col = col.add(t);
+                    col.add_assign(t);
                 }
                 shares.push(share);
             }
@@ -477,7 +477,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
     let mut shares: Vec<RowShare> = Vec::with_capacity(n);
     for (block_shares, columns) in blocks {
         for (acc, col) in along_w.iter_mut().zip(&columns) {
-            *acc = acc.add(col);
+            acc.add_assign(col);
         }
         shares.extend(block_shares);
     }

@@ -541,7 +541,7 @@ impl Block {
         let mut scale_rows = Vec::with_capacity(inputs.n);
         for (row_a, along, along_sum, scale_sum) in per_row {
             for (col, t) in columns.iter_mut().zip(&along) {
-                *col = col.add(t);
+                col.add_assign(t);
             }
             a.extend(row_a);
             along_rows.push(along_sum);
@@ -614,7 +614,7 @@ impl Sums {
     fn add(&mut self, block: &Block) {
         let add_all = |acc: &mut Vec<Interval>, part: &[Interval]| {
             for (a, p) in acc.iter_mut().zip(part) {
-                *a = a.add(p);
+                a.add_assign(p);
             }
         };
         add_all(&mut self.along_rows, &block.along_rows);
