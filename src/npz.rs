@@ -384,7 +384,7 @@ pub fn write(path: &Path, arrays: &[(String, Array)]) -> Result<()> {
     archive.finish()
 }
 
-/// An `.npz` written one array at a time ([`write`]'s format), so that an array can be
+/// An `.npz` written one array at a time ([`write()`]'s format), so that an array can be
 /// written as its values arrive ([`ArchiveWriter::float64`]) without holding it.
 pub struct ArchiveWriter {
     npz: NpzWriter<std::io::BufWriter<std::fs::File>>,
@@ -430,7 +430,7 @@ impl ArchiveWriter {
         Ok(ArchiveWriter { npz, file })
     }
 
-    /// Writes one whole array, as [`write`] does.
+    /// Writes one whole array, as [`write()`] does.
     ///
     /// # Errors
     /// The file cannot be written, naming it.

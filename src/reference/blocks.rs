@@ -13,7 +13,7 @@
 //! block needed, which is what the whole case needs.
 //!
 //! A family with a gradient whose rows are classes (∂L/∂W of the normalized-margin losses,
-//! which every batch row shares) states its [`ClassBlocks`] instead: a case too large to
+//! which every batch row shares) states its `ClassBlocks` instead: a case too large to
 //! hold whole is certified a block of classes at a time, that gradient's rows handed to a
 //! [`ClassSink`] as they are certified (`lossref eval --output` writes them straight into
 //! the archive), the rest kept as [`Rounded`] values. The other families are certified
