@@ -141,11 +141,11 @@ pub fn ce_row_over(
 /// shifted logits z_j − m, e_j = e^{z_j − m}, ℓ = ln Σ_j e_j (as ln1p of the sum less 1)
 /// and e^{−ℓ}. What every cross-entropy-like row of the catalogue reads (`softmax_ce` with
 /// or without SPEC §5's options, `focal`, `poly1`).
-pub(crate) struct ShiftedRow {
+pub(crate) struct ShiftedRow<'a> {
+    /// The row z.
+    row: &'a [Interval],
     /// m, exact.
     pub(crate) shift: Interval,
-    /// z_j − m.
-    pub(crate) shifted: Vec<Interval>,
     /// e^{z_j − m}.
     pub(crate) e: Vec<Interval>,
     /// ln Σ_j e^{z_j − m}.
@@ -154,20 +154,21 @@ pub(crate) struct ShiftedRow {
     pub(crate) inverse: Interval,
 }
 
-impl ShiftedRow {
-    pub(crate) fn new(row: &[Interval]) -> ShiftedRow {
+impl<'a> ShiftedRow<'a> {
+    pub(crate) fn new(row: &'a [Interval]) -> ShiftedRow<'a> {
         let prec = working_precision(row);
         let (top, shift) = exact_shift(row);
-        let shifted: Vec<Interval> = row.iter().map(|z| z.sub(&shift)).collect();
-        let e: Vec<Interval> = shifted.iter().map(Interval::exp).collect();
+        // z_j − m is formed where it is used (here and in log_p), the same enclosure each
+        // time, rather than held for every j
+        let e: Vec<Interval> = row.iter().map(|z| z.sub(&shift).exp()).collect();
         let others = (0..row.len()).filter(|&j| j != top).map(|j| &e[j]);
         let log_sum = Interval::sum(prec, others)
-            .add(&shifted[top].exp_m1())
+            .add(&row[top].sub(&shift).exp_m1())
             .ln_1p();
         ShiftedRow {
+            row,
             inverse: log_sum.neg().exp(),
             shift,
-            shifted,
             e,
             log_sum,
         }
@@ -180,7 +181,7 @@ impl ShiftedRow {
 
     /// log p_j = (z_j − m) − ℓ.
     pub(crate) fn log_p(&self, j: usize) -> Interval {
-        self.shifted[j].sub(&self.log_sum)
+        self.row[j].sub(&self.shift).sub(&self.log_sum)
     }
 }
 
