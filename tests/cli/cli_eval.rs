@@ -597,6 +597,29 @@ fn bench_reports_the_fused_time_against_three_gemms() {
         fused > 0.0 && gemms > 0.0 && (ratio - fused / gemms).abs() < 1e-9 * ratio,
         "{v}"
     );
+    // the row kernels that ran: the best this CPU has, unless --kernels caps them
+    let best = lossref::fast::simd::Kernels::detected();
+    assert_eq!(v["kernels"], best.as_str(), "{v}");
+    let capped = eval_ok(
+        &[
+            "bench",
+            "cosface",
+            "--batch",
+            "4",
+            "--dim",
+            "8",
+            "--classes",
+            "10",
+            "--warmup",
+            "0",
+            "--repeats",
+            "1",
+            "--kernels",
+            "portable",
+        ],
+        "",
+    );
+    assert_eq!(capped["kernels"], "portable", "{capped}");
 }
 
 #[test]
@@ -623,6 +646,8 @@ fn bench_reference_times_the_certified_answer_against_the_fast_path() {
     );
     assert_eq!(v["loss"], "cosface");
     assert_eq!(v["reference_tier"], "correctly_rounded");
+    // an answer small enough to print as JSON is certified with its decimal strings
+    assert_eq!(v["reference_decimals"], true, "{v}");
     let (reference, fast, ratio) = (
         v["reference_s"].as_f64().unwrap(),
         v["fast_f64_ms"].as_f64().unwrap() / 1e3,
@@ -701,6 +726,10 @@ fn bench_rejects_what_it_cannot_time() {
     bad(
         &[&["bench", "cosface", "--dtype", "f16"], &shape[..]].concat(),
         "--dtype: must be f32 or f64",
+    );
+    bad(
+        &[&["bench", "cosface", "--kernels", "avx521"], &shape[..]].concat(),
+        "--kernels: `avx521` is not a kernel set: one of portable, avx2, avx512 (did you mean `avx512`?)",
     );
     bad(
         &[

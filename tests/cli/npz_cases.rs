@@ -516,3 +516,108 @@ fn a_large_case_is_certified_in_bounded_memory() {
     assert_eq!(answer["outputs/probabilities"].shape, vec![n, c]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A normalized-margin case past one block of classes (2 × 3 features, 60 000 classes:
+/// 300 000 logits and weight gradients) is streamed by `lossref eval --output`, its weight
+/// gradient written block by block: every array holds the whole path's roundings
+/// (`reference::blocks::certified_in_blocks` with one block), with and without `--decimals`.
+#[test]
+fn a_case_streamed_over_classes_writes_the_whole_answer() {
+    use lossref::reference::blocks::{certified_in_blocks, streamed_shape, BLOCK_VALUES};
+    let dir = scratch("classes");
+    let (n, c, d) = (2, 60_000, 3);
+    let weights: Vec<f64> = (0..c * d)
+        .map(|k| ((k * 7919) % 2003) as f64 / 500.0 - 2.0)
+        .collect();
+    let features = [0.5, -1.25, 2.0, 1.5, 0.25, -0.75];
+    npz::write(
+        &dir.join("big.npz"),
+        &[
+            ("features".to_string(), float(&[n, d], &features)),
+            ("weights".to_string(), float(&[c, d], &weights)),
+            (
+                "labels".to_string(),
+                Array {
+                    shape: vec![n],
+                    data: Data::Int(vec![17, 59_999]),
+                    was_f32: false,
+                },
+            ),
+        ],
+    )
+    .unwrap();
+    let case_file = dir.join("case.json");
+    std::fs::write(
+        &case_file,
+        r#"{"loss": "arcface", "params": {"scale": 30, "margin": 0.4}, "inputs": "big.npz"}"#,
+    )
+    .unwrap();
+    let case =
+        lossref::case::parse_case_in(&std::fs::read_to_string(&case_file).unwrap(), &dir).unwrap();
+    assert!(
+        streamed_shape(&case, BLOCK_VALUES).is_some(),
+        "the case streams"
+    );
+    let whole = certified_in_blocks(&case, true, usize::MAX).unwrap();
+    for decimals in [false, true] {
+        let answer = dir.join(format!("answer-{decimals}.npz"));
+        let mut args = vec![
+            "eval",
+            case_file.to_str().unwrap(),
+            "--output",
+            answer.to_str().unwrap(),
+        ];
+        if decimals {
+            args.push("--decimals");
+        }
+        let out = lossref(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let arrays = npz::read(&answer).unwrap();
+        for (section, name, t) in whole.answer.sections() {
+            let key = format!("{section}/{name}");
+            let floats = |k: &str| match &arrays[k].data {
+                Data::Float(v) => v.clone(),
+                other => panic!("{k}: {other:?}"),
+            };
+            let f64s: Vec<u64> = t.values().iter().map(|v| v.f64.to_bits()).collect();
+            let f32s: Vec<u64> = t
+                .values()
+                .iter()
+                .map(|v| f64::from(v.f32).to_bits())
+                .collect();
+            let got: Vec<u64> = floats(&key).iter().map(|x| x.to_bits()).collect();
+            assert!(got == f64s, "{key}: binary64 roundings differ");
+            let got: Vec<u64> = floats(&format!("binary32/{key}"))
+                .iter()
+                .map(|x| x.to_bits())
+                .collect();
+            assert!(got == f32s, "binary32/{key}: roundings differ");
+            let text = arrays.get(&format!("decimal/{key}"));
+            if decimals {
+                let Some(Array {
+                    data: Data::Text(text),
+                    ..
+                }) = text
+                else {
+                    panic!("decimal/{key} missing");
+                };
+                let expected: Vec<&str> = t
+                    .values()
+                    .iter()
+                    .map(|v| v.decimal.as_deref().unwrap())
+                    .collect();
+                assert!(
+                    text.iter().map(String::as_str).eq(expected),
+                    "decimal/{key}"
+                );
+            } else {
+                assert!(text.is_none(), "decimal/{key} written without --decimals");
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
