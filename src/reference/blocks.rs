@@ -193,8 +193,9 @@ fn certified_whole(case: &Case, with_decimals: bool) -> Result<CertifiedAnswer<R
 /// gradient goes to `sink` block by block, and the answer returned holds the rest, with the
 /// gradient's [`StreamedShape`] (insert it at that place for the whole answer). `Ok(None)`
 /// where the case does not stream (its family does not, it is small enough to certify
-/// whole, or its inputs cannot be sliced exactly): nothing was given to the sink, and
-/// [`certified_rounded`] certifies it.
+/// whole, or an operand cannot be sliced exactly): [`certified_rounded`] certifies it, and
+/// whatever the sink received (a block certified before an unsliceable one was met) is to
+/// be discarded.
 ///
 /// # Errors
 /// As [`crate::reference::certified`], and the sink's own errors.

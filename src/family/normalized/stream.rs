@@ -74,8 +74,9 @@ pub(crate) fn streams(case: &NormalizedCase, block_values: usize) -> bool {
 /// The certified answer of `case` (`whole` is the same case, for its zero test) streamed
 /// over blocks of `block_classes` classes: ∂L/∂W goes to `sink` block by block, and the
 /// answer returned holds every other output and gradient, with the certificate of all of
-/// them. `Ok(None)` where the inputs cannot be sliced exactly
-/// ([`crate::mp::products::Slices::binary64`]): the caller certifies the case whole.
+/// them. `Ok(None)` where an operand cannot be sliced exactly
+/// ([`crate::mp::products::Slices`]): the caller discards what the sink received and
+/// certifies the case whole.
 ///
 /// # Errors
 /// An undefined point, naming the row; a value that cannot be certified below the cap.
