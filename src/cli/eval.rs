@@ -116,6 +116,11 @@ pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
     let spinner = Spinner::after_a_second(format!("certifying {}", case.loss().as_str()));
     let streamed = stream_to_npz(&case, Path::new(output), decimals);
     drop(spinner);
+    if streamed.is_err() {
+        // a stream that failed (an undefined point, a value past the cap, the disk) leaves
+        // no partial archive behind
+        let _ = std::fs::remove_file(output);
+    }
     let answer = match streamed? {
         Some(answer) => answer,
         None => {

@@ -619,5 +619,38 @@ fn a_case_streamed_over_classes_writes_the_whole_answer() {
             }
         }
     }
+    // an undefined point met while streaming is the error, with no archive left behind
+    let mut parallel = weights.clone();
+    parallel[17 * d..18 * d].copy_from_slice(&features[..d]);
+    npz::write(
+        &dir.join("big.npz"),
+        &[
+            ("features".to_string(), float(&[n, d], &features)),
+            ("weights".to_string(), float(&[c, d], &parallel)),
+            (
+                "labels".to_string(),
+                Array {
+                    shape: vec![n],
+                    data: Data::Int(vec![17, 59_999]),
+                    was_f32: false,
+                },
+            ),
+        ],
+    )
+    .unwrap();
+    let answer = dir.join("undefined.npz");
+    let out = lossref(&[
+        "eval",
+        case_file.to_str().unwrap(),
+        "--output",
+        answer.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("inputs.features[0]") && err.contains("is exactly 1"),
+        "{err}"
+    );
+    assert!(!answer.exists(), "a failed stream left {answer:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
