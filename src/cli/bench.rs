@@ -395,15 +395,15 @@ fn timed_certification(
 /// `--output FILE.npz`, without them unless `--decimals` asks. The benchmark certifies what
 /// `eval` would.
 fn prints_decimals(case: &crate::spec::Case) -> bool {
-    let (loss, gradients) = match case {
-        crate::spec::Case::Normalized(c) => (
-            1,
-            c.features.as_slice().len() + c.weights.as_slice().len() + 1,
-        ),
-        crate::spec::Case::SoftmaxCe(c) => (1, c.logits.as_slice().len()),
-        _ => (0, 0),
+    // the loss, and the gradients (normface's ∂L/∂s where it learns its scale)
+    let gradients = match case {
+        crate::spec::Case::Normalized(c) => {
+            c.features.as_slice().len() + c.weights.as_slice().len() + usize::from(c.learns_scale())
+        }
+        crate::spec::Case::SoftmaxCe(c) => c.logits.as_slice().len(),
+        _ => 0,
     };
-    loss + gradients <= crate::cli::eval::MAX_PRINTED_VALUES
+    1 + gradients <= crate::cli::eval::MAX_PRINTED_VALUES
 }
 
 /// The process's peak resident set in MiB (Linux `VmHWM`), or `None` elsewhere.

@@ -140,8 +140,9 @@ pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
     Ok(serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string()))
 }
 
-/// [`run_to_npz`] for a case that streams; `Ok(None)` (nothing written) for one that does
-/// not.
+/// [`run_to_npz`] for a case that streams; `Ok(None)` for one that does not (nothing
+/// written), or that met an operand it cannot slice (the file begun is then rewritten whole
+/// by the caller).
 fn stream_to_npz(
     case: &crate::spec::Case,
     output: &Path,

@@ -50,14 +50,19 @@ struct Tables {
     ln2: Float,
 }
 
+/// `x` (in place: it is scaled by 2^254) rounded in direction `round` to the grid, with
+/// `integer` as scratch; `None` for a value that is not finite.
+fn on_grid(x: &mut Float, round: Round, integer: &mut Integer) -> Option<Fixed> {
+    *x <<= FRACTION_BITS;
+    x.to_integer_round_in_place(integer, round)?;
+    let mut limbs = [0u64; 4];
+    integer.write_digits(&mut limbs, rug::integer::Order::Lsf);
+    Some(limbs)
+}
+
 /// A real value at 400 bits rounded to nearest on the grid.
 fn to_fixed(x: &Float) -> Fixed {
-    let scaled = Float::with_val(x.prec() + 8, x << FRACTION_BITS);
-    let mut n = Integer::new();
-    scaled.to_integer_round_in_place(&mut n, Round::Nearest);
-    let mut limbs = [0u64; 4];
-    n.write_digits(&mut limbs, rug::integer::Order::Lsf);
-    limbs
+    on_grid(&mut x.clone(), Round::Nearest, &mut Integer::new()).expect("a finite table value")
 }
 
 fn tables() -> &'static Tables {
@@ -203,10 +208,7 @@ pub fn exp_bounds(x: &Float, prec: u32) -> Option<(Float, Float)> {
             return None;
         }
         // u on the grid, truncated (within one unit)
-        *reduced <<= FRACTION_BITS;
-        reduced.to_integer_round_in_place(integer, Round::Down)?;
-        let mut grid = [0u64; 4];
-        integer.write_digits(&mut grid, rug::integer::Order::Lsf);
+        let grid = on_grid(reduced, Round::Down, integer)?;
         // u < 1 = 2^254 units: bits 253 … 246 are j, 245 … 238 are i, the rest is t
         let top = grid[3];
         let j = ((top >> 54) & 0xff) as usize;

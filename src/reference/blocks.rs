@@ -158,21 +158,19 @@ pub fn certified_in_blocks(
     {
         return answer;
     }
-    if crate::family::class_blocks_shape(case, block_values).is_some() {
-        let mut rows: Vec<Rounded> = Vec::new();
-        let streamed = certified_streaming(case, with_decimals, block_values, &mut |_, block| {
-            rows.extend(block);
-            Ok(())
-        })?;
-        if let Some((mut answer, (name, position, count, cols))) = streamed {
-            let grad = Matrix::from_vec(count, cols, rows).expect("every block fills whole rows");
-            let at = position.min(answer.answer.gradients.len());
-            answer
-                .answer
-                .gradients
-                .insert(at, (name, Tensor::Matrix(grad)));
-            return Ok(answer);
-        }
+    let mut rows: Vec<Rounded> = Vec::new();
+    let streamed = certified_streaming(case, with_decimals, block_values, &mut |_, block| {
+        rows.extend(block);
+        Ok(())
+    })?;
+    if let Some((mut answer, (name, position, count, cols))) = streamed {
+        let grad = Matrix::from_vec(count, cols, rows).expect("every block fills whole rows");
+        let at = position.min(answer.answer.gradients.len());
+        answer
+            .answer
+            .gradients
+            .insert(at, (name, Tensor::Matrix(grad)));
+        return Ok(answer);
     }
     certified_whole(case, with_decimals)
 }

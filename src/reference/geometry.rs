@@ -162,6 +162,20 @@ pub fn cosine_from(c: Interval, parallel: impl FnOnce() -> Option<i32>, prec: u3
     }
 }
 
+/// cos θ of the binary64 rows `x` and `w` from an enclosure of their dot product and of
+/// 1/‖x‖ and 1/‖w‖: [`cosine_from`] of d·(1/‖x‖)·(1/‖w‖), the rows' exact parallel test
+/// asked only where the enclosure reaches ±1.
+pub fn cosine_of_rows(
+    dot: &Interval,
+    inv_x: &Interval,
+    inv_w: &Interval,
+    (x, w): (&[f64], &[f64]),
+    prec: u32,
+) -> Cosine {
+    let parallel = || parallel(&binary64_points(x), &binary64_points(w));
+    cosine_from(dot.mul(inv_x).mul(inv_w), parallel, prec)
+}
+
 /// The point enclosures of binary64 values at 53 bits (exact).
 pub fn binary64_points(row: &[f64]) -> Vec<Interval> {
     row.iter().map(|&v| Interval::from_f64(53, v)).collect()

@@ -37,7 +37,7 @@ struct RowExponents {
 
 /// The row's exact shift: the index of the largest upper end, and that end as a point.
 /// Any exact number would do; this one keeps every shifted exponent at most 0.
-fn exact_shift(row: &[Interval]) -> (usize, Interval) {
+pub(crate) fn exact_shift(row: &[Interval]) -> (usize, Interval) {
     let top = (0..row.len())
         .reduce(|a, b| if row[b].hi() > row[a].hi() { b } else { a })
         .unwrap_or(0);

@@ -530,22 +530,26 @@ fn a_case_streamed_over_classes_writes_the_whole_answer() {
         .map(|k| ((k * 7919) % 2003) as f64 / 500.0 - 2.0)
         .collect();
     let features = [0.5, -1.25, 2.0, 1.5, 0.25, -0.75];
-    npz::write(
-        &dir.join("big.npz"),
-        &[
-            ("features".to_string(), float(&[n, d], &features)),
-            ("weights".to_string(), float(&[c, d], &weights)),
-            (
-                "labels".to_string(),
-                Array {
-                    shape: vec![n],
-                    data: Data::Int(vec![17, 59_999]),
-                    was_f32: false,
-                },
-            ),
-        ],
-    )
-    .unwrap();
+    // the case's inputs, with the weight matrix `w`
+    let write_inputs = |w: &[f64]| {
+        npz::write(
+            &dir.join("big.npz"),
+            &[
+                ("features".to_string(), float(&[n, d], &features)),
+                ("weights".to_string(), float(&[c, d], w)),
+                (
+                    "labels".to_string(),
+                    Array {
+                        shape: vec![n],
+                        data: Data::Int(vec![17, 59_999]),
+                        was_f32: false,
+                    },
+                ),
+            ],
+        )
+        .unwrap()
+    };
+    write_inputs(&weights);
     let case_file = dir.join("case.json");
     std::fs::write(
         &case_file,
@@ -622,22 +626,7 @@ fn a_case_streamed_over_classes_writes_the_whole_answer() {
     // an undefined point met while streaming is the error, with no archive left behind
     let mut parallel = weights.clone();
     parallel[17 * d..18 * d].copy_from_slice(&features[..d]);
-    npz::write(
-        &dir.join("big.npz"),
-        &[
-            ("features".to_string(), float(&[n, d], &features)),
-            ("weights".to_string(), float(&[c, d], &parallel)),
-            (
-                "labels".to_string(),
-                Array {
-                    shape: vec![n],
-                    data: Data::Int(vec![17, 59_999]),
-                    was_f32: false,
-                },
-            ),
-        ],
-    )
-    .unwrap();
+    write_inputs(&parallel);
     let answer = dir.join("undefined.npz");
     let out = lossref(&[
         "eval",

@@ -339,6 +339,55 @@ pub fn evaluate_plain(case: &NormalizedCase, prec: u32) -> Result<Answer<Interva
     })
 }
 
+/// One pair's share of the gradients (proofs/certified_products.md §5), from ∂CE/∂z_ij and
+/// cos θ_ij.
+pub(super) struct PairShare {
+    /// ∂CE/∂z_ij·cos θ_ij (normface's ∂L/∂s term), where it was asked for.
+    pub(super) term: Option<Interval>,
+    /// The along term σ_j·∂CE/∂z_ij·cos θ_ij, σ the target's dg/dcos θ and 1 elsewhere.
+    pub(super) along: Interval,
+    /// A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖.
+    pub(super) a: Interval,
+}
+
+impl PairShare {
+    /// The share of a pair with ∂CE/∂z = `dz` and cosine `cos`; `slope` is dg/dcos θ at the
+    /// target (`None` elsewhere), `(f, inv_w)` are f_i = r·s/‖x_i‖ and 1/‖w_j‖, `keep_term`
+    /// asks for normface's term. A pair at a pole has no direction term: its along term and
+    /// A_ij are the exact 0, in both sums.
+    pub(super) fn of(
+        dz: &Interval,
+        cos: &Cosine,
+        slope: Option<&Interval>,
+        (f, inv_w): (&Interval, &Interval),
+        keep_term: bool,
+    ) -> PairShare {
+        let term = dz.mul(&cos.value);
+        let (term, along) = if keep_term {
+            (Some(term.clone()), term)
+        } else {
+            (None, term)
+        };
+        if cos.pole.is_some() {
+            let zero = Interval::from_i64(along.prec(), 0);
+            return PairShare {
+                term,
+                along: zero.clone(),
+                a: zero,
+            };
+        }
+        let a = dz.mul(f).mul(inv_w);
+        match slope {
+            Some(slope) => PairShare {
+                term,
+                along: along.mul(slope),
+                a: a.mul(slope),
+            },
+            None => PairShare { term, along, a },
+        }
+    }
+}
+
 /// Batch rows per block of the fast evaluation's row pass.
 const ROW_BLOCK: usize = 8;
 
@@ -374,7 +423,7 @@ struct RowShare {
 /// An undefined point, naming the row.
 pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
     use crate::mp::products::{product, Slices};
-    use crate::reference::geometry::{binary64_points, cosine_from, exact_row_norm, parallel};
+    use crate::reference::geometry::{cosine_of_rows, exact_row_norm};
     use rayon::prelude::*;
 
     let (x, w) = (&case.features, &case.weights);
@@ -412,8 +461,13 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         let inv_x = one.div(&xs[i].norm);
         let cos: Vec<Cosine> = (0..c)
             .map(|j| {
-                let parallel = || parallel(&binary64_points(x.row(i)), &binary64_points(w.row(j)));
-                cosine_from(dots.get(i, j).mul(&inv_x).mul(&inv_w[j]), parallel, prec)
+                cosine_of_rows(
+                    dots.get(i, j),
+                    &inv_x,
+                    &inv_w[j],
+                    (x.row(i), w.row(j)),
+                    prec,
+                )
             })
             .collect();
         let (g, slope) = target(&case.margin, &cos[y], i, y)?;
@@ -425,26 +479,19 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
         // Σ_j ∂CE/∂z_j·cos θ_j is normface's ∂L/∂s share (times r).
         let mut plain_terms = Vec::with_capacity(if case.learns_scale() { c } else { 0 });
         let mut along_terms = Vec::with_capacity(c);
-        // f_i = r·s/‖x_i‖: A_ij = ∂CE/∂z_ij·σ_j·f_i/‖w_j‖
         let f = rs.mul(&inv_x);
         let a: Vec<Interval> = (0..c)
             .map(|j| {
-                let term = dz[j].mul(&cos[j].value);
-                if case.learns_scale() {
-                    plain_terms.push(term.clone());
-                }
-                // A pair at a pole has no direction term (A_ij = 0), in both sums.
-                if cos[j].pole.is_some() {
-                    along_terms.push(zero.clone());
-                    return zero.clone();
-                }
-                along_terms.push(if j == y { term.mul(&slope) } else { term });
-                let a = dz[j].mul(&f).mul(&inv_w[j]);
-                if j == y {
-                    a.mul(&slope)
-                } else {
-                    a
-                }
+                let pair = PairShare::of(
+                    &dz[j],
+                    &cos[j],
+                    (j == y).then_some(&slope),
+                    (&f, &inv_w[j]),
+                    case.learns_scale(),
+                );
+                plain_terms.extend(pair.term);
+                along_terms.push(pair.along);
+                pair.a
             })
             .collect();
         let share = RowShare {

@@ -42,16 +42,17 @@ use crate::mp::interval::Interval;
 use crate::mp::products::{product, Slices};
 use crate::reference::blocks::{merge, ClassSink};
 use crate::reference::geometry::{
-    binary64_points, cosine_from, exact_dot, exact_row_norm, parallel, Cosine, RowNorm,
+    binary64_points, cosine_of_rows, exact_dot, exact_row_norm, Cosine, RowNorm,
 };
 use crate::reference::per_sample;
+use crate::reference::softmax::exact_shift;
 use crate::spec::{Case, NormalizedCase};
 use rayon::prelude::*;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::reference::{plain_terms, target, Regrouped};
+use super::reference::{plain_terms, target, PairShare, Regrouped};
 
 /// The classes of one block: about `block_values` values of the block's working set
 /// (N logits and D gradient entries per class), at least one class.
@@ -311,7 +312,7 @@ impl Setup {
             let (xp, wp) = (binary64_points(x.row(i)), binary64_points(w));
             let dot = exact_dot(&xp, &wp, prec).expect("binary64 points are points");
             let inv_w = one.div(&exact_row_norm(w, prec).norm);
-            let cos = cosine_from(dot.mul(&inv_x[i]).mul(&inv_w), || parallel(&xp, &wp), prec);
+            let cos = cosine_of_rows(&dot, &inv_x[i], &inv_w, (x.row(i), w), prec);
             targets.push(target(&case.margin, &cos, i, y)?);
         }
         let scale = Interval::from_f64(prec, case.scale);
@@ -365,16 +366,7 @@ fn absorb(
     logits: &[Interval],
     prec: u32,
 ) -> (Interval, Interval) {
-    let top = (0..logits.len())
-        .reduce(|a, b| {
-            if logits[b].hi() > logits[a].hi() {
-                b
-            } else {
-                a
-            }
-        })
-        .unwrap_or(0);
-    let block_shift = Interval::from_float(logits[top].hi().clone());
+    let (top, block_shift) = exact_shift(logits);
     let relative = |shift: &Interval, skip: Option<usize>| {
         let terms: Vec<Interval> = (0..logits.len())
             .filter(|&j| Some(j) != skip)
@@ -431,13 +423,8 @@ impl Geometry {
             .flat_map_iter(|i| {
                 let (dots, inv_w, classes) = (&dots, &inv_w, classes.clone());
                 classes.enumerate().map(move |(jj, j)| {
-                    let parallel =
-                        || parallel(&binary64_points(x.row(i)), &binary64_points(w.row(j)));
-                    cosine_from(
-                        dots.get(i, jj).mul(&setup.inv_x[i]).mul(&inv_w[jj]),
-                        parallel,
-                        prec,
-                    )
+                    let rows = (x.row(i), w.row(j));
+                    cosine_of_rows(dots.get(i, jj), &setup.inv_x[i], &inv_w[jj], rows, prec)
                 })
             })
             .collect();
@@ -514,22 +501,16 @@ impl Block {
                         } else {
                             shifted.exp().mul(&norm.inverse)
                         };
-                        let cos = geometry.cos(i, jj);
-                        let term = dz.mul(&cos.value);
-                        if case.learns_scale() {
-                            scale_terms.push(term.clone());
-                        }
-                        if cos.pole.is_some() {
-                            along.push(zero.clone());
-                            return zero.clone();
-                        }
-                        along.push(if j == y { term.mul(slope) } else { term });
-                        let a = dz.mul(&f).mul(&geometry.inv_w[jj]);
-                        if j == y {
-                            a.mul(slope)
-                        } else {
-                            a
-                        }
+                        let pair = PairShare::of(
+                            &dz,
+                            geometry.cos(i, jj),
+                            (j == y).then_some(slope),
+                            (&f, &geometry.inv_w[jj]),
+                            case.learns_scale(),
+                        );
+                        scale_terms.extend(pair.term);
+                        along.push(pair.along);
+                        pair.a
                     })
                     .collect();
                 let along_sum = Interval::sum(prec, &along);
