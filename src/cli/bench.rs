@@ -395,7 +395,7 @@ fn timed_certification(
 /// `--output FILE.npz`, without them unless `--decimals` asks. The benchmark certifies what
 /// `eval` would.
 fn prints_decimals(case: &crate::spec::Case) -> bool {
-    // the loss, and the gradients (normface's ∂L/∂s where it learns its scale)
+    // the gradients (normface's ∂L/∂s where it learns its scale), and the loss
     let gradients = match case {
         crate::spec::Case::Normalized(c) => {
             c.features.as_slice().len() + c.weights.as_slice().len() + usize::from(c.learns_scale())
@@ -403,7 +403,7 @@ fn prints_decimals(case: &crate::spec::Case) -> bool {
         crate::spec::Case::SoftmaxCe(c) => c.logits.as_slice().len(),
         _ => 0,
     };
-    1 + gradients <= crate::cli::eval::MAX_PRINTED_VALUES
+    gradients < crate::cli::eval::MAX_PRINTED_VALUES
 }
 
 /// The process's peak resident set in MiB (Linux `VmHWM`), or `None` elsewhere.
