@@ -324,17 +324,36 @@ fn integers<R: Read>(npy: NpyFile<R>) -> Option<std::io::Result<Vec<i64>>> {
     first_of!(npy; i64, i32, i16, i8, u64, u32, u16, u8)
 }
 
-/// An entry's options: stored (numpy's savez) with a fixed timestamp, so that equal arrays
-/// give equal bytes.
-fn stored() -> zip::write::FileOptions {
-    zip::write::FileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored)
-        .last_modified_time(zip::DateTime::default())
+/// How an archive's entries are held: as numpy's `savez` writes them or as its
+/// `savez_compressed` does. Both are read by [`read`] and by numpy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Stored as they are (`np.savez`): the quickest to write and read.
+    Stored,
+    /// Deflated (`np.savez_compressed`): what the corpus uses, whose tolerance arrays
+    /// repeat a few values and shrink to almost nothing.
+    Deflated,
+}
+
+impl Compression {
+    /// An entry's options, with a fixed timestamp so that equal arrays give equal bytes
+    /// (deflate's output is fixed by the pinned `miniz_oxide` at level 6).
+    fn options(self) -> zip::write::FileOptions {
+        let options =
+            zip::write::FileOptions::default().last_modified_time(zip::DateTime::default());
+        match self {
+            Compression::Stored => options.compression_method(zip::CompressionMethod::Stored),
+            Compression::Deflated => options
+                .compression_method(zip::CompressionMethod::Deflated)
+                .compression_level(Some(6)),
+        }
+    }
 }
 
 /// One array entry of `dtype` and `shape`, its values in row-major order.
 fn entry<T, W>(
     npz: &mut NpzWriter<W>,
+    compression: Compression,
     name: &str,
     dtype: npyz::DType,
     shape: &[u64],
@@ -345,7 +364,7 @@ where
     W: std::io::Write + std::io::Seek,
 {
     let mut w = npz
-        .array::<T>(name, stored())?
+        .array::<T>(name, compression.options())?
         .dtype(dtype)
         .shape(shape)
         .begin_nd()?;
@@ -369,15 +388,15 @@ fn transpose(data: Data, rows: usize, cols: usize) -> Data {
     }
 }
 
-/// Writes `arrays` as an uncompressed `.npz` (numpy's `savez`), in the given order, with
+/// Writes `arrays` as an `.npz` held as `compression` says, in the given order, with
 /// fixed timestamps so that the same arrays always give the same bytes:
 /// float arrays as float64, or float32 when `was_f32` is set (the values must then be
 /// binary32 numbers), integers as int64, text as fixed-width unicode.
 ///
 /// # Errors
 /// The file cannot be written, naming it.
-pub fn write(path: &Path, arrays: &[(String, Array)]) -> Result<()> {
-    let mut archive = ArchiveWriter::create(path)?;
+pub fn write(path: &Path, arrays: &[(String, Array)], compression: Compression) -> Result<()> {
+    let mut archive = ArchiveWriter::create(path, compression)?;
     for (name, a) in arrays {
         archive.array(name, a)?;
     }
@@ -388,6 +407,7 @@ pub fn write(path: &Path, arrays: &[(String, Array)]) -> Result<()> {
 /// written as its values arrive ([`ArchiveWriter::float64`]) without holding it.
 pub struct ArchiveWriter {
     npz: NpzWriter<std::io::BufWriter<std::fs::File>>,
+    compression: Compression,
     file: String,
 }
 
@@ -420,14 +440,19 @@ fn write_error(file: &str, e: std::io::Error) -> Error {
 }
 
 impl ArchiveWriter {
-    /// Creates (or truncates) the archive at `path`.
+    /// Creates (or truncates) the archive at `path`, its entries held as `compression`
+    /// says.
     ///
     /// # Errors
     /// The file cannot be created, naming it.
-    pub fn create(path: &Path) -> Result<ArchiveWriter> {
+    pub fn create(path: &Path, compression: Compression) -> Result<ArchiveWriter> {
         let file = path.display().to_string();
         let npz = NpzWriter::create(path).map_err(|e| write_error(&file, e))?;
-        Ok(ArchiveWriter { npz, file })
+        Ok(ArchiveWriter {
+            npz,
+            compression,
+            file,
+        })
     }
 
     /// Writes one whole array, as [`write()`] does.
@@ -435,20 +460,20 @@ impl ArchiveWriter {
     /// # Errors
     /// The file cannot be written, naming it.
     pub fn array(&mut self, name: &str, a: &Array) -> Result<()> {
-        let (npz, file) = (&mut self.npz, &self.file);
+        let (npz, file, how) = (&mut self.npz, &self.file, self.compression);
         let shape: Vec<u64> = a.shape.iter().map(|&d| d as u64).collect();
         let written = match &a.data {
             Data::Float(v) if a.was_f32 => {
                 let dtype = <f32 as AutoSerialize>::default_dtype();
-                entry::<f32, _>(npz, name, dtype, &shape, v.iter().map(|&x| x as f32))
+                entry::<f32, _>(npz, how, name, dtype, &shape, v.iter().map(|&x| x as f32))
             }
             Data::Float(v) => {
                 let dtype = <f64 as AutoSerialize>::default_dtype();
-                entry::<f64, _>(npz, name, dtype, &shape, v.iter().copied())
+                entry::<f64, _>(npz, how, name, dtype, &shape, v.iter().copied())
             }
             Data::Int(v) => {
                 let dtype = <i64 as AutoSerialize>::default_dtype();
-                entry::<i64, _>(npz, name, dtype, &shape, v.iter().copied())
+                entry::<i64, _>(npz, how, name, dtype, &shape, v.iter().copied())
             }
             Data::Text(v) => {
                 let width = v
@@ -462,7 +487,7 @@ impl ArchiveWriter {
                         .parse()
                         .map_err(|e| io_error(file, format!("text dtype: {e}")))?,
                 );
-                entry::<str, _>(npz, name, dtype, &shape, v.iter().map(String::as_str))
+                entry::<str, _>(npz, how, name, dtype, &shape, v.iter().map(String::as_str))
             }
         };
         written.map_err(|e| write_error(file, e))
@@ -475,8 +500,15 @@ impl ArchiveWriter {
     pub fn float32(&mut self, name: &str, shape: &[usize], values: &[f32]) -> Result<()> {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let dtype = <f32 as AutoSerialize>::default_dtype();
-        entry::<f32, _>(&mut self.npz, name, dtype, &shape, values.iter().copied())
-            .map_err(|e| write_error(&self.file, e))
+        entry::<f32, _>(
+            &mut self.npz,
+            self.compression,
+            name,
+            dtype,
+            &shape,
+            values.iter().copied(),
+        )
+        .map_err(|e| write_error(&self.file, e))
     }
 
     /// Begins a float64 array of `shape`, whose values are then pushed one by one.
@@ -487,7 +519,7 @@ impl ArchiveWriter {
         let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let writer = self
             .npz
-            .array::<f64>(name, stored())
+            .array::<f64>(name, self.compression.options())
             .and_then(|b| {
                 b.dtype(<f64 as AutoSerialize>::default_dtype())
                     .shape(&shape)

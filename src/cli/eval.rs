@@ -125,7 +125,11 @@ pub fn run_to_npz(path: &str, output: &str, decimals: bool) -> Result<String> {
         Some(answer) => answer,
         None => {
             let (_, answer) = certify(&case, decimals)?;
-            npz::write(Path::new(output), &answer_arrays(&answer, decimals))?;
+            npz::write(
+                Path::new(output),
+                &answer_arrays(&answer, decimals),
+                npz::Compression::Stored,
+            )?;
             answer
         }
     };
@@ -151,7 +155,7 @@ fn stream_to_npz(
     let Some((name, _, rows, cols)) = streamed_shape(case, BLOCK_VALUES) else {
         return Ok(None);
     };
-    let mut archive = npz::ArchiveWriter::create(output)?;
+    let mut archive = npz::ArchiveWriter::create(output, npz::Compression::Stored)?;
     let mut binary32: Vec<f32> = Vec::with_capacity(rows.saturating_mul(cols));
     let mut text: Vec<String> = Vec::new();
     let mut entry = archive.float64(&format!("gradients/{name}"), &[rows, cols])?;

@@ -269,7 +269,7 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
     }
     let file = case_file(&g.id);
     let tmp = scratch.join(format!("{}.npz", generate::seed_of(&g.id)));
-    npz::write(&tmp, &arrays)?;
+    npz::write(&tmp, &arrays, npz::Compression::Stored)?;
     let bytes = std::fs::read(&tmp).map_err(|e| io(tmp.display().to_string(), e))?;
     std::fs::remove_file(&tmp).ok();
     let mut scalars = Map::new();

@@ -101,7 +101,13 @@ fn npz_inputs_give_the_json_answer() {
             };
             arrays.push((name.clone(), a));
         }
-        npz::write(&dir.join(format!("inputs{k}.npz")), &arrays).unwrap();
+        // stored and deflated archives alternate: both are read the same
+        let how = if k % 2 == 0 {
+            npz::Compression::Stored
+        } else {
+            npz::Compression::Deflated
+        };
+        npz::write(&dir.join(format!("inputs{k}.npz")), &arrays, how).unwrap();
         let mut npz_case = case.clone();
         npz_case["inputs"] = json!(format!("inputs{k}.npz"));
         let npz_file = dir.join(format!("npz{k}.json"));
@@ -113,8 +119,8 @@ fn npz_inputs_give_the_json_answer() {
 
 #[test]
 fn numpy_archives_are_read_exactly() {
-    // float32, Fortran order, big-endian, −0.0 and subnormals, uint8 and int32 labels: the
-    // same certified answer as the JSON case with the same binary64 numbers.
+    // float32, Fortran order, big-endian, −0.0 and subnormals, uint8 and int32 labels,
+    // savez_compressed: the same certified answer as the JSON case with the same binary64 numbers.
     let dir = scratch("numpy");
     let d = dir.to_str().unwrap();
     python(&format!(
@@ -127,14 +133,15 @@ np.savez("{d}/a.npz", features=X, weights=np.asfortranarray(W), labels=np.array(
 np.savez("{d}/b.npz", features=X.astype(">f8"), weights=W.astype(">f8"), labels=np.array(y, dtype=">i4"))
 X32 = X.astype(np.float32)
 np.savez("{d}/c.npz", features=X32, weights=W.astype(np.float32), labels=np.array(y, dtype=np.int64))
+np.savez_compressed("{d}/d.npz", features=X, weights=W, labels=np.array(y))
 def rows(m): return [[float(v) for v in r] for r in m]
 case = {{"loss": "arcface", "params": {{"scale": 16, "margin": 0.3, "boundary": "easy", "margin_grad": "detached"}}}}
-for name, x in [("a", X), ("b", X), ("c", X32.astype(np.float64))]:
+for name, x in [("a", X), ("b", X), ("c", X32.astype(np.float64)), ("d", X)]:
     json.dump(dict(case, inputs=name + ".npz"), open("{d}/" + name + "_npz.json", "w"))
     json.dump(dict(case, inputs={{"features": rows(x), "weights": rows(W), "labels": y}}), open("{d}/" + name + "_json.json", "w"))
 "#
     ));
-    for name in ["a", "b", "c"] {
+    for name in ["a", "b", "c", "d"] {
         let from_npz = eval_file(&dir.join(format!("{name}_npz.json")));
         let from_json = eval_file(&dir.join(format!("{name}_json.json")));
         assert_eq!(from_npz, from_json, "archive {name}");
@@ -287,7 +294,7 @@ fn bad_archives_are_clean_errors() {
             .into_iter()
             .map(|(n, a)| (n.to_string(), a))
             .collect();
-        npz::write(&dir.join(name), &arrays).unwrap();
+        npz::write(&dir.join(name), &arrays, npz::Compression::Stored).unwrap();
     };
     write(
         "missing.npz",
@@ -433,6 +440,7 @@ fn large_softmax_case(dir: &Path, n: usize, c: usize) -> PathBuf {
     npz::write(
         &dir.join("big.npz"),
         &[("logits".to_string(), float(&[n, c], &logits))],
+        npz::Compression::Stored,
     )
     .unwrap();
     let case = dir.join("case.json");
@@ -546,6 +554,8 @@ fn a_case_streamed_over_classes_writes_the_whole_answer() {
                     },
                 ),
             ],
+            // a large deflated archive is read as a stored one is
+            npz::Compression::Deflated,
         )
         .unwrap()
     };
