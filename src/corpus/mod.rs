@@ -145,6 +145,48 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// The files under `root/cases` that no case of `entries` names (`arrays`), as paths
+/// within the corpus: left from an earlier build, they would still be embedded in the
+/// binary and exported.
+fn stray_files(root: &Path, entries: &[Value]) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(read) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in read.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let named: std::collections::BTreeSet<&str> = entries
+        .iter()
+        .filter_map(|e| e["arrays"].as_str())
+        .collect();
+    let mut found = Vec::new();
+    walk(&root.join("cases"), &mut found);
+    let mut strays: Vec<String> = found
+        .iter()
+        .filter_map(|p| p.strip_prefix(root).ok())
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .filter(|p| !named.contains(p.as_str()))
+        .collect();
+    strays.sort();
+    strays
+}
+
+/// Removes [`stray_files`] after a whole build or a merge.
+fn remove_strays(root: &Path, entries: &[Value]) -> Result<()> {
+    for file in stray_files(root, entries) {
+        let path = root.join(&file);
+        std::fs::remove_file(&path).map_err(|e| io(path.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
 /// Evaluates one generated case and lays out its manifest entry and arrays.
 fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
     let case = case_from_json(&g.case)
@@ -269,7 +311,7 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
     }
     let file = case_file(&g.id);
     let tmp = scratch.join(format!("{}.npz", generate::seed_of(&g.id)));
-    npz::write(&tmp, &arrays, npz::Compression::Stored)?;
+    npz::write(&tmp, &arrays, npz::Compression::Deflated)?;
     let bytes = std::fs::read(&tmp).map_err(|e| io(tmp.display().to_string(), e))?;
     std::fs::remove_file(&tmp).ok();
     let mut scalars = Map::new();
@@ -408,6 +450,9 @@ pub fn build(root: &Path, shard: Shard) -> Result<Summary> {
         bytes += b.bytes.len() as u64;
     }
     let entries: Vec<Value> = built.into_iter().map(|b| b.entry).collect();
+    if shard == Shard::WHOLE {
+        remove_strays(root, &entries)?;
+    }
     let cases = entries.len();
     let path = root.join(shard.manifest_name());
     std::fs::write(&path, manifest_text(&manifest(entries, shard)))
@@ -472,6 +517,7 @@ pub fn merge(root: &Path) -> Result<Summary> {
         entries.extend(m["cases"].as_array().cloned().unwrap_or_default());
     }
     entries.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    remove_strays(root, &entries)?;
     let cases = entries.len();
     let path = root.join("manifest.json");
     std::fs::write(&path, manifest_text(&manifest(entries, Shard::WHOLE)))
@@ -524,6 +570,16 @@ pub fn verify(root: &Path, shard: Shard) -> Result<Summary> {
         }
         if stored["counts"] != counts(&stored_entries.values().cloned().collect::<Vec<_>>()) {
             mismatches.push("manifest.json: the counts do not match its cases".into());
+        }
+    }
+    if shard.index == 1 {
+        // once per split verify: the files are not the shards'
+        let entries: Vec<Value> = stored_entries.values().cloned().collect();
+        for file in stray_files(root, &entries) {
+            mismatches.push(format!(
+                "{file}: no case of manifest.json names it (left from an earlier build, it \
+                 would be embedded in the binary; `lossref corpus build` removes it)"
+            ));
         }
     }
     let scratch = scratch_dir("verify")?;

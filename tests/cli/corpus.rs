@@ -61,7 +61,17 @@ fn split_manifests_merge_into_the_committed_manifest() {
         let text = serde_json::to_string_pretty(&serde_json::json!({"cases": part})).unwrap();
         std::fs::write(dir.join(format!("manifest.part-{k}-of-3.json")), text).unwrap();
     }
+    // a file of an earlier build that no case names is removed by the merge; a named one
+    // is kept
+    let stray = dir.join("cases/normface/gone/f32-0000.npz");
+    let named = dir.join(cases[0]["arrays"].as_str().unwrap());
+    for f in [&stray, &named] {
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(f, b"x").unwrap();
+    }
     corpus::merge(&dir).unwrap();
+    assert!(!stray.exists(), "the stray file is removed");
+    assert!(named.exists(), "a case's file is kept");
     let merged = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     assert_eq!(
         merged,
@@ -313,6 +323,27 @@ fn corpus_commands_fail_cleanly() {
             "{}: {file} differs from a fresh build",
             first["id"].as_str().unwrap()
         )),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("no case of manifest.json names it"),
+        "{stderr}"
+    );
+    // a file no case names (left from an earlier build) fails verify too
+    let stray = "cases/cosface/scale-large-c/bf16-0001.npz";
+    std::fs::create_dir_all(dir.join(stray).parent().unwrap()).unwrap();
+    std::fs::write(dir.join(stray), b"old").unwrap();
+    let out = run(&[
+        "corpus",
+        "verify",
+        dir.to_str().unwrap(),
+        "--shard",
+        "1/430",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{stray}: no case of manifest.json names it")),
         "{stderr}"
     );
     std::fs::remove_dir_all(&dir).ok();
