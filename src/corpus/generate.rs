@@ -233,6 +233,11 @@ pub(crate) fn unrepresentable_param(dtype: Dtype, decimal: f64) -> f64 {
     x
 }
 
+/// The class count of the largest `scale:large-C` cases (corpus 0.7.0): a face-recognition
+/// head's, where the certified evaluation streams over blocks of classes, or a language
+/// model's vocabulary.
+pub(crate) const LARGEST_C: usize = 100_000;
+
 /// A variant: a loss with fixed parameters, and a name for its id.
 pub(crate) struct Variant {
     pub(crate) loss: LossId,

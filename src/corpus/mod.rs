@@ -65,7 +65,7 @@ pub fn all_cases() -> Vec<Generated> {
 
 /// The corpus version (semver): a change of meaning in SPEC.md, of a case's inputs or of the
 /// tolerance rules is a new version.
-pub const VERSION: &str = "0.6.0";
+pub const VERSION: &str = "0.7.0";
 
 /// Tensors of more values than this keep their binary64 and binary32 roundings but not
 /// their decimal strings (`lossref eval` prints those), which keeps the corpus small.

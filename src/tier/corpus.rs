@@ -4,9 +4,10 @@
 //! Two kinds of case, both built from the float32 cases of the families' own generators
 //! (`crate::family::corpus_cases`), so that every loss of the catalogue has them:
 //! * **rounded**: the float32 cases tagged `random`, `edge:dominant-target`,
-//!   `edge:large-loss`, `edge:huge-logit` or `scale:large-C`, with every input and
-//!   parameter rounded once to the format (labels, `ignore_index` and strings kept). A
-//!   case that the format cannot hold (a number past its largest finite one) is left out;
+//!   `edge:large-loss`, `edge:huge-logit` or `scale:large-C` (up to 10⁴ classes), with
+//!   every input and parameter rounded once to the format (labels, `ignore_index` and
+//!   strings kept). A case that the format cannot hold (a number past its largest finite
+//!   one) is left out;
 //! * **tier regimes**, from the `random` cases of the losses whose inputs are logits
 //!   (`softmax`, `softmax_ce`, `focal`, `poly1`, `distill`), each row moved by a map that
 //!   keeps its order and then rounded:
@@ -144,11 +145,31 @@ fn in_format(
     })
 }
 
+/// The float32 cases too large to round as well: more than [`MAX_ROUNDED_CLASSES`]
+/// classes (the C = 10⁵ cases of `scale:large-C`): a weight matrix's rows, or a logit
+/// row's length.
+fn past_largest(g: &Generated) -> bool {
+    let inputs = &g.case["inputs"];
+    let rows = |key: &str| inputs.get(key).and_then(Value::as_array);
+    let weight_rows = rows("weights").map_or(0, Vec::len);
+    let logit_columns = rows("logits")
+        .and_then(|r| r.first())
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    weight_rows.max(logit_columns) > MAX_ROUNDED_CLASSES
+}
+
+/// The most classes a rounded 16-bit case has. The corpus is embedded in every binary and
+/// wheel; its 16-bit `scale:large-C` cases stay at 10⁴ classes, where each is under 1 MB,
+/// while a C = 10⁵ one would be about 5 MB (its native and AMP limits are per value and
+/// barely compress). The float32 and float64 cases go to 10⁵.
+const MAX_ROUNDED_CLASSES: usize = 10_000;
+
 /// The 16-bit cases of `dtype` (one of [`Dtype::HALF`]) from the float32 cases `float32`.
 pub(crate) fn corpus_cases(dtype: Dtype, float32: &[Generated]) -> Vec<Generated> {
     let mut out = Vec::new();
     for g in float32 {
-        if !g.tags.iter().any(|t| ROUNDED_TAGS.contains(&t.as_str())) {
+        if !g.tags.iter().any(|t| ROUNDED_TAGS.contains(&t.as_str())) || past_largest(g) {
             continue;
         }
         out.extend(in_format(

@@ -35,7 +35,7 @@ fn textbook_softmax<T: Real>(logits: &lossref::matrix::Matrix<f64>, temperature:
     for row in logits.iter_rows() {
         let z: Vec<T> = row.iter().map(|&v| t::<T>(v) / tt).collect();
         let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let sum = z.iter().fold(T::zero(), |a, &v| a + (v - top).exp());
+        let sum = textbook::sum_exp(&z, top, &Quirks::NONE);
         for &zj in &z {
             p.push(((zj - top).exp() / sum).as_f64());
             lp.push((zj - top - sum.ln()).as_f64());
@@ -58,8 +58,7 @@ fn textbook_distill<T: Real>(c: &lossref::spec::DistillCase) -> Groups {
         T::one()
     };
     let log_softmax = |z: &[T]| -> Vec<T> {
-        let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let lse = top + z.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let lse = textbook::logsumexp(z, &Quirks::NONE);
         z.iter().map(|&v| v - lse).collect()
     };
     let mut loss = T::zero();
@@ -71,13 +70,16 @@ fn textbook_distill<T: Real>(c: &lossref::spec::DistillCase) -> Groups {
         let lt = log_softmax(&te.iter().map(|&v| v / tt).collect::<Vec<_>>());
         let lp = log_softmax(&s);
         let y = c.labels[i];
-        let soft = (0..cols).fold(T::zero(), |a, j| {
-            let qt = lt[j].exp();
-            a + match c.soft {
-                lossref::spec::SoftTerm::Kl => qt * (lt[j] - ls[j]),
-                lossref::spec::SoftTerm::Ce => -qt * ls[j],
-            }
-        });
+        let terms: Vec<T> = (0..cols)
+            .map(|j| {
+                let qt = lt[j].exp();
+                match c.soft {
+                    lossref::spec::SoftTerm::Kl => qt * (lt[j] - ls[j]),
+                    lossref::spec::SoftTerm::Ce => -qt * ls[j],
+                }
+            })
+            .collect();
+        let soft = textbook::reduce_sum(&terms);
         loss += r * (al * tt * tt * soft - (T::one() - al) * lp[y]);
         for j in 0..cols {
             let onehot = if j == y { T::one() } else { T::zero() };

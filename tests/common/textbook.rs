@@ -28,6 +28,10 @@ pub struct Quirks {
     /// Each row's loss is `F.softplus(lse_{j≠y}(z_j − z_y))`, which returns its argument
     /// above this threshold (20).
     pub softplus_threshold: Option<f64>,
+    /// Σ e^{z − max} over the classes summed left to right in T, as a hand-written loop
+    /// does, instead of pairwise as numpy's and PyTorch's reductions add ([`reduce_sum`]):
+    /// every term below half an ulp of the running sum is lost.
+    pub sequential_sum: bool,
 }
 
 impl Quirks {
@@ -37,15 +41,57 @@ impl Quirks {
         clamp_cos: None,
         log_floor: None,
         softplus_threshold: None,
+        sequential_sum: false,
     };
+}
+
+/// Σ `values` as numpy's reductions add a row (pairwise summation, numpy's
+/// `pairwise_sum` in `numpy/_core/src/umath/loops_utils.h.src`: eight accumulators over
+/// blocks of at most 128 values, the halves of a longer row summed apart and then added;
+/// an error growing like log n·u), where PyTorch's CPU kernels add in vector lanes and
+/// cascades and its GPU kernels in trees, to the same effect. A long row summed left to
+/// right loses every term below half an ulp of its running sum (Quirks::sequential_sum).
+pub fn reduce_sum<T: Real>(values: &[T]) -> T {
+    const BLOCK: usize = 128;
+    let n = values.len();
+    if n < 8 {
+        values.iter().fold(T::zero(), |a, &v| a + v)
+    } else if n <= BLOCK {
+        let mut r = [T::zero(); 8];
+        r.copy_from_slice(&values[..8]);
+        let whole = n - n % 8;
+        for chunk in values[8..whole].chunks_exact(8) {
+            for (acc, &v) in r.iter_mut().zip(chunk) {
+                *acc += v;
+            }
+        }
+        let head = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        values[whole..].iter().fold(head, |a, &v| a + v)
+    } else {
+        let half = n / 2 - (n / 2) % 8;
+        reduce_sum(&values[..half]) + reduce_sum(&values[half..])
+    }
+}
+
+/// Σ_j e^{z_j − top}: by [`reduce_sum`], or left to right under `quirks.sequential_sum`.
+pub fn sum_exp<T: Real>(z: &[T], top: T, quirks: &Quirks) -> T {
+    if quirks.sequential_sum {
+        z.iter().fold(T::zero(), |a, &v| a + (v - top).exp())
+    } else {
+        reduce_sum(&z.iter().map(|&v| (v - top).exp()).collect::<Vec<T>>())
+    }
+}
+
+/// max z + log Σ e^{z − max z}, the sum as [`sum_exp`] takes it.
+pub fn logsumexp<T: Real>(z: &[T], quirks: &Quirks) -> T {
+    let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
+    top + sum_exp(z, top, quirks).ln()
 }
 
 /// One row's cross-entropy from its logits and its gradient ∂CE/∂z, in T: log_softmax then
 /// NLL (and softmax − onehot), or as `quirks` says.
 fn ce_row<T: Real>(z: &[T], y: usize, quirks: &Quirks) -> (T, Vec<T>) {
-    let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-    let sum = z.iter().fold(T::zero(), |a, &v| a + (v - top).exp());
-    let lse = top + sum.ln();
+    let lse = logsumexp(z, quirks);
     let onehot = |j: usize| if j == y { T::one() } else { T::zero() };
     if let Some(threshold) = quirks.softplus_threshold {
         // a = lse_{j≠y}(z_j − z_y); CE = softplus(a), ∂CE/∂a = σ(a) (1 above the threshold)
@@ -54,7 +100,7 @@ fn ce_row<T: Real>(z: &[T], y: usize, quirks: &Quirks) -> (T, Vec<T>) {
             .map(|j| z[j] - z[y])
             .collect();
         let m = others.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let q_sum = others.iter().fold(T::zero(), |a, &v| a + (v - m).exp());
+        let q_sum = sum_exp(&others, m, quirks);
         let a = m + q_sum.ln();
         let (loss, sigma) = if a > t(threshold) {
             (a, T::one())
@@ -283,8 +329,7 @@ pub fn psi<T: Real>(c: &MultiplicativeCase, quirks: &Quirks) -> Groups {
                 }
             })
             .collect();
-        let top = f.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let lse = top + f.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let lse = logsumexp(&f, quirks);
         loss += r * (lse - f[y]);
         for j in 0..classes {
             let df = r * ((f[j] - lse).exp() - if j == y { T::one() } else { T::zero() });
@@ -365,8 +410,7 @@ fn psi_normalized_with<T: Real>(c: &MultiplicativeCase, eps: f64) -> Groups {
             .collect();
         let nu = |j: usize| if sphere { T::one() } else { wn[j] };
         let f: Vec<T> = (0..classes).map(|j| nu(j) * xn * hs[j].0).collect();
-        let top = f.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let lse = top + f.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let lse = logsumexp(&f, &Quirks::NONE);
         loss += r * (lse - f[y]);
         for j in 0..classes {
             let df = r * ((f[j] - lse).exp() - if j == y { T::one() } else { T::zero() });
@@ -459,8 +503,7 @@ pub fn softmax_ce_options<T: Real>(
     let mut divisor = T::zero();
     for i in 0..n {
         let z: Vec<T> = case.logits.row(i).iter().map(|&v| t::<T>(v)).collect();
-        let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let lse = top + z.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let lse = logsumexp(&z, &Quirks::NONE);
         let a: Vec<T> = match &o.targets {
             Some(tg) => (0..cols)
                 .map(|c| {
@@ -503,7 +546,7 @@ pub fn softmax_ce_options<T: Real>(
         if ignored(i) && quirks.mean_over_rows {
             divisor += T::one();
         }
-        let total = a.iter().fold(T::zero(), |s, &v| s + v);
+        let total = reduce_sum(&a);
         if o.targets.is_some() && quirks.soft_mean_over_weights {
             divisor += total;
         }
@@ -551,8 +594,7 @@ pub fn focal<T: Real>(case: &lossref::spec::FocalCase, per_class_mean: bool) -> 
     let mut grad = Vec::with_capacity(n * cols);
     for (i, &y) in case.labels.iter().enumerate() {
         let z: Vec<T> = case.logits.row(i).iter().map(|&v| t::<T>(v)).collect();
-        let top = z.iter().fold(T::neg_infinity(), |a, &v| a.max(v));
-        let lse = top + z.iter().fold(T::zero(), |a, &v| a + (v - top).exp()).ln();
+        let lse = logsumexp(&z, &Quirks::NONE);
         let p: Vec<T> = z.iter().map(|&v| (v - lse).exp()).collect();
         let lsm = z[y] - lse;
         let r = T::one() - p[y];

@@ -3,7 +3,7 @@
 
 use crate::corpus::generate::{exact_zero_case as generated, exact_zero_id as id};
 use crate::corpus::generate::{
-    params, push, rows_json, unrepresentable_param, Draw, Generated, Regime,
+    params, push, rows_json, unrepresentable_param, Draw, Generated, Regime, LARGEST_C,
 };
 use crate::spec::{Dtype, LossId};
 use serde_json::{json, Value};
@@ -139,13 +139,15 @@ pub(crate) fn softmax_ce_cases(dtype: Dtype, out: &mut Vec<Generated>) {
                 &name,
                 LossId::SoftmaxCe,
                 regime,
-                2,
+                // case 0002 of `scale:large-C`: a language model's vocabulary, C = 10⁵
+                // (corpus 0.7.0)
+                if regime == Regime::LargeC { 3 } else { 2 },
                 &[],
-                |draw, _| {
-                    let (n, c) = if regime == Regime::LargeC {
-                        (2, 10_000)
-                    } else {
-                        (4, 9)
+                |draw, k| {
+                    let (n, c) = match (regime, k) {
+                        (Regime::LargeC, 0 | 1) => (2, 10_000),
+                        (Regime::LargeC, _) => (2, LARGEST_C),
+                        _ => (4, 9),
                     };
                     let labels = draw.labels(n, c);
                     let (z, d) = logits(draw, regime, n, c, &labels);

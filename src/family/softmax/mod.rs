@@ -553,6 +553,7 @@ impl LossFamily for SoftmaxCeFamily {
                 RowLoss::SoftplusThreshold(20.0),
             );
         }
+        out.extend(summed_left_to_right(c, whole, dtype));
         out
     }
 
@@ -576,6 +577,65 @@ impl LossFamily for SoftmaxCeFamily {
     fn logit_stages(c: &SoftmaxCeCase, _: f64) -> LogitStages {
         LogitStages::of_logit_rows(c.logits.iter_rows(), 1.0)
     }
+}
+
+/// The convention "Σ e^{z − max} summed left to right" (SPEC §4): each row's normalizer
+/// S = Σ_j e^{z_j − max} replaced by S′, the terms rounded to the dtype's arithmetic and
+/// added one after another in it, as a hand-written loop over the classes does. Every term
+/// below half an ulp of the running sum is lost, so S′ falls short of S by a relative error
+/// that grows like C·u (about 2·10³ u at C = 10⁵ in float32), where the pairwise and
+/// vector-lane sums of numpy and PyTorch stay near log C·u and √C·u. Then p′_j = e^{z_j −
+/// max}/S′, ∂z_j = r·(p′_j − [j = y]) and the loss moves by r·ln(S′/S) per row. Computed in
+/// binary64 (S by a compensated sum), a few binary64 ulps from the exact convention.
+fn summed_left_to_right(c: &SoftmaxCeCase, whole: &Case, dtype: Dtype) -> Option<Alternative> {
+    let arithmetic = dtype.arithmetic();
+    let cols = c.logits.cols();
+    let r = c.reduction.weight(c.labels.len());
+    let mut loss_shift = 0.0;
+    let mut grads = Vec::with_capacity(c.logits.rows() * cols);
+    for (row, &y) in c.logits.iter_rows().zip(&c.labels) {
+        let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let terms: Vec<f64> = row.iter().map(|&z| (z - top).exp()).collect();
+        let exact = crate::fast::real::compensated_sum(terms.iter().copied());
+        let left_to_right = terms
+            .iter()
+            .fold(0.0, |s, &t| arithmetic.round(s + arithmetic.round(t)));
+        if !(exact > 0.0 && left_to_right > 0.0) {
+            return None;
+        }
+        loss_shift += r * ((left_to_right - exact) / exact).ln_1p();
+        grads.extend(terms.iter().enumerate().map(|(j, &t)| {
+            if j == y {
+                // e_y − S′ exactly where they are close (Sterbenz): no cancellation
+                r * ((t - left_to_right) / left_to_right)
+            } else {
+                r * (t / left_to_right)
+            }
+        }));
+    }
+    let a = midpoints(whole)?;
+    let mut k = 0;
+    let alt = a
+        .try_map(|place, v| {
+            Ok::<f64, ()>(if place.starts_with("outputs.loss") {
+                v + loss_shift
+            } else if place.starts_with("gradients.logits") {
+                let g = grads.get(k).copied().unwrap_or(*v);
+                k += 1;
+                g
+            } else {
+                *v
+            })
+        })
+        .ok()?;
+    Some((
+        format!(
+            "Σ e^{{z − max}} is summed left to right in {}, which loses every term below half an ulp of the running sum (a relative error growing like C·u; numpy's and PyTorch's reductions add pairwise or in vector lanes)",
+            arithmetic.as_str()
+        ),
+        alt,
+        Some(whole.clone()),
+    ))
 }
 
 /// SPEC §5's conventions that differ from the case's own formula (each re-evaluated by the
