@@ -55,6 +55,11 @@ pub struct Scale {
     pub terms: usize,
     /// A named formula that is known to lose accuracy here, with the scale it achieves.
     pub unstable: Option<(f64, &'static str)>,
+    /// How far the value moves per smallest normal number lost to flushed subnormals: 1
+    /// for a subnormal result flushed itself; Σ |∂v/∂p| over the probabilities p it is
+    /// made of where those intermediates may be flushed and then scaled up (a
+    /// normalized-margin gradient multiplies each p_ij by s/‖x_i‖ or s/‖w_j‖).
+    pub flush: f64,
 }
 
 impl Scale {
@@ -65,6 +70,7 @@ impl Scale {
             kappa: 1.0,
             terms,
             unstable: None,
+            flush: 1.0,
         }
     }
 }
@@ -172,23 +178,17 @@ impl Rule {
     }
 
     /// The limit were subnormals flushed: the tolerance in units of the smallest normal
-    /// number of the format the value is returned in (F·g(n) of them), beside a tier's own
+    /// number of the format the value is returned in (F·g(n) of them), times what a
+    /// flushed intermediate moves the value by ([`Scale::flush`]), beside a tier's own
     /// limit.
-    pub fn flushed_limit(
-        &self,
-        group: &str,
-        quantity: Quantity,
-        scale: f64,
-        terms: usize,
-        want: f64,
-    ) -> f64 {
+    pub fn flushed_limit(&self, group: &str, quantity: Quantity, s: &Scale, want: f64) -> f64 {
         let (format, own) = match self {
             Rule::Plain(dtype) => (*dtype, 0.0),
             Rule::Tier(t) => (
                 t.returned_in(group),
-                self.limit(group, quantity, scale, terms, want),
+                self.limit(group, quantity, s.scale, s.terms, want),
             ),
         };
-        own + self.allowed(quantity) * summation_factor(terms) * format.min_normal()
+        own + self.allowed(quantity) * summation_factor(s.terms) * format.min_normal() * s.flush
     }
 }

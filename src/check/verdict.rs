@@ -194,7 +194,8 @@ pub struct CaseReport {
 /// numbers: subnormal results or intermediates were flushed to zero.
 pub const FLUSHED_SUBNORMALS: &str = "subnormals flushed to zero: the error is below the \
     dtype's smallest normal number (2^−126 in float32, 2^−1022 in float64) times the \
-    tolerance, as when XLA on CPU or CUDA's fast math flushes subnormal results";
+    tolerance, lost from the value or from each probability it is made of and scaled as \
+    the value scales it, as when XLA on CPU or CUDA's fast math flushes subnormal results";
 
 /// Judges one group's values against the reference with the case's scales, by `rule`.
 pub(crate) fn judge_group(
@@ -234,9 +235,7 @@ pub(crate) fn judge_group(
                 Some((naive, why)) if err <= rule.limit(group, quantity, naive, s.terms, *w) => {
                     Some(why)
                 }
-                _ if err <= rule.flushed_limit(group, quantity, s.scale, s.terms, *w) => {
-                    Some(FLUSHED_SUBNORMALS)
-                }
+                _ if err <= rule.flushed_limit(group, quantity, s, *w) => Some(FLUSHED_SUBNORMALS),
                 _ => None,
             };
             match why {

@@ -745,6 +745,37 @@ fn edited_results(
 }
 
 #[test]
+fn flushed_probabilities_scaled_up_by_the_chain_rule_are_named_and_a_larger_cut_fails() {
+    // cosface at C = 10⁵ in float32 (2 dimensions): probabilities below 2^−126 that the
+    // chain rule multiplies by s/‖w_j‖ (‖w_j‖ down to 10⁻³ among 10⁵ weights) give
+    // gradient entries up to 10⁻³⁴, far above 2^−126 itself. Flushing them is XLA on CPU:
+    // UNSTABLE, by that name. Cutting the probabilities at 10⁻³⁰ instead is not a flush:
+    // FAIL.
+    let corpus = corpus();
+    let id = "cosface/scale-large-c/f32-0001";
+    let select = |c: &CorpusCase| c.id == id;
+    let verdict = |cut: Option<f64>| {
+        let quirks = Quirks {
+            probabilities_below: cut,
+            ..Quirks::NONE
+        };
+        let results = results_of(&corpus, select, textbook_with(quirks));
+        let report = check(&corpus, &results, &[], false).unwrap();
+        let case = report.cases.iter().find(|c| c.id == id).unwrap();
+        case.verdict.clone()
+    };
+    let flushed = |v: Verdict| match v {
+        Verdict::Unstable(why) => assert!(why.contains("subnormals flushed to zero"), "{why}"),
+        other => panic!("flushed probabilities: {other:?}"),
+    };
+    // the careful textbook's subnormal probabilities keep only their absolute resolution
+    // (gradual underflow), which the same allowance covers
+    flushed(verdict(None));
+    flushed(verdict(Some(f64::from(f32::MIN_POSITIVE))));
+    assert_eq!(verdict(Some(1e-30)), Verdict::Fail);
+}
+
+#[test]
 fn flushed_subnormals_are_named_and_a_failing_group_is_not_hidden_behind_an_unstable_one() {
     let corpus = corpus();
     // the scale:large-C float32 cosface case has gradient entries below 2^−126: flush them

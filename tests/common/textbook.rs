@@ -32,6 +32,10 @@ pub struct Quirks {
     /// does, instead of pairwise as numpy's and PyTorch's reductions add ([`reduce_sum`]):
     /// every term below half an ulp of the running sum is lost.
     pub sequential_sum: bool,
+    /// The probabilities p_ij of ∂CE/∂z below this set to 0 (before the chain rule of the
+    /// margin losses scales them by s/‖x_i‖ and s/‖w_j‖): float32's smallest normal number
+    /// is what XLA on CPU does (flush to zero); a larger cut is a bug, not a flush.
+    pub probabilities_below: Option<f64>,
 }
 
 impl Quirks {
@@ -42,6 +46,7 @@ impl Quirks {
         log_floor: None,
         softplus_threshold: None,
         sequential_sum: false,
+        probabilities_below: None,
     };
 }
 
@@ -127,9 +132,15 @@ fn ce_row<T: Real>(z: &[T], y: usize, quirks: &Quirks) -> (T, Vec<T>) {
             return (-t::<T>(floor).ln(), vec![T::zero(); z.len()]);
         }
     }
-    let grad = (0..z.len())
-        .map(|j| (z[j] - lse).exp() - onehot(j))
-        .collect();
+    let probability = |j: usize| {
+        let p = (z[j] - lse).exp();
+        if quirks.probabilities_below.is_some_and(|cut| p < t(cut)) {
+            T::zero()
+        } else {
+            p
+        }
+    };
+    let grad = (0..z.len()).map(|j| probability(j) - onehot(j)).collect();
     (-log_py, grad)
 }
 

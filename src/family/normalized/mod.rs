@@ -409,7 +409,7 @@ impl LossFamily for NormalizedFamily {
             classes.max(d),
         );
         loss_scale.kappa = t.kappa_max;
-        let grad = |scale: f64, naive: f64, kappa: f64, terms: usize| Scale {
+        let grad = |scale: f64, naive: f64, kappa: f64, terms: usize, flush: f64| Scale {
             scale,
             kappa,
             terms,
@@ -418,7 +418,26 @@ impl LossFamily for NormalizedFamily {
                 naive,
                 "softmax(z) − onehot: p_y − 1 cancels when the target dominates its row",
             )),
+            flush,
         };
+        // A flushed probability p_ij moves ∂L/∂x_i by r·s·|ŵ_j − cos θ_ij·x̂_i|/‖x_i‖ ≤
+        // r·s/‖x_i‖ (that vector's length is sin θ_ij), and ∂L/∂w_j by at most r·s/‖w_j‖:
+        // over the C − 1 other classes of a row, and the rows whose target is not j.
+        let r = c.reduction.weight(n);
+        let flush = |others: usize, norm: f64| {
+            (r * c.scale * others as f64 / norm.max(f64::MIN_POSITIVE)).max(1.0)
+        };
+        let row_flush: Vec<f64> = c
+            .features
+            .iter_rows()
+            .map(|x| flush(classes.saturating_sub(1), crate::precision::norm(x)))
+            .collect();
+        let col_flush: Vec<f64> = (0..classes)
+            .map(|j| {
+                let others = c.labels.iter().filter(|&&y| y != j).count();
+                flush(others, crate::precision::norm(c.weights.row(j)))
+            })
+            .collect();
         let mut columns = vec![
             vec![loss_scale],
             (0..n * d)
@@ -428,11 +447,20 @@ impl LossFamily for NormalizedFamily {
                         t.naive_rows[e / d],
                         t.kappas[e / d],
                         classes.max(d),
+                        row_flush[e / d],
                     )
                 })
                 .collect(),
             (0..classes * d)
-                .map(|e| grad(t.cols[e / d], t.naive_cols[e / d], t.kappa_max, n.max(d)))
+                .map(|e| {
+                    grad(
+                        t.cols[e / d],
+                        t.naive_cols[e / d],
+                        t.kappa_max,
+                        n.max(d),
+                        col_flush[e / d],
+                    )
+                })
                 .collect(),
         ];
         if c.learns_scale() {
