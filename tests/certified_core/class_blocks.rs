@@ -7,8 +7,7 @@
 //! value (the same decimal strings, binary64, binary32 and 16-bit roundings and tiers, in
 //! the same order, with the same certificate) on every generated corpus case of the family,
 //! with blocks of one class, of a few classes (a thousand at C = 10⁵) and of about half the
-//! classes; and the same
-//! error where there is no answer.
+//! classes; and the same error where there is no answer.
 
 use crate::common::{assert_same_values, rounded};
 use lossref::case::case_from_json;
