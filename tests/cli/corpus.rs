@@ -309,15 +309,20 @@ fn corpus_commands_fail_cleanly() {
     let last = bytes.len() - 30;
     bytes[last] ^= 1;
     std::fs::write(dir.join(file), bytes).unwrap();
-    let out = run(&[
-        "corpus",
-        "verify",
-        dir.to_str().unwrap(),
-        "--shard",
-        "1/430",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // verify of the copy's first shard fails; what it says
+    let verify_fails = || {
+        let out = run(&[
+            "corpus",
+            "verify",
+            dir.to_str().unwrap(),
+            "--shard",
+            "1/430",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+    };
+    let stderr = verify_fails();
     assert!(
         stderr.contains(&format!(
             "{}: {file} differs from a fresh build",
@@ -333,15 +338,7 @@ fn corpus_commands_fail_cleanly() {
     let stray = "cases/cosface/scale-large-c/bf16-0001.npz";
     std::fs::create_dir_all(dir.join(stray).parent().unwrap()).unwrap();
     std::fs::write(dir.join(stray), b"old").unwrap();
-    let out = run(&[
-        "corpus",
-        "verify",
-        dir.to_str().unwrap(),
-        "--shard",
-        "1/430",
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let stderr = verify_fails();
     assert!(
         stderr.contains(&format!("{stray}: no case of manifest.json names it")),
         "{stderr}"
