@@ -432,11 +432,12 @@ impl LossFamily for NormalizedFamily {
             .iter_rows()
             .map(|x| flush(classes.saturating_sub(1), crate::precision::norm(x)))
             .collect();
+        let mut targets_of = vec![0usize; classes];
+        for &y in &c.labels {
+            targets_of[y] += 1;
+        }
         let col_flush: Vec<f64> = (0..classes)
-            .map(|j| {
-                let others = c.labels.iter().filter(|&&y| y != j).count();
-                flush(others, crate::precision::norm(c.weights.row(j)))
-            })
+            .map(|j| flush(n - targets_of[j], crate::precision::norm(c.weights.row(j))))
             .collect();
         let mut columns = vec![
             vec![loss_scale],
