@@ -556,6 +556,7 @@ pub fn verify(root: &Path, shard: Shard) -> Result<Summary> {
             stored["version"]
         ));
     }
+    let entries: Vec<Value> = stored_entries.values().cloned().collect();
     let generated: Vec<String> = all_cases().into_iter().map(|g| g.id).collect();
     if shard == Shard::WHOLE {
         for id in &generated {
@@ -568,13 +569,12 @@ pub fn verify(root: &Path, shard: Shard) -> Result<Summary> {
                 mismatches.push(format!("{id}: in manifest.json but no longer generated"));
             }
         }
-        if stored["counts"] != counts(&stored_entries.values().cloned().collect::<Vec<_>>()) {
+        if stored["counts"] != counts(&entries) {
             mismatches.push("manifest.json: the counts do not match its cases".into());
         }
     }
     if shard.index == 1 {
         // once per split verify: the files are not the shards'
-        let entries: Vec<Value> = stored_entries.values().cloned().collect();
         for file in stray_files(root, &entries) {
             mismatches.push(format!(
                 "{file}: no case of manifest.json names it (left from an earlier build, it \
