@@ -17,6 +17,7 @@
 
 use crate::answer::Answer;
 use crate::error::{Error, ErrorKind, Result};
+use crate::mp::ball::Ball;
 use crate::mp::interval::Interval;
 use crate::spec::Dtype;
 use rug::float::Round;
@@ -315,7 +316,7 @@ impl HalfRoundings {
 /// every such number is a binary64). One rounding from the MPFR value: the precision is
 /// the bits the format has at x's magnitude, fewer in the subnormal range, and a result
 /// past the largest finite number overflows as IEEE 754 says for the direction.
-fn round_to_format(x: &Float, round: Round, format: Dtype) -> f64 {
+pub(crate) fn round_to_format(x: &Float, round: Round, format: Dtype) -> f64 {
     let (p, min_sub_exp, max) = (
         format.significand_bits() as i32,
         format.min_subnormal_exp(),
@@ -717,6 +718,53 @@ fn certify_value(
         tier,
         decimal,
     })
+}
+
+/// Certifies one positive value held as a [`Ball`] in the first round of the loop at
+/// `prec` bits, as [`certify_value`] would certify an enclosure of the same reals (which it
+/// does whenever this does: the decisions are the same tests, taken on the ball's two
+/// ends); `None` where a ball cannot decide one of them, and the caller certifies the
+/// value through MPFR instead.
+pub(crate) fn certify_ball(ball: &Ball, goal: Goal, prec: u32) -> Option<Rounded> {
+    if !ball.narrower_than(goal.width_bits().max(0).unsigned_abs()) {
+        return None;
+    }
+    let f64 = ball.round(Dtype::Float64)?;
+    let f32 = ball.round(Dtype::Float32)? as f32;
+    let half = if single_rounding_suffices(f32) {
+        HalfRoundings {
+            bf16: half::bf16::from_f32(f32),
+            f16: half::f16::from_f32(f32),
+        }
+    } else {
+        HalfRoundings {
+            bf16: half::bf16::from_f64(ball.round(Dtype::BFloat16)?),
+            f16: half::f16::from_f64(ball.round(Dtype::Float16)?),
+        }
+    };
+    let decimal = if goal.decimals {
+        let (decimal, decided) = decided_decimal(&ball.to_interval(prec)?, goal.digits);
+        Some(decimal).filter(|_| decided)?.into()
+    } else {
+        None
+    };
+    Some(Rounded {
+        f64,
+        f32,
+        half,
+        tier: Tier::CorrectlyRounded,
+        decimal,
+    })
+}
+
+/// [`certify_value`] in the loop's first round (`final_try` false: a value that only
+/// reaches `faithful` is not settled), for the values of a first round that is not the
+/// loop's own (`crate::reference::blocks`); `None` where the value would escalate.
+pub(crate) fn certify_first_round(iv: Interval, goal: Goal, with_decimal: bool) -> Option<Rounded> {
+    certify_value(iv, goal, false)
+        .ok()
+        .filter(|c| c.tier == Tier::CorrectlyRounded)
+        .map(|c| c.rounded(with_decimal))
 }
 
 /// The escalation loop. `evaluate(p)` computes the answer's enclosures at `p` bits; it may

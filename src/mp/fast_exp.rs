@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 pub const FAST_EXP_MAX_PRECISION: u32 = 200;
 
 /// Fraction bits of the fixed-point grid.
-const FRACTION_BITS: u32 = 254;
+pub const FRACTION_BITS: u32 = 254;
 
 /// The bound on |V − e^{u − 1/2}| in units of 2^−254 (proofs/certified_products.md §10
 /// derives 8; twice that is used).
@@ -36,7 +36,7 @@ pub const ERROR_UNITS: u64 = 16;
 const TERMS: usize = 13;
 
 /// A fixed-point number N·2^−254, N < 2^256, little-endian limbs.
-type Fixed = [u64; 4];
+pub type Fixed = [u64; 4];
 
 /// The tables and coefficients, each rounded to nearest on the grid (within ½ unit).
 struct Tables {
@@ -180,16 +180,14 @@ fn rounded(n: &Fixed, k: i64, prec: u32, round: Round, integer: &mut Integer) ->
     f
 }
 
-/// [RD(e^x), RU(e^x)] at `prec` bits (or a slightly wider enclosure, see the module docs),
-/// for a finite `x` with |x| < 2^20 and `prec` ≤ [`FAST_EXP_MAX_PRECISION`]; `None`
-/// otherwise (the caller asks MPFR). e^0 is the exact 1.
-pub fn exp_bounds(x: &Float, prec: u32) -> Option<(Float, Float)> {
-    if prec > FAST_EXP_MAX_PRECISION || !x.is_finite() || x.prec() > 400 {
+/// e^x on the fixed-point grid: (V, k) with |V·2^−254 − e^{u − 1/2}| ≤ [`ERROR_UNITS`]·2^−254,
+/// so that e^x lies in [(V − E)·2^(k − 254), (V + E)·2^(k − 254)] with E = [`ERROR_UNITS`]
+/// and V ∈ [0.6, 1.7]·2^254 (module docs); `None` for x = 0, a value that is not finite,
+/// |x| ≥ 2^20, or an `x` of more than 400 bits. No allocation: the reduction runs on
+/// per-thread scratch numbers.
+pub fn exp_fixed(x: &Float) -> Option<(Fixed, i64)> {
+    if !x.is_finite() || x.is_zero() || x.prec() > 400 {
         return None;
-    }
-    if x.is_zero() {
-        let one = Float::with_val(prec, 1);
-        return Some((one.clone(), one));
     }
     let approx = x.to_f64();
     if approx.abs() >= 1_048_576.0 {
@@ -219,8 +217,24 @@ pub fn exp_bounds(x: &Float, prec: u32) -> Option<(Float, Float)> {
         for c in t.inverse_factorials[..TERMS].iter().rev() {
             sum = add(&mul(&sum, &tail), c);
         }
-        let v = mul(&mul(&t.coarse[j], &t.fine[i]), &sum);
-        let k = k as i64;
+        Some((mul(&mul(&t.coarse[j], &t.fine[i]), &sum), k as i64))
+    })
+}
+
+/// [RD(e^x), RU(e^x)] at `prec` bits (or a slightly wider enclosure, see the module docs),
+/// for a finite `x` with |x| < 2^20 and `prec` ≤ [`FAST_EXP_MAX_PRECISION`]; `None`
+/// otherwise (the caller asks MPFR). e^0 is the exact 1.
+pub fn exp_bounds(x: &Float, prec: u32) -> Option<(Float, Float)> {
+    if prec > FAST_EXP_MAX_PRECISION {
+        return None;
+    }
+    if x.is_zero() {
+        let one = Float::with_val(prec, 1);
+        return Some((one.clone(), one));
+    }
+    let (v, k) = exp_fixed(x)?;
+    SCRATCH.with(|scratch| {
+        let integer = &mut scratch.borrow_mut().integer;
         let lo = rounded(
             &offset(&v, ERROR_UNITS, false),
             k,

@@ -27,6 +27,7 @@ use crate::mp::certify::{
     certify_kept, certify_kept_from, Certificate, Certified, CertifiedAnswer, Goal, Rounded, Tier,
 };
 use crate::mp::interval::Interval;
+use crate::reference::softmax_balls::FirstRound;
 use crate::spec::Case;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -65,6 +66,9 @@ pub type StreamedShape = (&'static str, usize, usize, usize);
 /// precision), unless one row alone has more.
 pub const BLOCK_VALUES: usize = 1 << 18;
 
+/// [`RowBlocks::first_round`]: the case, the block's rows, and the loop's goal.
+pub(crate) type FirstRoundFn<C> = fn(&C, Range<usize>, Goal) -> Option<FirstRound>;
+
 /// How a family's answer splits by rows (see the module docs).
 pub(crate) struct RowBlocks<C> {
     /// The case's rows.
@@ -75,6 +79,10 @@ pub(crate) struct RowBlocks<C> {
     pub evaluate: fn(&C, Range<usize>, u32) -> Result<RowsPart>,
     /// The reduced outputs from every row's term, in row order (empty where there are none).
     pub reduce: fn(&C, &[Interval]) -> Answer<Interval>,
+    /// The first round of the loop for the rows in the range without MPFR per value
+    /// (`crate::reference::softmax_balls`), where the family has one: `None` from it sends
+    /// the block through the MPFR loop.
+    pub first_round: Option<FirstRoundFn<C>>,
 }
 
 /// One block's enclosures: the row-wise outputs and gradients of its rows (one matrix row
@@ -117,10 +125,10 @@ impl RowsPart {
         let mut grad = Vec::with_capacity(count * cols);
         for (term, g) in per_row {
             terms.push(term);
-            grad.extend(g.iter().map(|g| match divisor {
-                Some(d) => g.div(d),
-                None => g.clone(),
-            }));
+            match divisor {
+                Some(d) => grad.extend(g.iter().map(|g| g.div(d))),
+                None => grad.extend(g),
+            }
         }
         let grad = Matrix::from_vec(count, cols, grad).expect("one value per logit");
         RowsPart {
@@ -246,8 +254,21 @@ pub(crate) fn certify_rows<C: Sync>(
         tier: Tier::CorrectlyRounded,
         precision_bits: 0,
     };
+    let first_round_bits = goal.start_precision().min(goal.cap);
     for first in (0..blocks.rows).step_by(per_block) {
         let rows = first..(first + per_block).min(blocks.rows);
+        if let Some(part) = blocks.first_round.and_then(|f| f(case, rows.clone(), goal)) {
+            merge(
+                &mut certificate,
+                Certificate {
+                    tier: Tier::CorrectlyRounded,
+                    precision_bits: first_round_bits,
+                },
+            );
+            terms.extend(part.terms);
+            fill(&mut filling, part.answer);
+            continue;
+        }
         let last_terms = Mutex::new(Vec::new());
         let shapes: Mutex<Vec<(&'static str, &'static str, usize)>> = Mutex::new(Vec::new());
         let part = certify_kept_from(
@@ -282,22 +303,7 @@ pub(crate) fn certify_rows<C: Sync>(
         )?;
         merge(&mut certificate, part.certificate);
         terms.extend(last_terms.into_inner().unwrap_or_else(|p| p.into_inner()));
-        for (section, name, tensor) in part.answer.into_sections() {
-            let cols = columns(&tensor);
-            let values = tensor.into_values();
-            match filling
-                .iter_mut()
-                .find(|f| f.section == section && f.name == name)
-            {
-                Some(f) => f.values.extend(values),
-                None => filling.push(Filling {
-                    section,
-                    name,
-                    cols,
-                    values,
-                }),
-            }
-        }
+        fill(&mut filling, part.answer);
     }
 
     // The reduced outputs: in the loop's first round from the terms the blocks left (each
@@ -337,6 +343,26 @@ pub(crate) fn certify_rows<C: Sync>(
         answer,
         certificate,
     })
+}
+
+/// A block's certified row-wise tensors appended to the tensors being filled.
+fn fill(filling: &mut Vec<Filling>, block: Answer<Rounded>) {
+    for (section, name, tensor) in block.into_sections() {
+        let cols = columns(&tensor);
+        let values = tensor.into_values();
+        match filling
+            .iter_mut()
+            .find(|f| f.section == section && f.name == name)
+        {
+            Some(f) => f.values.extend(values),
+            None => filling.push(Filling {
+                section,
+                name,
+                cols,
+                values,
+            }),
+        }
+    }
 }
 
 /// The weakest tier and the largest precision of two certificates.

@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod geometry;
 pub mod softmax;
+pub(crate) mod softmax_balls;
 
 use crate::answer::Answer;
 use crate::error::Result;

@@ -197,6 +197,7 @@ impl LossFamily for FocalFamily {
             values_per_row: c.logits.cols(),
             evaluate: |c, rows, prec| Ok(reference::rows(c, rows, prec)),
             reduce: reference::reduce_terms,
+            first_round: None,
         })
     }
 

@@ -208,6 +208,7 @@ impl LossFamily for SoftmaxFamily {
                 outputs: vec![],
                 gradients: vec![],
             },
+            first_round: None,
         })
     }
 
@@ -388,6 +389,7 @@ impl LossFamily for SoftmaxCeFamily {
             values_per_row: c.logits.cols(),
             evaluate: |c, rows, prec| Ok(reference::softmax_ce_rows(c, rows, prec)),
             reduce: reference::softmax_ce_reduce,
+            first_round: Some(reference::softmax_ce_first_round),
         })
     }
 

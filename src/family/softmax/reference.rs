@@ -5,12 +5,14 @@
 use super::options::{divisor_terms_as, row_coefficients_as, Coefficients, Convention};
 use crate::answer::{Answer, Tensor};
 use crate::matrix::Matrix;
+use crate::mp::certify::Goal;
 use crate::mp::interval::Interval;
 use crate::reference::blocks::RowsPart;
 use crate::reference::softmax::{
     ce_row_as, ce_row_over, points, reduce, softmax, softmax_ce_grad, softmax_ce_loss,
     weighted_ce_row, weighted_ce_row_plain, RowLoss,
 };
+use crate::reference::softmax_balls::{softmax_ce_first_round as softmax_ce_balls, FirstRound};
 use crate::spec::Reduction;
 use crate::spec::{SoftmaxCase, SoftmaxCeCase};
 use std::ops::Range;
@@ -65,6 +67,22 @@ pub(crate) fn evaluate_softmax_ce_as(
 /// ([`softmax_ce_reduce`]).
 pub(crate) fn softmax_ce_rows(case: &SoftmaxCeCase, rows: Range<usize>, prec: u32) -> RowsPart {
     softmax_ce_rows_as(case, rows, RowLoss::Exact, prec)
+}
+
+/// [`softmax_ce_rows`] in the certified loop's first round on balls
+/// ([`crate::reference::softmax_balls`]): plain `softmax_ce` only, `None` for any other
+/// case or any row a ball cannot settle.
+pub(crate) fn softmax_ce_first_round(
+    case: &SoftmaxCeCase,
+    rows: Range<usize>,
+    goal: Goal,
+) -> Option<FirstRound> {
+    if !case.options.is_plain() {
+        return None;
+    }
+    let prec = goal.start_precision().min(goal.cap);
+    let d = divisor(case, prec, Convention::Spec);
+    softmax_ce_balls(&case.logits, &case.labels, rows, d.as_ref(), goal, "logits")
 }
 
 fn softmax_ce_rows_as(
