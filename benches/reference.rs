@@ -2,12 +2,15 @@
 //! exponential per logit, rows in parallel) against the plain MPFR path
 //! (`reference::certified_plain`, one MPFR operation per term) on the same cases in the same
 //! run: the figure of merit is the ratio plain / batch-scale per loss and shape. Both print
-//! identical answers (tests/certified_core/plain_and_fast_reference.rs). A second group
+//! identical answers (tests/certified_core/plain_and_fast_reference.rs); a third variant
+//! times what `lossref eval` runs (`reference::blocks::certified_rounded`: blocks of rows,
+//! `softmax_ce`'s first round on balls, proofs/certified_products.md §11). A second group
 //! times a case streamed over blocks of classes against the same case held whole.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use lossref::bench::Inputs;
 use lossref::matrix::Matrix;
+use lossref::reference::blocks::certified_rounded;
 use lossref::reference::{certified, certified_plain};
 use lossref::spec::{Case, LossId, Margin, NormalizedCase, Reduction, SoftmaxCeCase};
 
@@ -54,6 +57,10 @@ fn bench_reference(crit: &mut Criterion) {
         });
         group.bench_with_input(BenchmarkId::new("plain", shape), case, |b, case| {
             b.iter(|| certified_plain(black_box(case)).expect("certifies"))
+        });
+        // what `lossref eval` runs: blocks of rows, and softmax_ce's first round on balls
+        group.bench_with_input(BenchmarkId::new("eval", shape), case, |b, case| {
+            b.iter(|| certified_rounded(black_box(case), true).expect("certifies"))
         });
     }
     group.finish();
