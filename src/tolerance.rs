@@ -97,19 +97,22 @@ pub struct Group {
     pub scales: Vec<Scale>,
 }
 
-/// The scales of every value of `case`, one [`Group`] per value group of its answer
-/// ([`crate::precision::quantities`]), in the answer's order. `reference` holds the exact
-/// values rounded to binary64.
+/// The scales of every value of `case`, a case of `dtype`, one [`Group`] per value group of
+/// its answer ([`crate::precision::quantities`]), in the answer's order. `reference` holds
+/// the exact values rounded to binary64.
 ///
 /// Where the fast path's measure ([`crate::precision::measures`]) already states the
 /// conditioning of the mathematics (center, lsoftmax/sphereface, the normalized margins) it is
-/// the scale here, at binary64's floor for both dtypes (the stricter); for softmax,
+/// the scale here, at binary64's floor for every dtype (the stricter), except that the
+/// normalized margins floor each probability of a float32 case at float32's smallest
+/// normal number (gradual underflow keeps only the absolute resolution below it, and the
+/// gradients scale that by s/‖x_i‖ or s/‖w_j‖); for softmax,
 /// softmax_ce and distill, whose fast paths are held to plain ulps or to the magnitudes
 /// summed, the scale adds the relative error that the exp arguments of a straightforward
 /// implementation carry (|z − max|·u in e^{z − max}).
-pub fn scales(case: &Case, reference: &Answer<f64>) -> Vec<Group> {
+pub fn scales(case: &Case, reference: &Answer<f64>, dtype: Dtype) -> Vec<Group> {
     // one Vec<Scale> per group of `quantities(case)`, in its order
-    let columns = crate::family::tolerance(case, reference);
+    let columns = crate::family::tolerance(case, reference, dtype);
     let groups = quantities(case);
     debug_assert_eq!(groups.len(), columns.len(), "a group without scales");
     groups

@@ -197,9 +197,14 @@ pub(crate) fn reevaluated(what: &str, case: Case) -> Option<Alternative> {
 }
 
 /// The tolerance scales that judge an alternative answer ([`Alternative`]).
-fn alternative_scales(own: &Case, answer: &Answer<f64>, scale_case: Option<&Case>) -> Vec<Group> {
+fn alternative_scales(
+    own: &Case,
+    answer: &Answer<f64>,
+    scale_case: Option<&Case>,
+    dtype: Dtype,
+) -> Vec<Group> {
     let Some(case) = scale_case else {
-        let mut groups = scales(own, answer);
+        let mut groups = scales(own, answer, dtype);
         for g in &mut groups {
             let (section, name) = g.name.split_once('/').unwrap_or(("", ""));
             let values = if section == "outputs" {
@@ -225,7 +230,7 @@ fn alternative_scales(own: &Case, answer: &Answer<f64>, scale_case: Option<&Case
         }
         return groups;
     };
-    scales(case, answer)
+    scales(case, answer, dtype)
 }
 
 /// A real parameter of a case for [`lower_precision_params`]: its name, its value, and
@@ -491,7 +496,7 @@ pub fn diagnose(
                 && matches(
                     got,
                     reference,
-                    &scales(&loaded.case, reference),
+                    &scales(&loaded.case, reference, case.dtype),
                     &rule,
                     true,
                 )
@@ -509,7 +514,8 @@ pub fn diagnose(
             let own = groups_of(reference);
             for (what, answer, scale_case) in alternatives(&loaded, case.dtype) {
                 // the alternative's tolerance scales, for both judgements
-                let groups = alternative_scales(&loaded.case, &answer, scale_case.as_ref());
+                let groups =
+                    alternative_scales(&loaded.case, &answer, scale_case.as_ref(), case.dtype);
                 // whether the two conventions differ is a question of mathematics: beyond
                 // the arithmetic's tolerance, not a tier's (SPEC §6), which only says how
                 // far an implementation's roundings may take it

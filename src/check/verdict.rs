@@ -357,7 +357,7 @@ pub fn judge_case(
         &loaded.reference
     };
     let rule = Rule::of(&loaded.case, tier);
-    for scale_group in scales(&loaded.case, &loaded.reference) {
+    for scale_group in scales(&loaded.case, &loaded.reference, case.dtype) {
         let group = scale_group.name;
         let (section, name) = group.split_once('/').unwrap_or(("", ""));
         let function = scale_group.quantity.name();

@@ -65,7 +65,7 @@ pub fn all_cases() -> Vec<Generated> {
 
 /// The corpus version (semver): a change of meaning in SPEC.md, of a case's inputs or of the
 /// tolerance rules is a new version.
-pub const VERSION: &str = "0.7.0";
+pub const VERSION: &str = "0.8.0";
 
 /// Tensors of more values than this keep their binary64 and binary32 roundings but not
 /// their decimal strings (`lossref eval` prints those), which keeps the corpus small.
@@ -247,7 +247,7 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
         .try_map(|_, c| Ok::<f64, ()>(c.f64))
         .map_err(|()| Error::invalid(&g.id, "no binary64 answer"))?;
     let mut formulas = Map::new();
-    for scale_group in scales(&case, &binary64) {
+    for scale_group in scales(&case, &binary64, g.dtype) {
         let (group, values) = (&scale_group.name, &scale_group.scales);
         let shape = arrays
             .iter()

@@ -135,8 +135,9 @@ pub(crate) trait LossFamily {
     fn measures(case: &Self::Case, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>>;
 
     /// The tolerance data of every value of each group of [`LossFamily::quantities`]
-    /// (`crate::tolerance`), given the exact values rounded to binary64.
-    fn tolerance(case: &Self::Case, exact: &Answer<f64>) -> Vec<Vec<Scale>>;
+    /// (`crate::tolerance`) for a case of `dtype`, given the exact values rounded to
+    /// binary64.
+    fn tolerance(case: &Self::Case, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<Scale>>;
 
     /// The exact form of the zero test at working precision `prec`, or `None` for a
     /// family without exact zeros to prove, or a case beyond the exact budget.
@@ -370,8 +371,8 @@ macro_rules! catalogue {
         }
 
         /// See [`LossFamily::tolerance`].
-        pub(crate) fn tolerance(case: &Case, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
-            match case { $(Case::$variant(c) => <$family as LossFamily>::tolerance(c, exact),)* }
+        pub(crate) fn tolerance(case: &Case, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<Scale>> {
+            match case { $(Case::$variant(c) => <$family as LossFamily>::tolerance(c, exact, dtype),)* }
         }
 
         /// See [`LossFamily::conventions`].

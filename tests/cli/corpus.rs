@@ -363,7 +363,7 @@ fn each_case_stores_the_tolerance_data_check_uses() {
             Data::Float(v) => v.clone(),
             _ => panic!("{key} is not float"),
         };
-        for g in scales(&loaded.case, &loaded.reference) {
+        for g in scales(&loaded.case, &loaded.reference, c.dtype) {
             let (group, values) = (&g.name, &g.scales);
             let allowed = allowed_ulps(g.quantity, c.dtype);
             let scale = floats(&format!("tolerance/scale/{group}"));
@@ -454,7 +454,7 @@ fn every_reference_group_has_a_table_row_and_a_scale_per_value() {
             .iter()
             .map(|m| (m.group.to_string(), m.scales.len()))
             .collect();
-        let tolerated: BTreeMap<String, usize> = scales(&loaded.case, &loaded.reference)
+        let tolerated: BTreeMap<String, usize> = scales(&loaded.case, &loaded.reference, c.dtype)
             .iter()
             .map(|g| (g.name.clone(), g.scales.len()))
             .collect();
@@ -478,7 +478,7 @@ fn unstable_formulas_are_named_only_in_their_regime() {
     let (mut named, mut unnamed) = (0, 0);
     for c in &corpus.cases {
         let loaded = corpus.load_case(c).unwrap();
-        let groups = scales(&loaded.case, &loaded.reference);
+        let groups = scales(&loaded.case, &loaded.reference, c.dtype);
         let group = |name: &str| groups.iter().find(|g| g.name == name).unwrap();
         match &loaded.case {
             Case::SoftmaxCe(s) => {

@@ -77,9 +77,11 @@ fn every_loss_reaches_every_layer_through_the_catalogue() {
                 assert_eq!(m.scales.len(), values, "{loss}: {} measures", m.group);
             }
         }
-        for group in scales(&case, &exact) {
-            let values = exact.group(&group.name).map_or(0, |t| t.values().len());
-            assert_eq!(group.scales.len(), values, "{loss}: {} scales", group.name);
+        for dtype in Dtype::ALL {
+            for group in scales(&case, &exact, dtype) {
+                let values = exact.group(&group.name).map_or(0, |t| t.values().len());
+                assert_eq!(group.scales.len(), values, "{loss}: {} scales", group.name);
+            }
         }
     }
 }

@@ -174,7 +174,7 @@ impl LossFamily for CenterFamily {
     }
 
     /// The measures of [`CenterFamily::measures`], each a sum of N terms (D·N for the loss).
-    fn tolerance(c: &CenterCase, _: &Answer<f64>) -> Vec<Vec<Scale>> {
+    fn tolerance(c: &CenterCase, _: &Answer<f64>, _: Dtype) -> Vec<Vec<Scale>> {
         let (n, d) = (c.labels.len(), c.features.cols());
         let s = Scales::of(c);
         let plain = |v: Vec<f64>| v.into_iter().map(|v| Scale::plain(v, n)).collect();

@@ -225,7 +225,7 @@ impl LossFamily for DistillFamily {
     /// The measures of [`DistillFamily::measures`] plus the relative error that the exp
     /// arguments of a straightforward implementation carry (|z − max|/T·u in e^{(z − max)/T}),
     /// and one unit of the hard term's log-sum-exp.
-    fn tolerance(c: &DistillCase, _: &Answer<f64>) -> Vec<Vec<Scale>> {
+    fn tolerance(c: &DistillCase, _: &Answer<f64>, _: Dtype) -> Vec<Vec<Scale>> {
         let cols = c.student.cols();
         let (loss, grad) = scales(c, true);
         vec![

@@ -240,7 +240,7 @@ impl LossFamily for FocalFamily {
 
     /// The measures with the exp arguments' errors of a straightforward implementation, and
     /// where the target dominates (p_y ≥ ½) the textbook 1 − softmax(z)_y named as unstable.
-    fn tolerance(c: &FocalCase, reference: &Answer<f64>) -> Vec<Vec<Scale>> {
+    fn tolerance(c: &FocalCase, reference: &Answer<f64>, _: Dtype) -> Vec<Vec<Scale>> {
         let cols = c.logits.cols();
         let (loss, grads, naive) = magnitudes(c, true);
         let loss_value = reference.loss().map_or(0.0, |l| l.abs());

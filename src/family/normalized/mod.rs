@@ -399,11 +399,21 @@ impl LossFamily for NormalizedFamily {
         columns
     }
 
-    /// The measures of [`NormalizedFamily::measures`] at binary64's floor, with κ kept
-    /// and `softmax(z) − onehot` named as the unstable textbook gradient.
-    fn tolerance(c: &NormalizedCase, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
+    /// The measures of [`NormalizedFamily::measures`] with κ kept and `softmax(z) − onehot`
+    /// named as the unstable textbook gradient, each probability floored at the smallest
+    /// normal number of a float32 or float64 case's dtype: below it a careful
+    /// implementation's probabilities keep only their absolute resolution (gradual
+    /// underflow, half a subnormal ulp), which the gradients scale by s/‖x_i‖ or s/‖w_j‖.
+    /// A 16-bit case keeps binary64's floor: its tiers' limits (SPEC §6) state what its
+    /// subnormals cost.
+    fn tolerance(c: &NormalizedCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<Scale>> {
         let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
-        let t = normalized_terms(c, f64::MIN_POSITIVE);
+        let floor = if dtype.is_half() {
+            f64::MIN_POSITIVE
+        } else {
+            dtype.min_normal()
+        };
+        let t = normalized_terms(c, floor);
         let mut loss_scale = Scale::plain(
             normalized_loss_scale(c, exact.loss().map_or(0.0, |l| l.abs()), &t),
             classes.max(d),

@@ -241,7 +241,7 @@ impl LossFamily for PsiFamily {
 
     /// The measures of [`PsiFamily::measures`], each a sum over the classes (the
     /// features) or the batch (the weights).
-    fn tolerance(c: &MultiplicativeCase, exact: &Answer<f64>) -> Vec<Vec<Scale>> {
+    fn tolerance(c: &MultiplicativeCase, exact: &Answer<f64>, _: Dtype) -> Vec<Vec<Scale>> {
         let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
         let s = psi_scales(c);
         let per_entry = |rows: &[f64], terms: usize| -> Vec<Scale> {

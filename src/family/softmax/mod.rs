@@ -249,7 +249,7 @@ impl LossFamily for SoftmaxFamily {
 
     /// Each value's magnitude plus the relative error that the exp arguments of a
     /// straightforward implementation carry (|z − max|/T·u in e^{(z − max)/T}).
-    fn tolerance(c: &SoftmaxCase, _: &Answer<f64>) -> Vec<Vec<Scale>> {
+    fn tolerance(c: &SoftmaxCase, _: &Answer<f64>, _: Dtype) -> Vec<Vec<Scale>> {
         let (t, cols) = (c.temperature, c.logits.cols());
         let mut probs = Vec::new();
         let mut logs = Vec::new();
@@ -456,7 +456,7 @@ impl LossFamily for SoftmaxCeFamily {
     /// The loss and each gradient entry with the errors of the exp arguments
     /// (Σ_{j≠y} p_j·(1 + |z_j − max| + |z_y − max|)), and the textbook formulas that
     /// cancel when the target dominates named as unstable.
-    fn tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>) -> Vec<Vec<Scale>> {
+    fn tolerance(c: &SoftmaxCeCase, reference: &Answer<f64>, _: Dtype) -> Vec<Vec<Scale>> {
         if !c.options.is_plain() {
             return options_tolerance(c, reference);
         }
