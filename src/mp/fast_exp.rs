@@ -28,12 +28,18 @@ pub const FAST_EXP_MAX_PRECISION: u32 = 200;
 pub const FRACTION_BITS: u32 = 254;
 
 /// The bound on |V − e^{u − 1/2}| in units of 2^−254 (proofs/certified_products.md §10
-/// derives 8; twice that is used).
+/// derives 8.1; about twice that is used).
 pub const ERROR_UNITS: u64 = 16;
 
 /// The terms of the Taylor sum: t^n/n! for n ≤ 13, whose tail past n = 13 is below
 /// 2^−260 for t < 2^−16.
 const TERMS: usize = 13;
+
+/// The limb products each Horner step drops (step n forms S_n = c_n + t·S_(n+1)): the
+/// largest q with (q + 1)·2^(64q − 190) ≤ 2^(16n − 8) units, so that the dropped part, times the
+/// t^n < 2^−16n that later steps multiply it by, is below 2^−8 units
+/// (proofs/certified_products.md §10, step 3).
+const HORNER_SKIP: [usize; TERMS] = [2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5];
 
 /// A fixed-point number N·2^−254, N < 2^256, little-endian limbs.
 pub type Fixed = [u64; 4];
@@ -106,10 +112,19 @@ fn tables() -> &'static Tables {
 /// ⌊a·b·2^−254⌋: the product on the grid, truncated (a, b < 4, so the result is < 16 and
 /// fits).
 fn mul(a: &Fixed, b: &Fixed) -> Fixed {
+    mul_skipping::<0>(a, b)
+}
+
+/// The limb products a_i·b_j with i + j < `SKIP` dropped from the product (their sum, carries
+/// included, is below Σ_{k<SKIP} (k + 1)·2^(64k + 128) before the shift: below
+/// (`SKIP` + 1)·2^(64·SKIP − 190) units of the grid), then the product truncated to the grid
+/// as [`mul`]: a product whose error later steps shrink need not be formed whole. (A
+/// constant, so that the loops unroll.)
+fn mul_skipping<const SKIP: usize>(a: &Fixed, b: &Fixed) -> Fixed {
     let mut wide = [0u64; 8];
     for (i, &ai) in a.iter().enumerate() {
         let mut carry = 0u128;
-        for (j, &bj) in b.iter().enumerate() {
+        for (j, &bj) in b.iter().enumerate().skip(SKIP.saturating_sub(i)) {
             let t = u128::from(ai) * u128::from(bj) + u128::from(wide[i + j]) + carry;
             wide[i + j] = t as u64;
             carry = t >> 64;
@@ -212,12 +227,22 @@ pub fn exp_fixed(x: &Float) -> Option<(Fixed, i64)> {
         let j = ((top >> 54) & 0xff) as usize;
         let i = ((top >> 46) & 0xff) as usize;
         let tail: Fixed = [grid[0], grid[1], grid[2], top & ((1u64 << 46) - 1)];
-        // Horner: Σ_{n ≤ 13} t^n/n!
+        // Horner: Σ_{n ≤ 13} t^n/n!, the step that forms S_n = c_n + t·S_(n+1) dropping the
+        // limb products below HORNER_SKIP[n] (its error is shrunk by t^n < 2^−16n after it)
         let mut sum = t.inverse_factorials[TERMS];
-        for c in t.inverse_factorials[..TERMS].iter().rev() {
-            sum = add(&mul(&sum, &tail), c);
+        for (n, c) in t.inverse_factorials[..TERMS].iter().enumerate().rev() {
+            let product = match HORNER_SKIP[n] {
+                5 => mul_skipping::<5>(&sum, &tail),
+                4 => mul_skipping::<4>(&sum, &tail),
+                3 => mul_skipping::<3>(&sum, &tail),
+                2 => mul_skipping::<2>(&sum, &tail),
+                _ => mul(&sum, &tail),
+            };
+            sum = add(&product, c);
         }
-        Some((mul(&mul(&t.coarse[j], &t.fine[i]), &sum), k as i64))
+        // the two table products drop the limb products below 2 (under 3·2^−62 units each)
+        let tables = mul_skipping::<2>(&t.coarse[j], &t.fine[i]);
+        Some((mul_skipping::<2>(&tables, &sum), k as i64))
     })
 }
 
