@@ -12,7 +12,7 @@
 //! ball cannot decide is handed back (`None`): its caller certifies that value through
 //! MPFR.
 
-use crate::mp::fast_exp::{Fixed, FRACTION_BITS};
+use crate::mp::fast_exp::{add_limbs, Fixed, FRACTION_BITS};
 use crate::mp::interval::Interval;
 use crate::spec::Dtype;
 use rug::float::Round;
@@ -75,32 +75,38 @@ fn product(a: &[u64; 4], b: &[u64; 4]) -> [u64; 8] {
 /// A 320-bit number (five limbs): an end m ± r of a ball, which may pass 2^256.
 type Wide = [u64; 5];
 
-fn plus(m: &[u64; 4], r: u128) -> Wide {
-    let mut out = [m[0], m[1], m[2], m[3], 0];
-    let mut carry = 0u128;
-    for (k, part) in [r as u64, (r >> 64) as u64, 0, 0, 0]
-        .into_iter()
-        .enumerate()
-    {
-        let t = u128::from(out[k]) + u128::from(part) + carry;
-        out[k] = t as u64;
-        carry = t >> 64;
-    }
-    out
+/// m, five limbs.
+fn widen(m: &[u64; 4]) -> Wide {
+    [m[0], m[1], m[2], m[3], 0]
 }
 
-/// m − r (m ≥ 2^255 > r).
-fn minus(m: &[u64; 4], r: u128) -> Wide {
-    let mut out = [m[0], m[1], m[2], m[3], 0];
+/// r, five limbs.
+fn of_radius(r: u128) -> Wide {
+    [r as u64, (r >> 64) as u64, 0, 0, 0]
+}
+
+/// a − b, for a ≥ b.
+fn difference(a: &Wide, b: &Wide) -> Wide {
+    let mut out = [0u64; 5];
     let mut borrow = 0u128;
-    for (k, part) in [r as u64, (r >> 64) as u64, 0, 0].into_iter().enumerate() {
-        let t = u128::from(out[k])
-            .wrapping_sub(u128::from(part))
+    for k in 0..5 {
+        let t = u128::from(a[k])
+            .wrapping_sub(u128::from(b[k]))
             .wrapping_sub(borrow);
         out[k] = t as u64;
         borrow = u128::from(t >> 64 != 0);
     }
     out
+}
+
+/// m + r.
+fn plus(m: &[u64; 4], r: u128) -> Wide {
+    add_limbs(&widen(m), &of_radius(r))
+}
+
+/// m − r (m ≥ 2^255 > r).
+fn minus(m: &[u64; 4], r: u128) -> Wide {
+    difference(&widen(m), &of_radius(r))
 }
 
 fn bit_length(x: &Wide) -> u32 {
@@ -302,20 +308,7 @@ impl Ball {
         };
         let (lo, hi) = (on_grid(iv.lo(), Round::Down)?, on_grid(iv.hi(), Round::Up)?);
         // hi ≥ 2^255 (normalized); the radius is hi − lo
-        let low = minus(&hi, 0);
-        let diff = {
-            let mut out = [0u64; 5];
-            let mut borrow = 0u128;
-            for k in 0..5 {
-                let l = if k < 4 { lo[k] } else { 0 };
-                let t = u128::from(low[k])
-                    .wrapping_sub(u128::from(l))
-                    .wrapping_sub(borrow);
-                out[k] = t as u64;
-                borrow = u128::from(t >> 64 != 0);
-            }
-            out
-        };
+        let diff = difference(&widen(&hi), &widen(&lo));
         if bit_length(&diff) > 120 || leading_zeros(&hi) != 0 {
             return None;
         }

@@ -152,16 +152,21 @@ fn mul_skipping<const SKIP: usize>(a: &Fixed, b: &Fixed) -> Fixed {
     out
 }
 
-fn add(a: &Fixed, b: &Fixed) -> Fixed {
-    let mut out = [0u64; 4];
+/// a + b on N little-endian limbs, modulo 2^(64N) (two's complement for signed numbers).
+pub(crate) fn add_limbs<const N: usize>(a: &[u64; N], b: &[u64; N]) -> [u64; N] {
+    let mut out = [0u64; N];
     let mut carry = false;
-    for k in 0..4 {
+    for k in 0..N {
         let (s1, c1) = a[k].overflowing_add(b[k]);
         let (s2, c2) = s1.overflowing_add(u64::from(carry));
         out[k] = s2;
         carry = c1 || c2;
     }
     out
+}
+
+fn add(a: &Fixed, b: &Fixed) -> Fixed {
+    add_limbs(a, b)
 }
 
 /// a ± e for a small e (a − e saturating at 0).
@@ -196,18 +201,6 @@ fn negate(x: &Reduction) -> Reduction {
         let (v, c) = (!limb).overflowing_add(carry);
         *o = v;
         carry = u64::from(c);
-    }
-    out
-}
-
-fn sum(a: &Reduction, b: &Reduction) -> Reduction {
-    let mut out = [0u64; 6];
-    let mut carry = false;
-    for k in 0..6 {
-        let (s1, c1) = a[k].overflowing_add(b[k]);
-        let (s2, c2) = s1.overflowing_add(u64::from(carry));
-        out[k] = s2;
-        carry = c1 || c2;
     }
     out
 }
@@ -261,7 +254,7 @@ fn reduced_in_integers(x: &Float, k: i64, ln2: &[u64; 5]) -> Option<Fixed> {
     let minus_kl = if k < 0 { kl } else { negate(&kl) };
     let mut half: Reduction = [0; 6];
     half[4] = 1 << 63;
-    let u = sum(&sum(&signed_x, &minus_kl), &half);
+    let u = add_limbs(&add_limbs(&signed_x, &minus_kl), &half);
     // 0 ≤ u < 2^320
     if u[5] != 0 {
         return None;
