@@ -12,8 +12,9 @@
 //! ball cannot decide is handed back (`None`): its caller certifies that value through
 //! MPFR.
 
-use crate::mp::fast_exp::{add_limbs, Fixed, FRACTION_BITS};
+use crate::mp::fast_exp::{Fixed, FRACTION_BITS};
 use crate::mp::interval::Interval;
+use crate::mp::limbs;
 use crate::spec::Dtype;
 use rug::float::Round;
 use rug::{Float, Integer};
@@ -57,21 +58,6 @@ fn shl_small(x: &[u64; 4], s: u32) -> [u64; 4] {
     out
 }
 
-/// The exact 512-bit product of two 256-bit numbers, little-endian.
-fn product(a: &[u64; 4], b: &[u64; 4]) -> [u64; 8] {
-    let mut wide = [0u64; 8];
-    for (i, &ai) in a.iter().enumerate() {
-        let mut carry = 0u128;
-        for (j, &bj) in b.iter().enumerate() {
-            let t = u128::from(ai) * u128::from(bj) + u128::from(wide[i + j]) + carry;
-            wide[i + j] = t as u64;
-            carry = t >> 64;
-        }
-        wide[i + 4] = carry as u64;
-    }
-    wide
-}
-
 /// A 320-bit number (five limbs): an end m ± r of a ball, which may pass 2^256.
 type Wide = [u64; 5];
 
@@ -101,7 +87,7 @@ fn difference(a: &Wide, b: &Wide) -> Wide {
 
 /// m + r.
 fn plus(m: &[u64; 4], r: u128) -> Wide {
-    add_limbs(&widen(m), &of_radius(r))
+    limbs::add(&widen(m), &of_radius(r))
 }
 
 /// m − r (m ≥ 2^255 > r).
@@ -165,21 +151,18 @@ fn round_nearest(x: &Wide, e: i64, format: Dtype) -> f64 {
     let u =
         (b - i64::from(format.significand_bits()) + 1).max(i64::from(format.min_subnormal_exp()));
     let shift = u - e;
-    let q = if shift <= 0 {
-        // exact: fewer bits than the format holds at this magnitude
-        if n > 64 {
-            return f64::NAN;
-        }
-        return scaled(x[0], e).min(f64::INFINITY);
+    let (q, u) = if shift <= 0 {
+        // exact: no more bits than the format holds at this magnitude (n ≤ 53)
+        (x[0], e)
     } else if shift > i64::from(n) {
         // below half a unit: rounds to 0
-        0
+        (0, u)
     } else {
         let s = shift as u32;
         let q = bits_from(x, s);
         let half = bit(x, s - 1);
         let up = half && (any_below(x, s - 1) || q & 1 == 1);
-        q + u64::from(up)
+        (q + u64::from(up), u)
     };
     let v = scaled(q, u);
     // the overflow threshold of round-to-nearest: max + ½ unit rounds to ∞ (to even), so
@@ -200,40 +183,7 @@ const SUM_LIMBS: usize = 9;
 /// acc += ⌊x·2^left⌋, or ⌈x·2^left⌉ when `ceil`; `None` should the sum leave the
 /// accumulator.
 fn add_shifted(acc: &mut [u64; SUM_LIMBS], x: &Wide, left: i64, ceil: bool) -> Option<()> {
-    let mut shifted = [0u64; SUM_LIMBS];
-    let mut inexact = false;
-    if left >= 0 {
-        let (limbs, bits) = ((left / 64) as usize, (left % 64) as u32);
-        for (k, &limb) in x.iter().enumerate() {
-            if limb == 0 {
-                continue;
-            }
-            let at = k + limbs;
-            if at >= SUM_LIMBS || (bits > 0 && at + 1 >= SUM_LIMBS && limb >> (64 - bits) != 0) {
-                return None;
-            }
-            shifted[at] |= limb << bits;
-            if bits > 0 && at + 1 < SUM_LIMBS {
-                shifted[at + 1] |= limb >> (64 - bits);
-            }
-        }
-    } else {
-        let s = left.unsigned_abs();
-        if s >= 320 {
-            inexact = x.iter().any(|&l| l != 0);
-        } else {
-            let s = s as u32;
-            inexact = any_below(x, s);
-            let (limbs, bits) = ((s / 64) as usize, s % 64);
-            for k in limbs..5 {
-                let mut v = x[k] >> bits;
-                if bits > 0 && k + 1 < 5 {
-                    v |= x[k + 1] << (64 - bits);
-                }
-                shifted[k - limbs] = v;
-            }
-        }
-    }
+    let (shifted, inexact) = limbs::shifted::<SUM_LIMBS>(x, left)?;
     let mut carry = u64::from(ceil && inexact);
     for (a, &b) in acc.iter_mut().zip(&shifted) {
         let (t, c1) = a.overflowing_add(b);
@@ -322,7 +272,7 @@ impl Ball {
     /// The product: m·m' truncated to 256 bits, with the radius grown by the truncation and
     /// by m·r' + m'·r + r·r' (proofs/certified_products.md §11).
     pub fn mul(&self, other: &Ball) -> Option<Ball> {
-        let wide = product(&self.mid, &other.mid);
+        let wide = limbs::product::<0>(&self.mid, &other.mid);
         // m·m' ∈ [2^510, 2^512): keep its top 256 bits
         let top = wide[7] >> 63 == 1;
         let drop = if top { 256 } else { 255 };

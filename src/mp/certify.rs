@@ -108,6 +108,12 @@ impl Goal {
     pub fn start_precision(self) -> u32 {
         self.width_bits().unsigned_abs() + 64
     }
+
+    /// The precision of the escalation loop's first round: [`Goal::start_precision`], or
+    /// the cap where that is lower.
+    pub fn first_precision(self) -> u32 {
+        self.start_precision().min(self.cap)
+    }
 }
 
 /// How strong a claim a value (or a whole answer, by its weakest value) makes (SPEC §3).
@@ -864,7 +870,7 @@ pub fn certify_kept_from<V: Kept>(
 ) -> Result<CertifiedAnswer<V>> {
     let cap = goal.cap;
     let digits = goal.digits;
-    let mut prec = goal.start_precision().min(cap);
+    let mut prec = goal.first_precision();
     let mut proven: HashSet<(&'static str, &'static str, usize)> = HashSet::new();
     loop {
         let final_try = prec >= cap;

@@ -16,6 +16,7 @@
 //! bits that is almost always MPFR's own [RD(e^x), RU(e^x)] (it is wider only where e^x lies
 //! within 2^−247 relative of a 192-bit number).
 
+use crate::mp::limbs;
 use rug::float::Round;
 use rug::ops::{AssignRound, SubFrom};
 use rug::Assign;
@@ -126,22 +127,12 @@ fn mul(a: &Fixed, b: &Fixed) -> Fixed {
     mul_skipping::<0>(a, b)
 }
 
-/// The limb products a_i·b_j with i + j < `SKIP` dropped from the product (their sum, carries
-/// included, is below Σ_{k<SKIP} (k + 1)·2^(64k + 128) before the shift: below
-/// (`SKIP` + 1)·2^(64·SKIP − 190) units of the grid), then the product truncated to the grid
-/// as [`mul`]: a product whose error later steps shrink need not be formed whole. (A
-/// constant, so that the loops unroll.)
+/// The limb products a_i·b_j with i + j < `SKIP` dropped from the product
+/// ([`limbs::product`]: below (`SKIP` + 1)·2^(64·SKIP − 190) units of the grid), then the
+/// product truncated to the grid as [`mul`]: a product whose error later steps shrink need
+/// not be formed whole.
 fn mul_skipping<const SKIP: usize>(a: &Fixed, b: &Fixed) -> Fixed {
-    let mut wide = [0u64; 8];
-    for (i, &ai) in a.iter().enumerate() {
-        let mut carry = 0u128;
-        for (j, &bj) in b.iter().enumerate().skip(SKIP.saturating_sub(i)) {
-            let t = u128::from(ai) * u128::from(bj) + u128::from(wide[i + j]) + carry;
-            wide[i + j] = t as u64;
-            carry = t >> 64;
-        }
-        wide[i + 4] = carry as u64;
-    }
+    let wide = limbs::product::<SKIP>(a, b);
     // bits 254 … 509 of the 512-bit product
     let mut out = [0u64; 4];
     for (k, o) in out.iter_mut().enumerate() {
@@ -152,21 +143,8 @@ fn mul_skipping<const SKIP: usize>(a: &Fixed, b: &Fixed) -> Fixed {
     out
 }
 
-/// a + b on N little-endian limbs, modulo 2^(64N) (two's complement for signed numbers).
-pub(crate) fn add_limbs<const N: usize>(a: &[u64; N], b: &[u64; N]) -> [u64; N] {
-    let mut out = [0u64; N];
-    let mut carry = false;
-    for k in 0..N {
-        let (s1, c1) = a[k].overflowing_add(b[k]);
-        let (s2, c2) = s1.overflowing_add(u64::from(carry));
-        out[k] = s2;
-        carry = c1 || c2;
-    }
-    out
-}
-
 fn add(a: &Fixed, b: &Fixed) -> Fixed {
-    add_limbs(a, b)
+    limbs::add(a, b)
 }
 
 /// a ± e for a small e (a − e saturating at 0).
@@ -213,27 +191,10 @@ fn negate(x: &Reduction) -> Reduction {
 /// to tell): the caller reduces in MPFR.
 fn reduced_in_integers(x: &Float, k: i64, ln2: &[u64; 5]) -> Option<Fixed> {
     let significand = x.get_significand()?;
-    let limbs = significand.as_limbs();
-    // |x| = significand·2^(exp − 64·limbs)
-    let shift = i64::from(x.get_exp()?) - 64 * limbs.len() as i64 + REDUCTION_BITS;
-    let mut magnitude: Reduction = [0; 6];
-    for (index, &limb) in limbs.iter().enumerate() {
-        // the limb's bits 0 … 63 land at positions 64·index + shift …
-        let at = 64 * index as i64 + shift;
-        if at >= 0 {
-            let (w, b) = ((at / 64) as usize, (at % 64) as u32);
-            if w >= 6 || (b > 0 && w + 1 >= 6 && limb >> (64 - b) != 0) {
-                return None;
-            }
-            magnitude[w] |= limb << b;
-            if b > 0 && w + 1 < 6 {
-                magnitude[w + 1] |= limb >> (64 - b);
-            }
-        } else if at > -64 {
-            // truncated toward 0
-            magnitude[0] |= limb >> (-at) as u32;
-        }
-    }
+    let digits = significand.as_limbs();
+    // |x| = significand·2^(exp − 64·limbs), on the grid truncated toward 0
+    let shift = i64::from(x.get_exp()?) - 64 * digits.len() as i64 + REDUCTION_BITS;
+    let (magnitude, _): (Reduction, bool) = limbs::shifted(digits, shift)?;
     if magnitude[5] >> 62 != 0 {
         return None;
     }
@@ -254,7 +215,7 @@ fn reduced_in_integers(x: &Float, k: i64, ln2: &[u64; 5]) -> Option<Fixed> {
     let minus_kl = if k < 0 { kl } else { negate(&kl) };
     let mut half: Reduction = [0; 6];
     half[4] = 1 << 63;
-    let u = add_limbs(&add_limbs(&signed_x, &minus_kl), &half);
+    let u = limbs::add(&limbs::add(&signed_x, &minus_kl), &half);
     // 0 ≤ u < 2^320
     if u[5] != 0 {
         return None;

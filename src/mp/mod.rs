@@ -5,4 +5,5 @@ pub mod ball;
 pub mod certify;
 pub mod fast_exp;
 pub mod interval;
+pub(crate) mod limbs;
 pub mod products;

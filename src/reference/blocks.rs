@@ -254,7 +254,7 @@ pub(crate) fn certify_rows<C: Sync>(
         tier: Tier::CorrectlyRounded,
         precision_bits: 0,
     };
-    let first_round_bits = goal.start_precision().min(goal.cap);
+    let first_round = goal.first_precision();
     for first in (0..blocks.rows).step_by(per_block) {
         let rows = first..(first + per_block).min(blocks.rows);
         if let Some(part) = blocks.first_round.and_then(|f| f(case, rows.clone(), goal)) {
@@ -262,7 +262,7 @@ pub(crate) fn certify_rows<C: Sync>(
                 &mut certificate,
                 Certificate {
                     tier: Tier::CorrectlyRounded,
-                    precision_bits: first_round_bits,
+                    precision_bits: first_round,
                 },
             );
             terms.extend(part.terms);
@@ -309,7 +309,6 @@ pub(crate) fn certify_rows<C: Sync>(
     // The reduced outputs: in the loop's first round from the terms the blocks left (each
     // enclosing its row's term, at that block's last precision), then, should that not
     // certify, from every row's term again at the loop's precision.
-    let first_round = goal.start_precision().min(goal.cap);
     let reduced = certify_kept(
         goal,
         |prec| {

@@ -58,7 +58,7 @@ pub(crate) fn softmax_ce_first_round(
     name: &'static str,
 ) -> Option<FirstRound> {
     use rayon::prelude::*;
-    let prec = goal.start_precision().min(goal.cap);
+    let prec = goal.first_precision();
     let (count, cols) = (rows.len(), logits.cols());
     let per_row: Vec<(Interval, Vec<Rounded>)> = rows
         .into_par_iter()

@@ -103,7 +103,7 @@ pub(crate) fn certify(
     };
     let keep = |c: crate::mp::certify::Certified| c.rounded(with_decimals);
     let goal = Goal::eval(with_decimals);
-    let p0 = goal.start_precision().min(goal.cap);
+    let p0 = goal.first_precision();
     let passes = Passes::new(&inputs);
     let mut zeros = ZeroTest::new(whole);
     let mut certificate = Certificate {

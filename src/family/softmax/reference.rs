@@ -80,7 +80,7 @@ pub(crate) fn softmax_ce_first_round(
     if !case.options.is_plain() {
         return None;
     }
-    let prec = goal.start_precision().min(goal.cap);
+    let prec = goal.first_precision();
     let d = divisor(case, prec, Convention::Spec);
     softmax_ce_balls(&case.logits, &case.labels, rows, d.as_ref(), goal, "logits")
 }
