@@ -765,12 +765,13 @@ pub(crate) fn certify_ball(ball: &Ball, goal: Goal, prec: u32) -> Option<Rounded
 
 /// [`certify_value`] in the loop's first round (`final_try` false: a value that only
 /// reaches `faithful` is not settled), for the values of a first round that is not the
-/// loop's own (`crate::reference::blocks`); `None` where the value would escalate.
-pub(crate) fn certify_first_round(iv: Interval, goal: Goal, with_decimal: bool) -> Option<Rounded> {
+/// loop's own (`crate::reference::blocks`), its decimal string kept as the goal says;
+/// `None` where the value would escalate.
+pub(crate) fn certify_first_round(iv: Interval, goal: Goal) -> Option<Rounded> {
     certify_value(iv, goal, false)
         .ok()
         .filter(|c| c.tier == Tier::CorrectlyRounded)
-        .map(|c| c.rounded(with_decimal))
+        .map(|c| c.rounded(goal.decimals))
 }
 
 /// The escalation loop. `evaluate(p)` computes the answer's enclosures at `p` bits; it may

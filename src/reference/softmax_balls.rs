@@ -118,7 +118,7 @@ fn ce_row(
             .map(|(_, b)| b),
         prec,
     )?;
-    if !(rest.is_point() || rest.relative_width_below(prec - SUM_SLACK_BITS)) {
+    if !(rest.is_point() || rest.relative_width_below(prec.saturating_sub(SUM_SLACK_BITS))) {
         return None;
     }
     let log_sum = rest.ln_1p();
@@ -134,7 +134,7 @@ fn ce_row(
     for (j, ej) in e.iter().enumerate() {
         grad.push(if j == y {
             let log_p = target.sub(&shift).sub(&log_sum);
-            certify_first_round(over(log_p.exp_m1()), goal, goal.decimals)?
+            certify_first_round(over(log_p.exp_m1()), goal)?
         } else {
             certify_ball(&ej.mul(&inverse)?, goal, prec)?
         });
