@@ -24,6 +24,9 @@ fn cosface(batch: usize, dim: usize, classes: usize) -> Case {
         features: Matrix::from_vec(batch, dim, inputs.features).expect("shape"),
         weights: Matrix::from_vec(classes, dim, inputs.weights).expect("shape"),
         labels: inputs.labels,
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     })
 }
 

@@ -5,7 +5,7 @@
 pub use crate::family::center::CenterCase;
 pub use crate::family::distill::{DistillCase, SoftTerm};
 pub use crate::family::focal::{FocalCase, TargetRule};
-pub use crate::family::normalized::{Boundary, Margin, MarginGrad, NormalizedCase};
+pub use crate::family::normalized::{Boundary, Margin, MarginGrad, MarginSlot, NormalizedCase};
 pub use crate::family::psi::MultiplicativeCase;
 pub use crate::family::softmax::{CeOptions, SoftmaxCase, SoftmaxCeCase};
 use std::fmt;
@@ -390,6 +390,9 @@ impl Case {
     ///     features: Matrix::from_vec(1, 2, vec![3.0, 4.0]).unwrap(),
     ///     weights: Matrix::from_vec(2, 2, vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
     ///     labels: vec![1],
+    ///     margins: None,
+    ///     margins_as: Default::default(),
+    ///     classes: None,
     /// };
     /// let case = Case::new(cosface.clone())?;
     /// assert!(certified(&case)?.answer.loss().unwrap().f64 > 0.0);

@@ -56,6 +56,11 @@ impl<'a> Fields<'a> {
         self.map.get(key)
     }
 
+    /// The value of `key`, if given, without marking it read.
+    pub(crate) fn peek(&self, key: &str) -> Option<&'a Value> {
+        self.map.get(key)
+    }
+
     /// Whether `key` is given (without reading it).
     pub(crate) fn contains(&self, key: &str) -> bool {
         self.map.contains_key(key)

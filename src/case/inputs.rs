@@ -339,6 +339,16 @@ impl<'a> Inputs<'a> {
             .map(|v| v.into_iter().unzip())
     }
 
+    /// A list of class indices of any length (SPEC §5's `classes`), each in `0..c`.
+    pub(crate) fn class_indices(&mut self, key: &'static str, c: usize) -> Result<Vec<usize>> {
+        let len = match self {
+            Inputs::Json(fields) => fields.peek(key).and_then(Value::as_array).map(Vec::len),
+            Inputs::Npz { arrays, .. } => arrays.get(key).map(|a| a.shape.iter().product()),
+        };
+        // a value that is not a list is refused by the labels' reader, naming the place
+        self.labels(key, len.unwrap_or(0), c)
+    }
+
     /// The optional per-class weights `key` (SPEC §5's `weight`, focal's `alpha`): `None`
     /// when not given, else exactly `classes` finite numbers, a negative one refused as
     /// `what` (`weights`, `α`) must be ≥ 0.

@@ -191,6 +191,9 @@ fn reference(
         features: matrix(r.batch, &inputs.features)?,
         weights: matrix(r.classes, &inputs.weights)?,
         labels: inputs.labels.clone(),
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     });
     let fused = MarginLoss {
         scale,

@@ -115,6 +115,9 @@ pub fn case(
         features: p.features.clone(),
         weights: p.weights.clone(),
         labels: p.labels.clone(),
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     }
 }
 

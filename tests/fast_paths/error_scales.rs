@@ -28,6 +28,9 @@ fn one_sample(loss: LossId, margin: Margin, scale: f64, theta: f64) -> Normalize
         features: Matrix::from_vec(1, 2, vec![theta.cos(), theta.sin()]).unwrap(),
         weights: Matrix::from_vec(2, 2, vec![1.0, 0.0, 0.0, 1.0]).unwrap(),
         labels: vec![0],
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     }
 }
 

@@ -107,6 +107,9 @@ fn normalized(margin: Margin, x: Matrix<f64>, w: Matrix<f64>) -> Case {
         features: x,
         weights: w,
         labels: vec![0],
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     })
 }
 

@@ -11,4 +11,5 @@ mod distill_center_reference;
 mod exact_zeros;
 mod normalized_reference;
 mod psi_reference;
+mod sample_inputs;
 mod softmax_reference;

@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::f64::consts::PI;
 
-fn certify(c: &NormalizedCase) -> CertifiedAnswer {
+pub(crate) fn certify(c: &NormalizedCase) -> CertifiedAnswer {
     certified(&Case::Normalized(c.clone()))
         .unwrap_or_else(|e| panic!("reference failed on {c:?}: {e}"))
 }
@@ -30,7 +30,7 @@ fn certify(c: &NormalizedCase) -> CertifiedAnswer {
 /// The target rule written directly from SPEC §1 on intervals: no exact tie-breaking, no
 /// pole handling, branches chosen on midpoints (the generated inputs stay far from the
 /// switches at the scale of a numerical-differentiation step).
-fn naive_target(margin: &Margin, c: &Interval) -> Interval {
+pub(crate) fn naive_target(margin: &Margin, c: &Interval) -> Interval {
     let p = c.prec();
     let num = |x: f64| Interval::from_f64(p, x);
     let arc = |m: f64| c.acos().add(&num(m)).cos();
@@ -55,7 +55,7 @@ fn naive_target(margin: &Margin, c: &Interval) -> Interval {
     }
 }
 
-fn naive_cosines(x: &Matrix<Interval>, w: &Matrix<Interval>) -> Matrix<Interval> {
+pub(crate) fn naive_cosines(x: &Matrix<Interval>, w: &Matrix<Interval>) -> Matrix<Interval> {
     let p = x.get(0, 0).prec();
     let norm =
         |v: &[Interval]| Interval::sum(p, &v.iter().map(|a| a.mul(a)).collect::<Vec<_>>()).sqrt();
@@ -174,7 +174,7 @@ fn gradients_match_numerical_differentiation_in_every_regime_and_variant() {
 
 /// Two certified answers are the same real numbers: every enclosure overlaps and every
 /// value rounds to the same binary64.
-fn assert_same(
+pub(crate) fn assert_same(
     what: &str,
     a: &CertifiedAnswer,
     b: &CertifiedAnswer,
@@ -201,7 +201,7 @@ fn assert_same(
     }
 }
 
-fn same_order(_: &str, k: usize) -> usize {
+pub(crate) fn same_order(_: &str, k: usize) -> usize {
     k
 }
 
@@ -413,6 +413,9 @@ fn a_1e_minus_12_step_across_the_thmm_switch_jumps_by_cos_theta_minus_m_sin_m_ag
         features: Matrix::from_rows(vec![at_angle(theta)]).unwrap(),
         weights: weights.clone(),
         labels: vec![0],
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     };
     let switch = PI - m;
     let (below, above) = (switch - 1e-12, switch + 1e-12);
@@ -465,6 +468,9 @@ fn pole_case(feature: Vec<f64>, margin: Margin) -> NormalizedCase {
         features: Matrix::from_rows(vec![vec![0.5, 0.25, 3.0], feature]).unwrap(),
         weights: Matrix::from_rows(vec![vec![1.0, 2.0, -1.5], vec![0.25, -1.0, 0.125]]).unwrap(),
         labels: vec![1, 0],
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     }
 }
 
@@ -592,6 +598,9 @@ fn the_spec_example_certifies_with_exact_zeros_orthogonal_to_axis_aligned_weight
         features: Matrix::from_rows(vec![vec![0.5, -1.25], vec![2.0, 0.75]]).unwrap(),
         weights: Matrix::from_rows(vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, -1.0]]).unwrap(),
         labels: vec![0, 2],
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     };
     let a = certify(&c);
     // ∂L/∂w_j ⟂ w_j: the gradient of weights[0] = e_0 has an exact 0 in column 0.

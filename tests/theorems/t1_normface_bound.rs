@@ -145,6 +145,9 @@ fn t1_the_certified_loss_of_the_integer_simplex_prints_the_digits_of_lossref_bou
             features: w.clone(),
             weights: w,
             labels: (0..n).collect(),
+            margins: None,
+            margins_as: Default::default(),
+            classes: None,
         });
         let printed = certify(|p| {
             let mut a = evaluate(&case, p)?;
@@ -408,6 +411,9 @@ fn t1_needs_balanced_classes() {
         features,
         weights: w,
         labels,
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     });
     let loss = certified(&case)
         .unwrap()

@@ -36,6 +36,9 @@ fn case(
         features: features.clone(),
         weights: weights.clone(),
         labels: labels.to_vec(),
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
     })
 }
 

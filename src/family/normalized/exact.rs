@@ -162,7 +162,7 @@ impl NormalizedForm {
         let mut slopes = Vec::with_capacity(n);
         let mut rows = Vec::with_capacity(n);
         for (i, &y) in case.labels.iter().enumerate() {
-            let (g, slope) = target(&case.margin, &cos[i][y], prec)?;
+            let (g, slope) = target(&case.margin_of(i), &cos[i][y], prec)?;
             slopes.push(slope);
             let logits = (0..classes)
                 .map(|j| match (j == y, &g) {

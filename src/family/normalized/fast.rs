@@ -186,6 +186,42 @@ impl MarginLoss {
         self.forward_backward_tiled(features, weights, labels, dim, threads, TILE_LOGITS)
     }
 
+    /// [`MarginLoss::forward_backward`] with a target rule per batch row (`rules`, one per
+    /// label; `None` for `self.margin` in every row): SPEC §5's per-sample margins
+    /// (ElasticFace), whose rules are this loss's with each row's margin
+    /// ([`NormalizedCase::margin_of`]).
+    ///
+    /// # Errors
+    /// As [`MarginLoss::forward_backward`], and a rule per row that is not one per label or
+    /// not finite.
+    pub fn forward_backward_rows<T: Real>(
+        &self,
+        features: &[T],
+        weights: &[T],
+        labels: &[usize],
+        rules: Option<&[Margin]>,
+        dim: usize,
+        threads: usize,
+    ) -> Result<MarginGradients<T>> {
+        let mut ws = Workspace::with_tile_logits(TILE_LOGITS);
+        let mut gx = vec![T::zero(); features.len()];
+        let mut gw = vec![T::zero(); weights.len()];
+        let (loss, scale) = self.run(
+            &mut ws,
+            (features, weights, labels, rules),
+            dim,
+            threads,
+            &mut gx,
+            &mut gw,
+        )?;
+        Ok(MarginGradients {
+            loss,
+            features: gx,
+            weights: gw,
+            scale,
+        })
+    }
+
     /// [`MarginLoss::forward_backward`] holding at most `tile_logits` logits at a time (at
     /// least one row): a smaller tile saves memory for a huge C and costs GEMM efficiency.
     ///
@@ -233,9 +269,41 @@ impl MarginLoss {
         grad_features: &mut [T],
         grad_weights: &mut [T],
     ) -> Result<(T, Option<T>)> {
+        self.run(
+            ws,
+            (features, weights, labels, None),
+            dim,
+            threads,
+            grad_features,
+            grad_weights,
+        )
+    }
+
+    /// [`MarginLoss::forward_backward_into`] with row i's rule `rules[i]` where given.
+    #[allow(clippy::type_complexity)]
+    fn run<T: Real>(
+        &self,
+        ws: &mut Workspace<T>,
+        (features, weights, labels, rules): (&[T], &[T], &[usize], Option<&[Margin]>),
+        dim: usize,
+        threads: usize,
+        grad_features: &mut [T],
+        grad_weights: &mut [T],
+    ) -> Result<(T, Option<T>)> {
         let n = labels.len();
         check_batch(features, weights, labels, dim)?;
-        self.check_params()?;
+        check_margin(&self.margin)?;
+        self.check_scale()?;
+        if let Some(rules) = rules {
+            if rules.len() != n {
+                return Err(Error::invalid(
+                    "margins",
+                    format!("has {} rules but the batch has N = {n} rows", rules.len()),
+                ));
+            }
+            rules.iter().try_for_each(check_margin)?;
+        }
+        let margin_of = |i: usize| rules.map_or(self.margin, |r| r[i]);
         if grad_features.len() != features.len() || grad_weights.len() != weights.len() {
             return Err(Error::invalid(
                 "gradients",
@@ -252,10 +320,12 @@ impl MarginLoss {
         // θ to the target for the angular rules, from the raw rows: acos of the GEMM's
         // cos θ is 0 wherever cos θ rounds to 1 (θ below √ε), and its slope then unbounded
         ws.angles.clear();
-        if matches!(
-            self.margin,
-            Margin::Angular { .. } | Margin::Combined { .. }
-        ) {
+        if (0..n).any(|i| {
+            matches!(
+                margin_of(i),
+                Margin::Angular { .. } | Margin::Combined { .. }
+            )
+        }) {
             // into the workspace's buffer, reused between calls
             ws.angles.par_extend((0..n).into_par_iter().map(|i| {
                 let y = labels[i];
@@ -276,7 +346,10 @@ impl MarginLoss {
             &mut ws.row_losses,
             grad_features,
             grad_weights,
-            |i, row| self.row_into_gradient(row, winv, labels[i], angles.get(i).copied(), r, i),
+            |i, row| {
+                let margin = margin_of(i);
+                self.row_into_gradient(row, &margin, winv, labels[i], angles.get(i).copied(), r, i)
+            },
         )?;
         // For normface, ∂L/∂s = Σ_i (ĝ_i·x̂_i)/s: the radial part of ∂L/∂X̂ is
         // Σ_j G_ij c_ij = s·Σ_j ∂L/∂z_ij c_ij.
@@ -292,52 +365,44 @@ impl MarginLoss {
         ))
     }
 
-    /// Rejects a scale that is not finite and positive, or a non-finite margin (the fields
-    /// are public, so a caller can build any value).
-    fn check_params(&self) -> Result<()> {
+    /// Rejects a scale that is not finite and positive (the fields are public, so a caller
+    /// can build any value).
+    fn check_scale(&self) -> Result<()> {
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return Err(Error::invalid(
                 "scale",
                 format!("must be a finite number > 0, got {}", self.scale),
             ));
         }
-        let finite = match self.margin {
-            Margin::None => true,
-            Margin::Additive { m } | Margin::Angular { m, .. } => m.is_finite(),
-            Margin::Combined { m1, m2, m3 } => m1.is_finite() && m2.is_finite() && m3.is_finite(),
-        };
-        if finite {
-            Ok(())
-        } else {
-            Err(Error::invalid(
-                "margin",
-                format!("must be finite, got {:?}", self.margin),
-            ))
-        }
+        Ok(())
     }
 
     /// Turns one row of x̂_i·w_j into its row of G_ij/‖w_j‖ (G = ∂L/∂cos θ), in place, and
     /// returns the row's cross-entropy (in f64). The work is compiled for AVX2 + FMA when the CPU has
     /// them (selected at run time): after faer's AVX kernels, plain SSE code pays a
     /// state-transition penalty on every instruction, ten times this loop's cost.
+    #[allow(clippy::too_many_arguments)]
     fn row_into_gradient<T: Real>(
         &self,
         row: &mut [T],
+        margin: &Margin,
         inv_norms: &[T],
         y: usize,
         theta: Option<(f64, f64)>,
         r: f64,
         i: usize,
     ) -> Result<f64> {
-        margin_row(self, row, inv_norms, y, theta, r, i)
+        margin_row(self, row, margin, inv_norms, y, theta, r, i)
     }
 
     /// See [`MarginLoss::row_into_gradient`]; no intermediate call, so that it is compiled
     /// with its caller's target features.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn row_portable<T: Real>(
         &self,
         row: &mut [T],
+        margin: &Margin,
         inv_norms: &[T],
         y: usize,
         theta: Option<(f64, f64)>,
@@ -347,7 +412,7 @@ impl MarginLoss {
         let s = self.scale;
         // The GEMM gave x̂_i·w_j; cos θ_ij = x̂_i·w_j / ‖w_j‖.
         let cos_y = (row[y] * inv_norms[y]).as_f64();
-        let (g, slope) = target(&self.margin, cos_y, theta).map_err(|why| {
+        let (g, slope) = target(margin, cos_y, theta).map_err(|why| {
             Error::invalid(
                 format!("features[{i}]"),
                 format!(
@@ -373,9 +438,26 @@ impl MarginLoss {
 }
 
 crate::row_kernel!(
-    fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], inv_norms: &[T], y: usize, theta: Option<(f64, f64)>, r: f64, i: usize) -> Result<f64>
+    fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], margin: &Margin, inv_norms: &[T], y: usize, theta: Option<(f64, f64)>, r: f64, i: usize) -> Result<f64>
         => MarginLoss::row_portable
 );
+
+/// Rejects a non-finite margin (the fields are public, so a caller can build any value).
+fn check_margin(margin: &Margin) -> Result<()> {
+    let finite = match *margin {
+        Margin::None => true,
+        Margin::Additive { m } | Margin::Angular { m, .. } => m.is_finite(),
+        Margin::Combined { m1, m2, m3 } => m1.is_finite() && m2.is_finite() && m3.is_finite(),
+    };
+    if finite {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "margin",
+            format!("must be finite, got {margin:?}"),
+        ))
+    }
+}
 
 /// g(cos θ) and dg/dcos θ in f64 (SPEC §1), by the family's one binary64 rule
 /// ([`super::target`]) at the angle `theta` (the angular rules; the others take acos of

@@ -12,6 +12,7 @@ pub mod fast;
 pub mod reference;
 mod scales;
 pub(crate) mod stream;
+mod subset;
 mod target;
 mod variant;
 
@@ -149,6 +150,46 @@ pub struct NormalizedCase {
     pub weights: Matrix<f64>,
     /// N labels in `0..C`.
     pub labels: Vec<usize>,
+    /// Per-sample margins (SPEC §5, ElasticFace's m_i ~ N(m, σ), drawn by the caller): one
+    /// per batch row, replacing the rule's margin in that row (cosface's and arcface's m,
+    /// combined's m2 or m3 as [`NormalizedCase::margins_as`] says); `None` for the scalar
+    /// margin of every row.
+    pub margins: Option<Vec<f64>>,
+    /// Which of `combined`'s margins the per-sample `margins` replace (`m2` by default).
+    pub margins_as: MarginSlot,
+    /// A class subset (SPEC §5, Partial FC): sorted, distinct class indices containing
+    /// every label. The loss uses those rows of the weights alone, and ∂L/∂w_j is 0 for
+    /// every other j. `None` for every class.
+    pub classes: Option<Vec<usize>>,
+}
+
+/// Which margin of `combined` the per-sample `margins` replace (SPEC §5, param
+/// `margins_as`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MarginSlot {
+    /// The additive angular margin m2 (ElasticArcFace).
+    #[default]
+    M2,
+    /// The additive cosine margin m3 (ElasticCosFace).
+    M3,
+}
+
+impl MarginSlot {
+    /// Every value.
+    pub const ALL: [MarginSlot; 2] = [MarginSlot::M2, MarginSlot::M3];
+
+    /// The SPEC spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarginSlot::M2 => "m2",
+            MarginSlot::M3 => "m3",
+        }
+    }
+
+    /// Parses `m2` or `m3`.
+    pub fn from_name(name: &str) -> Option<MarginSlot> {
+        MarginSlot::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 }
 
 /// NormFace's outputs, as rows of the precision table: it also differentiates its scale.
@@ -233,6 +274,39 @@ impl NormalizedCase {
     pub fn learns_scale(&self) -> bool {
         self.loss == LossId::NormFace
     }
+
+    /// The target rule of batch row `i`: the case's rule, with its margin replaced by the
+    /// row's per-sample margin where the case has them (SPEC §5).
+    pub fn margin_of(&self, i: usize) -> Margin {
+        let Some(m) = self.margins.as_ref().and_then(|v| v.get(i).copied()) else {
+            return self.margin;
+        };
+        match (self.margin, self.margins_as) {
+            (Margin::None, _) => Margin::None,
+            (Margin::Additive { .. }, _) => Margin::Additive { m },
+            (Margin::Angular { boundary, grad, .. }, _) => Margin::Angular { m, boundary, grad },
+            (Margin::Combined { m1, m3, .. }, MarginSlot::M2) => Margin::Combined { m1, m2: m, m3 },
+            (Margin::Combined { m1, m2, .. }, MarginSlot::M3) => Margin::Combined { m1, m2, m3: m },
+        }
+    }
+
+    /// Every row's target rule where the case has per-sample margins (SPEC §5); `None` for
+    /// one rule.
+    pub fn row_margins(&self) -> Option<Vec<Margin>> {
+        self.margins
+            .as_ref()
+            .map(|v| (0..v.len()).map(|i| self.margin_of(i)).collect())
+    }
+
+    /// The same case with every margin (the scalar one and the per-sample ones) mapped by
+    /// `f`: what the diagnosis re-evaluates for margins read in degrees.
+    fn with_margins_mapped(&self, f: impl Fn(f64) -> f64) -> NormalizedCase {
+        let mut d = self.clone();
+        if let Some(v) = &mut d.margins {
+            v.iter_mut().for_each(|m| *m = f(*m));
+        }
+        d
+    }
 }
 
 impl LossFamily for NormalizedFamily {
@@ -290,7 +364,17 @@ impl LossFamily for NormalizedFamily {
         validate::finite_matrix("weights", &c.weights)?;
         validate::unit_rows("weights", &c.weights)?;
         validate::classes(&c.features, &c.weights, "weights")?;
-        validate::labels("labels", &c.labels, c.features.rows(), c.weights.rows())
+        validate::labels("labels", &c.labels, c.features.rows(), c.weights.rows())?;
+        validate_margins(c)?;
+        if let Some(classes) = &c.classes {
+            validate_subset(
+                classes,
+                &c.labels,
+                c.weights.rows(),
+                ("inputs.classes", "inputs.labels"),
+            )?;
+        }
+        Ok(())
     }
 
     fn reduction_mut(c: &mut NormalizedCase) -> Option<&mut Reduction> {
@@ -298,35 +382,57 @@ impl LossFamily for NormalizedFamily {
     }
 
     fn reference(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
-        reference::evaluate(c, prec)
+        match subset::restricted(c) {
+            Some(sub) => Ok(subset::scatter(
+                c,
+                reference::evaluate(&sub, prec)?,
+                Interval::from_i64(prec, 0),
+            )),
+            None => reference::evaluate(c, prec),
+        }
     }
 
     fn reference_plain(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
-        reference::evaluate_plain(c, prec)
+        match subset::restricted(c) {
+            Some(sub) => Ok(subset::scatter(
+                c,
+                reference::evaluate_plain(&sub, prec)?,
+                Interval::from_i64(prec, 0),
+            )),
+            None => reference::evaluate_plain(c, prec),
+        }
     }
 
     fn class_blocks(
         c: &NormalizedCase,
         block_values: usize,
     ) -> Option<crate::reference::blocks::ClassBlocks<NormalizedCase>> {
-        stream::streams(c, block_values).then(|| crate::reference::blocks::ClassBlocks {
-            name: "weights",
-            position: 1,
-            rows: c.weights.rows(),
-            cols: c.weights.cols(),
-            certify: |c, whole, with_decimals, block_values, sink| {
-                let block_classes = stream::classes_per_block(c, block_values);
-                stream::certify(c, whole, with_decimals, block_classes, sink)
-            },
+        // a subset's case certifies whole: its rows of W are gathered into a new matrix,
+        // which the streaming pass would have to carry block by block
+        (c.classes.is_none() && stream::streams(c, block_values)).then(|| {
+            crate::reference::blocks::ClassBlocks {
+                name: "weights",
+                position: 1,
+                rows: c.weights.rows(),
+                cols: c.weights.cols(),
+                certify: |c, whole, with_decimals, block_values, sink| {
+                    let block_classes = stream::classes_per_block(c, block_values);
+                    stream::certify(c, whole, with_decimals, block_classes, sink)
+                },
+            }
         })
     }
 
     fn fast<T: Real>(c: &NormalizedCase) -> Result<Answer<f64>> {
+        if let Some(sub) = subset::restricted(c) {
+            return Ok(subset::scatter(c, Self::fast::<T>(&sub)?, 0.0));
+        }
         let d = c.features.cols();
-        let g = MarginLoss::of_case(c).forward_backward(
+        let g = MarginLoss::of_case(c).forward_backward_rows(
             &narrow::<T>(&c.features),
             &narrow::<T>(&c.weights),
             &c.labels,
+            c.row_margins().as_deref(),
             d,
             0,
         )?;
@@ -382,6 +488,13 @@ impl LossFamily for NormalizedFamily {
     /// its row sums, weighted by the conditioning of acos (`crate::precision`'s docs);
     /// ∂L/∂s in ulps of 2 (`mean`) or 2N (`sum`).
     fn measures(c: &NormalizedCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>> {
+        if let Some(sub) = subset::restricted(c) {
+            // ∂L/∂w_j is exactly 0 off the subset; its measure only needs to be positive
+            let mut columns = Self::measures(&sub, exact, dtype);
+            columns[2] =
+                subset::scatter_per_row(c, std::mem::take(&mut columns[2]), f64::MIN_POSITIVE);
+            return columns;
+        }
         let t = normalized_terms(c, dtype.min_normal());
         let d = c.features.cols();
         let mut columns = vec![
@@ -407,6 +520,17 @@ impl LossFamily for NormalizedFamily {
     /// A 16-bit case keeps binary64's floor: its tiers' limits (SPEC §6) state what its
     /// subnormals cost.
     fn tolerance(c: &NormalizedCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<Scale>> {
+        if let Some(sub) = subset::restricted(c) {
+            // ∂L/∂w_j is exactly 0 off the subset (the loss never reads w_j): any other
+            // value fails
+            let mut columns = Self::tolerance(&sub, exact, dtype);
+            columns[2] = subset::scatter_per_row(
+                c,
+                std::mem::take(&mut columns[2]),
+                Scale::plain(f64::MIN_POSITIVE, 1),
+            );
+            return columns;
+        }
         let (n, classes, d) = (c.labels.len(), c.weights.rows(), c.features.cols());
         let floor = if dtype.is_half() {
             f64::MIN_POSITIVE
@@ -484,6 +608,15 @@ impl LossFamily for NormalizedFamily {
     }
 
     fn exact_form(c: &NormalizedCase, prec: u32) -> Option<Box<dyn ExactForm>> {
+        if let Some(sub) = subset::restricted(c) {
+            let form = Self::exact_form(&sub, prec)?;
+            let classes = c.classes.clone()?;
+            return Some(Box::new(subset::SubsetForm::new(
+                form,
+                classes,
+                c.weights.cols(),
+            )));
+        }
         within_budget(c.features.rows(), c.weights.rows(), c.features.cols())?;
         Some(Box::new(exact::NormalizedForm::new(c, prec)?))
     }
@@ -498,14 +631,14 @@ impl LossFamily for NormalizedFamily {
         let degrees = std::f64::consts::PI / 180.0;
         match c.margin {
             Margin::Additive { m } => {
-                let mut d = c.clone();
+                let mut d = c.with_margins_mapped(|m| m / c.scale);
                 d.margin = Margin::Additive { m: m / c.scale };
                 with(
                     &mut out,
                     "the target logit is s·cos θ − m, not s·(cos θ − m)",
                     Case::Normalized(d),
                 );
-                let mut d = c.clone();
+                let mut d = c.with_margins_mapped(|m| m * degrees);
                 d.margin = Margin::Additive { m: m * degrees };
                 with(
                     &mut out,
@@ -514,7 +647,7 @@ impl LossFamily for NormalizedFamily {
                 );
             }
             Margin::Angular { m, boundary, grad } => {
-                let mut d = c.clone();
+                let mut d = c.with_margins_mapped(|m| m * degrees);
                 d.margin = Margin::Angular {
                     m: m * degrees,
                     boundary,
@@ -564,7 +697,11 @@ impl LossFamily for NormalizedFamily {
                 );
             }
             Margin::Combined { m1, m2, m3 } => {
-                let mut d = c.clone();
+                let mut d = if c.margins_as == MarginSlot::M2 {
+                    c.with_margins_mapped(|m| m * degrees)
+                } else {
+                    c.clone()
+                };
                 d.margin = Margin::Combined {
                     m1,
                     m2: m2 * degrees,
@@ -580,6 +717,7 @@ impl LossFamily for NormalizedFamily {
         }
         out.extend(variant::conventions(c, dtype));
         out.extend(lower_precision_params(whole, dtype, &real_params(c)));
+        out.extend(sample_conventions(c, dtype));
         out
     }
 
@@ -629,8 +767,51 @@ impl LossFamily for NormalizedFamily {
 
     /// See `scales::normalized_logit_stages`.
     fn logit_stages(c: &NormalizedCase, u: f64) -> LogitStages {
+        if let Some(sub) = subset::restricted(c) {
+            return scales::normalized_logit_stages(&sub, u);
+        }
         scales::normalized_logit_stages(c, u)
     }
+}
+
+/// SPEC §5's inputs mishandled: per-sample margins ignored (every row takes the scalar
+/// margin of `params`) or held in the dtype's lower precision (a float32 tensor drawn by
+/// `torch.normal` beside float64 angles), and a class subset ignored (the softmax over
+/// every class).
+fn sample_conventions(c: &NormalizedCase, dtype: Dtype) -> Vec<Alternative> {
+    let mut out = Vec::new();
+    if let Some(margins) = &c.margins {
+        let d = NormalizedCase {
+            margins: None,
+            ..c.clone()
+        };
+        out.extend(reevaluated(
+            &format!(
+                "the per-sample margins are ignored: every row takes the scalar margin ({:?})",
+                c.margin
+            ),
+            Case::Normalized(d),
+        ));
+        if margins.iter().any(|&m| dtype.round_lower(m) != m) {
+            out.extend(reevaluated(
+                &format!("the per-sample margins are held in {}", dtype.lower_name()),
+                Case::Normalized(c.with_margins_mapped(|m| dtype.round_lower(m))),
+            ));
+        }
+    }
+    if let Some(classes) = &c.classes {
+        if classes.len() < c.weights.rows() {
+            let d = NormalizedCase {
+                classes: None,
+                ..c.clone()
+            };
+            out.extend(reevaluated(
+                "the class subset is ignored: the softmax runs over every class",
+                Case::Normalized(d),
+            ));
+        }
+    }
+    out
 }
 
 /// The real parameters of a case, for the lower-precision conventions (SPEC §4): the
@@ -745,6 +926,37 @@ fn normalized_case(
     let weights = inputs.unit_rows("weights")?;
     validate::classes(&features, &weights, &inputs.place("weights"))?;
     let labels = inputs.labels("labels", features.rows(), weights.rows())?;
+    let margins_as = if loss == LossId::Combined {
+        params
+            .choice("margins_as", MarginSlot::from_name, "\"m2\" or \"m3\"")?
+            .unwrap_or_default()
+    } else {
+        MarginSlot::default()
+    };
+    let margins = if inputs.contains("margins") {
+        if loss == LossId::NormFace {
+            return Err(Error::invalid(
+                inputs.place("margins"),
+                "normface has no margin to replace per sample (SPEC §5: cosface, amsoftmax, \
+                 arcface and combined take `margins`)",
+            ));
+        }
+        Some(inputs.vector("margins", features.rows(), "batch row")?)
+    } else {
+        None
+    };
+    let classes = if inputs.contains("classes") {
+        let classes = inputs.class_indices("classes", weights.rows())?;
+        validate_subset(
+            &classes,
+            &labels,
+            weights.rows(),
+            (&inputs.place("classes"), &inputs.place("labels")),
+        )?;
+        Some(classes)
+    } else {
+        None
+    };
     Ok(NormalizedCase {
         loss,
         scale,
@@ -753,7 +965,93 @@ fn normalized_case(
         features,
         weights,
         labels,
+        margins,
+        margins_as,
+        classes,
     })
+}
+
+/// Per-sample margins: one finite margin per batch row, for a loss that has a margin
+/// (SPEC §5); `margins_as = m3` only for `combined`.
+fn validate_margins(c: &NormalizedCase) -> Result<()> {
+    if c.margins_as != MarginSlot::M2 && c.loss != LossId::Combined {
+        return Err(Error::invalid(
+            "params.margins_as",
+            format!("only `combined` takes it (`{}` has one margin)", c.loss),
+        ));
+    }
+    let Some(margins) = &c.margins else {
+        return Ok(());
+    };
+    if c.loss == LossId::NormFace {
+        return Err(Error::invalid(
+            "inputs.margins",
+            "normface has no margin to replace per sample (SPEC §5: cosface, amsoftmax, \
+             arcface and combined take `margins`)",
+        ));
+    }
+    if margins.len() != c.labels.len() {
+        return Err(Error::invalid(
+            "inputs.margins",
+            format!(
+                "has {} entries but needs one per batch row ({})",
+                margins.len(),
+                c.labels.len()
+            ),
+        ));
+    }
+    for (i, &m) in margins.iter().enumerate() {
+        validate::finite(&format!("inputs.margins[{i}]"), m)?;
+    }
+    Ok(())
+}
+
+/// A class subset (SPEC §5): sorted, distinct indices in `0..classes` that contain every
+/// label; `(at, labels_at)` are the places of the subset and of the labels.
+fn validate_subset(
+    subset: &[usize],
+    labels: &[usize],
+    classes: usize,
+    (at, labels_at): (&str, &str),
+) -> Result<()> {
+    if subset.len() < 2 {
+        return Err(Error::invalid(
+            at,
+            format!(
+                "holds {} class(es); the softmax over a subset needs at least 2 (C < 2 is an \
+                 undefined point, SPEC §1)",
+                subset.len()
+            ),
+        ));
+    }
+    for (k, pair) in subset.windows(2).enumerate() {
+        if pair[0] >= pair[1] {
+            return Err(Error::invalid(
+                format!("{at}[{}]", k + 1),
+                format!(
+                    "class {} follows {}: the subset must be sorted and distinct",
+                    pair[1], pair[0]
+                ),
+            ));
+        }
+    }
+    if let Some(k) = subset.iter().position(|&j| j >= classes) {
+        return Err(Error::invalid(
+            format!("{at}[{k}]"),
+            format!("class {} is out of range 0..{classes}", subset[k]),
+        ));
+    }
+    if let Some(i) = labels.iter().position(|y| subset.binary_search(y).is_err()) {
+        return Err(Error::invalid(
+            format!("{labels_at}[{i}]"),
+            format!(
+                "label {} is not in {at}: a class subset must contain every label \
+                 (Partial FC samples the batch's positive classes first)",
+                labels[i]
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `normface`'s rows of the precision table (`crate::precision`).

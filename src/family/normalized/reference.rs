@@ -195,8 +195,9 @@ pub struct Rule {
     pub reduction: Reduction,
 }
 
+/// The geometry and logits, with row i's target rule `margin_of(i)`.
 fn forward(
-    rule: &Rule,
+    margin_of: &dyn Fn(usize) -> Margin,
     features: &Matrix<Interval>,
     weights: &Matrix<Interval>,
     labels: &[usize],
@@ -213,7 +214,7 @@ fn forward(
     let mut slopes = Vec::with_capacity(labels.len());
     let mut targets = Vec::with_capacity(labels.len());
     for (i, &y) in labels.iter().enumerate() {
-        let (g, slope) = target(&rule.margin, cos.get(i, y), i, y)?;
+        let (g, slope) = target(&margin_of(i), cos.get(i, y), i, y)?;
         targets.push(g);
         slopes.push(slope);
     }
@@ -254,7 +255,7 @@ pub fn loss(
         .map(Interval::prec)
         .max()
         .unwrap_or(64);
-    let f = forward(rule, features, weights, labels, scale, prec)?;
+    let f = forward(&|_| rule.margin, features, weights, labels, scale, prec)?;
     Ok(reduce(&cross_entropies(&f.logits, labels), rule.reduction))
 }
 
@@ -265,17 +266,20 @@ pub fn loss(
 /// # Errors
 /// An undefined point, naming the row.
 pub fn evaluate_plain(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
-    let rule = Rule {
-        margin: case.margin,
-        reduction: case.reduction,
-    };
     let features = points(&case.features, prec);
     let weights = points(&case.weights, prec);
     let scale = Interval::from_f64(prec, case.scale);
     let labels = &case.labels;
-    let f = forward(&rule, &features, &weights, labels, &scale, prec)?;
-    let loss = reduce(&cross_entropies(&f.logits, labels), rule.reduction);
-    let dz = softmax_ce_grad(&f.logits, labels, rule.reduction);
+    let f = forward(
+        &|i| case.margin_of(i),
+        &features,
+        &weights,
+        labels,
+        &scale,
+        prec,
+    )?;
+    let loss = reduce(&cross_entropies(&f.logits, labels), case.reduction);
+    let dz = softmax_ce_grad(&f.logits, labels, case.reduction);
     // G_ij = ∂L/∂c_ij
     let g = Matrix::from_fn(dz.rows(), dz.cols(), |i, j| {
         let d = scale.mul(dz.get(i, j));
@@ -470,7 +474,7 @@ pub fn evaluate(case: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
                 )
             })
             .collect();
-        let (g, slope) = target(&case.margin, &cos[y], i, y)?;
+        let (g, slope) = target(&case.margin_of(i), &cos[y], i, y)?;
         let logits: Vec<Interval> = (0..c)
             .map(|j| scale.mul(if j == y { &g } else { &cos[j].value }))
             .collect();

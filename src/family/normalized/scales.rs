@@ -73,7 +73,7 @@ pub(crate) fn normalized_terms(c: &NormalizedCase, floor: f64) -> NormalizedTerm
         };
         t.kappas[i] = k;
         t.kappa_max = t.kappa_max.max(k);
-        let (g, slope) = target_rule(&c.margin, cos[y], theta);
+        let (g, slope) = target_rule(&c.margin_of(i), cos[y], theta);
         let z: Vec<f64> = (0..classes)
             .map(|j| c.scale * if j == y { g } else { cos[j] })
             .collect();
@@ -153,7 +153,7 @@ pub(crate) fn normalized_logit_stages(c: &NormalizedCase, u: f64) -> LogitStages
         let cos: Vec<f64> = (0..classes)
             .map(|j| dot(x, c.weights.row(j)) / (norm(x) * norm(c.weights.row(j))))
             .collect();
-        let (g, slope) = target_rule(&c.margin, cos[y], angle(x, c.weights.row(y)));
+        let (g, slope) = target_rule(&c.margin_of(i), cos[y], angle(x, c.weights.row(y)));
         per_cos = per_cos.max(slope.abs().min(cap));
         rows.push(
             (0..classes)

@@ -313,7 +313,7 @@ impl Setup {
             let dot = exact_dot(&xp, &wp, prec).expect("binary64 points are points");
             let inv_w = one.div(&exact_row_norm(w, prec).norm);
             let cos = cosine_of_rows(&dot, &inv_x[i], &inv_w, (x.row(i), w), prec);
-            targets.push(target(&case.margin, &cos, i, y)?);
+            targets.push(target(&case.margin_of(i), &cos, i, y)?);
         }
         let scale = Interval::from_f64(prec, case.scale);
         let r = per_sample(&one, case.reduction, inputs.n);

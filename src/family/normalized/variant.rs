@@ -80,6 +80,14 @@ pub(crate) fn evaluate(
     variant: &Variant,
     prec: u32,
 ) -> Result<Answer<Interval>> {
+    if let Some(sub) = super::subset::restricted(case) {
+        let answer = evaluate(&sub, variant, prec)?;
+        return Ok(super::subset::scatter(
+            case,
+            answer,
+            Interval::from_i64(prec, 0),
+        ));
+    }
     let x = points(&case.features, prec);
     let w = points(&case.weights, prec);
     let (n, classes, d) = (x.rows(), w.rows(), x.cols());
@@ -153,7 +161,7 @@ pub(crate) fn evaluate(
                 clamped = true;
             }
         }
-        let (target_value, mut slope) = target(&case.margin, &at_target, i, y)?;
+        let (target_value, mut slope) = target(&case.margin_of(i), &at_target, i, y)?;
         if clamped && !detached {
             slope = zero.clone();
         }

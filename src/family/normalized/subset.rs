@@ -1,0 +1,124 @@
+//! Class subsets (SPEC §5, Partial FC and sharded softmax): a case whose input `classes`
+//! names the rows of W that the loss uses.
+//!
+//! With S = `classes` (sorted, distinct, every label in it), the loss is the family's loss
+//! on the rows w_j, j ∈ S, alone: each row's softmax runs over S, and the label y_i is the
+//! position of y_i in S. ∂L/∂w_j for j ∈ S is that case's gradient, and 0 for j ∉ S (the
+//! loss does not read those rows). So every layer evaluates the *restricted* case
+//! ([`restricted`]: W's rows in S, labels renumbered, no subset) and scatters its weight
+//! gradient back into C rows ([`scatter`]), exact zeros outside S.
+
+use super::NormalizedCase;
+use crate::answer::{Answer, Tensor};
+use crate::exact::lindemann::{Combination, Row};
+use crate::exact::ExactForm;
+use crate::matrix::Matrix;
+
+/// The case on its subset's rows, or `None` for a case without a subset. Labels outside
+/// the subset are a validation error ([`super::NormalizedFamily`]'s `validate`), so every
+/// label has its position here.
+pub(crate) fn restricted(case: &NormalizedCase) -> Option<NormalizedCase> {
+    let classes = case.classes.as_ref()?;
+    let d = case.weights.cols();
+    let weights = Matrix::from_fn(classes.len(), d, |r, k| *case.weights.get(classes[r], k));
+    let labels = case
+        .labels
+        .iter()
+        .map(|y| classes.binary_search(y).unwrap_or(0))
+        .collect();
+    Some(NormalizedCase {
+        weights,
+        labels,
+        classes: None,
+        ..case.clone()
+    })
+}
+
+/// `answer` of the restricted case with its `weights` gradient spread back over the C rows
+/// of `case`: row r of the restricted gradient goes to row `classes[r]`, every other row is
+/// `zero`.
+pub(crate) fn scatter<V: Clone>(
+    case: &NormalizedCase,
+    mut answer: Answer<V>,
+    zero: V,
+) -> Answer<V> {
+    let Some(classes) = &case.classes else {
+        return answer;
+    };
+    for (name, tensor) in &mut answer.gradients {
+        if *name != "weights" {
+            continue;
+        }
+        if let Tensor::Matrix(m) = tensor {
+            *tensor = Tensor::Matrix(scatter_rows(m, classes, case.weights.rows(), zero.clone()));
+        }
+    }
+    answer
+}
+
+/// The rows of `m` placed at rows `classes` of a `rows`-row matrix of `zero`s.
+pub(crate) fn scatter_rows<V: Clone>(
+    m: &Matrix<V>,
+    classes: &[usize],
+    rows: usize,
+    zero: V,
+) -> Matrix<V> {
+    let d = m.cols();
+    let mut position = vec![None; rows];
+    for (r, &j) in classes.iter().enumerate() {
+        position[j] = Some(r);
+    }
+    Matrix::from_fn(rows, d, |j, k| match position[j] {
+        Some(r) => m.get(r, k).clone(),
+        None => zero.clone(),
+    })
+}
+
+/// Per-row values of the restricted case's weight rows spread over the C rows of `case`
+/// (`fill` outside the subset), for the precision table's and the tolerance's scales.
+pub(crate) fn scatter_per_row<V: Clone>(case: &NormalizedCase, per_row: Vec<V>, fill: V) -> Vec<V> {
+    let Some(classes) = &case.classes else {
+        return per_row;
+    };
+    let d = case.weights.cols();
+    let m = Matrix::from_vec(classes.len(), d, per_row).expect("one value per restricted entry");
+    scatter_rows(&m, classes, case.weights.rows(), fill).into_vec()
+}
+
+/// The exact form of a subset's case: the restricted case's form, with ∂L/∂w_j the empty
+/// combination (an exact 0) off the subset and the restricted row's elsewhere.
+pub(crate) struct SubsetForm {
+    form: Box<dyn ExactForm>,
+    /// The restricted row of each of the case's C classes, `None` off the subset.
+    position: Vec<Option<usize>>,
+    d: usize,
+}
+
+impl SubsetForm {
+    /// `form` of the case restricted to `classes`, for weights of `d` columns.
+    pub(crate) fn new(form: Box<dyn ExactForm>, classes: Vec<usize>, d: usize) -> SubsetForm {
+        let rows = classes.last().map_or(0, |&j| j + 1);
+        let mut position = vec![None; rows];
+        for (r, &j) in classes.iter().enumerate() {
+            position[j] = Some(r);
+        }
+        SubsetForm { form, position, d }
+    }
+}
+
+impl ExactForm for SubsetForm {
+    fn rows(&self) -> &[Row] {
+        self.form.rows()
+    }
+
+    fn gradient(&self, name: &str, index: usize) -> Option<Combination> {
+        if name != "weights" {
+            return self.form.gradient(name, index);
+        }
+        let d = self.d.max(1);
+        match self.position.get(index / d).copied().flatten() {
+            Some(r) => self.form.gradient(name, r * d + index % d),
+            None => Some(Combination::default()),
+        }
+    }
+}
