@@ -46,6 +46,13 @@ def params_of(case: Any) -> Dict[str, Any]:
     return {**DEFAULTS.get(case.loss, {}), **case.params}
 
 
+OPTIONAL_INPUTS = {
+    "margins": "per-sample margins (SPEC §5, ElasticFace; not taken)",
+    "classes": "a class subset (SPEC §5, Partial FC; not taken)",
+}
+"""SPEC §5's optional inputs of the margin family, and how a library without them is told."""
+
+
 @dataclass
 class Adapter:
     """One library loss under test."""
@@ -69,6 +76,16 @@ class Adapter:
     pipeline: Optional[str] = None
     """How it computes those (SPEC §6's tier: `native`, `amp`, `bf16`, …), declared in its
     results; None for the plain float32/float64 model."""
+    takes: List[str] = field(default_factory=list)
+    """The optional inputs of SPEC §5 it takes (`margins`, `classes`); a case with any other
+    is not expressible."""
+
+    def not_taken(self, case: Any) -> Optional[str]:
+        """Why the case's optional inputs are beyond the library, or None."""
+        for key, what in OPTIONAL_INPUTS.items():
+            if key in case.inputs and key not in self.takes:
+                return what
+        return None
 
     def version(self) -> Optional[str]:
         try:

@@ -64,7 +64,7 @@ def run_adapter(adapter: Adapter, corpus: Any) -> Dict[str, Any]:
     for case in corpus.cases(loss=adapter.losses):
         if case.dtype not in adapter.dtypes:
             continue
-        why = adapter.expresses(case)
+        why = adapter.not_taken(case) or adapter.expresses(case)
         if why is not None:
             not_expressible[why] = not_expressible.get(why, 0) + 1
             continue

@@ -170,6 +170,8 @@ pub(crate) enum Regime {
     SoftOneHot,
     SoftUnnormalized,
     SoftZeroAtTinyP,
+    SampleMargins,
+    ClassSubset,
 }
 
 impl Regime {
@@ -202,6 +204,8 @@ impl Regime {
             Regime::SoftOneHot => "edge:soft-one-hot",
             Regime::SoftUnnormalized => "edge:soft-unnormalized",
             Regime::SoftZeroAtTinyP => "edge:soft-zero-at-tiny-p",
+            Regime::SampleMargins => "input:per-sample-margins",
+            Regime::ClassSubset => "input:class-subset",
         }
     }
 

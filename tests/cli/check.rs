@@ -1554,3 +1554,86 @@ fn the_per_class_mean_of_focal_is_diagnosed() {
         "{d}"
     );
 }
+
+/// SPEC §5's inputs mishandled, each named: per-sample margins ignored (the scalar margin
+/// in every row), held in float32 in a float64 computation, and a class subset ignored (the
+/// softmax over every class); and none of them claimed of lossref's own fast path, nor the
+/// subset claimed on the 100 % subsets, where it coincides with the case's own.
+#[test]
+fn per_sample_margins_and_class_subsets_mishandled_are_diagnosed() {
+    let corpus = corpus();
+    let margins = |c: &CorpusCase| c.tags.iter().any(|t| t == "input:per-sample-margins");
+    let ignored = wrong_results(
+        &corpus,
+        |c| margins(c) && c.id.starts_with("arcface-none-full/"),
+        |case| {
+            if let Case::Normalized(c) = case {
+                c.margins = None;
+            }
+        },
+    );
+    let d = diagnosis_of(&ignored, &corpus, "arcface");
+    assert!(
+        d.starts_with("matches if the per-sample margins are ignored"),
+        "{d}"
+    );
+    let in_f32 = wrong_results(
+        &corpus,
+        |c| margins(c) && c.id.starts_with("cosface/") && c.dtype == Dtype::Float64,
+        |case| {
+            if let Case::Normalized(c) = case {
+                if let Some(m) = &mut c.margins {
+                    m.iter_mut().for_each(|v| *v = f64::from(*v as f32));
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&in_f32, &corpus, "cosface");
+    assert!(
+        d.starts_with("matches if the per-sample margins are held in float32"),
+        "{d}"
+    );
+    let subset = |c: &CorpusCase| c.tags.iter().any(|t| t == "input:class-subset");
+    let every_class = wrong_results(
+        &corpus,
+        |c| subset(c) && c.id.starts_with("cosface/"),
+        |case| {
+            if let Case::Normalized(c) = case {
+                c.classes = None;
+            }
+        },
+    );
+    let report = check(&corpus, &every_class, &[], true).unwrap();
+    let d = report
+        .diagnoses
+        .iter()
+        .find(|d| d.loss == "cosface")
+        .unwrap();
+    assert!(
+        d.text()
+            .starts_with("matches if the class subset is ignored"),
+        "{}",
+        d.text()
+    );
+    // the 100 % subsets (case 0003) coincide with no subset: they pass, and no claim rests
+    // on them
+    for c in report
+        .cases
+        .iter()
+        .filter(|c| c.id.starts_with("cosface/input-class-subset/f"))
+    {
+        let full = c.id.ends_with("-0003");
+        assert_eq!(c.verdict.is_failure(), !full, "{}: {:?}", c.id, c.verdict);
+    }
+    // lossref's own fast path: nothing to diagnose
+    let own = fast_results(&corpus).unwrap();
+    let report = check(&corpus, &own, &[], true).unwrap();
+    assert!(
+        report
+            .diagnoses
+            .iter()
+            .all(|d| !d.text().contains("per-sample") && !d.text().contains("subset")),
+        "{}",
+        report.text()
+    );
+}

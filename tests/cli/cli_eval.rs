@@ -890,3 +890,74 @@ fn an_object_with_many_keys_is_handled_in_linear_time() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the key \"k7\" appears twice"));
     assert!(start.elapsed().as_secs_f64() < 5.0, "{:?}", start.elapsed());
 }
+
+/// SPEC §5's inputs of the margin family, malformed: each refused with its place and
+/// reason.
+#[test]
+fn bad_per_sample_margins_and_class_subsets_are_rejected() {
+    let base =
+        r#""features": [[1, 2], [3, -1]], "weights": [[1, 0], [0, 1], [1, 1]], "labels": [0, 2]"#;
+    let with = |loss: &str, params: &str, extra: &str| {
+        margin_case(loss, params, &format!("{base}, {extra}"))
+    };
+    rejects(
+        &with("arcface", "", r#""margins": [0.5]"#),
+        "inputs.margins: has 1 entries but needs one per batch row (2)",
+    );
+    rejects(
+        &with("cosface", "", r#""margins": [0.35, "x"]"#),
+        "inputs.margins[1]",
+    );
+    rejects(
+        &with("normface", "", r#""margins": [0.5, 0.5]"#),
+        "inputs.margins: normface has no margin to replace per sample",
+    );
+    rejects(
+        &with(
+            "cosface",
+            r#""margins_as": "m3""#,
+            r#""margins": [0.3, 0.4]"#,
+        ),
+        "params.margins_as: unknown key; `cosface` takes the parameters scale, margin, reduction",
+    );
+    rejects(
+        &with(
+            "combined",
+            r#""margins_as": "m4""#,
+            r#""margins": [0.3, 0.4]"#,
+        ),
+        "params.margins_as",
+    );
+    rejects(
+        &with("cosface", "", r#""classes": [2, 0]"#),
+        "inputs.classes[1]: class 0 follows 2: the subset must be sorted and distinct",
+    );
+    rejects(
+        &with("cosface", "", r#""classes": [0, 0, 2]"#),
+        "inputs.classes[1]: class 0 follows 0",
+    );
+    rejects(
+        &with("cosface", "", r#""classes": [0, 1]"#),
+        "inputs.labels[1]: label 2 is not in inputs.classes",
+    );
+    rejects(
+        &with("cosface", "", r#""classes": [0, 3]"#),
+        "inputs.classes[1]: label 3 is out of range 0..3",
+    );
+    rejects(
+        &margin_case(
+            "cosface",
+            "",
+            r#""features": [[1, 2]], "weights": [[1, 0], [0, 1]], "labels": [0], "classes": [0]"#,
+        ),
+        "inputs.classes: holds 1 class(es); the softmax over a subset needs at least 2",
+    );
+    rejects(
+        &with("cosface", "", r#""classes": []"#),
+        "inputs.classes: holds 0 class(es)",
+    );
+    rejects(
+        &with("cosface", "", r#""classes": 3"#),
+        "inputs.classes: expected an array of class indices",
+    );
+}

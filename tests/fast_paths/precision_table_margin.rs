@@ -67,6 +67,15 @@ fn measure<T: Real>(c: &NormalizedCase, tile: usize, worst: &mut Worsts) {
     });
 }
 
+/// Measures one case in dtype T through the catalogue's fast path.
+fn measure_catalogue<T: Real>(c: &NormalizedCase, worst: &mut Worsts) {
+    let case = Case::Normalized(c.clone());
+    let exact = certified(&case).unwrap_or_else(|e| panic!("reference failed on {c:?}: {e}"));
+    let got = lossref::fast::dispatch::evaluate::<T>(&case)
+        .unwrap_or_else(|e| panic!("fast path failed on {c:?}: {e}"));
+    worst.measure(&case, T::DTYPE, &exact, &got, &|| format!("{c:?}"));
+}
+
 #[test]
 fn margin_precision_table_holds_and_is_tight() {
     let worst = RefCell::new(Worsts::default());
@@ -126,6 +135,55 @@ fn margin_precision_table_holds_and_is_tight() {
                             measure::<f32>(&c, usize::MAX, &mut worst.borrow_mut());
                         } else {
                             measure::<f64>(&c, 97, &mut worst.borrow_mut());
+                        }
+                        Ok(())
+                    },
+                )
+                .unwrap();
+        }
+    }
+    // SPEC §5's inputs: per-sample margins spread ±0.1 around the rule's (ElasticFace) and
+    // class subsets (Partial FC), through the catalogue's fast path (which gathers the
+    // subset's rows of W and scatters their gradients back)
+    for (v, (loss, margin, scale)) in margin_variants().into_iter().enumerate() {
+        for f32 in [false, true] {
+            let mut runner = deterministic_runner(common::cases(3));
+            runner
+                .run(
+                    &sized_problem(Angle::Moderate, ARC_M, f32, (5, 12, 6)),
+                    |p| {
+                        let mut c = case(&p, loss, margin, scale, Reduction::Mean);
+                        let n = p.labels.len();
+                        if loss != LossId::NormFace {
+                            let m = match margin {
+                                Margin::Additive { m } | Margin::Angular { m, .. } => m,
+                                Margin::Combined { m2, .. } => m2,
+                                Margin::None => 0.0,
+                            };
+                            // binary32 values, for the f32 cases
+                            c.margins = Some(
+                                (0..n)
+                                    .map(|i| {
+                                        f64::from(
+                                            (m + 0.1 * ((i * 7 + v) % 5) as f64 / 2.5 - 0.1) as f32,
+                                        )
+                                    })
+                                    .collect(),
+                            );
+                        }
+                        let classes = p.weights.rows();
+                        c.classes = Some(
+                            (0..classes)
+                                .filter(|j| j % 3 != v % 3 || p.labels.contains(j))
+                                .collect(),
+                        );
+                        if c.classes.as_ref().is_some_and(|s| s.len() < 2) {
+                            c.classes = None;
+                        }
+                        if f32 {
+                            measure_catalogue::<f32>(&c, &mut worst.borrow_mut());
+                        } else {
+                            measure_catalogue::<f64>(&c, &mut worst.borrow_mut());
                         }
                         Ok(())
                     },

@@ -249,3 +249,135 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
         }
     }
 }
+
+/// SPEC §5's inputs (corpus 0.9.0): per-sample margins drawn around the rule's margin as
+/// ElasticFace draws them (m_i ~ N(m, σ), σ = 0.05, as the paper's face models), for
+/// cosface, arcface and combined (as m2, and as m3); and class subsets of 1 %, 10 %, 50 %
+/// and 100 % of C = 200 classes holding every label (Partial FC's sampling), for cosface
+/// and arcface.
+pub(crate) fn sample_input_cases(dtype: Dtype, out: &mut Vec<Generated>) {
+    // each variant with the margin that its per-sample margins are drawn around
+    let margins = [
+        (
+            variant(
+                LossId::CosFace,
+                "cosface",
+                json!({"scale": 64, "margin": 0.375}),
+            ),
+            0.375,
+        ),
+        (
+            variant(
+                LossId::ArcFace,
+                "arcface-none-full",
+                json!({"scale": 64, "margin": 0.5}),
+            ),
+            0.5,
+        ),
+        (
+            variant(
+                LossId::ArcFace,
+                "arcface-thmm-full",
+                json!({"scale": 64, "margin": 0.5, "boundary": "thmm"}),
+            ),
+            0.5,
+        ),
+        (
+            variant(
+                LossId::Combined,
+                "combined",
+                json!({"scale": 64, "m1": 1.25, "m2": 0.25, "m3": 0.125}),
+            ),
+            0.25,
+        ),
+        (
+            variant(
+                LossId::Combined,
+                "combined-m3",
+                json!({"scale": 64, "m1": 1.0, "m2": 0.25, "m3": 0.125, "margins_as": "m3"}),
+            ),
+            0.125,
+        ),
+    ];
+    for (v, m) in margins {
+        push(
+            out,
+            dtype,
+            &v.name,
+            v.loss,
+            Regime::SampleMargins,
+            2,
+            &[],
+            |draw, k| {
+                let (n, c, d) = if k == 0 { (4, 6, 5) } else { (8, 16, 8) };
+                let w = draw.normal_rows(c, d, 1.0);
+                let labels = draw.labels(n, c);
+                let angles: Vec<(f64, f64)> = (0..n)
+                    .map(|_| {
+                        let cos = draw.uniform(-0.9, 0.95);
+                        (cos, (1.0 - cos * cos).max(0.0).sqrt())
+                    })
+                    .collect();
+                let x = draw.features_at_angles(&w, &labels, &angles, (0.5, 2.0));
+                let margins: Vec<f64> = (0..n).map(|_| draw.normal(m, 0.05)).collect();
+                (
+                    v.params.clone(),
+                    json!({"features": rows_json(&x), "weights": rows_json(&w), "labels": labels, "margins": margins}),
+                    json!({"weights": "normal(0, 1)", "target_cos": "uniform[−0.9, 0.95]", "margins": format!("normal({m}, 0.05)")}),
+                )
+            },
+        );
+    }
+    let subsets = [
+        variant(
+            LossId::CosFace,
+            "cosface",
+            json!({"scale": 64, "margin": 0.375}),
+        ),
+        variant(
+            LossId::ArcFace,
+            "arcface-none-full",
+            json!({"scale": 64, "margin": 0.5}),
+        ),
+    ];
+    for v in subsets {
+        push(
+            out,
+            dtype,
+            &v.name,
+            v.loss,
+            Regime::ClassSubset,
+            4,
+            &[],
+            |draw, k| {
+                let (n, c, d) = (6, 200, 6);
+                let fraction = [0.01, 0.1, 0.5, 1.0][k];
+                let w = draw.normal_rows(c, d, 1.0);
+                let labels = draw.labels(n, c);
+                let angles: Vec<(f64, f64)> = (0..n)
+                    .map(|_| {
+                        let cos = draw.uniform(-0.5, 0.95);
+                        (cos, (1.0 - cos * cos).max(0.0).sqrt())
+                    })
+                    .collect();
+                let x = draw.features_at_angles(&w, &labels, &angles, (0.5, 2.0));
+                // Partial FC: the batch's classes, then others drawn until the fraction is met
+                let mut keep = vec![false; c];
+                for &y in &labels {
+                    keep[y] = true;
+                }
+                let target = ((fraction * c as f64).round() as usize).max(2);
+                while keep.iter().filter(|&&b| b).count() < target {
+                    let j = draw.index(c);
+                    keep[j] = true;
+                }
+                let classes: Vec<usize> = (0..c).filter(|&j| keep[j]).collect();
+                (
+                    v.params.clone(),
+                    json!({"features": rows_json(&x), "weights": rows_json(&w), "labels": labels, "classes": classes}),
+                    json!({"weights": "normal(0, 1)", "target_cos": "uniform[−0.5, 0.95]", "classes": format!("the labels, then uniform draws to {target} of {c} ({}%)", fraction * 100.0)}),
+                )
+            },
+        );
+    }
+}

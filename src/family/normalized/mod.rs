@@ -723,6 +723,7 @@ impl LossFamily for NormalizedFamily {
 
     fn corpus_cases(dtype: Dtype, out: &mut Vec<Generated>) {
         corpus::cases(dtype, out);
+        corpus::sample_input_cases(dtype, out);
     }
 
     /// Empty: the special-angle construction serves this family.
