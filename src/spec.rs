@@ -8,6 +8,7 @@ pub use crate::family::focal::{FocalCase, TargetRule};
 pub use crate::family::normalized::{Boundary, Margin, MarginGrad, MarginSlot, NormalizedCase};
 pub use crate::family::psi::MultiplicativeCase;
 pub use crate::family::softmax::{CeOptions, SoftmaxCase, SoftmaxCeCase};
+pub use crate::family::subcenter::SubcenterCase;
 use std::fmt;
 
 /// Every loss id that SPEC §1 lists, in catalogue order (each is a [`LossId`]).
@@ -25,6 +26,7 @@ pub const SPEC_LOSSES: &[&str] = &[
     "combined",
     "focal",
     "poly1",
+    "subcenter_arcface",
 ];
 
 /// The losses of SPEC §1.
@@ -56,6 +58,9 @@ pub enum LossId {
     Focal,
     /// `poly1`: CE + ε·(1 − p_y) (SPEC §5).
     Poly1,
+    /// `subcenter_arcface`: `arcface` on each class's largest of K sub-center cosines
+    /// (SPEC §5).
+    SubcenterArcFace,
 }
 
 impl LossId {
@@ -74,6 +79,7 @@ impl LossId {
         LossId::Combined,
         LossId::Focal,
         LossId::Poly1,
+        LossId::SubcenterArcFace,
     ];
 
     /// The SPEC §1 id.
@@ -92,6 +98,7 @@ impl LossId {
             LossId::Combined => "combined",
             LossId::Focal => "focal",
             LossId::Poly1 => "poly1",
+            LossId::SubcenterArcFace => "subcenter_arcface",
         }
     }
 
@@ -371,6 +378,8 @@ pub enum Case {
     Center(CenterCase),
     /// See [`FocalCase`].
     Focal(FocalCase),
+    /// See [`SubcenterCase`].
+    Subcenter(SubcenterCase),
 }
 
 impl Case {

@@ -208,6 +208,11 @@ fn param(rng: &mut ChaCha8Rng, name: &str, valid: bool) -> String {
             .copied()
             .unwrap_or("\"none\"")
             .to_string(),
+        "margins_as" => ["\"m2\"", "\"m3\"", "\"m1\""]
+            .choose(rng)
+            .copied()
+            .unwrap_or("\"m2\"")
+            .to_string(),
         "margin_grad" => ["\"full\"", "\"detached\""]
             .choose(rng)
             .copied()
@@ -262,7 +267,8 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
         LossId::NormFace => &["scale", "reduction"],
         LossId::CosFace | LossId::AmSoftmax => &["scale", "margin", "reduction"],
         LossId::ArcFace => &["scale", "margin", "boundary", "margin_grad", "reduction"],
-        LossId::Combined => &["scale", "m1", "m2", "m3", "reduction"],
+        LossId::Combined => &["scale", "m1", "m2", "m3", "margins_as", "reduction"],
+        LossId::SubcenterArcFace => &["scale", "margin", "boundary", "margin_grad", "reduction"],
     };
     let mut ps: Vec<String> = Vec::new();
     for &p in params {
@@ -315,9 +321,37 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
             } else {
                 "weights"
             };
-            vec![
+            let mut v = vec![
                 format!("\"features\": {}", matrix(rng, n, d, zero_row)),
                 format!("\"{classes}\": {}", matrix(rng, c, d, zero_row)),
+                format!("\"labels\": {}", labels(rng, n, c, bad_label)),
+            ];
+            // SPEC §5's inputs of the margin family, sometimes on the others too
+            if rng.gen_bool(0.3) {
+                v.push(format!("\"margins\": {}", vector(rng, n, number)));
+            }
+            if rng.gen_bool(0.3) {
+                let mut subset: Vec<usize> = (0..c).filter(|_| rng.gen_bool(0.6)).collect();
+                if !valid && rng.gen_bool(0.3) {
+                    subset.reverse();
+                }
+                let items: Vec<String> = subset.iter().map(usize::to_string).collect();
+                v.push(format!("\"classes\": [{}]", items.join(", ")));
+            }
+            v
+        }
+        LossId::SubcenterArcFace => {
+            // K sub-centers per class; sometimes K does not divide the rows
+            let k = rng.gen_range(1..4usize);
+            ps.push(format!("\"subcenters\": {k}"));
+            let rows = if !valid && rng.gen_bool(0.2) {
+                c * k + 1
+            } else {
+                c * k
+            };
+            vec![
+                format!("\"features\": {}", matrix(rng, n, d, zero_row)),
+                format!("\"weights\": {}", matrix(rng, rows, d, zero_row)),
                 format!("\"labels\": {}", labels(rng, n, c, bad_label)),
             ]
         }

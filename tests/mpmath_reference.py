@@ -122,7 +122,18 @@ DEFAULTS = {
     "amsoftmax": {"scale": 30, "margin": 0.35},
     "arcface": {"scale": 64, "margin": 0.5, "boundary": "none", "margin_grad": "full"},
     "combined": {"scale": 64, "m1": 1, "m2": 0.5, "m3": 0},
+    "subcenter_arcface": {"scale": 64, "margin": 0.5, "boundary": "none", "margin_grad": "full", "subcenters": 3},
 }
+
+
+def row_params(loss, p, margins, i):
+    """Row i's parameters: its per-sample margin (SPEC §5) in place of cosface's and
+    arcface's m, combined's m2 (or m3 with margins_as = m3)."""
+    if margins is None:
+        return p
+    if loss == "combined":
+        return dict(p, **{p.get("margins_as", "m2"): margins[i]})
+    return dict(p, margin=margins[i])
 
 
 def target(loss, p, c):
@@ -143,18 +154,26 @@ def target(loss, p, c):
     return arc if c > 0 else c
 
 
-def normalized_loss(loss, p, x, w, labels, shifts=None):
+def class_cosines(xi, w, k):
+    """cos θ to each class: the largest of its k consecutive rows' (k = 1: one row each)."""
+    nx = mpmath.sqrt(mpmath.fsum(a * a for a in xi))
+    cos = [mpmath.fsum(a * b for a, b in zip(xi, wj)) / (nx * mpmath.sqrt(mpmath.fsum(b * b for b in wj))) for wj in w]
+    return [max(cos[j * k:(j + 1) * k]) for j in range(len(w) // k)]
+
+
+def normalized_loss(loss, p, x, w, labels, shifts=None, margins=None, classes=None, k=1):
     s = mpmath.mpf(p["scale"])
     total = mpmath.mpf(0)
     for i, (xi, y) in enumerate(zip(x, labels)):
-        nx = mpmath.sqrt(mpmath.fsum(a * a for a in xi))
+        cos = class_cosines(xi, w, k)
+        columns = classes if classes is not None else list(range(len(cos)))
         logits = []
-        for j, wj in enumerate(w):
-            c = mpmath.fsum(a * b for a, b in zip(xi, wj)) / (nx * mpmath.sqrt(mpmath.fsum(b * b for b in wj)))
+        for j in columns:
+            c = cos[j]
             if j == y:
-                c = c + shifts[i] if shifts is not None else target(loss, p, c)
+                c = c + shifts[i] if shifts is not None else target(loss, row_params(loss, p, margins, i), c)
             logits.append(s * c)
-        total += mpmath.log(mpmath.fsum(mpmath.exp(z) for z in logits)) - logits[y]
+        total += mpmath.log(mpmath.fsum(mpmath.exp(z) for z in logits)) - logits[columns.index(y)]
     return total / len(x) if p.get("reduction", "mean") == "mean" else total
 
 
@@ -166,15 +185,18 @@ def normalized(case):
     x = [[mpf(v) for v in row] for row in inputs["features"]]
     w = [[mpf(v) for v in row] for row in inputs["weights"]]
     labels = inputs["labels"]
+    margins = [mpf(v) for v in inputs["margins"]] if "margins" in inputs else None
+    classes = inputs.get("classes")
+    k = int(p.get("subcenters", 1)) if loss == "subcenter_arcface" else 1
+    rule = "arcface" if loss == "subcenter_arcface" else loss
     with mpmath.workdps(400):
         shifts = None
-        if loss == "arcface" and p["margin_grad"] == "detached":
+        if rule == "arcface" and p["margin_grad"] == "detached":
             shifts = []
-            for xi, y in zip(x, labels):
-                c = mpmath.fsum(a * b for a, b in zip(xi, w[y])) / (
-                    mpmath.sqrt(mpmath.fsum(a * a for a in xi)) * mpmath.sqrt(mpmath.fsum(b * b for b in w[y])))
-                shifts.append(target(loss, p, c) - c)
-        value = normalized_loss(loss, p, x, w, labels)
+            for i, (xi, y) in enumerate(zip(x, labels)):
+                c = class_cosines(xi, w, k)[y]
+                shifts.append(target(rule, row_params(rule, p, margins, i), c) - c)
+        value = normalized_loss(rule, p, x, w, labels, None, margins, classes, k)
         h = mpf(10) ** -120
 
         def derivative(mat, i, k, f):
@@ -186,7 +208,7 @@ def normalized(case):
             mat[i][k] = old
             return (up - down) / (2 * h)
 
-        f = lambda: normalized_loss(loss, p, x, w, labels, shifts)
+        f = lambda: normalized_loss(rule, p, x, w, labels, shifts, margins, classes, k)
         grads = {
             "features": [[s(derivative(x, i, k, f)) for k in range(len(x[i]))] for i in range(len(x))],
             "weights": [[s(derivative(w, j, k, f)) for k in range(len(w[j]))] for j in range(len(w))],
@@ -317,7 +339,8 @@ def multiplicative(case):
 EVALUATE = {"softmax": softmax, "softmax_ce": softmax_ce, "distill": distill, "center": center,
             "lsoftmax": multiplicative, "sphereface": multiplicative,
             "normface": normalized, "cosface": normalized, "amsoftmax": normalized,
-            "arcface": normalized, "combined": normalized, "focal": focal, "poly1": focal}
+            "arcface": normalized, "combined": normalized, "focal": focal, "poly1": focal,
+            "subcenter_arcface": normalized}
 
 if len(sys.argv) > 1 and sys.argv[1] == "--losses":
     print(json.dumps(sorted(EVALUATE)))

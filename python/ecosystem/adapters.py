@@ -38,6 +38,7 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
     "amsoftmax": {"scale": 30.0, "margin": 0.35, "reduction": "mean"},
     "arcface": {"scale": 64.0, "margin": 0.5, "boundary": "none", "margin_grad": "full", "reduction": "mean"},
     "combined": {"scale": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0, "reduction": "mean"},
+    "subcenter_arcface": {"scale": 64.0, "margin": 0.5, "boundary": "none", "margin_grad": "full", "reduction": "mean", "subcenters": 3},
 }
 
 
@@ -302,6 +303,19 @@ def pml_arcface(case: Any) -> Values:
     # PML takes the margin in degrees (ArcFaceLoss.init_margin: np.radians(self.margin))
     losses = importlib.import_module("pytorch_metric_learning.losses")
     return _pml_run(case, lambda c, d, p: losses.ArcFaceLoss(num_classes=c, embedding_size=d, margin=math.degrees(p["margin"]), scale=p["scale"], reducer=_pml_reducer(p)))
+
+
+def pml_subcenter_arcface(case: Any) -> Values:
+    # the (C·K)×D weights as PML's D×(C·K) W, column j·K + k sub-center k of class j
+    # (SubCenterArcFaceLoss.get_cosine: `cosine.view(-1, self.num_classes, self.sub_centers)`)
+    losses = importlib.import_module("pytorch_metric_learning.losses")
+    k = int(params_of(case)["subcenters"])
+    return _pml_run(
+        case,
+        lambda c, d, p: losses.SubCenterArcFaceLoss(
+            num_classes=c // k, embedding_size=d, margin=math.degrees(p["margin"]), scale=p["scale"], sub_centers=k, reducer=_pml_reducer(p)
+        ),
+    )
 
 
 def pml_normalized_softmax(case: Any) -> Values:
@@ -623,6 +637,15 @@ ADAPTERS: List[Adapter] = [
             "the margin in degrees (losses/arcface_loss.py, `init_margin`: np.radians)",
             "`thmm` with ≤ at the tie: cos(θ + m) where θ ≤ π − m, else cos θ − m·sin m (ArcFaceLoss.modify_cosine_of_target_classes)",
             "θ = acos(clamp(cos θ, −1, 1)) (LargeMarginSoftmaxLoss.get_angles), cos θ by " + NORMALIZE_CITE,
+        ],
+    ),
+    Adapter(
+        "pytorch-metric-learning SubCenterArcFaceLoss", "pytorch-metric-learning", ["subcenter_arcface"], _pml_arcface_expresses, pml_subcenter_arcface,
+        ["outputs/loss", "gradients/features", "gradients/weights"],
+        [
+            "cos θ_ij = max_k cos(x_i, w_{jK+k}): `cosine.view(-1, self.num_classes, self.sub_centers)` then `cosine.max(axis=2)` (losses/subcenter_arcface_loss.py, get_cosine); the gradient reaches the maximizing sub-center",
+            "then ArcFaceLoss's rule: the margin in degrees, `thmm` with ≤ at the tie (losses/arcface_loss.py)",
+            "keyword arguments (the reducer among them) reach ArcFaceLoss since 2.x (`super().__init__(…, **kwargs)`); earlier releases dropped them",
         ],
     ),
     Adapter(

@@ -71,6 +71,7 @@ def regimes_for(loss: str) -> List[str]:
         "center": ["random"],
         "psi": ["random"] + ANGLE_REGIMES,
         "normalized": ["random"] + ANGLE_REGIMES,
+        "subcenter": ["random", "thmm-switch", "tiny-norm", "huge-norm"],
     }
     if family not in regimes:
         raise ValueError(f"lossref.strategies has no regimes for the loss {loss!r} (family {family!r})")
@@ -152,6 +153,10 @@ def _combined_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
     }
 
 
+def _subcenter_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return dict(_arcface_params(draw, f, reduction), subcenters=draw(st.sampled_from([1, 2, 3])))
+
+
 #: The parameters drawn for each loss, one entry per loss of the catalogue
 #: (``tests/test_strategies.py`` fails when a loss has none; nothing falls through to
 #: another loss's parameters).
@@ -169,6 +174,7 @@ PARAMS = {
     "combined": _combined_params,
     "focal": _focal_params,
     "poly1": _poly1_params,
+    "subcenter_arcface": _subcenter_params,
 }
 
 
@@ -316,7 +322,7 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
         teacher = draw(_logits(n, c, "random", dtype, labels))
         return {"loss": loss, "params": params, "inputs": {"student_logits": student, "teacher_logits": teacher, "labels": labels}}
     normal = st.floats(-2, 2, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
-    if loss not in FAMILIES["center"] + FAMILIES["psi"] + FAMILIES["normalized"]:
+    if loss not in FAMILIES["center"] + FAMILIES["psi"] + FAMILIES["normalized"] + FAMILIES["subcenter"]:
         raise ValueError(f"lossref.strategies cannot draw the inputs of the loss {loss!r}")
     if loss == "center":
         x = [[_narrow(draw(normal), dtype) for _ in range(d)] for _ in range(n)]
@@ -329,18 +335,20 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
         if params.get("boundary") == "easy" and feature == [0, 1, 1, 0]:
             params["margin_grad"] = "detached"  # the `easy` switch at exactly cos θ = 0
         return {"loss": loss, "params": params, "inputs": {"features": x, "weights": weights, "labels": [0]}}
-    w = [[draw(normal) for _ in range(d)] for _ in range(c)]
+    # sub-center ArcFace: K rows per class, each target placed against its class's first
+    k = int(params.get("subcenters", 1)) if loss == "subcenter_arcface" else 1
+    w = [[draw(normal) for _ in range(d)] for _ in range(c * k)]
     # ψ logits grow with ‖x‖‖w‖ and are computed (not binary64 points): a target that
     # dominates its row by a gap G leaves a loss near e^−G that the certified reference
     # resolves beside the logits' enclosures only with about 1.44·G bits. Beyond the
     # 16 384-bit cap (G ≳ 10⁴) such values come back with tier `bounded` (SPEC §3): their
     # binary64/binary32 roundings (zeros) are certified and their decimal is an enclosure.
-    huge = (1e10, 1e12) if loss in NORMALIZED else (1e3, 1e5)
+    huge = (1e10, 1e12) if loss in NORMALIZED + ["subcenter_arcface"] else (1e3, 1e5)
     lo, hi = {"tiny-norm": (1e-12, 1e-10), "huge-norm": huge}.get(regime, (0.5, 2.0))
     x = []
     for y in labels:
         cos = _target_cos(draw, regime, loss, params)
-        what = _unit(np.array(w[y]))
+        what = _unit(np.array(w[y * k]))
         u = np.array([draw(st.floats(-1, 1)) for _ in range(d)])
         u = u - (u @ what) * what
         if np.linalg.norm(u) < 1e-3:
@@ -350,11 +358,22 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
         row = draw(st.floats(lo, hi)) * (cos * what + math.sqrt(max(0.0, 1 - cos * cos)) * _unit(u))
         x.append([_narrow(v, dtype) for v in row])
     w = [[_narrow(v, dtype) for v in row] for row in w]
-    angular = loss in ("arcface", "combined")
+    angular = loss in ("arcface", "combined", "subcenter_arcface")
     if angular and params.get("margin_grad") != "detached":
         # a target exactly (anti)parallel to its weight is an undefined point (SPEC §1)
         for i, y in enumerate(labels):
-            xi, wy = np.array(x[i]), np.array(w[y])
+            xi, wy = np.array(x[i]), np.array(w[y * k])
             if abs(abs(xi @ wy) - np.linalg.norm(xi) * np.linalg.norm(wy)) == 0.0:
                 x[i][0] = _narrow(x[i][0] + 0.25, dtype)
-    return {"loss": loss, "params": params, "inputs": {"features": x, "weights": w, "labels": labels}}
+    inputs = {"features": x, "weights": w, "labels": labels}
+    if loss in ("cosface", "amsoftmax", "arcface", "combined") and draw(st.booleans()):
+        # SPEC §5: per-sample margins around the rule's (ElasticFace) and a class subset
+        # holding every label (Partial FC)
+        m = params.get("margin", params.get("m2", 0.5))
+        inputs["margins"] = [_narrow(m + draw(st.floats(-0.1, 0.1)), dtype) for _ in labels]
+        others = [j for j in range(c) if j not in labels and draw(st.booleans())]
+        subset = sorted(set(labels) | set(others))
+        if len(subset) < 2:
+            subset = sorted(set(subset) | {next(j for j in range(c) if j not in subset)})
+        inputs["classes"] = subset
+    return {"loss": loss, "params": params, "inputs": inputs}

@@ -168,14 +168,14 @@ impl Coefficient {
 }
 
 /// One softmax row: its logits, exactly.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Row {
     logits: Vec<Logit>,
     /// The partition of the classes into classes of equal logits, computed on demand.
     classes: OnceCell<Partition>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Partition {
     /// For each logit value: its classes (column indices), in increasing order.
     members: Vec<Vec<usize>>,

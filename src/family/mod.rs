@@ -12,6 +12,7 @@
 //! | [`center::CenterFamily`] | `center` | `family/center/` |
 //! | [`normalized::NormalizedFamily`] | `normface`, `cosface`, `amsoftmax`, `arcface`, `combined` | `family/normalized/` |
 //! | [`focal::FocalFamily`] | `focal`, `poly1` | `family/focal/` |
+//! | [`subcenter::SubcenterFamily`] | `subcenter_arcface` | `family/subcenter/` |
 //!
 //! Each family implements the crate-internal trait `LossFamily` once: its parameters with
 //! their defaults and validation (`parse`, `validate`), its interval reference
@@ -36,6 +37,7 @@ pub mod focal;
 pub mod normalized;
 pub mod psi;
 pub mod softmax;
+pub mod subcenter;
 
 use crate::answer::Answer;
 use crate::case::{Fields, Inputs};
@@ -437,6 +439,7 @@ catalogue! {
     Center => center::CenterFamily, center::CenterOutput;
     Normalized => normalized::NormalizedFamily, normalized::NormalizedOutput;
     Focal => focal::FocalFamily, focal::FocalOutput;
+    Subcenter => subcenter::SubcenterFamily, subcenter::SubcenterOutput;
 }
 
 /// A family's rows of the precision table (`crate::precision`): every output it states an

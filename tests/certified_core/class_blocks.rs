@@ -30,7 +30,8 @@ fn block_sizes(case: &Case) -> Vec<usize> {
         return vec![];
     };
     let per_class = c.features.rows() + c.features.cols();
-    let classes = c.weights.rows();
+    // a class subset streams over its own classes
+    let classes = c.classes.as_ref().map_or(c.weights.rows(), Vec::len);
     let half = per_class * classes.div_ceil(2);
     if classes > 10_000 {
         vec![1000 * per_class, half]

@@ -95,7 +95,8 @@ fn cases() -> Vec<Value> {
     out
 }
 
-/// SPEC §5: `softmax_ce`'s options, `focal` and `poly1`, on hand-picked cases (a dominant
+/// SPEC §5: `softmax_ce`'s options, `focal` and `poly1`, per-sample margins, class subsets
+/// and `subcenter_arcface`, on hand-picked cases (a dominant
 /// target with a fractional γ, ignored rows with PyTorch's −100 and with a class index) and
 /// on the first case of every corpus generator of these losses (every option set, regime
 /// and dtype).
@@ -113,6 +114,13 @@ fn option_cases() -> Vec<Value> {
             "inputs": {"logits": [[40.0, 0.0, -3.0], [0.0, 1.0, 2.0]], "labels": [0, 1], "alpha": [0.75, 0.25, 0.25]}}),
         json!({"loss": "poly1", "params": {"epsilon": -1.0, "reduction": "sum"},
             "inputs": {"logits": [[25.0, 0.0, 1.0], [0.0, 1.0, 2.0]], "labels": [0, 1]}}),
+        json!({"loss": "arcface", "params": {"scale": 16, "boundary": "thmm"},
+            "inputs": {"features": [[1.0, 2.0, 0.5], [0.3, -1.0, 2.0], [2.0, 0.1, 0.1]],
+                       "weights": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 1.0], [1.0, -1.0, 0.0]],
+                       "labels": [0, 2, 3], "margins": [0.45, 0.55, 0.5], "classes": [0, 2, 3, 4]}}),
+        json!({"loss": "combined", "params": {"m1": 1.1, "m2": 0.2, "m3": 0.1, "margins_as": "m3", "reduction": "sum"},
+            "inputs": {"features": [[1.0, -2.0], [0.5, 0.5]], "weights": [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.25]],
+                       "labels": [1, 2], "margins": [0.05, 0.3], "classes": [1, 2]}}),
     ];
     for g in lossref::corpus::all_cases() {
         let loss = g.case["loss"].as_str().unwrap_or_default();
@@ -120,7 +128,13 @@ fn option_cases() -> Vec<Value> {
             && !g.id.starts_with("softmax_ce-mean")
             && !g.id.starts_with("softmax_ce-sum")
             && !g.id.starts_with("softmax_ce/");
-        if (with_options || loss == "focal" || loss == "poly1") && g.id.ends_with("-0000") {
+        // SPEC §5's per-sample margins and sub-center ArcFace (the corpus's subsets hold 200
+        // classes, too many for central differences at 400 digits: hand-picked below)
+        let sample_inputs = g.tags.iter().any(|t| t == "input:per-sample-margins");
+        let subcenter = loss == "subcenter_arcface";
+        if (with_options || loss == "focal" || loss == "poly1" || sample_inputs || subcenter)
+            && g.id.ends_with("-0000")
+        {
             out.push(g.case.clone());
         }
     }

@@ -180,6 +180,12 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
             (Case::Multiplicative(p), Arithmetic::Float64) => {
                 textbook::psi::<f64>(p, &Quirks::NONE)
             }
+            (Case::Subcenter(c), Arithmetic::Float32) => {
+                textbook::subcenter::<f32>(c, &Quirks::NONE)
+            }
+            (Case::Subcenter(c), Arithmetic::Float64) => {
+                textbook::subcenter::<f64>(c, &Quirks::NONE)
+            }
         };
         // a 16-bit case: the float32 textbook on its exact inputs, gradients returned in
         // the case's dtype (SPEC §6's `amp`)
@@ -210,6 +216,7 @@ fn textbook_implementations_pass_except_where_their_formula_is_named_unstable() 
         "combined",
         "focal",
         "poly1",
+        "subcenter_arcface",
     ];
     let report = check(&corpus, &textbook_results(&corpus, &losses), &[], false).unwrap();
     let mut summary: BTreeMap<String, usize> = BTreeMap::new();

@@ -1637,3 +1637,82 @@ fn per_sample_margins_and_class_subsets_mishandled_are_diagnosed() {
         report.text()
     );
 }
+
+/// Sub-center ArcFace with its sub-centers read sub-center-major (class j's rows k·C + j, a
+/// `view(-1, K, C)`) where the case lays them out class-major (rows j·K + k): its gradient
+/// is in the weights' own row order. Named on the K > 1 cases; and a margin in degrees is
+/// named as for arcface.
+#[test]
+fn subcenters_read_in_the_other_layout_are_diagnosed() {
+    let corpus = corpus();
+    let mut values = BTreeMap::new();
+    for c in corpus.cases.iter().filter(|c| {
+        c.loss == "subcenter_arcface"
+            && !c.id.starts_with("subcenter_arcface-k1/")
+            && !c.dtype.is_half()
+    }) {
+        let Case::Subcenter(sub) = corpus.load_case(c).unwrap().case else {
+            panic!("{}: not a sub-center case", c.id)
+        };
+        let (k, d) = (sub.subcenters, sub.features.cols());
+        let classes = sub.weights.rows() / k;
+        // the implementation's class-major row p holds the case's row read(p)
+        let read = |p: usize| (p % k) * classes + p / k;
+        let permuted = lossref::spec::SubcenterCase {
+            weights: lossref::matrix::Matrix::from_fn(sub.weights.rows(), d, |p, e| {
+                *sub.weights.get(read(p), e)
+            }),
+            ..sub.clone()
+        };
+        let case = Case::Subcenter(permuted);
+        let mut answer = match c.dtype.column() {
+            Arithmetic::Float32 => evaluate::<f32>(&case),
+            Arithmetic::Float64 => evaluate::<f64>(&case),
+        }
+        .unwrap();
+        for (name, tensor) in &mut answer.gradients {
+            if *name == "weights" {
+                if let lossref::answer::Tensor::Matrix(g) = tensor {
+                    let back = lossref::matrix::Matrix::from_fn(g.rows(), d, |r, e| {
+                        // the case's row r is the implementation's row p with read(p) = r
+                        let p = (0..g.rows()).find(|&p| read(p) == r).unwrap();
+                        *g.get(p, e)
+                    });
+                    *g = back;
+                }
+            }
+        }
+        values.insert(c.id.clone(), groups_of(&answer));
+    }
+    let results = Results {
+        implementation: "sub-center-major".into(),
+        values,
+        computes: None,
+        pipeline: Default::default(),
+    };
+    let d = diagnosis_of(&results, &corpus, "subcenter_arcface");
+    assert!(
+        d.starts_with("matches if the sub-centers are laid out sub-center-major"),
+        "{d}"
+    );
+    let degrees = wrong_results(
+        &corpus,
+        |c| c.id.starts_with("subcenter_arcface/random/"),
+        |case| {
+            if let Case::Subcenter(c) = case {
+                if let Margin::Angular { m, boundary, grad } = c.margin {
+                    c.margin = Margin::Angular {
+                        m: m.to_radians(),
+                        boundary,
+                        grad,
+                    };
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&degrees, &corpus, "subcenter_arcface");
+    assert!(
+        d.starts_with("matches if the margin is read in degrees"),
+        "{d}"
+    );
+}

@@ -150,20 +150,30 @@ fn array(c: &Value, name: &str) -> (Vec<usize>, Vec<f64>) {
     (a.shape.clone(), values)
 }
 
-/// cos θ_iy of every row of a margin case, in binary64.
+/// cos θ_iy of every row of a margin case, in binary64: for `subcenter_arcface`, the
+/// largest of the target class's K sub-centers' (SPEC §5).
 fn target_cosines(c: &Value) -> Vec<f64> {
     let (xs, x) = array(c, "inputs/features");
     let (_, w) = array(c, "inputs/weights");
     let (_, labels) = array(c, "inputs/labels");
     let d = xs[1];
+    let k = if c["loss"] == "subcenter_arcface" {
+        c["params"]["subcenters"].as_u64().unwrap_or(3) as usize
+    } else {
+        1
+    };
     (0..xs[0])
         .map(|i| {
             let xi = &x[i * d..(i + 1) * d];
             let y = labels[i] as usize;
-            let wy = &w[y * d..(y + 1) * d];
-            let dot: f64 = xi.iter().zip(wy).map(|(a, b)| a * b).sum();
             let n = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
-            dot / (n(xi) * n(wy))
+            (y * k..(y + 1) * k)
+                .map(|r| {
+                    let wy = &w[r * d..(r + 1) * d];
+                    let dot: f64 = xi.iter().zip(wy).map(|(a, b)| a * b).sum();
+                    dot / (n(xi) * n(wy))
+                })
+                .fold(f64::NEG_INFINITY, f64::max)
         })
         .collect()
 }
@@ -234,7 +244,11 @@ fn every_tagged_regime_is_reached() {
         if f32 {
             let arrays = npz::read(&root().join(c["arrays"].as_str().unwrap())).unwrap();
             for (name, a) in &arrays {
-                if name.starts_with("inputs/") && name != "inputs/labels" {
+                // class indices (labels, SPEC §5's subsets) are integers
+                if name.starts_with("inputs/")
+                    && name != "inputs/labels"
+                    && name != "inputs/classes"
+                {
                     assert!(a.was_f32, "{}: {name} is not float32", c["id"]);
                 }
             }

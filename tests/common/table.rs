@@ -13,7 +13,13 @@ use std::collections::BTreeMap;
 /// The losses whose rows `fast_paths/precision_table.rs` measures.
 pub const SOFTMAX_FAMILIES: [&str; 4] = ["softmax", "softmax_ce", "focal", "poly1"];
 /// The losses whose rows `fast_paths/precision_table_margin.rs` measures.
-pub const MARGIN_FAMILIES: [&str; 4] = ["normface", "cosface", "arcface", "combined"];
+pub const MARGIN_FAMILIES: [&str; 5] = [
+    "normface",
+    "cosface",
+    "arcface",
+    "combined",
+    "subcenter_arcface",
+];
 /// The losses whose rows `fast_paths/precision_table_seed_losses.rs` measures.
 pub const SEED_FAMILIES: [&str; 4] = ["distill", "center", "lsoftmax", "sphereface"];
 

@@ -8,7 +8,8 @@ use lossref::check::Groups;
 use lossref::fast::real::Real;
 use lossref::matrix::Matrix;
 use lossref::spec::{
-    Boundary, LossId, Margin, MarginGrad, MultiplicativeCase, NormalizedCase, Reduction,
+    Boundary, LossId, Margin, MarginGrad, MarginSlot, MultiplicativeCase, NormalizedCase,
+    Reduction, SubcenterCase,
 };
 
 fn t<T: Real>(x: f64) -> T {
@@ -190,24 +191,93 @@ fn normalize<T: Real>(m: &Matrix<f64>, eps: Option<f64>) -> (Vec<Vec<T>>, Vec<T>
     (unit, norms, free)
 }
 
+/// Row i's target rule by SPEC §5, substituted by hand: its per-sample margin replaces
+/// cosface's and arcface's m, combined's m2 (or m3 with `margins_as = m3`).
+pub fn rule_of_row(c: &NormalizedCase, i: usize) -> Margin {
+    let Some(m) = c.margins.as_ref().map(|v| v[i]) else {
+        return c.margin;
+    };
+    match c.margin {
+        Margin::None => panic!("normface takes no margins"),
+        Margin::Additive { .. } => Margin::Additive { m },
+        Margin::Angular { boundary, grad, .. } => Margin::Angular { m, boundary, grad },
+        Margin::Combined { m1, m2, m3 } => match c.margins_as {
+            MarginSlot::M2 => Margin::Combined { m1, m2: m, m3 },
+            MarginSlot::M3 => Margin::Combined { m1, m2, m3: m },
+        },
+    }
+}
+
 /// A PyTorch-style normalized-margin loss in dtype T: x̂ = x/‖x‖, ŵ = w/‖w‖, c = x̂·ŵ, the
 /// target logit by the rule (acos for the angular ones), z = s·c, loss = NLL(log_softmax(z))
 /// reduced; gradients by the chain rule exactly as autograd composes it; with `quirks`.
+/// Per-sample margins set each row's rule, and a class subset the softmax's columns
+/// (`weight[classes]`, as Partial FC indexes it).
 pub fn margin<T: Real>(c: &NormalizedCase, quirks: &Quirks) -> Groups {
-    let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
+    let all: Vec<usize> = (0..c.weights.rows()).collect();
+    let columns = c.classes.clone().unwrap_or(all);
+    margin_over::<T>(c, quirks, &|i, _| {
+        let y = columns
+            .iter()
+            .position(|&j| j == c.labels[i])
+            .expect("the subset holds every label");
+        (columns.clone(), y)
+    })
+}
+
+/// Sub-center ArcFace as PyTorch code writes it: the cosines to all C·K rows,
+/// `view(-1, C, K).max(dim=2)` (the first of equal maxima), arcface on those; autograd's
+/// gradient reaches each class's maximizing row.
+pub fn subcenter<T: Real>(c: &SubcenterCase, quirks: &Quirks) -> Groups {
+    let k = c.subcenters;
+    let arcface = NormalizedCase {
+        loss: LossId::ArcFace,
+        scale: c.scale,
+        margin: c.margin,
+        reduction: c.reduction,
+        features: c.features.clone(),
+        weights: c.weights.clone(),
+        labels: c.labels.clone(),
+        margins: None,
+        margins_as: Default::default(),
+        classes: None,
+    };
+    margin_over::<T>(&arcface, quirks, &|i, cos: &[T]| {
+        let best = (0..cos.len() / k)
+            .map(|j| {
+                (j * k..(j + 1) * k)
+                    .fold(j * k, |best, r| if cos[r] > cos[best] { r } else { best })
+            })
+            .collect();
+        (best, c.labels[i])
+    })
+}
+
+/// Row i's classes as weight rows, in class order, and the target's place among them,
+/// from i and its cosines to every row.
+type Columns<'a, T> = &'a dyn Fn(usize, &[T]) -> (Vec<usize>, usize);
+
+/// [`margin`] with row i's classes the weight rows `columns(i, cosines to every row)`.
+fn margin_over<T: Real>(c: &NormalizedCase, quirks: &Quirks, columns: Columns<'_, T>) -> Groups {
+    let (n, rows, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
     let s: T = t(c.scale);
     let (xh, xn, x_free) = normalize::<T>(&c.features, quirks.normalize_eps);
     let (wh, wn, w_free) = normalize::<T>(&c.weights, quirks.normalize_eps);
     let r: T = per_sample(c.reduction, n);
     let mut loss = T::zero();
     let mut gx = vec![vec![T::zero(); d]; n];
-    let mut gw = vec![vec![T::zero(); d]; classes];
+    let mut gw = vec![vec![T::zero(); d]; rows];
     let mut gs = T::zero();
     for i in 0..n {
-        let y = c.labels[i];
-        let cos: Vec<T> = (0..classes)
+        let every: Vec<T> = (0..rows)
             .map(|j| (0..d).fold(T::zero(), |a, k| a + xh[i][k] * wh[j][k]))
             .collect();
+        let (cols, y) = columns(i, &every);
+        let classes = cols.len();
+        let cos: Vec<T> = cols.iter().map(|&r| every[r]).collect();
+        let wh: Vec<&Vec<T>> = cols.iter().map(|&r| &wh[r]).collect();
+        let wn: Vec<T> = cols.iter().map(|&r| wn[r]).collect();
+        let w_free: Vec<bool> = cols.iter().map(|&r| w_free[r]).collect();
         // the target rule and its derivative, as autograd sees the formula
         let (cy, clamped) = match quirks.clamp_cos {
             Some(delta) => {
@@ -218,7 +288,7 @@ pub fn margin<T: Real>(c: &NormalizedCase, quirks: &Quirks) -> Groups {
             None => (cos[y], false),
         };
         let through_clamp = if clamped { T::zero() } else { T::one() };
-        let (g, slope) = match c.margin {
+        let (g, slope) = match rule_of_row(c, i) {
             Margin::None => (cos[y], T::one()),
             Margin::Additive { m } => (cos[y] - t::<T>(m), T::one()),
             Margin::Angular { m, boundary, grad } => {
@@ -279,7 +349,7 @@ pub fn margin<T: Real>(c: &NormalizedCase, quirks: &Quirks) -> Groups {
                     T::zero()
                 };
                 gx[i][k] += dc * (wh[j][k] - along_x) / xn[i];
-                gw[j][k] += dc * (xh[i][k] - along_w) / wn[j];
+                gw[cols[j]][k] += dc * (xh[i][k] - along_w) / wn[j];
             }
         }
     }

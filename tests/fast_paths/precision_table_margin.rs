@@ -13,7 +13,7 @@ use lossref::answer::{Answer, Tensor};
 use lossref::fast::{MarginLoss, Real};
 use lossref::matrix::Matrix;
 use lossref::reference::certified;
-use lossref::spec::{Case, LossId, Margin, NormalizedCase, Reduction};
+use lossref::spec::{Case, Dtype, LossId, Margin, NormalizedCase, Reduction};
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
@@ -188,6 +188,58 @@ fn margin_precision_table_holds_and_is_tight() {
                         Ok(())
                     },
                 )
+                .unwrap();
+        }
+    }
+    // sub-center ArcFace: K = 2 and 3 sub-centers per class, every arcface variant, through
+    // the catalogue's fast path (one GEMM over the C·K rows and the max)
+    for (v, (loss, margin, scale)) in margin_variants().into_iter().enumerate() {
+        if loss != LossId::ArcFace {
+            continue;
+        }
+        for (angle, f32) in [
+            (Angle::Moderate, false),
+            (Angle::Moderate, true),
+            (Angle::NearThmm, false),
+            (Angle::NearThmm, true),
+        ] {
+            let mut runner = deterministic_runner(common::cases(3));
+            runner
+                .run(&sized_problem(angle, ARC_M, f32, (5, 12, 6)), |p| {
+                    let k = 2 + v % 2;
+                    let classes = p.weights.rows() / k;
+                    if classes < 2 {
+                        return Ok(());
+                    }
+                    let c = lossref::spec::SubcenterCase {
+                        scale,
+                        margin,
+                        reduction: Reduction::Mean,
+                        features: p.features.clone(),
+                        weights: Matrix::from_fn(classes * k, p.weights.cols(), |r, e| {
+                            *p.weights.get(r, e)
+                        }),
+                        labels: p.labels.iter().map(|y| y % classes).collect(),
+                        subcenters: k,
+                    };
+                    let case = Case::Subcenter(c);
+                    let exact = match certified(&case) {
+                        Ok(e) => e,
+                        // a target at a pole of the full gradient: an undefined point
+                        Err(_) => return Ok(()),
+                    };
+                    let got = if f32 {
+                        lossref::fast::dispatch::evaluate::<f32>(&case)
+                    } else {
+                        lossref::fast::dispatch::evaluate::<f64>(&case)
+                    }
+                    .unwrap_or_else(|e| panic!("fast path failed on {case:?}: {e}"));
+                    let dtype = if f32 { Dtype::Float32 } else { Dtype::Float64 };
+                    worst
+                        .borrow_mut()
+                        .measure(&case, dtype, &exact, &got, &|| format!("{case:?}"));
+                    Ok(())
+                })
                 .unwrap();
         }
     }

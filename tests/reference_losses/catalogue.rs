@@ -221,6 +221,22 @@ fn cases_built_by_hand_are_validated_by_every_entry_point() {
             }),
             "features[0]: is a zero-norm row",
         ),
+        (
+            Case::Subcenter(lossref::spec::SubcenterCase {
+                scale: 64.0,
+                margin: Margin::Angular {
+                    m: 0.5,
+                    boundary: Boundary::None,
+                    grad: MarginGrad::Full,
+                },
+                reduction: Reduction::Mean,
+                features: m(1, 2, vec![1.0, 2.0]),
+                weights: m(3, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]),
+                labels: vec![0],
+                subcenters: 2,
+            }),
+            "inputs.weights: has 3 rows, which params.subcenters = 2 does not divide",
+        ),
     ];
     let families: std::collections::BTreeSet<&str> = bad
         .iter()

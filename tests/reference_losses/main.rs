@@ -13,3 +13,4 @@ mod normalized_reference;
 mod psi_reference;
 mod sample_inputs;
 mod softmax_reference;
+mod subcenter_reference;

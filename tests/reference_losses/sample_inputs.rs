@@ -11,29 +11,13 @@ use crate::normalized_reference::{assert_same, certify, naive_cosines, naive_tar
 use common::deterministic_runner;
 use common::geometry::{case, margin_variants, problem, sized_problem, Angle, ARC_M};
 use common::gradient::{check_gradient, points};
+use common::textbook::rule_of_row;
 use lossref::family::normalized::reference as normalized;
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
 use lossref::reference::softmax::{cross_entropies, reduce};
 use lossref::spec::{Case, LossId, Margin, MarginGrad, MarginSlot, NormalizedCase, Reduction};
 use proptest::prelude::*;
-
-/// Row i's rule by SPEC §5, substituted here by hand: its margin replaces cosface's and
-/// arcface's m, combined's m2 (or m3 with `margins_as = m3`).
-fn rule_of_row(c: &NormalizedCase, i: usize) -> Margin {
-    let Some(m) = c.margins.as_ref().map(|v| v[i]) else {
-        return c.margin;
-    };
-    match c.margin {
-        Margin::None => panic!("normface takes no margins"),
-        Margin::Additive { .. } => Margin::Additive { m },
-        Margin::Angular { boundary, grad, .. } => Margin::Angular { m, boundary, grad },
-        Margin::Combined { m1, m2, m3 } => match c.margins_as {
-            MarginSlot::M2 => Margin::Combined { m1, m2: m, m3 },
-            MarginSlot::M3 => Margin::Combined { m1, m2, m3: m },
-        },
-    }
-}
 
 /// The loss from SPEC §5's definition: every row's rule, and the softmax over the subset's
 /// classes (all of them without one). With `shifts`, row i's target logit is

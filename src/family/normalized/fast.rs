@@ -208,7 +208,45 @@ impl MarginLoss {
         let mut gw = vec![T::zero(); weights.len()];
         let (loss, scale) = self.run(
             &mut ws,
-            (features, weights, labels, rules),
+            (features, weights, labels, rules, 1),
+            dim,
+            threads,
+            &mut gx,
+            &mut gw,
+        )?;
+        Ok(MarginGradients {
+            loss,
+            features: gx,
+            weights: gw,
+            scale,
+        })
+    }
+
+    /// Sub-center ArcFace (SPEC §5, `subcenter_arcface`): `weights` holds K = `subcenters`
+    /// rows per class, row j·K + k being sub-center k of class j (C·K rows in all); the
+    /// cosine of class j is the largest of its sub-centers', and the gradient reaches that
+    /// sub-center only (the first of an exact tie). One GEMM over the C·K rows, the max and
+    /// the margin in the row pass, and the backward GEMMs with the gradient placed at each
+    /// class's maximizing row (0 at the others).
+    ///
+    /// # Errors
+    /// As [`MarginLoss::forward_backward`]; K = 0, K not dividing the rows, fewer than two
+    /// classes, or a label out of 0..C.
+    pub fn forward_backward_subcenters<T: Real>(
+        &self,
+        features: &[T],
+        weights: &[T],
+        labels: &[usize],
+        subcenters: usize,
+        dim: usize,
+        threads: usize,
+    ) -> Result<MarginGradients<T>> {
+        let mut ws = Workspace::with_tile_logits(TILE_LOGITS);
+        let mut gx = vec![T::zero(); features.len()];
+        let mut gw = vec![T::zero(); weights.len()];
+        let (loss, scale) = self.run(
+            &mut ws,
+            (features, weights, labels, None, subcenters),
             dim,
             threads,
             &mut gx,
@@ -271,7 +309,7 @@ impl MarginLoss {
     ) -> Result<(T, Option<T>)> {
         self.run(
             ws,
-            (features, weights, labels, None),
+            (features, weights, labels, None, 1),
             dim,
             threads,
             grad_features,
@@ -284,14 +322,21 @@ impl MarginLoss {
     fn run<T: Real>(
         &self,
         ws: &mut Workspace<T>,
-        (features, weights, labels, rules): (&[T], &[T], &[usize], Option<&[Margin]>),
+        (features, weights, labels, rules, subcenters): (
+            &[T],
+            &[T],
+            &[usize],
+            Option<&[Margin]>,
+            usize,
+        ),
         dim: usize,
         threads: usize,
         grad_features: &mut [T],
         grad_weights: &mut [T],
     ) -> Result<(T, Option<T>)> {
         let n = labels.len();
-        check_batch(features, weights, labels, dim)?;
+        let rows = check_batch(features, weights, labels, dim)?;
+        check_subcenters(rows, subcenters, labels)?;
         check_margin(&self.margin)?;
         self.check_scale()?;
         if let Some(rules) = rules {
@@ -320,12 +365,15 @@ impl MarginLoss {
         // θ to the target for the angular rules, from the raw rows: acos of the GEMM's
         // cos θ is 0 wherever cos θ rounds to 1 (θ below √ε), and its slope then unbounded
         ws.angles.clear();
-        if (0..n).any(|i| {
-            matches!(
-                margin_of(i),
-                Margin::Angular { .. } | Margin::Combined { .. }
-            )
-        }) {
+        // (with sub-centers, θ is to the maximizing sub-center: the row pass takes it)
+        if subcenters == 1
+            && (0..n).any(|i| {
+                matches!(
+                    margin_of(i),
+                    Margin::Angular { .. } | Margin::Combined { .. }
+                )
+            })
+        {
             // into the workspace's buffer, reused between calls
             ws.angles.par_extend((0..n).into_par_iter().map(|i| {
                 let y = labels[i];
@@ -348,6 +396,19 @@ impl MarginLoss {
             grad_weights,
             |i, row| {
                 let margin = margin_of(i);
+                if subcenters > 1 {
+                    let x = &features[i * dim..(i + 1) * dim];
+                    return self.subcenter_row(
+                        row,
+                        &margin,
+                        winv,
+                        (x, weights, dim),
+                        labels[i],
+                        subcenters,
+                        r,
+                        i,
+                    );
+                }
                 self.row_into_gradient(row, &margin, winv, labels[i], angles.get(i).copied(), r, i)
             },
         )?;
@@ -375,6 +436,54 @@ impl MarginLoss {
             ));
         }
         Ok(())
+    }
+
+    /// The row pass of sub-center ArcFace: row r = j·K + k of `row` holds x̂_i·w_r; each
+    /// class's cosine is its largest sub-center's, whose row receives G_ij/‖w_r‖ (the
+    /// others 0). θ to the target's sub-center by Kahan's formula from the raw rows
+    /// (`x`, `weights` of width `dim`).
+    #[allow(clippy::too_many_arguments)]
+    fn subcenter_row<T: Real>(
+        &self,
+        row: &mut [T],
+        margin: &Margin,
+        inv_norms: &[T],
+        (x, weights, dim): (&[T], &[T], usize),
+        y: usize,
+        k: usize,
+        r: f64,
+        i: usize,
+    ) -> Result<f64> {
+        let classes = row.len() / k;
+        let mut best = Vec::with_capacity(classes);
+        let mut logits = Vec::with_capacity(classes);
+        let mut inv = Vec::with_capacity(classes);
+        for j in 0..classes {
+            let (mut at, mut top) = (j * k, row[j * k] * inv_norms[j * k]);
+            for q in j * k + 1..(j + 1) * k {
+                let c = row[q] * inv_norms[q];
+                if c > top {
+                    (at, top) = (q, c);
+                }
+            }
+            best.push(at);
+            logits.push(top);
+            inv.push(inv_norms[at]);
+        }
+        let wy = best[y];
+        let theta = matches!(margin, Margin::Angular { .. } | Margin::Combined { .. })
+            .then(|| super::angle(x, &weights[wy * dim..(wy + 1) * dim]));
+        // the compact row holds x̂·w_best (times 1/‖w_best‖ below), as the plain row pass
+        // takes it
+        for (v, &q) in logits.iter_mut().zip(&best) {
+            *v = row[q];
+        }
+        let loss = self.row_into_gradient(&mut logits, margin, &inv, y, theta, r, i)?;
+        row.iter_mut().for_each(|v| *v = T::zero());
+        for (&q, &g) in best.iter().zip(&logits) {
+            row[q] = g;
+        }
+        Ok(loss)
     }
 
     /// Turns one row of x̂_i·w_j into its row of G_ij/‖w_j‖ (G = ∂L/∂cos θ), in place, and
@@ -441,6 +550,31 @@ crate::row_kernel!(
     fn margin_row<T: Real>(loss: &MarginLoss, row: &mut [T], margin: &Margin, inv_norms: &[T], y: usize, theta: Option<(f64, f64)>, r: f64, i: usize) -> Result<f64>
         => MarginLoss::row_portable
 );
+
+/// Checks K sub-centers per class against `rows` weight rows: K ≥ 1 divides them into
+/// C ≥ 2 classes, and every label is in 0..C.
+fn check_subcenters(rows: usize, k: usize, labels: &[usize]) -> Result<()> {
+    if k == 0 || rows % k != 0 {
+        return Err(Error::invalid(
+            "weights",
+            format!("has {rows} rows, which K = {k} sub-centers per class do not divide"),
+        ));
+    }
+    let classes = rows / k;
+    if classes < 2 {
+        return Err(Error::invalid(
+            "weights",
+            format!("has C = {classes} class(es) of K = {k} sub-centers; a softmax needs C ≥ 2"),
+        ));
+    }
+    if let Some((i, &y)) = labels.iter().enumerate().find(|&(_, &y)| y >= classes) {
+        return Err(Error::invalid(
+            format!("labels[{i}]"),
+            format!("label {y} is out of range 0..{classes} (C = {rows} rows / K = {k})"),
+        ));
+    }
+    Ok(())
+}
 
 /// Rejects a non-finite margin (the fields are public, so a caller can build any value).
 fn check_margin(margin: &Margin) -> Result<()> {

@@ -407,19 +407,21 @@ impl LossFamily for NormalizedFamily {
         c: &NormalizedCase,
         block_values: usize,
     ) -> Option<crate::reference::blocks::ClassBlocks<NormalizedCase>> {
-        // a subset's case certifies whole: its rows of W are gathered into a new matrix,
-        // which the streaming pass would have to carry block by block
-        (c.classes.is_none() && stream::streams(c, block_values)).then(|| {
-            crate::reference::blocks::ClassBlocks {
-                name: "weights",
-                position: 1,
-                rows: c.weights.rows(),
-                cols: c.weights.cols(),
-                certify: |c, whole, with_decimals, block_values, sink| {
+        // a subset's case streams its restricted case, whose blocks of rows land at the
+        // subset's classes, exact zeros between them (`subset::stream`)
+        let streamed = subset::restricted(c).unwrap_or_else(|| c.clone());
+        stream::streams(&streamed, block_values).then(|| crate::reference::blocks::ClassBlocks {
+            name: "weights",
+            position: 1,
+            rows: c.weights.rows(),
+            cols: c.weights.cols(),
+            certify: |c, whole, with_decimals, block_values, sink| match subset::restricted(c) {
+                Some(sub) => subset::stream(c, &sub, with_decimals, block_values, sink),
+                None => {
                     let block_classes = stream::classes_per_block(c, block_values);
                     stream::certify(c, whole, with_decimals, block_classes, sink)
-                },
-            }
+                }
+            },
         })
     }
 
@@ -871,7 +873,10 @@ pub fn margin_params(loss: LossId, params: &Value) -> Result<(f64, Margin, Reduc
     Ok(parsed)
 }
 
-fn read_margin_params(loss: LossId, params: &mut Fields) -> Result<(f64, Margin, Reduction)> {
+pub(crate) fn read_margin_params(
+    loss: LossId,
+    params: &mut Fields,
+) -> Result<(f64, Margin, Reduction)> {
     let default_scale = match loss {
         LossId::NormFace => 16.0,
         LossId::AmSoftmax => 30.0,

@@ -10,9 +10,14 @@
 
 use super::NormalizedCase;
 use crate::answer::{Answer, Tensor};
+use crate::error::Result;
 use crate::exact::lindemann::{Combination, Row};
 use crate::exact::ExactForm;
 use crate::matrix::Matrix;
+use crate::mp::certify::{certify_first_round, Goal, Rounded};
+use crate::mp::interval::Interval;
+use crate::reference::blocks::{ClassSink, Streamed};
+use crate::spec::Case;
 
 /// The case on its subset's rows, or `None` for a case without a subset. Labels outside
 /// the subset are a validation error ([`super::NormalizedFamily`]'s `validate`), so every
@@ -121,4 +126,47 @@ impl ExactForm for SubsetForm {
             None => Some(Combination::default()),
         }
     }
+}
+
+/// The streamed certification of a subset's case (`crate::reference::blocks`): its
+/// restricted case `sub` streams over blocks of its rows, each row handed to `sink` at its
+/// class in `case`, in order, with rows of exact zeros for the classes between and after
+/// them.
+pub(crate) fn stream(
+    case: &NormalizedCase,
+    sub: &NormalizedCase,
+    with_decimals: bool,
+    block_values: usize,
+    sink: &mut ClassSink<'_>,
+) -> Streamed {
+    let (Some(classes), d) = (&case.classes, case.weights.cols()) else {
+        return Ok(None);
+    };
+    let goal = Goal::eval(with_decimals);
+    let zero = certify_first_round(Interval::from_i64(goal.first_precision(), 0), goal)
+        .expect("an exact 0 rounds at once");
+    let zeros = vec![zero; d];
+    let mut next = 0;
+    let mut placed = |first: usize, values: Vec<Rounded>| -> Result<()> {
+        for (q, row) in values.chunks(d.max(1)).enumerate() {
+            let j = classes[first + q];
+            while next < j {
+                sink(next, zeros.clone())?;
+                next += 1;
+            }
+            sink(j, row.to_vec())?;
+            next = j + 1;
+        }
+        Ok(())
+    };
+    let block_classes = super::stream::classes_per_block(sub, block_values);
+    let whole = Case::Normalized(sub.clone());
+    let answer = super::stream::certify(sub, &whole, with_decimals, block_classes, &mut placed)?;
+    if answer.is_some() {
+        while next < case.weights.rows() {
+            sink(next, zeros.clone())?;
+            next += 1;
+        }
+    }
+    Ok(answer)
 }
