@@ -56,10 +56,15 @@ def _margin_loss(target: Callable[[jnp.ndarray], jnp.ndarray], inputs: Dict[str,
     labels = jnp.asarray(inputs["labels"])
     x0 = jnp.asarray(inputs["features"])
     w0 = jnp.asarray(inputs["weights"])
-    one_hot = jax.nn.one_hot(labels, w0.shape[0], dtype=x0.dtype)
+    # Partial FC (SPEC §5): the subset's rows of W, `weight[classes]`, labels renumbered
+    classes = jnp.asarray(inputs["classes"]) if "classes" in inputs else None
+    if classes is not None:
+        labels = jnp.searchsorted(classes, labels)
+    one_hot = jax.nn.one_hot(labels, w0.shape[0] if classes is None else classes.shape[0], dtype=x0.dtype)
 
     def loss(x: jnp.ndarray, w: jnp.ndarray) -> jnp.ndarray:
-        cos = _normalize(x) @ _normalize(w).T
+        rows = w if classes is None else w[classes]
+        cos = _normalize(x) @ _normalize(rows).T
         logits = scale * jnp.where(one_hot > 0, target(cos), cos)
         return _reduce(optax.softmax_cross_entropy_with_integer_labels(logits, labels), params.get("reduction", "mean"))
 
@@ -67,16 +72,22 @@ def _margin_loss(target: Callable[[jnp.ndarray], jnp.ndarray], inputs: Dict[str,
     return {"loss": np.asarray(value)}, {"features": np.asarray(gx), "weights": np.asarray(gw)}
 
 
+def _margins(inputs: Dict[str, np.ndarray], m: Any) -> Any:
+    """ElasticFace's per-sample margins (SPEC §5) as a column that broadcasts over a row's
+    classes, or the scalar margin."""
+    return jnp.asarray(inputs["margins"])[:, None] if "margins" in inputs else m
+
+
 def cosface(inputs: Dict[str, np.ndarray], params: Dict[str, Any]) -> Values:
-    """CosFace / AM-Softmax: target logit s·(cos θ − m)."""
-    m = params.get("margin", 0.35)
+    """CosFace / AM-Softmax: target logit s·(cos θ − m), m per sample where given."""
+    m = _margins(inputs, params.get("margin", 0.35))
     return _margin_loss(lambda cos: cos - m, inputs, params, params.get("scale", 64.0))
 
 
 def arcface(inputs: Dict[str, np.ndarray], params: Dict[str, Any], degrees: bool = False, boundary: str = "") -> Values:
     """ArcFace: target cos(θ + m) through arccos, with the `thmm` / `easy` boundaries and
     the detached margin gradient (stop_gradient on the offset), as insightface writes it."""
-    m = params.get("margin", 0.5)
+    m = _margins(inputs, params.get("margin", 0.5))
     if degrees:
         m = m * math.pi / 180.0
     boundary = boundary or params.get("boundary", "none")
@@ -86,7 +97,7 @@ def arcface(inputs: Dict[str, np.ndarray], params: Dict[str, Any], degrees: bool
         theta = jnp.arccos(jnp.clip(cos, -1.0, 1.0))
         g = jnp.cos(theta + m)
         if boundary == "thmm":
-            g = jnp.where(cos > math.cos(math.pi - m), g, cos - m * math.sin(m))
+            g = jnp.where(cos > jnp.cos(math.pi - m), g, cos - m * jnp.sin(m))
         elif boundary == "easy":
             g = jnp.where(cos > 0, g, cos)
         if detached:

@@ -20,8 +20,15 @@ def torch_cosface(inputs: dict, params: dict) -> tuple:
     x = torch.tensor(inputs["features"], dtype=dtype, requires_grad=True)
     w = torch.tensor(inputs["weights"], dtype=dtype, requires_grad=True)
     y = torch.tensor(inputs["labels"])
-    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(w, dim=1).T
-    logits = params.get("scale", 64.0) * (cos - params.get("margin", 0.35) * torch.nn.functional.one_hot(y, w.shape[0]))
+    # SPEC §5: Partial FC's `weight[classes]` with the labels renumbered, and ElasticFace's
+    # per-sample margins as a column of the model's dtype
+    rows = w
+    if "classes" in inputs:
+        classes = torch.tensor(inputs["classes"])
+        rows, y = w[classes], torch.searchsorted(classes, y)
+    m = torch.tensor(inputs["margins"], dtype=dtype)[:, None] if "margins" in inputs else params.get("margin", 0.35)
+    cos = torch.nn.functional.normalize(x, dim=1) @ torch.nn.functional.normalize(rows, dim=1).T
+    logits = params.get("scale", 64.0) * (cos - m * torch.nn.functional.one_hot(y, rows.shape[0]))
     loss = torch.nn.functional.cross_entropy(logits, y, reduction=params.get("reduction", "mean"))
     loss.backward()
     return {"loss": loss.detach().numpy()}, {"features": x.grad.numpy(), "weights": w.grad.numpy()}
