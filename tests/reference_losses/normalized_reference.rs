@@ -10,6 +10,7 @@ use crate::common;
 use common::deterministic_runner;
 use common::geometry::{case, margin_variants, problem, Angle, Problem, ARC_M};
 use common::gradient::{check_gradient, points};
+use common::textbook::rule_of_row;
 use lossref::family::normalized::reference as normalized;
 use lossref::matrix::Matrix;
 use lossref::mp::certify::{Certified, CertifiedAnswer};
@@ -70,9 +71,11 @@ pub(crate) fn naive_cosines(x: &Matrix<Interval>, w: &Matrix<Interval>) -> Matri
     })
 }
 
-/// The loss from its definition. With `shifts`, the target logit is s·(cos θ + shift_i)
-/// with the shifts held constant: the function whose gradient `margin_grad = detached`
-/// defines.
+/// The loss from its definition (SPEC §1, and §5's inputs): every row's rule (its
+/// per-sample margin where given, substituted by `common::textbook::rule_of_row`), and the
+/// softmax over the subset's classes (all of them without one). With `shifts`, row i's
+/// target logit is s·(cos θ + shift_i), the shifts held constant: the function whose
+/// gradient `margin_grad = detached` defines.
 fn naive_loss(
     c: &NormalizedCase,
     x: &Matrix<Interval>,
@@ -80,25 +83,39 @@ fn naive_loss(
     s: &Interval,
     shifts: Option<&[Interval]>,
 ) -> Interval {
+    let all: Vec<usize> = (0..c.weights.rows()).collect();
+    let subset = c.classes.as_ref().unwrap_or(&all);
     let cos = naive_cosines(x, w);
-    let logits = Matrix::from_fn(cos.rows(), cos.cols(), |i, j| {
-        let v = cos.get(i, j);
+    let logits = Matrix::from_fn(cos.rows(), subset.len(), |i, k| {
+        let (j, v) = (subset[k], cos.get(i, subset[k]));
         if j != c.labels[i] {
             s.mul(v)
         } else if let Some(shift) = shifts {
             s.mul(&v.add(&shift[i]))
         } else {
-            s.mul(&naive_target(&c.margin, v))
+            s.mul(&naive_target(&rule_of_row(c, i), v))
         }
     });
-    reduce(&cross_entropies(&logits, &c.labels), c.reduction)
+    let labels: Vec<usize> = c
+        .labels
+        .iter()
+        .map(|y| {
+            subset
+                .iter()
+                .position(|j| j == y)
+                .expect("the subset holds every label")
+        })
+        .collect();
+    reduce(&cross_entropies(&logits, &labels), c.reduction)
 }
 
 /// Every reference gradient against central differences of [`naive_loss`]
-/// (`common::gradient::check_gradient`).
-fn check_numdiff(c: &NormalizedCase) {
+/// (`common::gradient::check_gradient`); off a class subset, the weights' gradient must be
+/// an exact 0 whose quotient vanishes.
+pub(crate) fn check_numdiff(c: &NormalizedCase) {
     let prec = 1024;
-    let answer = normalized::evaluate(c, prec).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    let answer = lossref::reference::evaluate(&Case::Normalized(c.clone()), prec)
+        .unwrap_or_else(|e| panic!("{c:?}: {e}"));
     let detached = matches!(
         c.margin,
         Margin::Angular {
@@ -111,7 +128,7 @@ fn check_numdiff(c: &NormalizedCase) {
         (0..c.labels.len())
             .map(|i| {
                 let v = cos.get(i, c.labels[i]);
-                naive_target(&c.margin, v).sub(v)
+                naive_target(&rule_of_row(c, i), v).sub(v)
             })
             .collect()
     });

@@ -6,97 +6,14 @@
 //! with ∂L/∂w_j = 0 elsewhere.
 
 use crate::common;
-use crate::normalized_reference::{assert_same, certify, naive_cosines, naive_target, same_order};
+use crate::normalized_reference::{assert_same, certify, check_numdiff, same_order};
 
 use common::deterministic_runner;
 use common::geometry::{case, margin_variants, problem, sized_problem, Angle, ARC_M};
-use common::gradient::{check_gradient, points};
-use common::textbook::rule_of_row;
 use lossref::family::normalized::reference as normalized;
 use lossref::matrix::Matrix;
-use lossref::mp::interval::Interval;
-use lossref::reference::softmax::{cross_entropies, reduce};
-use lossref::spec::{Case, LossId, Margin, MarginGrad, MarginSlot, NormalizedCase, Reduction};
+use lossref::spec::{LossId, Margin, MarginSlot, NormalizedCase, Reduction};
 use proptest::prelude::*;
-
-/// The loss from SPEC §5's definition: every row's rule, and the softmax over the subset's
-/// classes (all of them without one). With `shifts`, row i's target logit is
-/// s·(cos θ + shift_i), the shifts held constant: the function whose gradient
-/// `margin_grad = detached` defines.
-fn naive_loss(
-    c: &NormalizedCase,
-    x: &Matrix<Interval>,
-    w: &Matrix<Interval>,
-    s: &Interval,
-    shifts: Option<&[Interval]>,
-) -> Interval {
-    let all: Vec<usize> = (0..c.weights.rows()).collect();
-    let subset = c.classes.as_ref().unwrap_or(&all);
-    let cos = naive_cosines(x, w);
-    let logits = Matrix::from_fn(cos.rows(), subset.len(), |i, k| {
-        let (j, v) = (subset[k], cos.get(i, subset[k]));
-        if j != c.labels[i] {
-            s.mul(v)
-        } else if let Some(shift) = shifts {
-            s.mul(&v.add(&shift[i]))
-        } else {
-            s.mul(&naive_target(&rule_of_row(c, i), v))
-        }
-    });
-    let labels: Vec<usize> = c
-        .labels
-        .iter()
-        .map(|y| {
-            subset
-                .iter()
-                .position(|j| j == y)
-                .expect("the subset holds every label")
-        })
-        .collect();
-    reduce(&cross_entropies(&logits, &labels), c.reduction)
-}
-
-/// Every gradient of the reference against central differences of [`naive_loss`]: off the
-/// subset, the weights' gradient must be an exact 0 whose quotient vanishes.
-fn check_numdiff(c: &NormalizedCase) {
-    let prec = 1024;
-    let whole = Case::Normalized(c.clone());
-    let answer =
-        lossref::reference::evaluate(&whole, prec).unwrap_or_else(|e| panic!("{c:?}: {e}"));
-    let loss = &answer.output("loss").unwrap().values()[0];
-    let detached = matches!(
-        c.margin,
-        Margin::Angular {
-            grad: MarginGrad::Detached,
-            ..
-        }
-    );
-    let shifts: Option<Vec<Interval>> = detached.then(|| {
-        let cos = naive_cosines(&points(&c.features, prec), &points(&c.weights, prec));
-        (0..c.labels.len())
-            .map(|i| {
-                let v = cos.get(i, c.labels[i]);
-                naive_target(&rule_of_row(c, i), v).sub(v)
-            })
-            .collect()
-    });
-    let sh = shifts.as_deref();
-    for (name, tensor) in answer.gradients.iter() {
-        let what = format!("{c:?} {name}");
-        let at = match *name {
-            "features" => &c.features,
-            "weights" => &c.weights,
-            other => panic!("unexpected gradient {other}"),
-        };
-        check_gradient(&what, loss, tensor.values(), at, |v, p| {
-            let s = Interval::from_f64(p, c.scale);
-            match *name {
-                "features" => naive_loss(c, v, &points(&c.weights, p), &s, sh),
-                _ => naive_loss(c, &points(&c.features, p), v, &s, sh),
-            }
-        });
-    }
-}
 
 /// Per-sample margins around `m`, spread by up to ±`spread` (ElasticFace's σ is 0.0125 to
 /// 0.1), drawn by proptest.

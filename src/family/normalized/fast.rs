@@ -91,6 +91,10 @@ pub struct MarginGradients<T> {
     pub scale: Option<T>,
 }
 
+/// A batch as the row pass takes it: features, weights, labels, a rule per row (or none),
+/// and the sub-centers per class.
+type Batch<'a, T> = (&'a [T], &'a [T], &'a [usize], Option<&'a [Margin]>, usize);
+
 /// Buffers that [`MarginLoss::forward_backward_into`] reuses between calls: the unit rows
 /// and norms of features and weights, one tile of logits and per-row scratch.
 ///
@@ -203,23 +207,12 @@ impl MarginLoss {
         dim: usize,
         threads: usize,
     ) -> Result<MarginGradients<T>> {
-        let mut ws = Workspace::with_tile_logits(TILE_LOGITS);
-        let mut gx = vec![T::zero(); features.len()];
-        let mut gw = vec![T::zero(); weights.len()];
-        let (loss, scale) = self.run(
-            &mut ws,
+        self.gradients(
             (features, weights, labels, rules, 1),
             dim,
             threads,
-            &mut gx,
-            &mut gw,
-        )?;
-        Ok(MarginGradients {
-            loss,
-            features: gx,
-            weights: gw,
-            scale,
-        })
+            TILE_LOGITS,
+        )
     }
 
     /// Sub-center ArcFace (SPEC §5, `subcenter_arcface`): `weights` holds K = `subcenters`
@@ -241,23 +234,12 @@ impl MarginLoss {
         dim: usize,
         threads: usize,
     ) -> Result<MarginGradients<T>> {
-        let mut ws = Workspace::with_tile_logits(TILE_LOGITS);
-        let mut gx = vec![T::zero(); features.len()];
-        let mut gw = vec![T::zero(); weights.len()];
-        let (loss, scale) = self.run(
-            &mut ws,
+        self.gradients(
             (features, weights, labels, None, subcenters),
             dim,
             threads,
-            &mut gx,
-            &mut gw,
-        )?;
-        Ok(MarginGradients {
-            loss,
-            features: gx,
-            weights: gw,
-            scale,
-        })
+            TILE_LOGITS,
+        )
     }
 
     /// [`MarginLoss::forward_backward`] holding at most `tile_logits` logits at a time (at
@@ -274,12 +256,26 @@ impl MarginLoss {
         threads: usize,
         tile_logits: usize,
     ) -> Result<MarginGradients<T>> {
+        self.gradients(
+            (features, weights, labels, None, 1),
+            dim,
+            threads,
+            tile_logits,
+        )
+    }
+
+    /// [`MarginLoss::run`] into fresh buffers, holding at most `tile_logits` logits.
+    fn gradients<T: Real>(
+        &self,
+        batch: Batch<'_, T>,
+        dim: usize,
+        threads: usize,
+        tile_logits: usize,
+    ) -> Result<MarginGradients<T>> {
         let mut ws = Workspace::with_tile_logits(tile_logits);
-        let mut gx = vec![T::zero(); features.len()];
-        let mut gw = vec![T::zero(); weights.len()];
-        let (loss, scale) = self.forward_backward_into(
-            &mut ws, features, weights, labels, dim, threads, &mut gx, &mut gw,
-        )?;
+        let mut gx = vec![T::zero(); batch.0.len()];
+        let mut gw = vec![T::zero(); batch.1.len()];
+        let (loss, scale) = self.run(&mut ws, batch, dim, threads, &mut gx, &mut gw)?;
         Ok(MarginGradients {
             loss,
             features: gx,
@@ -317,18 +313,12 @@ impl MarginLoss {
         )
     }
 
-    /// [`MarginLoss::forward_backward_into`] with row i's rule `rules[i]` where given.
-    #[allow(clippy::type_complexity)]
+    /// [`MarginLoss::forward_backward_into`] with row i's rule `rules[i]` where given, and
+    /// K sub-centers per class (1: plain rows).
     fn run<T: Real>(
         &self,
         ws: &mut Workspace<T>,
-        (features, weights, labels, rules, subcenters): (
-            &[T],
-            &[T],
-            &[usize],
-            Option<&[Margin]>,
-            usize,
-        ),
+        (features, weights, labels, rules, subcenters): Batch<'_, T>,
         dim: usize,
         threads: usize,
         grad_features: &mut [T],

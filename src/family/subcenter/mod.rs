@@ -13,7 +13,7 @@
 //!
 //! **One arcface row per sample.** With the maximizing sub-centers σ(i, j) decided, row i's
 //! loss is `arcface` of x_i against the C rows w_{σ(i, j)}: each layer evaluates those
-//! one-row cases ([`row_case`], reduction `sum`), multiplies by the reduction's weight r
+//! one-row cases (`row_case`, reduction `sum`), multiplies by the reduction's weight r
 //! (1/N for `mean`), and adds each row's weight gradient into the sub-centers it selected;
 //! a sub-center no row selects has the exact gradient 0. The fast path is one GEMM over the
 //! C·K rows instead ([`crate::fast::MarginLoss::forward_backward_subcenters`]).
@@ -129,20 +129,17 @@ pub struct SubcenterFamily;
 /// An exact tie of the maximum, naming the row, the class and the two sub-centers.
 pub fn select(c: &SubcenterCase) -> Result<Vec<Vec<usize>>> {
     let (k, d) = (c.subcenters, c.features.cols());
-    let units: Vec<Vec<f64>> = c.weights.iter_rows().map(unit).collect();
     // the binary64 cosine of two unit rows is within (D + 4)·ε of the exact one
     let slack = 8.0 * (d as f64 + 4.0) * f64::EPSILON;
-    (0..c.labels.len())
-        .map(|i| {
+    estimated_cosines(c)
+        .iter()
+        .enumerate()
+        .map(|(i, all)| {
             let x = c.features.row(i);
-            let xu = unit(x);
             (0..c.classes())
                 .map(|j| {
                     let rows = j * k..(j + 1) * k;
-                    let cos: Vec<f64> = rows
-                        .clone()
-                        .map(|r| xu.iter().zip(&units[r]).map(|(a, b)| a * b).sum())
-                        .collect();
+                    let cos = &all[rows.clone()];
                     let mut best = j * k;
                     for r in rows.clone().skip(1) {
                         let (a, b) = (cos[r - j * k], cos[best - j * k]);
@@ -180,6 +177,21 @@ pub fn select(c: &SubcenterCase) -> Result<Vec<Vec<usize>>> {
                     }
                     Ok(best)
                 })
+                .collect()
+        })
+        .collect()
+}
+
+/// cos(x_i, w_r) in binary64 for every batch row and weight row, as products of unit rows.
+fn estimated_cosines(c: &SubcenterCase) -> Vec<Vec<f64>> {
+    let units: Vec<Vec<f64>> = c.weights.iter_rows().map(unit).collect();
+    c.features
+        .iter_rows()
+        .map(|x| {
+            let xu = unit(x);
+            units
+                .iter()
+                .map(|w| xu.iter().zip(w).map(|(a, b)| a * b).sum())
                 .collect()
         })
         .collect()
@@ -330,16 +342,14 @@ fn reference_at(
 /// which never fail).
 fn selection_or_estimate(c: &SubcenterCase) -> Vec<Vec<usize>> {
     select(c).unwrap_or_else(|_| {
-        let units: Vec<Vec<f64>> = c.weights.iter_rows().map(unit).collect();
         let k = c.subcenters;
-        (0..c.labels.len())
-            .map(|i| {
-                let xu = unit(c.features.row(i));
-                let cos = |r: usize| -> f64 { xu.iter().zip(&units[r]).map(|(a, b)| a * b).sum() };
+        estimated_cosines(c)
+            .iter()
+            .map(|cos| {
                 (0..c.classes())
                     .map(|j| {
                         (j * k..(j + 1) * k)
-                            .max_by(|&a, &b| cos(a).partial_cmp(&cos(b)).unwrap_or(Ordering::Equal))
+                            .max_by(|&a, &b| cos[a].partial_cmp(&cos[b]).unwrap_or(Ordering::Equal))
                             .unwrap_or(j * k)
                     })
                     .collect()
