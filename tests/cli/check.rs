@@ -1716,3 +1716,61 @@ fn subcenters_read_in_the_other_layout_are_diagnosed() {
         "{d}"
     );
 }
+
+/// insightface's `CombinedMarginLoss` (SPEC §5): with m3 > 0 it ignores m1 and m2. A
+/// `combined` that does so is named on the corpus's combined(1.25, 0.25, 0.125) cases.
+#[test]
+fn insightfaces_combined_margin_with_m3_ignoring_m1_and_m2_is_diagnosed() {
+    let corpus = corpus();
+    let r = wrong_results(
+        &corpus,
+        |c| c.id.starts_with("combined/random/"),
+        |case| {
+            if let Case::Normalized(c) = case {
+                if let Margin::Combined { m3, .. } = c.margin {
+                    c.margin = Margin::Combined {
+                        m1: 1.0,
+                        m2: 0.0,
+                        m3,
+                    };
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&r, &corpus, "combined");
+    assert!(
+        d.starts_with(
+            "matches if insightface's CombinedMarginLoss: with m3 > 0 it ignores m1 and m2"
+        ),
+        "{d}"
+    );
+}
+
+/// insightface's `CombinedMarginLoss` with m1 = 1 and m3 = 0: the margin added under
+/// `torch.no_grad()`, so the gradient is arcface's detached one; named on the corpus's
+/// combined(1, 0.5, 0) cases.
+#[test]
+fn insightfaces_combined_margin_without_m3_is_diagnosed_as_detached() {
+    let corpus = corpus();
+    let r = wrong_results(
+        &corpus,
+        |c| c.id.starts_with("combined-arc/"),
+        |case| {
+            if let Case::Normalized(c) = case {
+                if let Margin::Combined { m2, .. } = c.margin {
+                    c.loss = lossref::spec::LossId::ArcFace;
+                    c.margin = Margin::Angular {
+                        m: m2,
+                        boundary: Boundary::None,
+                        grad: MarginGrad::Detached,
+                    };
+                }
+            }
+        },
+    );
+    let d = diagnosis_of(&r, &corpus, "combined");
+    assert!(
+        d.starts_with("matches if insightface's CombinedMarginLoss: with m1 = 1 and m3 = 0"),
+        "{d}"
+    );
+}

@@ -714,6 +714,7 @@ impl LossFamily for NormalizedFamily {
                     "the angular margin m2 is read in degrees",
                     Case::Normalized(d),
                 );
+                out.extend(insightface_combined(c, (m1, m2, m3)));
             }
             Margin::None => {}
         }
@@ -775,6 +776,48 @@ impl LossFamily for NormalizedFamily {
         }
         scales::normalized_logit_stages(c, u)
     }
+}
+
+/// insightface's `CombinedMarginLoss` (recognition/arcface_torch/losses.py, SPEC §5), where
+/// it differs from `combined`: with m3 > 0 it ignores m1 and m2 (`target_logit - self.m3`,
+/// per-sample margins as m2 with them); with m1 = 1 and m3 = 0 it adds m2 to θ under
+/// `torch.no_grad()` with in-place arccos and cos, which is arcface with boundary `none`
+/// and the detached margin gradient.
+fn insightface_combined(c: &NormalizedCase, (m1, m2, m3): (f64, f64, f64)) -> Vec<Alternative> {
+    let mut out = Vec::new();
+    if m3 > 0.0
+        && (m1 != 1.0 || m2 != 0.0 || (c.margins.is_some() && c.margins_as == MarginSlot::M2))
+    {
+        let mut d = c.clone();
+        d.margin = Margin::Combined {
+            m1: 1.0,
+            m2: 0.0,
+            m3,
+        };
+        if d.margins_as == MarginSlot::M2 {
+            d.margins = None;
+        }
+        out.extend(reevaluated(
+            "insightface's CombinedMarginLoss: with m3 > 0 it ignores m1 and m2 (the target logit is s·(cos θ − m3))",
+            Case::Normalized(d),
+        ));
+    }
+    if m1 == 1.0 && m3 == 0.0 && c.margins_as == MarginSlot::M2 {
+        let d = NormalizedCase {
+            loss: LossId::ArcFace,
+            margin: Margin::Angular {
+                m: m2,
+                boundary: Boundary::None,
+                grad: MarginGrad::Detached,
+            },
+            ..c.clone()
+        };
+        out.extend(reevaluated(
+            "insightface's CombinedMarginLoss: with m1 = 1 and m3 = 0 the margin is added under torch.no_grad() (arcface with the detached margin gradient)",
+            Case::Normalized(d),
+        ));
+    }
+    out
 }
 
 /// SPEC §5's inputs mishandled: per-sample margins ignored (every row takes the scalar
