@@ -100,14 +100,40 @@ fn focal_loss(case: &FocalCase, z: &Matrix<Interval>, prec: u32) -> Interval {
 
 /// The bits of the analytic enclosures: far past the certified answer's own (which stops
 /// once each value's roundings are decided), so that a gradient entry that cancels (a
-/// near-tie under ε = 1: p_j − 1/C) is still narrow enough to compare to 40 digits.
+/// near-tie under ε = 1: p_j − 1/C) is still narrow enough to compare to 40 digits;
+/// doubled, up to [`MOST_ANALYTIC_BITS`], while an entry is not (a gradient of 10⁻³⁷⁸
+/// formed beside terms of size 1 keeps an absolute width of 2^−1024 at 1024 bits).
 const ANALYTIC_BITS: u32 = 1024;
+
+/// The most bits [`check_case`] gives the analytic enclosures.
+const MOST_ANALYTIC_BITS: u32 = 16_384;
 
 fn check_case(case: &Case) {
     // the certified answer (its proven exact zeros are points at 0) ...
     let cert: CertifiedAnswer = certified(case).unwrap_or_else(|e| panic!("{case:?}: {e}"));
-    // ... and the reference's formulas at a precision that resolves every cancellation here
-    let ans = lossref::reference::evaluate(case, ANALYTIC_BITS).unwrap();
+    // ... and the reference's formulas at a precision that resolves every cancellation here:
+    // each nonzero entry narrower than the checker's 10^−45 relative
+    let proven_zero: Vec<bool> = cert
+        .answer
+        .gradient("logits")
+        .unwrap()
+        .values()
+        .iter()
+        .map(|c| c.enclosure.is_point() && c.enclosure.lo().is_zero())
+        .collect();
+    let narrow = |a: &lossref::answer::Answer<Interval>| {
+        let values = a.gradient("logits").unwrap().values();
+        values.iter().zip(&proven_zero).all(|(g, &zero)| {
+            zero || (!g.contains_zero()
+                && rug::Float::with_val(64, g.width() / g.mid().abs()) < 1e-45)
+        })
+    };
+    let mut bits = ANALYTIC_BITS;
+    let mut ans = lossref::reference::evaluate(case, bits).unwrap();
+    while !narrow(&ans) && bits < MOST_ANALYTIC_BITS {
+        bits *= 2;
+        ans = lossref::reference::evaluate(case, bits).unwrap();
+    }
     let loss = &ans.output("loss").unwrap().values()[0].clone();
     let grads: Vec<Interval> = ans
         .gradient("logits")
@@ -308,4 +334,32 @@ fn the_options_exact_zeros_are_proven_and_never_claimed_off_them() {
             "{nudged}"
         );
     }
+}
+
+/// Promoted from `tests/proptest-regressions/cross_entropy_family.txt`: a weighted,
+/// smoothed row whose only weighted class dominates by 868, so that its gradient is
+/// −3.3·10⁻³⁷⁸ formed beside terms of size 1: at 1024 bits its enclosure was ±2^−1024, too
+/// wide for the 40-digit comparison, and the check now gives the formulas the bits they
+/// need (the certified answer escalates to 1536 bits by itself).
+#[test]
+fn a_gradient_of_1e_minus_378_beside_terms_of_one_is_checked_to_40_digits() {
+    let case = Case::new(SoftmaxCeCase {
+        reduction: Reduction::Mean,
+        logits: Matrix::from_rows(vec![vec![
+            -625.0191996339855,
+            -337.2767904240133,
+            531.3395129129145,
+        ]])
+        .unwrap(),
+        labels: vec![2],
+        options: CeOptions {
+            weight: Some(vec![0.0, 0.0, 1.0]),
+            ignore_index: None,
+            ignored_rows: vec![],
+            label_smoothing: 0.6379537957442037,
+            targets: None,
+        },
+    })
+    .unwrap();
+    check_case(&case);
 }
