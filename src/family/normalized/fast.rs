@@ -456,18 +456,15 @@ impl MarginLoss {
                     (at, top) = (q, c);
                 }
             }
+            // the compact row holds x̂·w_best (times 1/‖w_best‖ in the row pass), as the
+            // plain row pass takes it
             best.push(at);
-            logits.push(top);
+            logits.push(row[at]);
             inv.push(inv_norms[at]);
         }
         let wy = best[y];
         let theta = matches!(margin, Margin::Angular { .. } | Margin::Combined { .. })
             .then(|| super::angle(x, &weights[wy * dim..(wy + 1) * dim]));
-        // the compact row holds x̂·w_best (times 1/‖w_best‖ below), as the plain row pass
-        // takes it
-        for (v, &q) in logits.iter_mut().zip(&best) {
-            *v = row[q];
-        }
         let loss = self.row_into_gradient(&mut logits, margin, &inv, y, theta, r, i)?;
         row.iter_mut().for_each(|v| *v = T::zero());
         for (&q, &g) in best.iter().zip(&logits) {

@@ -298,8 +298,8 @@ impl NormalizedCase {
             .map(|v| (0..v.len()).map(|i| self.margin_of(i)).collect())
     }
 
-    /// The same case with every margin (the scalar one and the per-sample ones) mapped by
-    /// `f`: what the diagnosis re-evaluates for margins read in degrees.
+    /// The same case with its per-sample margins mapped by `f` (the caller maps the scalar
+    /// one): what the diagnosis re-evaluates for margins read in degrees.
     fn with_margins_mapped(&self, f: impl Fn(f64) -> f64) -> NormalizedCase {
         let mut d = self.clone();
         if let Some(v) = &mut d.margins {
@@ -382,25 +382,15 @@ impl LossFamily for NormalizedFamily {
     }
 
     fn reference(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
-        match subset::restricted(c) {
-            Some(sub) => Ok(subset::scatter(
-                c,
-                reference::evaluate(&sub, prec)?,
-                Interval::from_i64(prec, 0),
-            )),
-            None => reference::evaluate(c, prec),
-        }
+        subset::through(c, Interval::from_i64(prec, 0), |c| {
+            reference::evaluate(c, prec)
+        })
     }
 
     fn reference_plain(c: &NormalizedCase, prec: u32) -> Result<Answer<Interval>> {
-        match subset::restricted(c) {
-            Some(sub) => Ok(subset::scatter(
-                c,
-                reference::evaluate_plain(&sub, prec)?,
-                Interval::from_i64(prec, 0),
-            )),
-            None => reference::evaluate_plain(c, prec),
-        }
+        subset::through(c, Interval::from_i64(prec, 0), |c| {
+            reference::evaluate_plain(c, prec)
+        })
     }
 
     fn class_blocks(
@@ -409,8 +399,7 @@ impl LossFamily for NormalizedFamily {
     ) -> Option<crate::reference::blocks::ClassBlocks<NormalizedCase>> {
         // a subset's case streams its restricted case, whose blocks of rows land at the
         // subset's classes, exact zeros between them (`subset::stream`)
-        let streamed = subset::restricted(c).unwrap_or_else(|| c.clone());
-        stream::streams(&streamed, block_values).then(|| crate::reference::blocks::ClassBlocks {
+        stream::streams(c, block_values).then(|| crate::reference::blocks::ClassBlocks {
             name: "weights",
             position: 1,
             rows: c.weights.rows(),
@@ -426,31 +415,7 @@ impl LossFamily for NormalizedFamily {
     }
 
     fn fast<T: Real>(c: &NormalizedCase) -> Result<Answer<f64>> {
-        if let Some(sub) = subset::restricted(c) {
-            return Ok(subset::scatter(c, Self::fast::<T>(&sub)?, 0.0));
-        }
-        let d = c.features.cols();
-        let g = MarginLoss::of_case(c).forward_backward_rows(
-            &narrow::<T>(&c.features),
-            &narrow::<T>(&c.weights),
-            &c.labels,
-            c.row_margins().as_deref(),
-            d,
-            0,
-        )?;
-        let mut gradients = vec![
-            ("features", widen(c.features.rows(), d, g.features)),
-            ("weights", widen(c.weights.rows(), d, g.weights)),
-        ];
-        if c.learns_scale() {
-            if let Some(s) = g.scale {
-                gradients.push(("scale", Tensor::Scalar(s.as_f64())));
-            }
-        }
-        Ok(Answer {
-            outputs: vec![("loss", Tensor::Scalar(g.loss.as_f64()))],
-            gradients,
-        })
+        subset::through(c, 0.0, fast_of::<T>)
     }
 
     fn quantities(c: &NormalizedCase) -> Vec<(&'static str, Quantity)> {
@@ -776,6 +741,33 @@ impl LossFamily for NormalizedFamily {
         }
         scales::normalized_logit_stages(c, u)
     }
+}
+
+/// The fast path of a case without a class subset, in dtype `T` (a subset's goes through
+/// [`subset::through`]).
+fn fast_of<T: Real>(c: &NormalizedCase) -> Result<Answer<f64>> {
+    let d = c.features.cols();
+    let g = MarginLoss::of_case(c).forward_backward_rows(
+        &narrow::<T>(&c.features),
+        &narrow::<T>(&c.weights),
+        &c.labels,
+        c.row_margins().as_deref(),
+        d,
+        0,
+    )?;
+    let mut gradients = vec![
+        ("features", widen(c.features.rows(), d, g.features)),
+        ("weights", widen(c.weights.rows(), d, g.weights)),
+    ];
+    if c.learns_scale() {
+        if let Some(s) = g.scale {
+            gradients.push(("scale", Tensor::Scalar(s.as_f64())));
+        }
+    }
+    Ok(Answer {
+        outputs: vec![("loss", Tensor::Scalar(g.loss.as_f64()))],
+        gradients,
+    })
 }
 
 /// insightface's `CombinedMarginLoss` (recognition/arcface_torch/losses.py, SPEC §5), where

@@ -61,12 +61,13 @@ pub(crate) fn classes_per_block(case: &NormalizedCase, block_values: usize) -> u
     (block_values / per_class.max(1)).max(1)
 }
 
-/// True when the case's enclosures (N·C logits and C·D weight gradients) exceed
-/// `block_values`: it is then certified a block of classes at a time.
+/// True when the case's enclosures (N·C logits and C·D weight gradients, C the classes of
+/// its subset where it has one) exceed `block_values`: it is then certified a block of
+/// classes at a time.
 pub(crate) fn streams(case: &NormalizedCase, block_values: usize) -> bool {
     let (n, c, d) = (
         case.features.rows(),
-        case.weights.rows(),
+        case.classes.as_ref().map_or(case.weights.rows(), Vec::len),
         case.features.cols(),
     );
     n.saturating_mul(c).saturating_add(c.saturating_mul(d)) > block_values

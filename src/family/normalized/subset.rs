@@ -31,12 +31,42 @@ pub(crate) fn restricted(case: &NormalizedCase) -> Option<NormalizedCase> {
         .iter()
         .map(|y| classes.binary_search(y).unwrap_or(0))
         .collect();
+    // field by field: the whole weights are never copied, only the subset's rows
     Some(NormalizedCase {
+        loss: case.loss,
+        scale: case.scale,
+        margin: case.margin,
+        reduction: case.reduction,
+        features: case.features.clone(),
         weights,
         labels,
+        margins: case.margins.clone(),
+        margins_as: case.margins_as,
         classes: None,
-        ..case.clone()
     })
+}
+
+/// `evaluate` of `case`: of its restricted case, the weight gradient scattered back with
+/// `zero` off the subset ([`scatter`]), where it has a subset.
+pub(crate) fn through<V: Clone>(
+    case: &NormalizedCase,
+    zero: V,
+    evaluate: impl FnOnce(&NormalizedCase) -> Result<Answer<V>>,
+) -> Result<Answer<V>> {
+    match restricted(case) {
+        Some(sub) => Ok(scatter(case, evaluate(&sub)?, zero)),
+        None => evaluate(case),
+    }
+}
+
+/// The row of each of `rows` classes among `classes` (sorted, distinct), `None` for a class
+/// outside them.
+fn positions(classes: &[usize], rows: usize) -> Vec<Option<usize>> {
+    let mut position = vec![None; rows];
+    for (r, &j) in classes.iter().enumerate() {
+        position[j] = Some(r);
+    }
+    position
 }
 
 /// `answer` of the restricted case with its `weights` gradient spread back over the C rows
@@ -68,12 +98,8 @@ pub(crate) fn scatter_rows<V: Clone>(
     rows: usize,
     zero: V,
 ) -> Matrix<V> {
-    let d = m.cols();
-    let mut position = vec![None; rows];
-    for (r, &j) in classes.iter().enumerate() {
-        position[j] = Some(r);
-    }
-    Matrix::from_fn(rows, d, |j, k| match position[j] {
+    let position = positions(classes, rows);
+    Matrix::from_fn(rows, m.cols(), |j, k| match position[j] {
         Some(r) => m.get(r, k).clone(),
         None => zero.clone(),
     })
@@ -103,11 +129,11 @@ impl SubsetForm {
     /// `form` of the case restricted to `classes`, for weights of `d` columns.
     pub(crate) fn new(form: Box<dyn ExactForm>, classes: Vec<usize>, d: usize) -> SubsetForm {
         let rows = classes.last().map_or(0, |&j| j + 1);
-        let mut position = vec![None; rows];
-        for (r, &j) in classes.iter().enumerate() {
-            position[j] = Some(r);
+        SubsetForm {
+            form,
+            position: positions(&classes, rows),
+            d,
         }
-        SubsetForm { form, position, d }
     }
 }
 

@@ -34,7 +34,7 @@ use crate::fast::dispatch::{narrow, widen};
 use crate::fast::{MarginLoss, Real};
 use crate::matrix::Matrix;
 use crate::mp::interval::Interval;
-use crate::precision::{Entry, LossOutput, Quantity};
+use crate::precision::{scaled_norm, Entry, LossOutput, Quantity};
 use crate::reference::per_sample;
 use crate::spec::{Arithmetic, Boundary, Case, Dtype, LossId, Margin, MarginGrad, Reduction};
 use crate::tier::LogitStages;
@@ -199,13 +199,10 @@ fn estimated_cosines(c: &SubcenterCase) -> Vec<Vec<f64>> {
 
 /// v/‖v‖ in binary64, scaled by its largest |entry| first (no overflow or underflow).
 fn unit(v: &[f64]) -> Vec<f64> {
-    let top = v.iter().fold(0.0f64, |a, e| a.max(e.abs()));
-    if top == 0.0 {
-        return vec![0.0; v.len()];
-    }
-    let scaled: Vec<f64> = v.iter().map(|e| e / top).collect();
-    let n = scaled.iter().map(|e| e * e).sum::<f64>().sqrt();
-    scaled.iter().map(|e| e / n).collect()
+    let n = scaled_norm(v);
+    v.iter()
+        .map(|e| if n == 0.0 { 0.0 } else { e / n })
+        .collect()
 }
 
 /// cos(x, a) against cos(x, b), exactly: sign(x·a)(x·a)²‖b‖² against sign(x·b)(x·b)²‖a‖².
@@ -264,6 +261,46 @@ fn placed(e: Error, i: usize, rows: &[usize], y: usize) -> Error {
     Error::new(e.kind, place, reason)
 }
 
+/// Each weight row's entries as the terms that the batch rows selecting it contribute:
+/// what [`combined`] and [`combined_scales`] add up.
+struct SelectedTerms<V> {
+    /// terms[r][k]: the contributions to entry (r, k).
+    terms: Vec<Vec<Vec<V>>>,
+    d: usize,
+}
+
+impl<V: Clone> SelectedTerms<V> {
+    fn new(rows: usize, d: usize) -> SelectedTerms<V> {
+        SelectedTerms {
+            terms: vec![vec![Vec::new(); d]; rows],
+            d,
+        }
+    }
+
+    /// One batch row's C×D values (row-major), class j's going to its selected row `rows[j]`.
+    fn add(&mut self, rows: &[usize], values: &[V]) {
+        for (e, v) in values.iter().enumerate() {
+            self.terms[rows[e / self.d]][e % self.d].push(v.clone());
+        }
+    }
+
+    /// Every entry, row-major: `weigh` of the `add` of its terms, or `zero` where no batch
+    /// row selected its row.
+    fn reduced(&self, zero: &V, add: impl Fn(&[V]) -> V, weigh: impl Fn(&V) -> V) -> Vec<V> {
+        self.terms
+            .iter()
+            .flat_map(|row| row.iter())
+            .map(|t| {
+                if t.is_empty() {
+                    zero.clone()
+                } else {
+                    weigh(&add(t))
+                }
+            })
+            .collect()
+    }
+}
+
 /// The answers of every row's arcface case by `evaluate`, combined: the loss and ∂L/∂x_i
 /// weighed by r, each row's ∂L/∂w added into the sub-centers it selected, `zero` at the
 /// others.
@@ -276,7 +313,7 @@ fn combined<V: Clone>(
     let (n, d) = (c.labels.len(), c.features.cols());
     let mut losses = Vec::with_capacity(n);
     let mut features = Vec::with_capacity(n * d);
-    let mut terms: Vec<Vec<Vec<V>>> = vec![vec![Vec::new(); d]; c.weights.rows()];
+    let mut terms = SelectedTerms::new(c.weights.rows(), d);
     for (i, rows) in selected.iter().enumerate() {
         let answer =
             evaluate(&row_case(c, i, rows)).map_err(|e| placed(e, i, rows, c.labels[i]))?;
@@ -285,26 +322,11 @@ fn combined<V: Clone>(
             features.extend(g.row(0).iter().map(&weigh));
         }
         if let Some(Tensor::Matrix(g)) = answer.gradient("weights") {
-            for (j, &r) in rows.iter().enumerate() {
-                for (k, v) in g.row(j).iter().enumerate() {
-                    terms[r][k].push(v.clone());
-                }
-            }
+            terms.add(rows, g.as_slice());
         }
     }
     let loss = weigh(&add(&losses));
-    let weights: Vec<V> = terms
-        .iter()
-        .flat_map(|row| {
-            row.iter().map(|t| {
-                if t.is_empty() {
-                    zero.clone()
-                } else {
-                    weigh(&add(t))
-                }
-            })
-        })
-        .collect();
+    let weights = terms.reduced(&zero, &add, &weigh);
     let matrix = |rows: usize, v: Vec<V>| {
         Tensor::Matrix(Matrix::from_vec(rows, d, v).expect("one value per entry"))
     };
@@ -364,40 +386,25 @@ fn selection_or_estimate(c: &SubcenterCase) -> Vec<Vec<usize>> {
 /// `loss_scale`.
 fn combined_scales<S: Clone>(
     c: &SubcenterCase,
+    selected: &[Vec<usize>],
     f: impl Fn(&NormalizedCase) -> Vec<Vec<S>>,
     loss_scale: S,
     (fill, add, weigh): (S, impl Fn(&[S]) -> S, impl Fn(&S) -> S),
 ) -> Vec<Vec<S>> {
-    let selected = selection_or_estimate(c);
-    let d = c.features.cols();
     let mut features = Vec::new();
-    let mut terms: Vec<Vec<Vec<S>>> = vec![vec![Vec::new(); d]; c.weights.rows()];
+    let mut terms = SelectedTerms::new(c.weights.rows(), c.features.cols());
     for (i, rows) in selected.iter().enumerate() {
         let columns = f(&row_case(c, i, rows));
         features.extend(columns[1].iter().map(&weigh));
-        for (e, s) in columns[2].iter().enumerate() {
-            terms[rows[e / d]][e % d].push(s.clone());
-        }
+        terms.add(rows, &columns[2]);
     }
-    let weights = terms
-        .iter()
-        .flat_map(|row| {
-            row.iter().map(|t| {
-                if t.is_empty() {
-                    fill.clone()
-                } else {
-                    weigh(&add(t))
-                }
-            })
-        })
-        .collect();
+    let weights = terms.reduced(&fill, add, weigh);
     vec![vec![loss_scale], features, weights]
 }
 
 /// max(1, max_i 1/sin θ_i) to the targets' selected sub-centers: the angular rule's
 /// condition number (`normalized`'s scales).
-fn kappa_max(c: &SubcenterCase) -> f64 {
-    let selected = selection_or_estimate(c);
+fn kappa_max(c: &SubcenterCase, selected: &[Vec<usize>]) -> f64 {
     (0..c.labels.len()).fold(1.0f64, |k, i| {
         let w = c.weights.row(selected[i][c.labels[i]]);
         let (_, sin) = normalized::angle(c.features.row(i), w);
@@ -515,10 +522,11 @@ impl LossFamily for SubcenterFamily {
     /// `arcface`'s measures of each row's case, combined ([`combined_scales`]); the loss in
     /// ulps of max(|L|, s·κ).
     fn measures(c: &SubcenterCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<f64>> {
+        let selected = selection_or_estimate(c);
         let loss = exact
             .loss()
             .map_or(0.0, |l| l.abs())
-            .max(c.scale * kappa_max(c));
+            .max(c.scale * kappa_max(c, &selected));
         let r = c.reduction.weight(c.labels.len());
         let exact_row = Answer {
             outputs: vec![("loss", Tensor::Scalar(0.0))],
@@ -526,6 +534,7 @@ impl LossFamily for SubcenterFamily {
         };
         combined_scales(
             c,
+            &selected,
             |row| NormalizedFamily::measures(row, &exact_row, dtype),
             loss,
             (
@@ -541,7 +550,8 @@ impl LossFamily for SubcenterFamily {
     /// select it, its κ the largest; the loss's max(|L|, s·κ) with κ kept.
     fn tolerance(c: &SubcenterCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<Vec<Scale>> {
         let (n, d) = (c.labels.len(), c.features.cols());
-        let kappa = kappa_max(c);
+        let selected = selection_or_estimate(c);
+        let kappa = kappa_max(c, &selected);
         let mut loss = Scale::plain(
             exact.loss().map_or(0.0, |l| l.abs()).max(c.scale * kappa),
             c.classes().max(d),
@@ -574,6 +584,7 @@ impl LossFamily for SubcenterFamily {
         };
         combined_scales(
             c,
+            &selected,
             |row| NormalizedFamily::tolerance(row, &exact_row, dtype),
             loss,
             (Scale::plain(f64::MIN_POSITIVE, 1), add, weigh),
