@@ -2,6 +2,7 @@
 //! dtypes, and [`Case`], one validated case of any loss. Each case type and its parameters
 //! live in the loss's family home ([`crate::family`]) and are re-exported here.
 
+pub use crate::family::adaptive::{AdaptiveCase, AdaptiveRule};
 pub use crate::family::center::CenterCase;
 pub use crate::family::distill::{DistillCase, SoftTerm};
 pub use crate::family::focal::{FocalCase, TargetRule};
@@ -27,6 +28,10 @@ pub const SPEC_LOSSES: &[&str] = &[
     "focal",
     "poly1",
     "subcenter_arcface",
+    "curricularface",
+    "adaface",
+    "magface",
+    "adacos",
 ];
 
 /// The losses of SPEC §1.
@@ -61,6 +66,14 @@ pub enum LossId {
     /// `subcenter_arcface`: `arcface` on each class's largest of K sub-center cosines
     /// (SPEC §5).
     SubcenterArcFace,
+    /// `curricularface`: arcface `thmm` at the target, hard negatives c(t' + c) (SPEC §5).
+    CurricularFace,
+    /// `adaface`: a margin that follows the feature norm's place in the batch (SPEC §5).
+    AdaFace,
+    /// `magface`: arcface at a margin m(‖x‖), plus a norm regularizer (SPEC §5).
+    MagFace,
+    /// `adacos`: normface at the scale s' the batch computes (SPEC §5).
+    AdaCos,
 }
 
 impl LossId {
@@ -80,6 +93,10 @@ impl LossId {
         LossId::Focal,
         LossId::Poly1,
         LossId::SubcenterArcFace,
+        LossId::CurricularFace,
+        LossId::AdaFace,
+        LossId::MagFace,
+        LossId::AdaCos,
     ];
 
     /// The SPEC §1 id.
@@ -99,6 +116,10 @@ impl LossId {
             LossId::Focal => "focal",
             LossId::Poly1 => "poly1",
             LossId::SubcenterArcFace => "subcenter_arcface",
+            LossId::CurricularFace => "curricularface",
+            LossId::AdaFace => "adaface",
+            LossId::MagFace => "magface",
+            LossId::AdaCos => "adacos",
         }
     }
 
@@ -380,6 +401,8 @@ pub enum Case {
     Focal(FocalCase),
     /// See [`SubcenterCase`].
     Subcenter(SubcenterCase),
+    /// See [`AdaptiveCase`].
+    Adaptive(AdaptiveCase),
 }
 
 impl Case {

@@ -225,6 +225,12 @@ fn param(rng: &mut ChaCha8Rng, name: &str, valid: bool) -> String {
         "lambda" => format!("{}", rng.gen_range(0.0..10.0f64)),
         "label_smoothing" => format!("{}", rng.gen_range(0.0..1.0f64)),
         "gamma" => format!("{}", rng.gen_range(0.0..5.0f64)),
+        "momentum" | "t_alpha" => format!("{}", rng.gen_range(0.0..1.0f64)),
+        "h" => format!("{}", rng.gen_range(0.0..1.0f64)),
+        "eps" => format!("{}", rng.gen_range(1e-6..0.4f64)),
+        "l_a" => format!("{}", rng.gen_range(0.1..2.0f64)),
+        "u_a" => format!("{}", rng.gen_range(2.0..5.0f64)),
+        "lambda_g" => format!("{}", rng.gen_range(0.0..40.0f64)),
         "epsilon" => format!("{}", rng.gen_range(-1.0..3.0f64)),
         "ignore_index" => ["-100", "0", "1", "null", "0.5"]
             .choose(rng)
@@ -269,6 +275,19 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
         LossId::ArcFace => &["scale", "margin", "boundary", "margin_grad", "reduction"],
         LossId::Combined => &["scale", "m1", "m2", "m3", "margins_as", "reduction"],
         LossId::SubcenterArcFace => &["scale", "margin", "boundary", "margin_grad", "reduction"],
+        LossId::CurricularFace => &["scale", "margin", "momentum", "reduction"],
+        LossId::AdaFace => &["scale", "margin", "h", "t_alpha", "eps", "reduction"],
+        LossId::MagFace => &[
+            "scale",
+            "l_a",
+            "u_a",
+            "l_m",
+            "u_m",
+            "lambda_g",
+            "boundary",
+            "reduction",
+        ],
+        LossId::AdaCos => &["scale", "reduction"],
     };
     let mut ps: Vec<String> = Vec::new();
     for &p in params {
@@ -354,6 +373,20 @@ fn generated_case(rng: &mut ChaCha8Rng) -> String {
                 format!("\"weights\": {}", matrix(rng, rows, d, zero_row)),
                 format!("\"labels\": {}", labels(rng, n, c, bad_label)),
             ]
+        }
+        LossId::CurricularFace | LossId::AdaFace | LossId::MagFace | LossId::AdaCos => {
+            let mut v = vec![
+                format!("\"features\": {}", matrix(rng, n, d, zero_row)),
+                format!("\"weights\": {}", matrix(rng, c, d, zero_row)),
+                format!("\"labels\": {}", labels(rng, n, c, bad_label)),
+            ];
+            // SPEC §5's running state before the step, sometimes on the wrong loss
+            for key in ["t", "batch_mean", "batch_std"] {
+                if rng.gen_bool(0.3) {
+                    v.push(format!("\"{key}\": {}", number(rng)));
+                }
+            }
+            v
         }
     };
     match defect {

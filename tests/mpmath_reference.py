@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An independent reference for every loss of SPEC §1 and §5 (softmax, softmax_ce with its
 options, distill, lsoftmax, sphereface, center, normface, cosface, amsoftmax, arcface,
-combined, focal, poly1), in mpmath
+combined, focal, poly1, subcenter_arcface, curricularface, adaface, magface, adacos), in
+mpmath
 (no MPFR, no Rust).
 
 Reads one SPEC §3 case per line (JSON) on standard input and prints, per line, a JSON
@@ -13,7 +14,8 @@ For the other losses the loss is the literal formula (acos, cos(mθ) and the seg
 ψ from θ, the `boundary` branch, the KL sum), and every gradient is a central difference
 with step 1e-120 at 400 digits (truncation error ~1e-240): nothing is shared with
 lossref's analytic gradients.
-`margin_grad = detached` differentiates with the target offset g − cos θ held constant.
+`margin_grad = detached` differentiates with the target offset g − cos θ held constant, and
+the adaptive margins (SPEC §5) with their batch state (t', μ, σ, ẑ, s') held constant.
 Used by tests/certified_core/mpmath_crosscheck.rs.
 """
 import json
@@ -332,6 +334,112 @@ def multiplicative(case):
                 "gradients": {"features": finite_difference(loss, mats, "features"),
                               "weights": finite_difference(loss, mats, "weights")}}
 
+ADAPTIVE_DEFAULTS = {
+    "curricularface": {"scale": 64, "margin": 0.5, "momentum": 0.01},
+    "adaface": {"scale": 64, "margin": 0.4, "h": 0.333, "t_alpha": 0.01, "eps": 1e-3},
+    "magface": {"scale": 64, "l_a": 10, "u_a": 110, "l_m": 0.45, "u_m": 0.8, "lambda_g": 35, "boundary": "easy"},
+    "adacos": {},
+}
+
+
+def cosine_rows(x, w):
+    """cos θ_ij of every feature row with every weight row, literally."""
+    norm = lambda v: mpmath.sqrt(mpmath.fsum(a * a for a in v))
+    return [[mpmath.fsum(a * b for a, b in zip(xi, wj)) / (norm(xi) * norm(wj)) for wj in w] for xi in x]
+
+
+def adaptive_state(loss, p, inputs, x, w, labels):
+    """SPEC §5's batch state, from the unperturbed inputs (it is a constant of the step)."""
+    mpf = mpmath.mpf
+    n = len(x)
+    cos = cosine_rows(x, w)
+    norms = [mpmath.sqrt(mpmath.fsum(a * a for a in xi)) for xi in x]
+    if loss == "curricularface":
+        mean = mpmath.fsum(cos[i][labels[i]] for i in range(n)) / n
+        mo = mpf(p["momentum"])
+        return {"t_next": mo * mean + (1 - mo) * mpf(inputs.get("t", 0))}
+    if loss == "adaface":
+        clip = [min(max(v, mpf("0.001")), mpf(100)) for v in norms]
+        mean = mpmath.fsum(clip) / n
+        std = mpmath.sqrt(mpmath.fsum((v - mean) ** 2 for v in clip) / (n - 1))
+        ta = mpf(p["t_alpha"])
+        mu = mean * ta + (1 - ta) * mpf(inputs.get("batch_mean", 20))
+        sigma = std * ta + (1 - ta) * mpf(inputs.get("batch_std", 100))
+        zhat = [min(max(mpf(p["h"]) * (v - mu) / (sigma + mpf(p["eps"])), -1), 1) for v in clip]
+        return {"batch_mean_next": mu, "batch_std_next": sigma, "zhat": zhat}
+    if loss == "adacos":
+        # the default √2·log(C − 1), rounded once to binary64 as the case holds it
+        s_old = mpf(p["scale"]) if "scale" in p else mpf(float(mpmath.sqrt(2) * mpmath.log(len(w) - 1)))
+        b = mpmath.fsum(mpmath.exp(s_old * cos[i][j]) for i in range(n) for j in range(len(w)) if j != labels[i]) / n
+        theta = sorted(mpmath.acos(cos[i][labels[i]]) for i in range(n))
+        med = theta[(n - 1) // 2]
+        return {"scale_next": mpmath.log(b) / mpmath.cos(min(mpmath.pi / 4, med))}
+    return {}
+
+
+def adaptive_loss(loss, p, state, x, w, labels):
+    """The loss at (x, w) with the batch state held constant, as the official code computes it."""
+    mpf = mpmath.mpf
+    cos = cosine_rows(x, w)
+    total = mpmath.mpf(0)
+    own = mpmath.mpf(0)
+    for i, y in enumerate(labels):
+        c = cos[i]
+        if loss == "curricularface":
+            s, m = mpf(p["scale"]), mpf(p["margin"])
+            cy = c[y]
+            ctm = mpmath.cos(mpmath.acos(cy) + m)
+            final = ctm if cy > mpmath.cos(mpmath.pi - m) else cy - m * mpmath.sin(m)
+            t = state["t_next"]
+            z = [s * (final if j == y else (v * (t + v) if v > ctm else v)) for j, v in enumerate(c)]
+        elif loss == "adaface":
+            s, m, eps = mpf(p["scale"]), mpf(p["margin"]), mpf(p["eps"])
+            zh = state["zhat"][i]
+            cc = [min(max(v, -1 + eps), 1 - eps) for v in c]
+            theta = min(max(mpmath.acos(cc[y]) - m * zh, eps), mpmath.pi - eps)
+            z = [s * (mpmath.cos(theta) - (m + m * zh) if j == y else v) for j, v in enumerate(cc)]
+        elif loss == "magface":
+            s = mpf(p["scale"])
+            la, ua, lm, um = (mpf(p[k]) for k in ("l_a", "u_a", "l_m", "u_m"))
+            a = min(max(mpmath.sqrt(mpmath.fsum(v * v for v in x[i])), la), ua)
+            m = (um - lm) / (ua - la) * (a - la) + lm
+            cy = c[y]
+            arc = mpmath.cos(mpmath.acos(cy) + m)
+            if p["boundary"] == "easy":
+                g = arc if cy > 0 else cy
+            elif p["boundary"] == "thmm":
+                g = arc if cy > mpmath.cos(mpmath.pi - m) else cy - m * mpmath.sin(m)
+            else:
+                g = arc
+            z = [s * (g if j == y else v) for j, v in enumerate(c)]
+            own += mpf(p["lambda_g"]) * (a / ua ** 2 + 1 / a)
+        else:
+            z = [state["scale_next"] * v for v in c]
+        total += mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z)) - z[y]
+    n = len(labels)
+    return (total + own) / n if p.get("reduction", "mean") == "mean" else total + own
+
+
+def adaptive(case):
+    mpf = mpmath.mpf
+    loss = case["loss"]
+    p = dict(ADAPTIVE_DEFAULTS[loss], **case.get("params", {}))
+    inputs = case["inputs"]
+    with mpmath.workdps(400):
+        x = [[mpf(v) for v in row] for row in inputs["features"]]
+        w = [[mpf(v) for v in row] for row in inputs["weights"]]
+        labels = inputs["labels"]
+        state = adaptive_state(loss, p, inputs, x, w, labels)
+        mats = {"features": x, "weights": w}
+        f = lambda mats: adaptive_loss(loss, p, state, mats["features"], mats["weights"], labels)
+        outputs = {"loss": s(f(mats))}
+        for name in ("t_next", "batch_mean_next", "batch_std_next", "scale_next"):
+            if name in state:
+                outputs[name] = s(state[name])
+        grads = {name: finite_difference(f, mats, name) for name in ("features", "weights")}
+        return {"outputs": outputs, "gradients": grads}
+
+
 
 # One entry per loss of SPEC §1: a loss that is not listed is an error, never another
 # loss's formula (tests/certified_core/mpmath_crosscheck.rs compares this list with the
@@ -340,7 +448,8 @@ EVALUATE = {"softmax": softmax, "softmax_ce": softmax_ce, "distill": distill, "c
             "lsoftmax": multiplicative, "sphereface": multiplicative,
             "normface": normalized, "cosface": normalized, "amsoftmax": normalized,
             "arcface": normalized, "combined": normalized, "focal": focal, "poly1": focal,
-            "subcenter_arcface": normalized}
+            "subcenter_arcface": normalized, "curricularface": adaptive, "adaface": adaptive,
+            "magface": adaptive, "adacos": adaptive}
 
 if len(sys.argv) > 1 and sys.argv[1] == "--losses":
     print(json.dumps(sorted(EVALUATE)))

@@ -294,6 +294,27 @@ impl<'a> Inputs<'a> {
         }
     }
 
+    /// A scalar (SPEC §5's running state): a JSON number, or a 0-d or one-entry array.
+    pub(crate) fn scalar(&mut self, key: &'static str) -> Result<f64> {
+        let place = self.place(key);
+        if let Inputs::Json(fields) = self {
+            let v = fields.required(key)?;
+            let one = v.as_array().filter(|a| a.len() == 1).map(|a| &a[0]);
+            return number(one.unwrap_or(v), &place);
+        }
+        let a = self.array(key)?;
+        match (&a.data, a.shape.as_slice()) {
+            (npz::Data::Float(v), [] | [1]) => Ok(v[0]),
+            _ => Err(Error::invalid(
+                place,
+                format!(
+                    "expected a float scalar (a 0-dimensional or one-entry array), got shape {:?}",
+                    a.shape
+                ),
+            )),
+        }
+    }
+
     /// Labels: exactly `n` integers in `0..c`.
     pub(crate) fn labels(&mut self, key: &'static str, n: usize, c: usize) -> Result<Vec<usize>> {
         Ok(self.labels_ignoring(key, n, c, None)?.0)

@@ -172,6 +172,11 @@ pub(crate) enum Regime {
     SoftZeroAtTinyP,
     SampleMargins,
     ClassSubset,
+    HardNegatives,
+    NormClamp,
+    ScalerClamp,
+    CosClamp,
+    MedianAngle,
 }
 
 impl Regime {
@@ -206,6 +211,11 @@ impl Regime {
             Regime::SoftZeroAtTinyP => "edge:soft-zero-at-tiny-p",
             Regime::SampleMargins => "input:per-sample-margins",
             Regime::ClassSubset => "input:class-subset",
+            Regime::HardNegatives => "edge:hard-negatives",
+            Regime::NormClamp => "edge:norm-clamp",
+            Regime::ScalerClamp => "edge:margin-scaler-clamp",
+            Regime::CosClamp => "edge:cos-clamp",
+            Regime::MedianAngle => "edge:median-angle",
         }
     }
 

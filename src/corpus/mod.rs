@@ -65,7 +65,7 @@ pub fn all_cases() -> Vec<Generated> {
 
 /// The corpus version (semver): a change of meaning in SPEC.md, of a case's inputs or of the
 /// tolerance rules is a new version.
-pub const VERSION: &str = "0.9.0";
+pub const VERSION: &str = "0.10.0";
 
 /// Tensors of more values than this keep their binary64 and binary32 roundings but not
 /// their decimal strings (`lossref eval` prints those), which keeps the corpus small.
@@ -199,7 +199,14 @@ fn build_case(g: &Generated, scratch: &Path) -> Result<Built> {
     for (name, v) in &inputs {
         let rows = v.as_array().cloned().unwrap_or_default();
         // class indices are stored as integers (labels, SPEC §5's class subsets)
-        let a = if name == "labels" || name == "classes" {
+        let a = if let Some(x) = v.as_f64() {
+            // a scalar: SPEC §5's running state before the step
+            Array {
+                shape: vec![],
+                data: Data::Float(vec![x]),
+                was_f32: g.dtype != Dtype::Float64,
+            }
+        } else if name == "labels" || name == "classes" {
             let l: Vec<i64> = rows.iter().filter_map(Value::as_i64).collect();
             Array {
                 shape: vec![l.len()],

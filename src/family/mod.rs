@@ -13,6 +13,7 @@
 //! | [`normalized::NormalizedFamily`] | `normface`, `cosface`, `amsoftmax`, `arcface`, `combined` | `family/normalized/` |
 //! | [`focal::FocalFamily`] | `focal`, `poly1` | `family/focal/` |
 //! | [`subcenter::SubcenterFamily`] | `subcenter_arcface` | `family/subcenter/` |
+//! | [`adaptive::AdaptiveFamily`] | `curricularface`, `adaface`, `magface`, `adacos` | `family/adaptive/` |
 //!
 //! Each family implements the crate-internal trait `LossFamily` once: its parameters with
 //! their defaults and validation (`parse`, `validate`), its interval reference
@@ -31,6 +32,7 @@
 //! [`crate::spec::LossId`]; the compiler then points at every method the home lacks, and
 //! the coverage tests at every generator, strategy and reference that lacks the loss.
 
+pub mod adaptive;
 pub mod center;
 pub mod distill;
 pub mod focal;
@@ -440,6 +442,7 @@ catalogue! {
     Normalized => normalized::NormalizedFamily, normalized::NormalizedOutput;
     Focal => focal::FocalFamily, focal::FocalOutput;
     Subcenter => subcenter::SubcenterFamily, subcenter::SubcenterOutput;
+    Adaptive => adaptive::AdaptiveFamily, adaptive::AdaptiveOutput;
 }
 
 /// A family's rows of the precision table (`crate::precision`): every output it states an
@@ -478,15 +481,27 @@ pub enum Output {
     LogProbabilities,
     /// `centers_next` of `center`: the centers after one update.
     CentersNext,
+    /// `t_next` of `curricularface`: t' (SPEC §5).
+    TNext,
+    /// `batch_mean_next` of `adaface`: μ (SPEC §5).
+    BatchMeanNext,
+    /// `batch_std_next` of `adaface`: σ (SPEC §5).
+    BatchStdNext,
+    /// `scale_next` of `adacos`: s' (SPEC §5).
+    ScaleNext,
 }
 
 impl Output {
     /// Every output, in catalogue order.
-    pub const ALL: [Output; 4] = [
+    pub const ALL: [Output; 8] = [
         Output::Loss,
         Output::Probabilities,
         Output::LogProbabilities,
         Output::CentersNext,
+        Output::TNext,
+        Output::BatchMeanNext,
+        Output::BatchStdNext,
+        Output::ScaleNext,
     ];
 
     /// The SPEC §1 name.
@@ -496,6 +511,10 @@ impl Output {
             Output::Probabilities => "probabilities",
             Output::LogProbabilities => "log_probabilities",
             Output::CentersNext => "centers_next",
+            Output::TNext => "t_next",
+            Output::BatchMeanNext => "batch_mean_next",
+            Output::BatchStdNext => "batch_std_next",
+            Output::ScaleNext => "scale_next",
         }
     }
 }

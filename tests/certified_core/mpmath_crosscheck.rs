@@ -95,8 +95,8 @@ fn cases() -> Vec<Value> {
     out
 }
 
-/// SPEC §5: `softmax_ce`'s options, `focal` and `poly1`, per-sample margins, class subsets
-/// and `subcenter_arcface`, on hand-picked cases (a dominant
+/// SPEC §5: `softmax_ce`'s options, `focal` and `poly1`, per-sample margins, class subsets,
+/// `subcenter_arcface` and the adaptive margins, on hand-picked cases (a dominant
 /// target with a fractional γ, ignored rows with PyTorch's −100 and with a class index) and
 /// on the first case of every corpus generator of these losses (every option set, regime
 /// and dtype).
@@ -135,6 +135,12 @@ fn option_cases() -> Vec<Value> {
         if (with_options || loss == "focal" || loss == "poly1" || sample_inputs || subcenter)
             && g.id.ends_with("-0000")
         {
+            out.push(g.case.clone());
+        }
+        // the adaptive margins' every generator and regime, its float64 case (the central
+        // differences at 400 digits hold their batch state constant)
+        let adaptive = ["curricularface", "adaface", "magface", "adacos"].contains(&loss);
+        if adaptive && g.id.ends_with("f64-0000") {
             out.push(g.case.clone());
         }
     }

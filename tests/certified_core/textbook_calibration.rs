@@ -186,6 +186,12 @@ fn textbook_results(corpus: &Corpus, losses: &[&str]) -> Results {
             (Case::Subcenter(c), Arithmetic::Float64) => {
                 textbook::subcenter::<f64>(c, &Quirks::NONE)
             }
+            (Case::Adaptive(c), Arithmetic::Float32) => {
+                textbook::adaptive::<f32>(c, &Default::default())
+            }
+            (Case::Adaptive(c), Arithmetic::Float64) => {
+                textbook::adaptive::<f64>(c, &Default::default())
+            }
         };
         // a 16-bit case: the float32 textbook on its exact inputs, gradients returned in
         // the case's dtype (SPEC §6's `amp`)
@@ -217,6 +223,10 @@ fn textbook_implementations_pass_except_where_their_formula_is_named_unstable() 
         "focal",
         "poly1",
         "subcenter_arcface",
+        "curricularface",
+        "adaface",
+        "magface",
+        "adacos",
     ];
     let report = check(&corpus, &textbook_results(&corpus, &losses), &[], false).unwrap();
     let mut summary: BTreeMap<String, usize> = BTreeMap::new();

@@ -1774,3 +1774,137 @@ fn insightfaces_combined_margin_without_m3_is_diagnosed_as_detached() {
         "{d}"
     );
 }
+
+/// The textbook of the adaptive margins (`common::textbook::adaptive`) with `quirks`, on
+/// every float32 and float64 case of `loss`, its rule changed by `rule`.
+fn adaptive_results(
+    corpus: &Corpus,
+    loss: &str,
+    quirks: textbook::AdaptiveQuirks,
+    rule: impl Fn(&mut lossref::spec::AdaptiveRule),
+) -> Results {
+    let mut values = BTreeMap::new();
+    for c in corpus
+        .cases
+        .iter()
+        .filter(|c| c.loss == loss && !c.dtype.is_half())
+    {
+        let Case::Adaptive(mut a) = corpus.load_case(c).unwrap().case else {
+            panic!("{}: not an adaptive case", c.id)
+        };
+        rule(&mut a.rule);
+        let groups = match c.dtype.column() {
+            Arithmetic::Float32 => textbook::adaptive::<f32>(&a, &quirks),
+            Arithmetic::Float64 => textbook::adaptive::<f64>(&a, &quirks),
+        };
+        values.insert(c.id.clone(), groups);
+    }
+    Results {
+        implementation: format!("{loss} {quirks:?}"),
+        values,
+        computes: None,
+        pipeline: Default::default(),
+    }
+}
+
+/// The conventions of SPEC §5's adaptive margins, each named where a PyTorch-style
+/// implementation follows it: CurricularFace's mask against the target logit and its old
+/// t, and a margin in degrees; AdaFace's norms not detached; MagFace's `none` boundary
+/// where `easy` is the official default; AdaCos's averaged median and its logits at the
+/// old scale. The careful textbook of the official code passes (textbook calibration).
+#[test]
+fn adaptive_margin_conventions_are_diagnosed() {
+    use lossref::spec::AdaptiveRule;
+    use textbook::AdaptiveQuirks as Q;
+    let corpus = corpus();
+    let none = |_: &mut AdaptiveRule| {};
+    let expect = |results: Results, loss: &str, claim: &str| {
+        let d = diagnosis_of(&results, &corpus, loss);
+        assert!(d.starts_with(&format!("matches if {claim}")), "{loss}: {d}");
+    };
+    expect(
+        adaptive_results(
+            &corpus,
+            "curricularface",
+            Q {
+                mask_against_target: true,
+                ..Q::default()
+            },
+            none,
+        ),
+        "curricularface",
+        "the hard-negative mask compares with the target logit g",
+    );
+    expect(
+        adaptive_results(
+            &corpus,
+            "curricularface",
+            Q {
+                old_t: true,
+                ..Q::default()
+            },
+            none,
+        ),
+        "curricularface",
+        "the hard negatives are weighted by t before the step",
+    );
+    expect(
+        adaptive_results(&corpus, "curricularface", Q::default(), |r| {
+            if let AdaptiveRule::CurricularFace { m, .. } = r {
+                *m = m.to_radians();
+            }
+        }),
+        "curricularface",
+        "the margin is read in degrees",
+    );
+    expect(
+        adaptive_results(
+            &corpus,
+            "adaface",
+            Q {
+                norms_not_detached: true,
+                ..Q::default()
+            },
+            none,
+        ),
+        "adaface",
+        "the norms are not detached",
+    );
+    expect(
+        adaptive_results(&corpus, "magface", Q::default(), |r| {
+            if let AdaptiveRule::MagFace { boundary, .. } = r {
+                if *boundary == Boundary::Easy {
+                    *boundary = Boundary::None;
+                }
+            }
+        }),
+        "magface",
+        "MagFace's boundary is `none`, not `easy`",
+    );
+    expect(
+        adaptive_results(
+            &corpus,
+            "adacos",
+            Q {
+                averaged_median: true,
+                ..Q::default()
+            },
+            none,
+        ),
+        "adacos",
+        "θ_med of an even batch is the mean of the two middle angles",
+    );
+    expect(
+        adaptive_results(
+            &corpus,
+            "adacos",
+            Q {
+                old_scale: true,
+                ..Q::default()
+            },
+            none,
+        ),
+        "adacos",
+        "the logits are at s_old",
+    );
+}

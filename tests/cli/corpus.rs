@@ -178,6 +178,37 @@ fn target_cosines(c: &Value) -> Vec<f64> {
         .collect()
 }
 
+/// ‖x_i‖ of every feature row, in binary64.
+fn row_norms(c: &Value) -> Vec<f64> {
+    let (s, x) = array(c, "inputs/features");
+    x.chunks(s[1])
+        .map(|r| r.iter().map(|a| a * a).sum::<f64>().sqrt())
+        .collect()
+}
+
+/// Every row of a CurricularFace case has a negative on each side of its mask cos(θ_y + m).
+fn hard_negatives_on_both_sides(c: &Value, m: f64) -> bool {
+    let (xs, x) = array(c, "inputs/features");
+    let (_, w) = array(c, "inputs/weights");
+    let (_, labels) = array(c, "inputs/labels");
+    let d = xs[1];
+    let n = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let cos = |i: usize, j: usize| {
+        let (xi, wj) = (&x[i * d..(i + 1) * d], &w[j * d..(j + 1) * d]);
+        xi.iter().zip(wj).map(|(a, b)| a * b).sum::<f64>() / (n(xi) * n(wj))
+    };
+    let classes = w.len() / d;
+    (0..xs[0]).all(|i| {
+        let y = labels[i] as usize;
+        let threshold = (cos(i, y).acos() + m).cos();
+        let others: Vec<f64> = (0..classes)
+            .filter(|&j| j != y)
+            .map(|j| cos(i, j))
+            .collect();
+        others.iter().any(|&v| v > threshold) && others.iter().any(|&v| v < threshold)
+    })
+}
+
 #[test]
 fn every_tagged_regime_is_reached() {
     let m = manifest();
@@ -200,6 +231,46 @@ fn every_tagged_regime_is_reached() {
                     .iter()
                     .all(|&v| 1.0 + v <= if f32 { 2e-3 } else { 2e-4 }),
                 "edge:easy-switch" => target_cosines(c).iter().all(|&v| v.abs() <= 2e-3),
+                // SPEC §5's adaptive margins: each regime's defining property
+                "edge:hard-negatives" => hard_negatives_on_both_sides(c, margin),
+                "edge:norm-clamp" => {
+                    let norms = row_norms(c);
+                    let (lo, hi) = if c["loss"] == "adaface" {
+                        (1e-3, 100.0)
+                    } else {
+                        (10.0, 110.0)
+                    };
+                    norms.iter().any(|&v| v < lo)
+                        && norms.iter().any(|&v| v > hi)
+                        && norms.iter().any(|&v| v > lo && v < hi)
+                }
+                "edge:margin-scaler-clamp" => {
+                    let arrays = npz::read(&root().join(c["arrays"].as_str().unwrap())).unwrap();
+                    let scalar = |name: &str| match &arrays[name].data {
+                        Data::Float(v) => v[0],
+                        _ => panic!("{name} is a float"),
+                    };
+                    let (mu, sigma) = (
+                        scalar("reference/outputs/batch_mean_next"),
+                        scalar("reference/outputs/batch_std_next"),
+                    );
+                    let h = c["params"]["h"].as_f64().unwrap_or(0.333);
+                    row_norms(c)
+                        .iter()
+                        .any(|&v| (h * (v.clamp(1e-3, 100.0) - mu) / (sigma + 1e-3)).abs() >= 1.0)
+                }
+                "edge:cos-clamp" => target_cosines(c).iter().any(|&v| v > 1.0 - 1e-3),
+                "edge:median-angle" => {
+                    let mut theta: Vec<f64> = target_cosines(c).iter().map(|v| v.acos()).collect();
+                    theta.sort_by(f64::total_cmp);
+                    let median = theta[(theta.len() - 1) / 2];
+                    // the first case below π/4 with an even batch, the second above with an odd one
+                    if c["id"].as_str().unwrap().ends_with("-0000") {
+                        median < std::f64::consts::FRAC_PI_4 && theta.len() % 2 == 0
+                    } else {
+                        median > std::f64::consts::FRAC_PI_4 && theta.len() % 2 == 1
+                    }
+                }
                 "edge:thmm-switch" => target_cosines(c)
                     .iter()
                     .all(|&v| (v.acos() - (std::f64::consts::PI - margin)).abs() <= 2e-2),

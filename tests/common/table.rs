@@ -20,6 +20,8 @@ pub const MARGIN_FAMILIES: [&str; 5] = [
     "combined",
     "subcenter_arcface",
 ];
+/// The losses whose rows `fast_paths/precision_table_adaptive.rs` measures.
+pub const ADAPTIVE_FAMILIES: [&str; 4] = ["curricularface", "adaface", "magface", "adacos"];
 /// The losses whose rows `fast_paths/precision_table_seed_losses.rs` measures.
 pub const SEED_FAMILIES: [&str; 4] = ["distill", "center", "lsoftmax", "sphereface"];
 

@@ -707,3 +707,233 @@ pub fn focal<T: Real>(case: &lossref::spec::FocalCase, per_class_mean: bool) -> 
     out.insert("gradients/logits".into(), (vec![n, cols], grad));
     out
 }
+
+/// What real code does instead of SPEC §5 for the adaptive margins; the default is the
+/// careful textbook of the official code.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AdaptiveQuirks {
+    /// CurricularFace's mask compared with the final target logit, not cos(θ + m).
+    pub mask_against_target: bool,
+    /// CurricularFace's hard negatives weighted by the t before the step.
+    pub old_t: bool,
+    /// AdaFace's norms not detached: the gradient reaches ‖x‖ through ẑ.
+    pub norms_not_detached: bool,
+    /// AdaCos's median of an even batch averaged (numpy's `np.median`).
+    pub averaged_median: bool,
+    /// AdaCos's logits at the scale before the step.
+    pub old_scale: bool,
+}
+
+/// `curricularface`, `adaface`, `magface` and `adacos` (SPEC §5) as their official code
+/// writes them (HuangYG123/CurricularFace, mk-minchul/AdaFace, IrvingMeng/MagFace, and
+/// 4uiiurz1's AdaCos), in T: cos θ = F.linear(normalize(x), normalize(W)), the state under
+/// `torch.no_grad()`, log_softmax + NLL, and autograd's chain rule through each formula.
+pub fn adaptive<T: Real>(c: &lossref::spec::AdaptiveCase, q: &AdaptiveQuirks) -> Groups {
+    use lossref::spec::AdaptiveRule;
+    let pi: T = t::<T>(std::f64::consts::PI);
+    let (n, classes, d) = (c.features.rows(), c.weights.rows(), c.features.cols());
+    let (xh, xn, _) = normalize::<T>(&c.features, None);
+    let (wh, wn, _) = normalize::<T>(&c.weights, None);
+    let r: T = per_sample(c.reduction, n);
+    let s: T = t::<T>(c.scale);
+    let cos: Vec<Vec<T>> = (0..n)
+        .map(|i| (0..classes).map(|j| dot(&xh[i], &wh[j])).collect())
+        .collect();
+    let target = |i: usize| cos[i][c.labels[i]];
+    let mut state: Vec<(&str, T)> = Vec::new();
+    let (mut t_next, mut sigma, mut s_new) = (T::zero(), T::zero(), T::zero());
+    let mut zhat: Vec<(T, bool)> = Vec::new();
+    match c.rule {
+        AdaptiveRule::CurricularFace {
+            momentum, t: t0, ..
+        } => {
+            let mean = reduce_sum(&(0..n).map(target).collect::<Vec<T>>()) / t::<T>(n as f64);
+            t_next = t::<T>(momentum) * mean + (T::one() - t::<T>(momentum)) * t::<T>(t0);
+            state.push(("t_next", t_next));
+        }
+        AdaptiveRule::AdaFace {
+            h,
+            t_alpha,
+            eps,
+            batch_mean,
+            batch_std,
+            ..
+        } => {
+            let safe: Vec<T> = xn
+                .iter()
+                .map(|&v| v.max(t::<T>(0.001)).min(t::<T>(100.0)))
+                .collect();
+            let mean = reduce_sum(&safe) / t::<T>(n as f64);
+            let dev: Vec<T> = safe.iter().map(|&v| (v - mean) * (v - mean)).collect();
+            let std = (reduce_sum(&dev) / t::<T>((n - 1) as f64)).sqrt();
+            let ta: T = t::<T>(t_alpha);
+            let mu = mean * ta + (T::one() - ta) * t::<T>(batch_mean);
+            sigma = std * ta + (T::one() - ta) * t::<T>(batch_std);
+            for &v in &safe {
+                let raw = (v - mu) / (sigma + t::<T>(eps)) * t::<T>(h);
+                let free =
+                    raw > -T::one() && raw < T::one() && v > t::<T>(0.001) && v < t::<T>(100.0);
+                zhat.push((raw.max(-T::one()).min(T::one()), free));
+            }
+            state.push(("batch_mean_next", mu));
+            state.push(("batch_std_next", sigma));
+        }
+        AdaptiveRule::MagFace { .. } => {}
+        AdaptiveRule::AdaCos => {
+            let mut terms = Vec::new();
+            for i in 0..n {
+                for j in (0..classes).filter(|&j| j != c.labels[i]) {
+                    terms.push((s * cos[i][j]).exp());
+                }
+            }
+            let b = reduce_sum(&terms) / t::<T>(n as f64);
+            let lim = T::one() - t::<T>(1e-7);
+            let mut theta: Vec<T> = (0..n)
+                .map(|i| target(i).max(-lim).min(lim).acos())
+                .collect();
+            theta.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            let k = (n - 1) / 2;
+            let med = if q.averaged_median && n % 2 == 0 {
+                (theta[k] + theta[k + 1]) / t::<T>(2.0)
+            } else {
+                theta[k]
+            };
+            s_new = b.ln() / med.min(pi / t::<T>(4.0)).cos();
+            state.push(("scale_next", s_new));
+        }
+    }
+    let mut loss = T::zero();
+    let mut gx = vec![vec![T::zero(); d]; n];
+    let mut gw = vec![vec![T::zero(); d]; classes];
+    for i in 0..n {
+        let y = c.labels[i];
+        let cy = target(i);
+        let mut z: Vec<T> = cos[i].iter().map(|&v| s * v).collect();
+        let mut slope: Vec<T> = vec![s; classes];
+        let (mut target_norm, mut own, mut own_norm) = (T::zero(), T::zero(), T::zero());
+        match c.rule {
+            AdaptiveRule::CurricularFace { m, t: t0, .. } => {
+                let (cm, sm): (T, T) = (t::<T>(m).cos(), t::<T>(m).sin());
+                let sin = (T::one() - cy * cy).sqrt();
+                let ctm = cy * cm - sin * sm;
+                let on_margin = cy > (pi - t::<T>(m)).cos();
+                let (fin, fin_slope) = if on_margin {
+                    (ctm, cm + cy * sm / sin)
+                } else {
+                    (cy - (pi - t::<T>(m)).sin() * t::<T>(m), T::one())
+                };
+                let threshold = if q.mask_against_target { fin } else { ctm };
+                let weight = if q.old_t { t::<T>(t0) } else { t_next };
+                for j in 0..classes {
+                    let v = cos[i][j];
+                    if j == y {
+                        z[j] = s * fin;
+                        slope[j] = s * fin_slope;
+                    } else if v > threshold {
+                        z[j] = s * v * (weight + v);
+                        slope[j] = s * (weight + v + v);
+                    }
+                }
+            }
+            AdaptiveRule::AdaFace { m, eps, h, .. } => {
+                let (lo, hi) = (t::<T>(-1.0) + t::<T>(eps), T::one() - t::<T>(eps));
+                let (zh, z_free) = zhat[i];
+                let m: T = t::<T>(m);
+                for j in 0..classes {
+                    let v = cos[i][j];
+                    let cc = v.max(lo).min(hi);
+                    let free = v > lo && v < hi;
+                    if j != y {
+                        z[j] = s * cc;
+                        slope[j] = if free { s } else { T::zero() };
+                        continue;
+                    }
+                    let theta = cc.acos();
+                    let phi = theta - m * zh;
+                    let inner = phi > t::<T>(eps) && phi < pi - t::<T>(eps);
+                    let phi_c = phi.max(t::<T>(eps)).min(pi - t::<T>(eps));
+                    z[j] = s * (phi_c.cos() - (m + m * zh));
+                    slope[j] = if free && inner {
+                        s * phi.sin() / (T::one() - cc * cc).sqrt()
+                    } else {
+                        T::zero()
+                    };
+                    if q.norms_not_detached && z_free {
+                        let dz = if inner { m * phi.sin() - m } else { -m };
+                        target_norm = s * dz * t::<T>(h) / (sigma + t::<T>(eps));
+                    }
+                }
+            }
+            AdaptiveRule::MagFace {
+                l_a,
+                u_a,
+                l_m,
+                u_m,
+                lambda_g,
+                boundary,
+            } => {
+                let (la, ua): (T, T) = (t::<T>(l_a), t::<T>(u_a));
+                let a = xn[i].max(la).min(ua);
+                let free = xn[i] > la && xn[i] < ua;
+                let k = (t::<T>(u_m) - t::<T>(l_m)) / (ua - la);
+                let m = k * (a - la) + t::<T>(l_m);
+                let sin = (T::one() - cy * cy).sqrt();
+                let ctm = cy * m.cos() - sin * m.sin();
+                let on_margin = match boundary {
+                    Boundary::None => true,
+                    Boundary::Easy => cy > T::zero(),
+                    Boundary::Thmm => cy > (pi - m).cos(),
+                };
+                let (g, sl, dm) = if on_margin {
+                    (
+                        ctm,
+                        m.cos() + cy * m.sin() / sin,
+                        -(cy * m.sin() + sin * m.cos()),
+                    )
+                } else if boundary == Boundary::Thmm {
+                    (
+                        cy - (pi - m).sin() * m,
+                        T::one(),
+                        -((pi - m).sin() - m * (pi - m).cos()),
+                    )
+                } else {
+                    (cy, T::one(), T::zero())
+                };
+                z[y] = s * g;
+                slope[y] = s * sl;
+                let lam: T = t::<T>(lambda_g);
+                own = lam * (a / (ua * ua) + T::one() / a);
+                if free {
+                    target_norm = s * dm * k;
+                    own_norm = lam * (T::one() / (ua * ua) - T::one() / (a * a));
+                }
+            }
+            AdaptiveRule::AdaCos => {
+                let scale = if q.old_scale { s } else { s_new };
+                for j in 0..classes {
+                    z[j] = scale * cos[i][j];
+                    slope[j] = scale;
+                }
+            }
+        }
+        let (row_loss, dz) = ce_row(&z, y, &Quirks::NONE);
+        loss += r * row_loss + r * own;
+        for j in 0..classes {
+            let dc = r * dz[j] * slope[j];
+            let v = cos[i][j];
+            for k in 0..d {
+                gx[i][k] += dc * (wh[j][k] - v * xh[i][k]) / xn[i];
+                gw[j][k] += dc * (xh[i][k] - v * wh[j][k]) / wn[j];
+            }
+        }
+        let radial = r * (dz[y] * target_norm + own_norm);
+        for k in 0..d {
+            gx[i][k] += radial * xh[i][k];
+        }
+    }
+    let mut out = margin_groups(loss, gx, gw, None);
+    for (name, v) in state {
+        out.insert(format!("outputs/{name}"), (vec![], vec![v.as_f64()]));
+    }
+    out
+}

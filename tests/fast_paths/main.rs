@@ -10,6 +10,7 @@ mod fast_margin;
 mod fast_seed_losses;
 mod fast_softmax;
 mod precision_table;
+mod precision_table_adaptive;
 mod precision_table_margin;
 mod precision_table_seed_losses;
 mod switch_walk;

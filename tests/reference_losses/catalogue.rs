@@ -237,6 +237,24 @@ fn cases_built_by_hand_are_validated_by_every_entry_point() {
             }),
             "inputs.weights: has 3 rows, which params.subcenters = 2 does not divide",
         ),
+        (
+            Case::Adaptive(lossref::spec::AdaptiveCase {
+                scale: 64.0,
+                rule: lossref::spec::AdaptiveRule::AdaFace {
+                    m: 0.4,
+                    h: 0.333,
+                    t_alpha: 0.01,
+                    eps: 1e-3,
+                    batch_mean: 20.0,
+                    batch_std: 100.0,
+                },
+                reduction: Reduction::Mean,
+                features: m(1, 2, vec![1.0, 2.0]),
+                weights: unit(),
+                labels: vec![0],
+            }),
+            "inputs.features: has N = 1 row; adaface's σ is the unbiased standard deviation",
+        ),
     ];
     let families: std::collections::BTreeSet<&str> = bad
         .iter()

@@ -3,6 +3,7 @@
 //! One test crate per theme (GMP and MPFR are linked once per crate); each module was
 //! its own crate before, and keeps its own documentation.
 
+mod adaptive_reference;
 mod catalogue;
 #[path = "../common/mod.rs"]
 mod common;

@@ -602,7 +602,7 @@ fn target(
 /// Unit rows and norms into `unit` and `norms`. Each row is scaled by the power of two
 /// 2^−k nearest its largest |entry| first, exactly, so that Σ v² neither overflows nor
 /// underflows; then v̂ = v·(2^−k/√Σ(2^−k v)²) and ‖v‖ = 2^k·√Σ(2^−k v)².
-fn normalize<T: Real>(
+pub(crate) fn normalize<T: Real>(
     m: &[T],
     dim: usize,
     name: &str,
@@ -664,7 +664,12 @@ fn normalize_row_kernel<T: Real>(
 
 /// 1/‖w_j‖ for every row into `inv`, with ‖w_j‖ accumulated in f64 (rescaled by the
 /// largest |entry| when the plain sum of squares would overflow or underflow).
-fn inverse_norms<T: Real>(m: &[T], dim: usize, name: &str, inv: &mut Vec<T>) -> Result<()> {
+pub(crate) fn inverse_norms<T: Real>(
+    m: &[T],
+    dim: usize,
+    name: &str,
+    inv: &mut Vec<T>,
+) -> Result<()> {
     inv.resize(m.len() / dim, T::zero());
     m.par_chunks(dim)
         .zip(inv.par_iter_mut())
@@ -704,7 +709,7 @@ fn inverse_norm_kernel<T: Real>(row: &[T], out: &mut T, name: &str, i: usize) ->
 
 /// Replaces each row a_j of `grad` by a_j − (a_j·w_j)·w_j/‖w_j‖², removing its component
 /// along the raw row w_j.
-fn project_out_raw<T: Real>(grad: &mut [T], raw: &[T], inv_norms: &[T], dim: usize) {
+pub(crate) fn project_out_raw<T: Real>(grad: &mut [T], raw: &[T], inv_norms: &[T], dim: usize) {
     grad.par_chunks_mut(dim)
         .zip(raw.par_chunks(dim))
         .zip(inv_norms.par_iter())
@@ -730,7 +735,7 @@ fn project_raw_row_kernel<T: Real>(g: &mut [T], w: &[T], inv: T) {
 
 /// Replaces each row ĝ of `grad` (with respect to the unit row v̂) by (ĝ − (ĝ·v̂)v̂)/‖v‖, the
 /// gradient with respect to v, and leaves the radial parts ĝ·v̂ (in f64) in `radial`.
-fn project_out<T: Real>(
+pub(crate) fn project_out<T: Real>(
     grad: &mut [T],
     unit: &[T],
     norms: &[T],

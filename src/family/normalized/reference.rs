@@ -86,7 +86,7 @@ fn angular(
 }
 
 /// The target logit's g and dg/dcos θ for row `i` (see the module docs).
-pub(super) fn target(
+pub(crate) fn target(
     margin: &Margin,
     c: &Cosine,
     i: usize,

@@ -206,7 +206,7 @@ fn unit(v: &[f64]) -> Vec<f64> {
 }
 
 /// cos(x, a) against cos(x, b), exactly: sign(x·a)(x·a)²‖b‖² against sign(x·b)(x·b)²‖a‖².
-fn exact_order(x: &[f64], a: &[f64], b: &[f64]) -> Ordering {
+pub(crate) fn exact_order(x: &[f64], a: &[f64], b: &[f64]) -> Ordering {
     let exact = |v: f64| Rational::from_f64(v).unwrap_or_default();
     let dot = |u: &[f64], v: &[f64]| -> Rational {
         u.iter()
