@@ -359,7 +359,7 @@ def adaptive_state(loss, p, inputs, x, w, labels):
         mo = mpf(p["momentum"])
         return {"t_next": mo * mean + (1 - mo) * mpf(inputs.get("t", 0))}
     if loss == "adaface":
-        clip = [min(max(v, mpf("0.001")), mpf(100)) for v in norms]
+        clip = [min(max(v, mpf(0.001)), mpf(100)) for v in norms]  # the binary64 0.001, as torch.clip takes it
         mean = mpmath.fsum(clip) / n
         std = mpmath.sqrt(mpmath.fsum((v - mean) ** 2 for v in clip) / (n - 1))
         ta = mpf(p["t_alpha"])

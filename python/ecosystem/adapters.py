@@ -15,9 +15,13 @@ has to name what it does.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import math
+import os
+import types
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -39,6 +43,8 @@ DEFAULTS: Dict[str, Dict[str, Any]] = {
     "arcface": {"scale": 64.0, "margin": 0.5, "boundary": "none", "margin_grad": "full", "reduction": "mean"},
     "combined": {"scale": 64.0, "m1": 1.0, "m2": 0.5, "m3": 0.0, "reduction": "mean"},
     "subcenter_arcface": {"scale": 64.0, "margin": 0.5, "boundary": "none", "margin_grad": "full", "reduction": "mean", "subcenters": 3},
+    "curricularface": {"scale": 64.0, "margin": 0.5, "momentum": 0.01, "reduction": "mean"},
+    "adacos": {"reduction": "mean"},
 }
 
 
@@ -80,6 +86,9 @@ class Adapter:
     takes: List[str] = field(default_factory=list)
     """The optional inputs of SPEC §5 it takes (`margins`, `classes`); a case with any other
     is not expressible."""
+    wheel: Optional[str] = None
+    """The environment variable naming the library's wheel, for a library whose modules are
+    read from its pinned wheel instead of installed (catalyst: see `_catalyst_layer`)."""
 
     def not_taken(self, case: Any) -> Optional[str]:
         """Why the case's optional inputs are beyond the library, or None."""
@@ -89,6 +98,10 @@ class Adapter:
         return None
 
     def version(self) -> Optional[str]:
+        if self.wheel is not None:
+            path = os.environ.get(self.wheel, "")
+            # NAME-VERSION-….whl
+            return os.path.basename(path).split("-")[1] if os.path.isfile(path) else None
         try:
             return importlib.metadata.version(self.library)
         except importlib.metadata.PackageNotFoundError:
@@ -348,6 +361,84 @@ def _pml_arcface_expresses(case: Any) -> Optional[str]:
 
 def _lambda_zero(case: Any) -> Optional[str]:
     return None if params_of(case)["lambda"] == 0 else "no annealing λ: only λ = 0"
+
+
+# --- catalyst ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def _catalyst_layer(module: str) -> Any:
+    """catalyst 22.4's `catalyst/contrib/layers/MODULE.py`, read from the pinned wheel that
+    $CATALYST_WHEEL names. The wheel's metadata is invalid for pip ≥ 24.1 (its requirement
+    `scikit-image (<0.19.0>=0.16.1)`), so scripts/ecosystem fetches it with an older pip and
+    the layers run from it unchanged; each of these modules imports only math and torch."""
+    wheel = os.environ["CATALYST_WHEEL"]
+    name = f"catalyst/contrib/layers/{module}.py"
+    with zipfile.ZipFile(wheel) as z:
+        source = z.read(name)
+    mod = types.ModuleType(f"catalyst.contrib.layers.{module}")
+    exec(compile(source, f"{wheel}/{name}", "exec"), mod.__dict__)
+    return mod
+
+
+def _catalyst_run(case: Any, layer: Any, weight: Any, state: Callable[[Any], Dict[str, Any]]) -> Values:
+    """The layer's logits for the case's features and labels, `F.cross_entropy` with the
+    reduction, ∂L/∂x and ∂L/∂(the layer's weight), mapped back by `weight`; `state` reads the
+    layer's state after the step."""
+    torch = _torch()
+    p = params_of(case)
+    x = _leaf(case.inputs["features"], _dtype(case))
+    y = torch.tensor(case.inputs["labels"], dtype=torch.long)
+    loss = torch.nn.functional.cross_entropy(layer(x, y), y, reduction=p["reduction"])
+    loss.backward()
+    return {"loss": _numpy(loss), **state(layer)}, {"features": _numpy(x.grad), "weights": weight(_numpy(layer.weight.grad))}
+
+
+def catalyst_curricularface(case: Any) -> Values:
+    torch = _torch()
+    p, dtype = params_of(case), _dtype(case)
+    w = np.asarray(case.inputs["weights"], dtype=np.float64)
+    classes, dim = w.shape
+    layer = _catalyst_layer("curricularface").CurricularFace(dim, classes, s=p["scale"], m=p["margin"])
+    # its weight is in_features × out_features (D×C); t is the buffer before the step
+    layer.weight = torch.nn.Parameter(torch.tensor(w.T.copy(), dtype=dtype))
+    layer.t = torch.tensor([float(np.asarray(case.inputs.get("t", 0.0)))], dtype=dtype)
+    return _catalyst_run(case, layer, lambda g: g.T.copy(), lambda layer: {"t_next": _numpy(layer.t).reshape(())})
+
+
+def _catalyst_curricularface_expresses(case: Any) -> Optional[str]:
+    return None if params_of(case)["momentum"] == 0.01 else "momentum 0.01 only (hard-coded in CurricularFace.forward)"
+
+
+def catalyst_adacos(case: Any) -> Values:
+    torch = _torch()
+    w = np.asarray(case.inputs["weights"], dtype=np.float64)
+    classes, dim = w.shape
+    layer = _catalyst_layer("cosface").AdaCos(dim, classes)
+    if "scale" in case.params:
+        layer.s = float(case.params["scale"])  # s_old; else its own √2·log(C − 1)
+    layer.weight = torch.nn.Parameter(torch.tensor(w, dtype=_dtype(case)))
+    return _catalyst_run(case, layer, lambda g: g, lambda layer: {"scale_next": np.asarray(layer.s)})
+
+
+def catalyst_subcenter_arcface(case: Any) -> Values:
+    torch = _torch()
+    p = params_of(case)
+    k = int(p["subcenters"])
+    w = np.asarray(case.inputs["weights"], dtype=np.float64)
+    rows, dim = w.shape
+    layer = _catalyst_layer("arcface").SubCenterArcFace(dim, rows // k, s=p["scale"], m=p["margin"], k=k)
+    # its weight is K × D × C, sub-center-major: [q, :, j] is the case's row j·K + q
+    layer.weight = torch.nn.Parameter(torch.tensor(w.reshape(rows // k, k, dim).transpose(1, 2, 0).copy(), dtype=_dtype(case)))
+    back = lambda g: g.transpose(2, 0, 1).reshape(rows, dim).copy()  # noqa: E731
+    return _catalyst_run(case, layer, back, lambda layer: {})
+
+
+def _catalyst_subcenter_expresses(case: Any) -> Optional[str]:
+    p = params_of(case)
+    if p["boundary"] != "none" or p["margin_grad"] != "full":
+        return "cos(θ + m) up to θ = π − m and cos θ past it, differentiated through the margin: boundary `none`, `full` only"
+    return None
 
 
 # --- open-metric-learning -----------------------------------------------------------------
@@ -665,6 +756,36 @@ ADAPTERS: List[Adapter] = [
         ],
     ),
     Adapter(
+        "catalyst CurricularFace", "catalyst", ["curricularface"], _catalyst_curricularface_expresses, catalyst_curricularface,
+        ["outputs/loss", "outputs/t_next", "gradients/features", "gradients/weights"],
+        [
+            "the official code's formula (catalyst/contrib/layers/curricularface.py, CurricularFace.forward): `mask = cos_theta > cos_theta_m`, the raw cos(θ + m) of the target, and the target logit by `thmm` (threshold cos(π − m), mm = sin(π − m)·m)",
+            "t ← 0.01·mean(target cos θ) + 0.99·t under `torch.no_grad()`, before the hard negatives are rescaled: the momentum is hard-coded 0.01",
+            "cos θ = `torch.mm(F.normalize(input), F.normalize(self.weight, dim=0))` with a D×C weight, clamped to [−1, 1]; the logits go to `F.cross_entropy`",
+        ],
+        wheel="CATALYST_WHEEL",
+    ),
+    Adapter(
+        "catalyst AdaCos", "catalyst", ["adacos"], _any, catalyst_adacos,
+        ["outputs/loss", "outputs/scale_next", "gradients/features", "gradients/weights"],
+        [
+            "s_old = `math.sqrt(2) * math.log(out_features - 1)` at construction (catalyst/contrib/layers/cosface.py, AdaCos.__init__)",
+            "B = Σ_{j≠y} e^{s·cos θ} per row, then `.mean()` over the batch; θ_med = `theta[one_hot > 0].median()` (the lower median) of θ = acos(clamp(cos θ, −1 + 1e-6, 1 − 1e-6)); s' = log B / cos(min(π/4, θ_med)) via `.item()`, all under `torch.no_grad()`",
+            "the logits s'·cos θ with the new scale (AdaCos.forward)",
+        ],
+        wheel="CATALYST_WHEEL",
+    ),
+    Adapter(
+        "catalyst SubCenterArcFace", "catalyst", ["subcenter_arcface"], _catalyst_subcenter_expresses, catalyst_subcenter_arcface,
+        ["outputs/loss", "gradients/features", "gradients/weights"],
+        [
+            "weights K × D × C, sub-center-major, and cos θ_ij = max over the K `torch.bmm` products (catalyst/contrib/layers/arcface.py, SubCenterArcFace.forward)",
+            "θ = acos(clamp(cos θ, −1 + 1e-6, 1 − 1e-6)) for every class; the target's logit cos(θ + m) where θ ≤ π − m and cos θ past it (no `thmm` fallback cos θ − m·sin m): SPEC's `none` boundary up to π − m",
+        ],
+        wheel="CATALYST_WHEEL",
+    ),
+    Adapter(
+        "open-metric-learning ArcFaceLoss",    Adapter(
         "open-metric-learning ArcFaceLoss", "open-metric-learning", ["arcface"], _pml_arcface_expresses, oml_arcface, ["outputs/loss", "gradients/features", "gradients/weights"],
         [
             "cos θ = F.linear(F.normalize(x), F.normalize(W)): " + NORMALIZE_CITE + " (oml/losses/arcface.py, `fc`)",

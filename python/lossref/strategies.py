@@ -72,6 +72,7 @@ def regimes_for(loss: str) -> List[str]:
         "psi": ["random"] + ANGLE_REGIMES,
         "normalized": ["random"] + ANGLE_REGIMES,
         "subcenter": ["random", "thmm-switch", "tiny-norm", "huge-norm"],
+        "adaptive": ["random", "thmm-switch", "easy-switch"],
     }
     if family not in regimes:
         raise ValueError(f"lossref.strategies has no regimes for the loss {loss!r} (family {family!r})")
@@ -157,6 +158,44 @@ def _subcenter_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
     return dict(_arcface_params(draw, f, reduction), subcenters=draw(st.sampled_from([1, 2, 3])))
 
 
+def _curricularface_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {
+        "scale": f(draw(st.sampled_from([16.0, 32.0, 64.0]))),
+        "margin": f(draw(st.sampled_from([0.5, 0.3]))),
+        "momentum": f(draw(st.sampled_from([0.01, 0.3]))),
+        "reduction": reduction,
+    }
+
+
+def _adaface_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    return {
+        "scale": f(draw(st.sampled_from([32.0, 64.0]))),
+        "margin": f(0.4),
+        "h": f(draw(st.sampled_from([0.333, 0.0]))),
+        "t_alpha": f(draw(st.sampled_from([0.01, 0.5]))),
+        "reduction": reduction,
+    }
+
+
+def _magface_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    # l_a and u_a around the drawn feature norms (0.5 … 2), so that the clamp is met
+    return {
+        "scale": f(draw(st.sampled_from([32.0, 64.0]))),
+        "l_a": f(0.75),
+        "u_a": f(1.5),
+        "l_m": f(0.45),
+        "u_m": f(0.8),
+        "lambda_g": f(draw(st.sampled_from([0.0, 5.0, 35.0]))),
+        "boundary": draw(st.sampled_from(["easy", "none", "thmm"])),
+        "reduction": reduction,
+    }
+
+
+def _adacos_params(draw: Any, f: Any, reduction: str) -> Dict[str, Any]:
+    scale = draw(st.sampled_from([None, 2.0, 4.0]))
+    return {"reduction": reduction} if scale is None else {"scale": f(scale), "reduction": reduction}
+
+
 #: The parameters drawn for each loss, one entry per loss of the catalogue
 #: (``tests/test_strategies.py`` fails when a loss has none; nothing falls through to
 #: another loss's parameters).
@@ -175,6 +214,10 @@ PARAMS = {
     "focal": _focal_params,
     "poly1": _poly1_params,
     "subcenter_arcface": _subcenter_params,
+    "curricularface": _curricularface_params,
+    "adaface": _adaface_params,
+    "magface": _magface_params,
+    "adacos": _adacos_params,
 }
 
 
@@ -304,7 +347,9 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
     dtype = dtype or draw(st.sampled_from(["float32", "float64"]))
     regime = regime or draw(st.sampled_from(regimes_for(loss)))
     params = _params(draw, loss, dtype)
-    n, c, d = draw(st.integers(1, 3)), draw(st.integers(2, 6)), draw(st.integers(2, 5))
+    # AdaFace's σ is an unbiased standard deviation: N ≥ 2 (SPEC §5)
+    n = draw(st.integers(2 if loss == "adaface" else 1, 3))
+    c, d = draw(st.integers(2, 6)), draw(st.integers(2, 5))
     labels = [draw(st.integers(0, c - 1)) for _ in range(n)]
     if loss in ("softmax", "softmax_ce", "focal", "poly1"):
         logit_regime = regime if regime in ["random"] + LOGIT_REGIMES else "random"
@@ -322,7 +367,7 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
         teacher = draw(_logits(n, c, "random", dtype, labels))
         return {"loss": loss, "params": params, "inputs": {"student_logits": student, "teacher_logits": teacher, "labels": labels}}
     normal = st.floats(-2, 2, allow_nan=False).filter(lambda x: abs(x) > 1e-3)
-    if loss not in FAMILIES["center"] + FAMILIES["psi"] + FAMILIES["normalized"] + FAMILIES["subcenter"]:
+    if loss not in FAMILIES["center"] + FAMILIES["psi"] + FAMILIES["normalized"] + FAMILIES["subcenter"] + FAMILIES["adaptive"]:
         raise ValueError(f"lossref.strategies cannot draw the inputs of the loss {loss!r}")
     if loss == "center":
         x = [[_narrow(draw(normal), dtype) for _ in range(d)] for _ in range(n)]
@@ -358,7 +403,7 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
         row = draw(st.floats(lo, hi)) * (cos * what + math.sqrt(max(0.0, 1 - cos * cos)) * _unit(u))
         x.append([_narrow(v, dtype) for v in row])
     w = [[_narrow(v, dtype) for v in row] for row in w]
-    angular = loss in ("arcface", "combined", "subcenter_arcface")
+    angular = loss in ("arcface", "combined", "subcenter_arcface", "curricularface", "magface")
     if angular and params.get("margin_grad") != "detached":
         # a target exactly (anti)parallel to its weight is an undefined point (SPEC §1)
         for i, y in enumerate(labels):
@@ -366,6 +411,12 @@ def _cases(draw: Any, losses: List[str], dtype: Optional[str], regime: Optional[
             if abs(abs(xi @ wy) - np.linalg.norm(xi) * np.linalg.norm(wy)) == 0.0:
                 x[i][0] = _narrow(x[i][0] + 0.25, dtype)
     inputs = {"features": x, "weights": w, "labels": labels}
+    # SPEC §5's running state before the step
+    if loss == "curricularface":
+        inputs["t"] = _narrow(draw(st.sampled_from([0.0, 0.5, 1.0])), dtype)
+    if loss == "adaface":
+        inputs["batch_mean"] = _narrow(draw(st.sampled_from([20.0, 1.0])), dtype)
+        inputs["batch_std"] = _narrow(draw(st.sampled_from([100.0, 0.5])), dtype)
     if loss in ("cosface", "amsoftmax", "arcface", "combined") and draw(st.booleans()):
         # SPEC §5: per-sample margins around the rule's (ElasticFace) and a class subset
         # holding every label (Partial FC)

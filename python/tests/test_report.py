@@ -21,7 +21,7 @@ def reference_results(cases: list, name: str = "the reference itself") -> lossre
 
 def test_the_embedded_corpus_and_its_cases() -> None:
     corpus = lossref.Corpus.load()
-    assert corpus.version == lossref.CORPUS_VERSION and len(corpus) == 1740
+    assert corpus.version == lossref.CORPUS_VERSION and len(corpus) == 1860
     c = corpus.cases(loss="cosface", dtype="float32", tag="edge:acos-near-1")[0]
     assert c.inputs["features"].dtype == np.float32 and c.inputs["labels"].dtype == np.int64
     assert set(c.reference()["gradients"]) == {"features", "weights"}

@@ -232,7 +232,9 @@ fn every_tagged_regime_is_reached() {
                     .all(|&v| 1.0 + v <= if f32 { 2e-3 } else { 2e-4 }),
                 "edge:easy-switch" => target_cosines(c).iter().all(|&v| v.abs() <= 2e-3),
                 // SPEC §5's adaptive margins: each regime's defining property
-                "edge:hard-negatives" => hard_negatives_on_both_sides(c, margin),
+                "edge:hard-negatives" => {
+                    hard_negatives_on_both_sides(c, c["params"]["margin"].as_f64().unwrap_or(0.5))
+                }
                 "edge:norm-clamp" => {
                     let norms = row_norms(c);
                     let (lo, hi) = if c["loss"] == "adaface" {

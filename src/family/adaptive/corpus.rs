@@ -46,92 +46,109 @@ pub(crate) fn cases(dtype: Dtype, out: &mut Vec<Generated>) {
 }
 
 fn curricularface(dtype: Dtype, out: &mut Vec<Generated>) {
-    let regimes = [
+    // a momentum of 0.3 moves t' far from t; the official code's 0.01 (and s = 64), which
+    // libraries hard-code, in the regimes that matter most
+    let all = vec![
         (Regime::Random, 0),
         (Regime::Dominant, 1),
         (Regime::HardNegatives, 2),
         (Regime::ThmmSwitch, 3),
     ];
-    for (regime, offset) in regimes {
-        push(
-            out,
-            dtype,
+    let variants = [
+        (
             "curricularface",
-            LossId::CurricularFace,
-            regime,
-            2,
-            &[],
-            |draw, k| {
-                let (n, c, d) = (4, 12, 8);
-                let mut w = draw.normal_rows(c, d, 1.0);
-                // distinct labels, and two negatives per row that no other row uses
-                let first = draw.index(c);
-                let labels: Vec<usize> = (0..n).map(|i| (first + i) % c).collect();
-                let (lo, hi) = near(dtype);
-                let (mut cos, mut what): (Vec<f64>, String) = match regime {
-                    Regime::Dominant => (
-                        (0..n).map(|_| draw.uniform(0.9, 0.99)).collect(),
-                        "uniform[0.9, 0.99]".into(),
-                    ),
-                    Regime::ThmmSwitch => (
-                        (0..n)
-                            .map(|_| {
-                                (std::f64::consts::PI - 0.5
-                                    + draw.side() * draw.log_uniform(lo, hi))
-                                .cos()
-                            })
-                            .collect(),
-                        format!("cos(π − m ± log-uniform[{lo:e}, {hi:e}])"),
-                    ),
-                    _ => (
-                        (0..n).map(|_| draw.uniform(-0.3, 0.9)).collect(),
-                        "uniform[−0.3, 0.9]".into(),
-                    ),
-                };
-                if regime == Regime::HardNegatives {
-                    // row 0 past the `thmm` switch, where the target logit g = cos θ − m·sin m
-                    // lies below cos(θ + m): a mask against g differs from SPEC §5's there
-                    cos[0] = (std::f64::consts::PI - 0.25).cos();
-                    what = format!("{what}; row 0 at θ = π − 0.25 (past the switch)");
-                }
-                let x: Vec<Vec<f64>> = (0..n)
-                    .map(|i| feature(draw, &w, labels[i], cos[i], (0.5, 2.0)))
-                    .collect();
-                let mut described = json!({
-                    "weights": "normal(0, 1)",
-                    "target_cos": what,
-                    "feature_norms": "log-uniform[0.5, 2]",
-                });
-                if regime == Regime::HardNegatives {
-                    // two negatives of each row, one on each side of its mask cos(θ_y + m)
-                    for i in 0..n {
-                        let threshold = (cos[i].acos() + 0.5).cos();
-                        for (q, side) in [(0, 1.0), (1, -1.0)] {
-                            let j = (first + n + 2 * i + q) % c;
-                            let target = if i == 0 && q == 1 {
-                                // between the target logit g and cos(θ + m) = cos(π + 0.25)
-                                -0.99
-                            } else {
-                                (threshold + side * draw.log_uniform(lo, 0.2)).clamp(-0.99, 0.99)
-                            };
-                            w[j] = feature(draw, &x, i, target, (0.5, 2.0));
-                        }
+            json!({"scale": 32, "margin": 0.5, "momentum": 0.3}),
+            all,
+        ),
+        (
+            "curricularface-official",
+            json!({}),
+            vec![(Regime::Random, 1), (Regime::HardNegatives, 3)],
+        ),
+    ];
+    for (name, params, regimes) in variants {
+        for (regime, offset) in regimes {
+            push(
+                out,
+                dtype,
+                name,
+                LossId::CurricularFace,
+                regime,
+                2,
+                &[],
+                |draw, k| {
+                    let (n, c, d) = (4, 12, 8);
+                    let mut w = draw.normal_rows(c, d, 1.0);
+                    // distinct labels, and two negatives per row that no other row uses
+                    let first = draw.index(c);
+                    let labels: Vec<usize> = (0..n).map(|i| (first + i) % c).collect();
+                    let (lo, hi) = near(dtype);
+                    let (mut cos, mut what): (Vec<f64>, String) = match regime {
+                        Regime::Dominant => (
+                            (0..n).map(|_| draw.uniform(0.9, 0.99)).collect(),
+                            "uniform[0.9, 0.99]".into(),
+                        ),
+                        Regime::ThmmSwitch => (
+                            (0..n)
+                                .map(|_| {
+                                    (std::f64::consts::PI - 0.5
+                                        + draw.side() * draw.log_uniform(lo, hi))
+                                    .cos()
+                                })
+                                .collect(),
+                            format!("cos(π − m ± log-uniform[{lo:e}, {hi:e}])"),
+                        ),
+                        _ => (
+                            (0..n).map(|_| draw.uniform(-0.3, 0.9)).collect(),
+                            "uniform[−0.3, 0.9]".into(),
+                        ),
+                    };
+                    if regime == Regime::HardNegatives {
+                        // row 0 past the `thmm` switch, where the target logit g = cos θ − m·sin m
+                        // lies below cos(θ + m): a mask against g differs from SPEC §5's there
+                        cos[0] = (std::f64::consts::PI - 0.25).cos();
+                        what = format!("{what}; row 0 at θ = π − 0.25 (past the switch)");
                     }
-                    described["hard_negatives"] = json!(format!(
+                    let x: Vec<Vec<f64>> = (0..n)
+                        .map(|i| feature(draw, &w, labels[i], cos[i], (0.5, 2.0)))
+                        .collect();
+                    let mut described = json!({
+                        "weights": "normal(0, 1)",
+                        "target_cos": what,
+                        "feature_norms": "log-uniform[0.5, 2]",
+                    });
+                    if regime == Regime::HardNegatives {
+                        // two negatives of each row, one on each side of its mask cos(θ_y + m)
+                        for i in 0..n {
+                            let threshold = (cos[i].acos() + 0.5).cos();
+                            for (q, side) in [(0, 1.0), (1, -1.0)] {
+                                let j = (first + n + 2 * i + q) % c;
+                                let target = if i == 0 && q == 1 {
+                                    // between the target logit g and cos(θ + m) = cos(π + 0.25)
+                                    -0.99
+                                } else {
+                                    (threshold + side * draw.log_uniform(lo, 0.2))
+                                        .clamp(-0.99, 0.99)
+                                };
+                                w[j] = feature(draw, &x, i, target, (0.5, 2.0));
+                            }
+                        }
+                        described["hard_negatives"] = json!(format!(
                         "per row, two negative weights at cos(θ_y + m) ± log-uniform[{lo:e}, 0.2] \
                      (row 0's second at −0.99, between g and cos(θ_y + m))"
                     ));
-                }
-                // t from 0 to 1 across the cases
-                let t = [0.0, 0.35, 0.7, 1.0][(offset + k) % 4];
-                described["t"] = json!("0, 0.35, 0.7 or 1 across the cases");
-                (
-                    object(json!({"scale": 32, "margin": 0.5, "momentum": 0.3})),
-                    json!({"features": rows_json(&x), "weights": rows_json(&w), "labels": labels, "t": dtype.round(t)}),
-                    described,
-                )
-            },
-        );
+                    }
+                    // t from 0 to 1 across the cases
+                    let t = [0.0, 0.35, 0.7, 1.0][(offset + k) % 4];
+                    described["t"] = json!("0, 0.35, 0.7 or 1 across the cases");
+                    (
+                        object(params.clone()),
+                        json!({"features": rows_json(&x), "weights": rows_json(&w), "labels": labels, "t": dtype.round(t)}),
+                        described,
+                    )
+                },
+            );
+        }
     }
 }
 
