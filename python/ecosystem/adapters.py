@@ -785,7 +785,6 @@ ADAPTERS: List[Adapter] = [
         wheel="CATALYST_WHEEL",
     ),
     Adapter(
-        "open-metric-learning ArcFaceLoss",    Adapter(
         "open-metric-learning ArcFaceLoss", "open-metric-learning", ["arcface"], _pml_arcface_expresses, oml_arcface, ["outputs/loss", "gradients/features", "gradients/weights"],
         [
             "cos θ = F.linear(F.normalize(x), F.normalize(W)): " + NORMALIZE_CITE + " (oml/losses/arcface.py, `fc`)",

@@ -271,3 +271,53 @@ pub fn sized_problem(
         })
         .boxed()
 }
+
+/// A rule of each adaptive margin (SPEC §5), with a state before the step and a
+/// representative scale: CurricularFace, AdaFace, MagFace (`easy` and `thmm`, its norm clamp
+/// [0.75, 2] met by the problems' norms), AdaCos. All parameters are exact in f32.
+pub fn adaptive_rules() -> Vec<(lossref::spec::AdaptiveRule, f64)> {
+    vec![
+        (
+            lossref::spec::AdaptiveRule::CurricularFace {
+                m: 0.5,
+                momentum: 0.25,
+                t: 0.5,
+            },
+            32.0,
+        ),
+        (
+            lossref::spec::AdaptiveRule::AdaFace {
+                m: 0.4,
+                h: 0.333,
+                t_alpha: 0.25,
+                eps: 1e-3,
+                batch_mean: 1.0,
+                batch_std: 0.25,
+            },
+            64.0,
+        ),
+        (
+            lossref::spec::AdaptiveRule::MagFace {
+                l_a: 0.75,
+                u_a: 2.0,
+                l_m: 0.25,
+                u_m: 0.75,
+                lambda_g: 4.0,
+                boundary: lossref::spec::Boundary::Easy,
+            },
+            32.0,
+        ),
+        (
+            lossref::spec::AdaptiveRule::MagFace {
+                l_a: 0.75,
+                u_a: 2.0,
+                l_m: 0.25,
+                u_m: 0.75,
+                lambda_g: 4.0,
+                boundary: lossref::spec::Boundary::Thmm,
+            },
+            16.0,
+        ),
+        (lossref::spec::AdaptiveRule::AdaCos, 4.0),
+    ]
+}

@@ -781,9 +781,9 @@ pub fn adaptive<T: Real>(c: &lossref::spec::AdaptiveCase, q: &AdaptiveQuirks) ->
         AdaptiveRule::MagFace { .. } => {}
         AdaptiveRule::AdaCos => {
             let mut terms = Vec::new();
-            for i in 0..n {
-                for j in (0..classes).filter(|&j| j != c.labels[i]) {
-                    terms.push((s * cos[i][j]).exp());
+            for (row, &y) in cos.iter().zip(&c.labels) {
+                for (_, &v) in row.iter().enumerate().filter(|&(j, _)| j != y) {
+                    terms.push((s * v).exp());
                 }
             }
             let b = reduce_sum(&terms) / t::<T>(n as f64);

@@ -8,11 +8,11 @@
 use crate::common;
 
 use common::deterministic_runner;
-use common::geometry::{sized_problem, Angle, ARC_M};
+use common::geometry::{adaptive_rules, sized_problem, Angle, ARC_M};
 use common::table::{Worsts, ADAPTIVE_FAMILIES};
 use lossref::fast::dispatch::evaluate;
 use lossref::reference::certified;
-use lossref::spec::{AdaptiveCase, AdaptiveRule, Boundary, Case, Dtype, Reduction};
+use lossref::spec::{AdaptiveCase, Case, Dtype, Reduction};
 use std::cell::RefCell;
 
 /// Measures `case` through the fast path in `dtype` (float32 or float64).
@@ -25,43 +25,6 @@ fn measure(case: &Case, dtype: Dtype, worst: &mut Worsts) {
     }
     .unwrap_or_else(|e| panic!("fast path failed on {case:?}: {e}"));
     worst.measure(case, dtype, &exact, &got, &|| format!("{case:?}"));
-}
-
-/// The rules measured on generated problems, each with a state before the step.
-fn rules() -> Vec<(AdaptiveRule, f64)> {
-    vec![
-        (
-            AdaptiveRule::CurricularFace {
-                m: 0.5,
-                momentum: 0.25,
-                t: 0.5,
-            },
-            32.0,
-        ),
-        (
-            AdaptiveRule::AdaFace {
-                m: 0.4,
-                h: 0.333,
-                t_alpha: 0.25,
-                eps: 1e-3,
-                batch_mean: 1.0,
-                batch_std: 0.25,
-            },
-            64.0,
-        ),
-        (
-            AdaptiveRule::MagFace {
-                l_a: 0.75,
-                u_a: 2.0,
-                l_m: 0.25,
-                u_m: 0.75,
-                lambda_g: 4.0,
-                boundary: Boundary::Easy,
-            },
-            32.0,
-        ),
-        (AdaptiveRule::AdaCos, 4.0),
-    ]
 }
 
 #[test]
@@ -78,7 +41,7 @@ fn adaptive_precision_table_holds_and_is_tight() {
         measured += 1;
     }
     assert!(measured >= 70, "only {measured} corpus cases measured");
-    for (rule, scale) in rules() {
+    for (rule, scale) in adaptive_rules() {
         for (angle, f32) in [
             (Angle::Moderate, false),
             (Angle::Moderate, true),

@@ -10,7 +10,7 @@
 use crate::common;
 
 use common::deterministic_runner;
-use common::geometry::{sized_problem, Angle, ARC_M};
+use common::geometry::{adaptive_rules, sized_problem, Angle, ARC_M};
 use common::gradient::{check_gradient, points};
 use lossref::matrix::Matrix;
 use lossref::mp::interval::Interval;
@@ -257,54 +257,6 @@ fn check_numdiff(c: &AdaptiveCase) {
     }
 }
 
-/// A rule of each loss, with a state before the step.
-fn rules() -> Vec<(AdaptiveRule, f64)> {
-    vec![
-        (
-            AdaptiveRule::CurricularFace {
-                m: 0.5,
-                momentum: 0.25,
-                t: 0.5,
-            },
-            32.0,
-        ),
-        (
-            AdaptiveRule::AdaFace {
-                m: 0.4,
-                h: 0.333,
-                t_alpha: 0.25,
-                eps: 1e-3,
-                batch_mean: 1.0,
-                batch_std: 0.25,
-            },
-            64.0,
-        ),
-        (
-            AdaptiveRule::MagFace {
-                l_a: 0.75,
-                u_a: 2.0,
-                l_m: 0.25,
-                u_m: 0.75,
-                lambda_g: 4.0,
-                boundary: Boundary::Easy,
-            },
-            32.0,
-        ),
-        (
-            AdaptiveRule::MagFace {
-                l_a: 0.75,
-                u_a: 2.0,
-                l_m: 0.25,
-                u_m: 0.75,
-                lambda_g: 4.0,
-                boundary: Boundary::Thmm,
-            },
-            16.0,
-        ),
-        (AdaptiveRule::AdaCos, 4.0),
-    ]
-}
-
 fn case_of(
     rule: AdaptiveRule,
     scale: f64,
@@ -323,7 +275,7 @@ fn case_of(
 
 #[test]
 fn gradients_match_numerical_differentiation() {
-    for (k, (rule, scale)) in rules().into_iter().enumerate() {
+    for (k, (rule, scale)) in adaptive_rules().into_iter().enumerate() {
         for angle in [Angle::Moderate, Angle::NearThmm] {
             let mut runner = deterministic_runner(common::cases(2));
             runner

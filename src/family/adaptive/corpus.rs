@@ -119,8 +119,8 @@ fn curricularface(dtype: Dtype, out: &mut Vec<Generated>) {
                     });
                     if regime == Regime::HardNegatives {
                         // two negatives of each row, one on each side of its mask cos(θ_y + m)
-                        for i in 0..n {
-                            let threshold = (cos[i].acos() + 0.5).cos();
+                        for (i, &ci) in cos.iter().enumerate() {
+                            let threshold = (ci.acos() + 0.5).cos();
                             for (q, side) in [(0, 1.0), (1, -1.0)] {
                                 let j = (first + n + 2 * i + q) % c;
                                 let target = if i == 0 && q == 1 {

@@ -14,10 +14,10 @@
 //! an output (`t_next`, `batch_mean_next`, `batch_std_next`, `scale_next`): written as
 //! functions of their state, the stateful losses have certified answers.
 //!
-//! **The switches, decided exactly** ([`reference`]). CurricularFace's mask c_ij > cos(θ_iy
-//! + m) and `thmm` switch, AdaFace's inner clamp and MagFace's `thmm` switch compare an
-//! algebraic cosine with a transcendental threshold (Lindemann: they never tie for m ≠ 0),
-//! which the escalation loop decides; AdaFace's cosine clamp at ±(1 − eps), MagFace's norm
+//! **The switches, decided exactly** (`reference.rs`). CurricularFace's mask
+//! c_ij > cos(θ_iy + m) and `thmm` switch, AdaFace's inner clamp and MagFace's `thmm` switch
+//! compare an algebraic cosine with a transcendental threshold (Lindemann: they never tie
+//! for m ≠ 0), which the escalation loop decides; AdaFace's cosine clamp at ±(1 − eps), MagFace's norm
 //! clamp at l_a and u_a and CurricularFace's mask at m = 0 compare algebraic numbers, and
 //! are decided in rationals where the enclosures overlap. A tie there is an undefined point
 //! of the gradient (its slope jumps): an error naming the row.

@@ -608,44 +608,40 @@ pub(crate) fn evaluate(c: &AdaptiveCase, conv: Convention, prec: u32) -> Result<
     if !owns.is_empty() {
         loss = loss.add(&reduce(&owns, c.reduction));
     }
-    let grad_features = Matrix::from_fn(n, d, |i, k| {
+    // Σ over the other side's rows q of G·(‖v‖²u_qk − d v_k)/(‖u_q‖‖v‖³) for own row v (a
+    // pair at a pole adds nothing: its direction term vanishes)
+    let along = |own: (&Matrix<Interval>, &[RowNorm]),
+                 other: (&Matrix<Interval>, &[RowNorm]),
+                 r: usize,
+                 k: usize,
+                 pair: &dyn Fn(usize) -> (usize, usize)| {
         let mut acc = zero.clone();
-        for j in 0..classes {
+        for q in 0..other.0.rows() {
+            let (i, j) = pair(q);
             if cos.get(i, j).pole.is_none() {
                 let num = direction_numerator(
-                    features.row(i),
-                    weights.row(j),
-                    &xs[i].squared,
+                    own.0.row(r),
+                    other.0.row(q),
+                    &own.1[r].squared,
                     dots.get(i, j),
                     k,
                     prec,
                 );
-                acc = acc.add(&g[i][j].div(&ws[j].norm).mul(&num));
+                acc = acc.add(&g[i][j].div(&other.1[q].norm).mul(&num));
             }
         }
-        let along = acc.div(&xs[i].cubed);
+        acc.div(&own.1[r].cubed)
+    };
+    let grad_features = Matrix::from_fn(n, d, |i, k| {
+        let sum = along((&features, &xs), (&weights, &ws), i, k, &|j| (i, j));
         if radial[i].is_point() && radial[i].lo().is_zero() {
-            along
+            sum
         } else {
-            along.add(&radial[i].mul(features.get(i, k)).div(&xs[i].norm))
+            sum.add(&radial[i].mul(features.get(i, k)).div(&xs[i].norm))
         }
     });
     let grad_weights = Matrix::from_fn(classes, d, |j, k| {
-        let mut acc = zero.clone();
-        for i in 0..n {
-            if cos.get(i, j).pole.is_none() {
-                let num = direction_numerator(
-                    weights.row(j),
-                    features.row(i),
-                    &ws[j].squared,
-                    dots.get(i, j),
-                    k,
-                    prec,
-                );
-                acc = acc.add(&g[i][j].div(&xs[i].norm).mul(&num));
-            }
-        }
-        acc.div(&ws[j].cubed)
+        along((&weights, &ws), (&features, &xs), j, k, &|i| (i, j))
     });
     let mut outputs = vec![("loss", Tensor::Scalar(loss))];
     let state = [
