@@ -155,6 +155,9 @@ def markdown(entries: List[Dict[str, Any]], corpus: Any) -> str:
         "  installs on no interpreter this table runs on (Debian's python3 is 3.11 or later).",
         "- MONAI (its FocalLoss): not pinned in `python/ecosystem/requirements.txt`; the table's",
         "  focal loss is kornia's.",
+        "- AdaFace, MagFace and ElasticFace: no package on the registry implements them; their",
+        "  official code (mk-minchul/AdaFace, IrvingMeng/MagFace, fdbtrs/ElasticFace) is on GitHub",
+        "  only. The corpus checks them (SPEC §5); `lossref check` runs on a user's own copy.",
         "",
     ]
     for e in entries:

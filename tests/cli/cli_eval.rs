@@ -961,3 +961,59 @@ fn bad_per_sample_margins_and_class_subsets_are_rejected() {
         "inputs.classes: expected an array of class indices",
     );
 }
+
+/// SPEC §5's adaptive margins, malformed or at an undefined point: each refused with its
+/// place and reason (the state before the step a scalar; AdaFace's N ≥ 2; each parameter in
+/// its range; a target parallel to its weight where CurricularFace's rule needs dθ).
+#[test]
+fn bad_adaptive_margin_cases_are_rejected() {
+    let base =
+        r#""features": [[1, 2], [3, -1]], "weights": [[1, 0], [0, 1], [1, 1]], "labels": [0, 2]"#;
+    let with = |loss: &str, params: &str, extra: &str| {
+        margin_case(loss, params, &format!("{base}{extra}"))
+    };
+    rejects(
+        &with("curricularface", "", r#", "t": [1, 2]"#),
+        "inputs.t: expected a number, got an array of 2 items",
+    );
+    rejects(
+        &with("curricularface", r#""momentum": 1.5"#, ""),
+        "params.momentum",
+    );
+    rejects(
+        &with("adaface", "", r#", "batch_std": -1"#),
+        "inputs.batch_std: must be a number ≥ 0, got -1",
+    );
+    rejects(
+        &with("adaface", r#""eps": 0.7"#, ""),
+        "params.eps: must be a number in (0, 1/2)",
+    );
+    rejects(
+        &margin_case(
+            "adaface",
+            "",
+            r#""features": [[1, 2]], "weights": [[1, 0], [0, 1]], "labels": [0]"#,
+        ),
+        "inputs.features: has N = 1 row; adaface's σ is the unbiased standard deviation",
+    );
+    rejects(
+        &with("magface", r#""l_a": 3, "u_a": 2"#, ""),
+        "params.u_a: must be a finite number above params.l_a",
+    );
+    rejects(
+        &with("magface", r#""boundry": "none""#, ""),
+        "params.boundry: unknown key (did you mean `boundary`?)",
+    );
+    rejects(
+        &with("adacos", "", r#", "t": 0.5"#),
+        "inputs.t: unknown key; `adacos` takes the inputs features, weights, labels",
+    );
+    rejects(
+        &margin_case(
+            "curricularface",
+            "",
+            r#""features": [[2, 0]], "weights": [[1, 0], [0, 1]], "labels": [0]"#,
+        ),
+        "inputs.features[0]: cos θ to its class weight inputs.weights[0] is exactly 1 (x ∥ w), where CurricularFace's target cos(θ + m) has no derivative",
+    );
+}

@@ -366,7 +366,17 @@ fn row_rule(
                 boundary: Boundary::Thmm,
                 grad: MarginGrad::Full,
             };
-            let (g, slope) = target(&margin, &cos[y], i, y)?;
+            // arcface's rule with the `thmm` boundary, its message in CurricularFace's words
+            // (no `margin_grad` to detach it)
+            let (g, slope) = target(&margin, &cos[y], i, y).map_err(|e| {
+                Error::new(
+                    e.kind,
+                    e.place,
+                    e.reason
+                        .replace("arcface's cos(θ + m)", "CurricularFace's target cos(θ + m)")
+                        .replace("; margin_grad = \"detached\" defines it", ""),
+                )
+            })?;
             let threshold = if conv == Convention::CurricularMaskAgainstTarget {
                 g.clone()
             } else {

@@ -142,8 +142,8 @@ pub(crate) fn row(
                 grad: MarginGrad::Full,
             };
             let t = target(&margin, cos[y], theta);
-            if let Some(why) = t.undefined {
-                return Err(why);
+            if t.undefined.is_some() {
+                return Err("CurricularFace's target cos(θ + m) has an unbounded derivative (dθ/dcos θ is infinite)");
             }
             // the mask compares with cos(θ + m) itself (SPEC §5), or with the target logit
             let threshold = if conv == Convention::CurricularMaskAgainstTarget {
@@ -230,8 +230,12 @@ pub(crate) fn row(
                 grad: MarginGrad::Full,
             };
             let t = target(&margin, cos[y], theta);
-            if let Some(why) = t.undefined {
-                return Err(why);
+            if t.undefined.is_some() {
+                return Err(if cos[y] == 0.0 {
+                    "cos θ = 0 is MagFace's `easy` switch, where the target logit jumps"
+                } else {
+                    "MagFace's target cos(θ + m(a)) has an unbounded derivative (dθ/dcos θ is infinite)"
+                });
             }
             let on_margin = match boundary {
                 Boundary::None => true,
