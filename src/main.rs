@@ -16,7 +16,8 @@ enum Command {
     /// Evaluate one case (SPEC §3) with certified precision and print its JSON answer.
     ///
     /// Exit status: 0 on success, 1 for an unreadable or invalid case, 2 for a usage
-    /// error, 3 when a value cannot be certified below the precision cap.
+    /// error, 3 when a value cannot be certified below the precision cap, 141 when the
+    /// reader of the answer closes the pipe early (as a Unix tool that SIGPIPE ends).
     Eval {
         /// The case file, or `-` for standard input.
         case: String,
@@ -114,7 +115,7 @@ fn judged(result: lossref::error::Result<(String, bool)>) -> lossref::error::Res
     match result {
         Ok((text, true)) => Ok(text),
         Ok((text, false)) => {
-            println!("{text}");
+            print_answer(&text);
             std::process::exit(1);
         }
         Err(e) => {
@@ -176,10 +177,25 @@ fn main() {
     };
     match result {
         Ok(text) if text.is_empty() => {}
-        Ok(text) => println!("{text}"),
+        Ok(text) => print_answer(&text),
         Err(e) => {
             eprintln!("lossref: error: {e}");
             std::process::exit(cli::exit_code(&e));
         }
+    }
+}
+
+/// Prints `text` and a newline to standard output. A reader that closed the pipe early
+/// (`lossref eval CASE | head`) ends the process quietly with status 141, as a Unix tool
+/// killed by SIGPIPE does, instead of a panic; any other write error is reported, status 1.
+fn print_answer(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("lossref: error: standard output: {e}");
+        std::process::exit(1);
     }
 }

@@ -1017,3 +1017,50 @@ fn bad_adaptive_margin_cases_are_rejected() {
         "inputs.features[0]: cos θ to its class weight inputs.weights[0] is exactly 1 (x ∥ w), where CurricularFace's target cos(θ + m) has no derivative",
     );
 }
+
+/// A reader that closes the pipe early (`lossref eval CASE | head`) ends lossref quietly
+/// with status 141, as a Unix tool killed by SIGPIPE, never with a panic: the answer of
+/// 200×64 features (about 500 kB) does not fit in the pipe's buffer, so lossref is still
+/// writing when the reader goes.
+#[test]
+fn a_closed_output_pipe_ends_quietly() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let rows = |n: usize, d: usize, shift: f64| -> String {
+        let row = |i: usize| -> String {
+            let v: Vec<String> = (0..d)
+                .map(|k| format!("{}", ((i * 31 + k * 7) % 13) as f64 - 6.0 + shift))
+                .collect();
+            format!("[{}]", v.join(", "))
+        };
+        (0..n).map(row).collect::<Vec<_>>().join(", ")
+    };
+    let labels: Vec<String> = (0..200).map(|i| (i % 5).to_string()).collect();
+    let case = format!(
+        r#"{{"loss": "cosface", "inputs": {{"features": [{}], "weights": [{}], "labels": [{}]}}}}"#,
+        rows(200, 64, 0.5),
+        rows(5, 64, 0.25),
+        labels.join(", ")
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lossref"))
+        .args(["eval", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run lossref");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(case.as_bytes())
+        .expect("write the case");
+    let mut first = [0u8; 16];
+    let mut stdout = child.stdout.take().expect("stdout");
+    stdout.read_exact(&mut first).expect("the answer begins");
+    drop(stdout);
+    let out = child.wait_with_output().expect("lossref ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
+}
