@@ -167,18 +167,11 @@ pub fn time<T: Real>(
 ) -> Result<Timing> {
     let (b, d) = (inputs.labels.len(), inputs.dim);
     let c = inputs.weights.len() / d;
-    let par = Par::rayon(threads);
-    let mut gemms = Gemms::new(b, d, c);
     // Buffers are reused across rounds on both sides, as in a training loop.
     let mut ws = Workspace::<T>::with_tile_logits(tile_logits);
     let mut gx = vec![T::zero(); b * d];
     let mut gw = vec![T::zero(); c * d];
-    let mut timing = Timing {
-        fused_runs: Vec::with_capacity(repeats),
-        gemm_runs: Vec::with_capacity(repeats),
-    };
-    for round in 0..warmup + repeats.max(1) {
-        let start = Instant::now();
+    let fused = || -> Result<f64> {
         let (value, _) = loss.forward_backward_into(
             &mut ws,
             &inputs.features,
@@ -189,7 +182,36 @@ pub fn time<T: Real>(
             &mut gx,
             &mut gw,
         )?;
-        let fused = start.elapsed().as_secs_f64();
+        Ok(value.as_f64())
+    };
+    time_against_gemms(fused, inputs, threads, warmup, repeats)
+}
+
+/// Times `fused` (one forward + backward, returning its loss) and the three GEMMs of
+/// `inputs`' shapes, alternating them: `warmup` untimed rounds, then `repeats` timed ones.
+/// The fast path of any GEMM-based loss of the catalogue is timed this way.
+///
+/// # Errors
+/// A failure of `fused`, or a loss that is not finite.
+pub fn time_against_gemms<T: Real>(
+    mut fused: impl FnMut() -> Result<f64>,
+    inputs: &Inputs<T>,
+    threads: usize,
+    warmup: usize,
+    repeats: usize,
+) -> Result<Timing> {
+    let (b, d) = (inputs.labels.len(), inputs.dim);
+    let c = inputs.weights.len() / d;
+    let par = Par::rayon(threads);
+    let mut gemms = Gemms::new(b, d, c);
+    let mut timing = Timing {
+        fused_runs: Vec::with_capacity(repeats),
+        gemm_runs: Vec::with_capacity(repeats),
+    };
+    for round in 0..warmup + repeats.max(1) {
+        let start = Instant::now();
+        let value = fused()?;
+        let fused_time = start.elapsed().as_secs_f64();
         if !value.is_finite() {
             return Err(Error::invalid("bench", "the fused loss is not finite"));
         }
@@ -197,7 +219,7 @@ pub fn time<T: Real>(
         gemms.run(inputs, par);
         let plain = start.elapsed().as_secs_f64();
         if round >= warmup {
-            timing.fused_runs.push(fused);
+            timing.fused_runs.push(fused_time);
             timing.gemm_runs.push(plain);
         }
     }

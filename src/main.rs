@@ -40,7 +40,8 @@ enum Command {
     /// GEMMs of the same shapes (X·Wᵀ, G·W, Gᵀ·X), in the same run, and print JSON with both
     /// medians and their ratio.
     Bench {
-        /// normface, cosface, amsoftmax, arcface or combined (and softmax_ce with --reference).
+        /// normface, cosface, amsoftmax, arcface, combined, curricularface, adaface, magface or
+        /// adacos (and softmax_ce with --reference).
         loss: String,
         /// Batch size B.
         #[arg(long)]

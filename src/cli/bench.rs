@@ -1,11 +1,13 @@
 //! `lossref bench LOSS --batch B --dim D --classes C --dtype f32|f64 [--threads T]`: the
-//! fused forward + backward of a normalized-margin loss against its three GEMMs, as JSON;
+//! fused forward + backward of a normalized-margin loss (or an adaptive margin of SPEC §5,
+//! through the catalogue's fast path) against its three GEMMs, as JSON;
 //! with `--reference`, the certified evaluation against the fast f64 path on the same inputs.
 
-use crate::bench::{time, Inputs, Timing};
+use crate::bench::{time, time_against_gemms, Inputs, Timing};
 use crate::case::margin_params;
 use crate::cli::progress::Spinner;
 use crate::error::{Error, Result};
+use crate::family::adaptive::AdaptiveFamily;
 use crate::family::normalized::NormalizedFamily;
 use crate::family::LossFamily;
 use crate::fast::{MarginLoss, Real};
@@ -69,13 +71,18 @@ pub fn run(r: &Request) -> Result<String> {
     if r.loss == "softmax_ce" && r.reference {
         return softmax_ce_reference(r);
     }
+    if let Some(loss) =
+        LossId::from_name(&r.loss).filter(|l| AdaptiveFamily::LOSSES.contains(l) && !r.reference)
+    {
+        return adaptive(loss, r);
+    }
     let loss = LossId::from_name(&r.loss)
         .filter(|l| NormalizedFamily::LOSSES.contains(l))
         .ok_or_else(|| {
             Error::invalid(
                 "LOSS",
                 format!(
-                    "`{}`: bench times the GEMM-based losses normface, cosface, amsoftmax, arcface, combined (and softmax_ce with --reference)",
+                    "`{}`: bench times the GEMM-based losses normface, cosface, amsoftmax, arcface, combined, curricularface, adaface, magface, adacos (and, with --reference, the normalized-margin losses and softmax_ce)",
                     r.loss
                 ),
             )
@@ -87,6 +94,34 @@ pub fn run(r: &Request) -> Result<String> {
             .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
     };
     let (scale, margin, reduction) = margin_params(loss, &params)?;
+    check_sizes(r)?;
+    let fused = MarginLoss {
+        scale,
+        margin,
+        reduction,
+    };
+    if r.reference {
+        return reference(loss, scale, margin, reduction, r);
+    }
+    let pool = thread_pool(r)?;
+    let threads = pool.current_num_threads();
+    let timing = match r.dtype.as_str() {
+        "f32" => pool.install(|| measure::<f32>(&fused, r, threads))?,
+        "f64" => pool.install(|| measure::<f64>(&fused, r, threads))?,
+        other => return Err(bad_dtype(other)),
+    };
+    Ok(timing_report(
+        loss,
+        describe(scale, &margin, reduction.as_str()),
+        r,
+        threads,
+        &timing,
+    ))
+}
+
+/// The sizes of a benchmark: every dimension at least 1, C ≥ 2, at most
+/// [`MAX_BENCH_VALUES`] values, at least one timed round.
+fn check_sizes(r: &Request) -> Result<()> {
     for (name, v) in [
         ("--batch", r.batch),
         ("--dim", r.dim),
@@ -120,34 +155,89 @@ pub fn run(r: &Request) -> Result<String> {
     if r.repeats == 0 {
         return Err(Error::invalid("--repeats", "must be at least 1"));
     }
-    let fused = MarginLoss {
-        scale,
-        margin,
-        reduction,
-    };
-    if r.reference {
-        return reference(loss, scale, margin, reduction, r);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
+    Ok(())
+}
+
+/// The pool of `--threads` threads.
+fn thread_pool(r: &Request) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(r.threads)
         .build()
-        .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))?;
-    let threads = pool.current_num_threads();
-    let timing = match r.dtype.as_str() {
-        "f32" => pool.install(|| measure::<f32>(&fused, r, threads))?,
-        "f64" => pool.install(|| measure::<f64>(&fused, r, threads))?,
-        other => {
-            return Err(Error::invalid(
-                "--dtype",
-                format!("must be f32 or f64, got {other:?}"),
-            ))
-        }
+        .map_err(|e| Error::invalid("--threads", format!("cannot start the thread pool: {e}")))
+}
+
+fn bad_dtype(other: &str) -> Error {
+    Error::invalid("--dtype", format!("must be f32 or f64, got {other:?}"))
+}
+
+/// An adaptive margin of SPEC §5 (`curricularface`, `adaface`, `magface`, `adacos`): the
+/// catalogue's fast path ([`crate::fast::dispatch::evaluate`]) on generated inputs, the
+/// state before the step at its defaults, against the three GEMMs of the same shapes.
+fn adaptive(loss: LossId, r: &Request) -> Result<String> {
+    let params: Value = if r.params.trim().is_empty() {
+        json!({})
+    } else {
+        serde_json::from_str(&r.params)
+            .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
     };
+    check_sizes(r)?;
+    let pool = thread_pool(r)?;
+    let threads = pool.current_num_threads();
+    fn run<T: Real>(loss: LossId, params: &Value, r: &Request, threads: usize) -> Result<Timing> {
+        use crate::npz::{Array, Data};
+        let inputs = Inputs::<T>::generate(r.batch, r.dim, r.classes, r.seed);
+        let wide = |v: &[T], rows: usize| Array {
+            shape: vec![rows, r.dim],
+            data: Data::Float(v.iter().map(|x| x.as_f64()).collect()),
+            was_f32: T::NAME == "f32",
+        };
+        let arrays = [
+            ("features".to_string(), wide(&inputs.features, r.batch)),
+            ("weights".to_string(), wide(&inputs.weights, r.classes)),
+            (
+                "labels".to_string(),
+                Array {
+                    shape: vec![r.batch],
+                    data: Data::Int(inputs.labels.iter().map(|&y| y as i64).collect()),
+                    was_f32: false,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let case = crate::case::case_from_arrays(
+            &json!({"loss": loss.as_str(), "params": params}),
+            arrays,
+            "bench",
+        )
+        .map_err(|e| Error::new(e.kind, format!("--params: {}", e.place), e.reason))?;
+        let fused = || -> Result<f64> {
+            let a = crate::fast::dispatch::evaluate::<T>(&case)?;
+            Ok(a.loss().copied().unwrap_or(f64::NAN))
+        };
+        time_against_gemms(fused, &inputs, threads, r.warmup, r.repeats)
+    }
+    let timing = match r.dtype.as_str() {
+        "f32" => pool.install(|| run::<f32>(loss, &params, r, threads))?,
+        "f64" => pool.install(|| run::<f64>(loss, &params, r, threads))?,
+        other => return Err(bad_dtype(other)),
+    };
+    Ok(timing_report(loss, params, r, threads, &timing))
+}
+
+/// The JSON report of a timing: medians, their ratio and every run.
+fn timing_report(
+    loss: LossId,
+    params: Value,
+    r: &Request,
+    threads: usize,
+    timing: &Timing,
+) -> String {
     let flops = 6.0 * r.batch as f64 * r.classes as f64 * r.dim as f64;
     let ms = |v: &[f64]| v.iter().map(|s| s * 1e3).collect::<Vec<f64>>();
     let report = json!({
         "loss": loss.as_str(),
-        "params": describe(scale, &margin, reduction.as_str()),
+        "params": params,
         "dtype": r.dtype,
         "batch": r.batch,
         "dim": r.dim,
@@ -165,7 +255,7 @@ pub fn run(r: &Request) -> Result<String> {
         "runs": {"fused_ms": ms(&timing.fused_runs), "gemms_ms": ms(&timing.gemm_runs)},
         "note": "medians; fused = forward + backward of the loss; gemms = X·Wᵀ, G·W, Gᵀ·X of the same shapes, timed alternately in the same run; ratio = fused / gemms",
     });
-    Ok(serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string()))
+    serde_json::to_string_pretty(&report).unwrap_or_else(|_| report.to_string())
 }
 
 /// `--reference`: the certified evaluation of one generated case (loss and both

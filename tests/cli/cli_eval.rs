@@ -1064,3 +1064,60 @@ fn a_closed_output_pipe_ends_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(141), "{err}");
 }
+
+/// `lossref bench` times SPEC §5's adaptive margins through the catalogue's fast path, each
+/// against the three GEMMs of its shapes, and names a malformed parameter.
+#[test]
+fn bench_times_the_adaptive_margins_against_three_gemms() {
+    for loss in ["curricularface", "adaface", "magface", "adacos"] {
+        let v = eval_ok(
+            &[
+                "bench",
+                loss,
+                "--batch",
+                "8",
+                "--dim",
+                "16",
+                "--classes",
+                "50",
+                "--dtype",
+                "f32",
+                "--threads",
+                "1",
+                "--warmup",
+                "0",
+                "--repeats",
+                "2",
+            ],
+            "",
+        );
+        assert_eq!(v["loss"], loss);
+        let (fused, gemms, ratio) = (
+            v["fused_ms"].as_f64().unwrap(),
+            v["gemms_ms"].as_f64().unwrap(),
+            v["ratio"].as_f64().unwrap(),
+        );
+        assert!(
+            fused > 0.0 && gemms > 0.0 && (ratio - fused / gemms).abs() < 1e-9 * ratio,
+            "{v}"
+        );
+    }
+    let out = lossref(
+        &[
+            "bench",
+            "magface",
+            "--batch",
+            "4",
+            "--dim",
+            "4",
+            "--classes",
+            "5",
+            "--params",
+            r#"{"l_a": 3, "u_a": 2}"#,
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("params.u_a"), "{err}");
+}

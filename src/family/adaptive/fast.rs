@@ -22,6 +22,7 @@ use crate::fast::tiles::{check_batch, row_norm, row_tiles, TILE_LOGITS};
 use crate::fast::Real;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
 
 /// One row's cross-entropy of `rule`'s logits and the row of G_ij (∂CE/∂z_ij times the slope,
 /// times `r`), with ∂CE/∂z_iy: in f64.
@@ -88,13 +89,22 @@ pub(crate) fn evaluate<T: Real>(c: &AdaptiveCase) -> Result<Answer<f64>> {
             T::one(),
             par,
         );
-        let terms = (0..n).flat_map(|i| {
-            let (a, winv) = (&a, &winv);
-            (0..classes)
-                .filter(move |&j| j != c.labels[i])
-                .map(move |j| (c.scale * (a[i * classes + j] * winv[j]).as_f64()).exp())
-        });
-        compensated_sum(terms)
+        // per row in parallel, each row's sum in a fixed order: the same bits on any
+        // number of threads
+        let rows: Vec<f64> = a
+            .par_chunks(classes)
+            .enumerate()
+            .map(|(i, row)| {
+                compensated_sum(
+                    row.iter()
+                        .zip(&winv)
+                        .enumerate()
+                        .filter(|&(j, _)| j != c.labels[i])
+                        .map(|(_, (&v, &inv))| (c.scale * (v * inv).as_f64()).exp()),
+                )
+            })
+            .collect();
+        compensated_sum(rows)
     } else {
         0.0
     };
