@@ -654,17 +654,13 @@ impl LossFamily for AdaptiveFamily {
         let b = Binary64::of(c, Convention::Spec);
         let mut per_cos = 1.0f64;
         let mut rows = Vec::with_capacity(c.labels.len());
-        for (i, rule) in b.rows.iter().enumerate() {
-            let Some(rule) = rule else {
-                continue;
-            };
+        for rule in b.rows.iter().flatten() {
             let top = rule
                 .slopes
                 .iter()
                 .fold(0.0f64, |m, v| m.max(v.abs()))
                 .min(c.scale.max(b.state.scale_next.abs()) * cap);
             per_cos = per_cos.max(top);
-            let _ = i;
             rows.push(rule.logits.clone());
         }
         let l1 = |m: &Matrix<f64>| {
