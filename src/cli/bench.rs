@@ -87,12 +87,7 @@ pub fn run(r: &Request) -> Result<String> {
                 ),
             )
         })?;
-    let params: Value = if r.params.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(&r.params)
-            .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
-    };
+    let params = request_params(r)?;
     let (scale, margin, reduction) = margin_params(loss, &params)?;
     check_sizes(r)?;
     let fused = MarginLoss {
@@ -117,6 +112,15 @@ pub fn run(r: &Request) -> Result<String> {
         threads,
         &timing,
     ))
+}
+
+/// `--params` as a JSON object (empty: SPEC §1's defaults).
+fn request_params(r: &Request) -> Result<Value> {
+    if r.params.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_str(&r.params)
+        .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))
 }
 
 /// The sizes of a benchmark: every dimension at least 1, C ≥ 2, at most
@@ -174,12 +178,7 @@ fn bad_dtype(other: &str) -> Error {
 /// catalogue's fast path ([`crate::fast::dispatch::evaluate`]) on generated inputs, the
 /// state before the step at its defaults, against the three GEMMs of the same shapes.
 fn adaptive(loss: LossId, r: &Request) -> Result<String> {
-    let params: Value = if r.params.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(&r.params)
-            .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
-    };
+    let params = request_params(r)?;
     check_sizes(r)?;
     let pool = thread_pool(r)?;
     let threads = pool.current_num_threads();
@@ -327,12 +326,7 @@ fn reference(
 fn softmax_ce_reference(r: &Request) -> Result<String> {
     use crate::family::softmax::fast::softmax_ce_into;
     use crate::spec::{Reduction, SoftmaxCeCase};
-    let params: Value = if r.params.trim().is_empty() {
-        json!({})
-    } else {
-        serde_json::from_str(&r.params)
-            .map_err(|e| Error::invalid("--params", format!("not valid JSON: {e}")))?
-    };
+    let params = request_params(r)?;
     let reduction = match params.get("reduction").map(Value::as_str) {
         None | Some(Some("mean")) => Reduction::Mean,
         Some(Some("sum")) => Reduction::Sum,
