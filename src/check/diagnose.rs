@@ -152,7 +152,12 @@ impl Diagnosis {
 /// The reference's answer at 160 bits, each value its enclosure's midpoint: what a
 /// convention's re-evaluation is judged against.
 pub(crate) fn midpoints(case: &Case) -> Option<Answer<f64>> {
-    let a = evaluate(case, 160).ok()?;
+    midpoints_of(&evaluate(case, 160).ok()?)
+}
+
+/// Every value of `a` as its enclosure's midpoint in binary64: how a convention that a
+/// family's reference evaluates (not a case of its own) becomes an answer to judge.
+pub(crate) fn midpoints_of(a: &Answer<crate::mp::interval::Interval>) -> Option<Answer<f64>> {
     a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())).ok()
 }
 

@@ -240,7 +240,7 @@ pub(crate) fn conventions(c: &NormalizedCase, dtype: Dtype) -> Vec<Alternative> 
     let with = |out: &mut Vec<Alternative>, what: String, variant: Variant| {
         let answer = evaluate(c, &variant, 160)
             .ok()
-            .and_then(|a| a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())).ok());
+            .and_then(|a| crate::check::diagnose::midpoints_of(&a));
         if let Some(a) = answer {
             out.push((what, a, None));
         }

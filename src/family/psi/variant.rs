@@ -135,7 +135,7 @@ pub(crate) fn conventions(c: &MultiplicativeCase) -> Vec<Alternative> {
     ] {
         if least < eps {
             let a = evaluate(c, eps, 160);
-            if let Ok(a) = a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())) {
+            if let Some(a) = crate::check::diagnose::midpoints_of(&a) {
                 out.push((
                     format!(
                         "cos θ comes from rows normalized as v/max(‖v‖, ε) with ε = {eps:e} ({whose}), the logits scaled by the norms themselves"

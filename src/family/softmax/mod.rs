@@ -539,7 +539,7 @@ impl LossFamily for SoftmaxCeFamily {
         let mut out = Vec::new();
         let mut with = |what: &str, how: RowLoss| {
             let a = reference::evaluate_softmax_ce_as(c, how, 160);
-            if let Ok(a) = a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())) {
+            if let Some(a) = crate::check::diagnose::midpoints_of(&a) {
                 out.push((what.to_string(), a, None));
             }
         };
@@ -649,7 +649,7 @@ fn options_conventions(c: &SoftmaxCeCase, whole: &Case, dtype: Dtype) -> Vec<Alt
             continue;
         }
         let a = reference::evaluate_softmax_ce_convention(c, convention, 160);
-        if let Ok(a) = a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())) {
+        if let Some(a) = crate::check::diagnose::midpoints_of(&a) {
             out.push((convention.describe().to_string(), a, None));
         }
     }
