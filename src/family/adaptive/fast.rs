@@ -11,7 +11,7 @@
 //!    ρ_i·x̂_i added to ∂L/∂x_i.
 
 use super::rule::{self, RowRule};
-use super::{AdaptiveCase, AdaptiveRule, Convention};
+use super::{AdaptiveCase, AdaptiveRule};
 use crate::answer::{Answer, Tensor};
 use crate::error::{Error, Result};
 use crate::family::normalized::angle;
@@ -108,7 +108,7 @@ pub(crate) fn evaluate<T: Real>(c: &AdaptiveCase) -> Result<Answer<f64>> {
     } else {
         0.0
     };
-    let state = rule::state(c, Convention::Spec, &norms, &targets, exp_sum);
+    let state = rule::state(c, &norms, &targets, exp_sum);
     let r = c.reduction.weight(n);
     let mut tile = Vec::new();
     let mut rows = vec![(0.0f64, 0.0f64, 0.0f64); n];
@@ -132,7 +132,7 @@ pub(crate) fn evaluate<T: Real>(c: &AdaptiveCase) -> Result<Answer<f64>> {
                 .map(|(&a, &inv)| (a * inv).as_f64().clamp(-1.0, 1.0))
                 .collect();
             let theta = angle(&x[i * d..(i + 1) * d], &w[y * d..(y + 1) * d]);
-            let rule = rule::row(c, Convention::Spec, &state, i, &cos, theta).map_err(|why| {
+            let rule = rule::row(c, &state, i, &cos, theta).map_err(|why| {
                 Error::invalid(
                     format!("features[{i}]"),
                     format!(

@@ -30,7 +30,9 @@ pub(crate) mod rule;
 use crate::answer::Answer;
 use crate::case::validate;
 use crate::case::{Fields, Inputs};
-use crate::check::diagnose::{lower_precision_params, reevaluated, Alternative, Param};
+use crate::check::diagnose::{
+    lower_precision_params, midpoints_of, reevaluated, Alternative, Param,
+};
 use crate::corpus::generate::Generated;
 use crate::error::{Error, Result};
 use crate::exact::ExactForm;
@@ -504,8 +506,7 @@ impl LossFamily for AdaptiveFamily {
     fn conventions(c: &AdaptiveCase, whole: &Case, dtype: Dtype) -> Vec<Alternative> {
         let mut out = Vec::new();
         let by = |what: &str, conv: Convention| -> Option<Alternative> {
-            let a = reference::evaluate(c, conv, 160).ok()?;
-            let a = a.try_map(|_, iv| Ok::<f64, ()>(iv.mid().to_f64())).ok()?;
+            let a = midpoints_of(&reference::evaluate(c, conv, 160).ok()?)?;
             Some((what.to_string(), a, None))
         };
         match c.rule {
@@ -651,7 +652,7 @@ impl LossFamily for AdaptiveFamily {
         } else {
             f64::INFINITY
         };
-        let b = Binary64::of(c, Convention::Spec);
+        let b = Binary64::of(c);
         let mut per_cos = 1.0f64;
         let mut rows = Vec::with_capacity(c.labels.len());
         for rule in b.rows.iter().flatten() {
@@ -746,24 +747,28 @@ pub(crate) struct Binary64 {
     pub state: rule::State,
     pub rows: Vec<Option<rule::RowRule>>,
     pub kappas: Vec<f64>,
+    /// ‖x_i‖ and ‖w_j‖, each computed once.
+    pub x_norms: Vec<f64>,
+    pub w_norms: Vec<f64>,
 }
 
 impl Binary64 {
-    pub(crate) fn of(c: &AdaptiveCase, conv: Convention) -> Binary64 {
+    pub(crate) fn of(c: &AdaptiveCase) -> Binary64 {
         let (n, classes) = (c.labels.len(), c.weights.rows());
+        let x_norms: Vec<f64> = c.features.iter_rows().map(norm).collect();
+        let w_norms: Vec<f64> = c.weights.iter_rows().map(norm).collect();
         let cos: Vec<Vec<f64>> = c
             .features
             .iter_rows()
-            .map(|x| {
-                (0..classes)
-                    .map(|j| {
-                        let w = c.weights.row(j);
-                        (dot(x, w) / (norm(x) * norm(w))).clamp(-1.0, 1.0)
-                    })
+            .zip(&x_norms)
+            .map(|(x, nx)| {
+                c.weights
+                    .iter_rows()
+                    .zip(&w_norms)
+                    .map(|(w, nw)| (dot(x, w) / (nx * nw)).clamp(-1.0, 1.0))
                     .collect()
             })
             .collect();
-        let norms: Vec<f64> = c.features.iter_rows().map(norm).collect();
         let targets: Vec<f64> = (0..n).map(|i| cos[i][c.labels[i]]).collect();
         let exp_sum: f64 = if c.rule == AdaptiveRule::AdaCos {
             (0..n)
@@ -777,7 +782,7 @@ impl Binary64 {
         } else {
             0.0
         };
-        let state = rule::state(c, conv, &norms, &targets, exp_sum);
+        let state = rule::state(c, &x_norms, &targets, exp_sum);
         let mut kappas = Vec::with_capacity(n);
         let rows = (0..n)
             .map(|i| {
@@ -789,13 +794,15 @@ impl Binary64 {
                     1.0
                 });
                 // floored away from the poles: the scales never fail
-                rule::row(c, conv, &state, i, &cos[i], (theta.0, theta.1.max(1e-150))).ok()
+                rule::row(c, &state, i, &cos[i], (theta.0, theta.1.max(1e-150))).ok()
             })
             .collect();
         Binary64 {
             state,
             rows,
             kappas,
+            x_norms,
+            w_norms,
         }
     }
 }
@@ -814,7 +821,7 @@ fn tolerance_scales(c: &AdaptiveCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<
     } else {
         dtype.min_normal()
     };
-    let b = Binary64::of(c, Convention::Spec);
+    let b = Binary64::of(c);
     let r = c.reduction.weight(n);
     let mut rows = vec![0.0f64; n];
     let mut cols = vec![0.0f64; classes];
@@ -828,9 +835,7 @@ fn tolerance_scales(c: &AdaptiveCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<
         let Some(rule) = &b.rows[i] else {
             continue;
         };
-        let x = c.features.row(i);
-        let y = c.labels[i];
-        let k = b.kappas[i];
+        let (y, k, nx) = (c.labels[i], b.kappas[i], b.x_norms[i]);
         kappa_max = kappa_max.max(k);
         let p = softmax_row(&rule.logits, 1.0);
         let rest: f64 = (0..classes).filter(|&j| j != y).map(|j| p[j]).sum();
@@ -846,15 +851,15 @@ fn tolerance_scales(c: &AdaptiveCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<
                 rest.max(floor) * slope.max(c.scale) * k * k
             };
             let g = r * size;
-            rows[i] += g / norm(x);
-            cols[j] += g / norm(c.weights.row(j));
+            rows[i] += g / nx;
+            cols[j] += g / b.w_norms[j];
             let naive = if j == y && p[y] >= 0.5 {
                 r * (rest + 1.0) * slope.max(c.scale) * k * k
             } else {
                 g
             };
-            naive_rows[i] += naive / norm(x);
-            naive_cols[j] += naive / norm(c.weights.row(j));
+            naive_rows[i] += naive / nx;
+            naive_cols[j] += naive / b.w_norms[j];
         }
         radial[i] = r * ((1.0 + rest) * rule.target_norm_slope.abs() + rule.own_norm_slope.abs());
     }
@@ -905,7 +910,7 @@ fn tolerance_scales(c: &AdaptiveCase, exact: &Answer<f64>, dtype: Dtype) -> Vec<
 /// The scale of a state output: the size of the terms it sums.
 fn state_scale(c: &AdaptiveCase, b: &Binary64, name: &str) -> Scale {
     let n = c.labels.len();
-    let largest_norm = c.features.iter_rows().map(norm).fold(0.0f64, f64::max);
+    let largest_norm = b.x_norms.iter().copied().fold(0.0f64, f64::max);
     let scale = match (c.rule, name) {
         (AdaptiveRule::CurricularFace { momentum, t, .. }, _) => {
             momentum + (1.0 - momentum) * t.abs()

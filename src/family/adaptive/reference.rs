@@ -62,8 +62,8 @@ fn clamp(v: &Interval, lo: &Interval, hi: &Interval) -> Interval {
         }
         e
     };
-    let (a, b) = (end(v.lo()), end(v.hi()));
-    Interval::new(a.clone(), b.clone()).unwrap_or_else(|| Interval::new(b, a).expect("ordered"))
+    // a monotone map keeps the ends in order
+    Interval::new(end(v.lo()), end(v.hi())).expect("ordered ends")
 }
 
 /// The k-th smallest of the values enclosed by `items` (an order statistic is monotone in
@@ -337,7 +337,6 @@ fn magface_target(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn row_rule(
     c: &AdaptiveCase,
     conv: Convention,

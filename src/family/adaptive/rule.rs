@@ -5,9 +5,10 @@
 //!
 //! Each row i gives, from its cosines c_ij = cos θ_ij, its logits z_ij and their slopes
 //! ∂z_ij/∂c_ij, and, where the logits or the loss read ‖x_i‖ (MagFace), ∂z_iy/∂‖x_i‖ and
-//! the row's own term's ∂/∂‖x_i‖.
+//! the row's own term's ∂/∂‖x_i‖. SPEC §5's rules only: the conventions the diagnosis tries
+//! are the reference's alone.
 
-use super::{AdaptiveCase, AdaptiveRule, Convention};
+use super::{AdaptiveCase, AdaptiveRule};
 use crate::family::normalized::target;
 use crate::spec::{Boundary, Margin, MarginGrad};
 use std::f64::consts::{FRAC_PI_4, PI};
@@ -21,8 +22,6 @@ pub(crate) struct State {
     pub mean: f64,
     pub std: f64,
     pub zhat: Vec<f64>,
-    /// AdaFace's (unclamped) h·(n_i − μ)/(σ + eps), for the clamp's side.
-    pub zhat_raw: Vec<f64>,
     /// AdaCos's s'.
     pub scale_next: f64,
     /// MagFace's a_i = clamp(‖x_i‖, l_a, u_a), whether the clamp is inactive, and m(a_i).
@@ -40,7 +39,6 @@ pub(crate) fn lower_median_index(n: usize) -> usize {
 /// Σ_i Σ_{j≠y_i} e^{s_old·c_ij}.
 pub(crate) fn state(
     c: &AdaptiveCase,
-    conv: Convention,
     norms: &[f64],
     target_cos: &[f64],
     off_target_exp_sum: f64,
@@ -66,11 +64,10 @@ pub(crate) fn state(
                 / (n.max(2) - 1) as f64;
             s.mean = t_alpha * mean + (1.0 - t_alpha) * batch_mean;
             s.std = t_alpha * var.sqrt() + (1.0 - t_alpha) * batch_std;
-            s.zhat_raw = clamped
+            s.zhat = clamped
                 .iter()
-                .map(|v| h * (v - s.mean) / (s.std + eps))
+                .map(|v| (h * (v - s.mean) / (s.std + eps)).clamp(-1.0, 1.0))
                 .collect();
-            s.zhat = s.zhat_raw.iter().map(|z| z.clamp(-1.0, 1.0)).collect();
         }
         AdaptiveRule::MagFace {
             l_a, u_a, l_m, u_m, ..
@@ -87,12 +84,7 @@ pub(crate) fn state(
                 .map(|v| v.clamp(-1.0, 1.0).acos())
                 .collect();
             theta.sort_by(f64::total_cmp);
-            let k = lower_median_index(n);
-            let med = if conv == Convention::AdaCosAveragedMedian && n % 2 == 0 {
-                (theta[k] + theta[k + 1]) / 2.0
-            } else {
-                theta[k]
-            };
+            let med = theta[lower_median_index(n)];
             s.scale_next = b.ln() / med.min(FRAC_PI_4).cos();
         }
     }
@@ -109,15 +101,12 @@ pub(crate) struct RowRule {
     /// The row's own term (MagFace's λ_g·g(a_i)) and its ∂/∂‖x_i‖.
     pub own: f64,
     pub own_norm_slope: f64,
-    /// |∂z_y/∂c_y| where the rule goes through θ = acos(c) (for the condition number).
-    pub angular: bool,
 }
 
 /// Row i's rule at cosines `cos` (binary64), θ and sin θ to the target `theta` (Kahan's,
 /// accurate near the poles); `Err` says why the full gradient does not exist there.
 pub(crate) fn row(
     c: &AdaptiveCase,
-    conv: Convention,
     st: &State,
     i: usize,
     cos: &[f64],
@@ -132,7 +121,6 @@ pub(crate) fn row(
         target_norm_slope: 0.0,
         own: 0.0,
         own_norm_slope: 0.0,
-        angular: false,
     };
     match c.rule {
         AdaptiveRule::CurricularFace { m, .. } => {
@@ -145,33 +133,20 @@ pub(crate) fn row(
             if t.undefined.is_some() {
                 return Err("CurricularFace's target cos(θ + m) has an unbounded derivative (dθ/dcos θ is infinite)");
             }
-            // the mask compares with cos(θ + m) itself (SPEC §5), or with the target logit
-            let threshold = if conv == Convention::CurricularMaskAgainstTarget {
-                t.value
-            } else {
-                (theta.0 + m).cos()
-            };
-            let t_used = if conv == Convention::CurricularOldT {
-                match c.rule {
-                    AdaptiveRule::CurricularFace { t, .. } => t,
-                    _ => unreachable!(),
-                }
-            } else {
-                st.t_next
-            };
+            // the mask compares with cos(θ + m) itself (SPEC §5)
+            let threshold = (theta.0 + m).cos();
             for (j, &cj) in cos.iter().enumerate() {
                 if j == y {
                     r.logits[j] = s * t.value;
                     r.slopes[j] = s * t.slope;
                 } else if cj > threshold {
-                    r.logits[j] = s * cj * (t_used + cj);
-                    r.slopes[j] = s * (t_used + 2.0 * cj);
+                    r.logits[j] = s * cj * (st.t_next + cj);
+                    r.slopes[j] = s * (st.t_next + 2.0 * cj);
                 } else {
                     r.logits[j] = s * cj;
                     r.slopes[j] = s;
                 }
             }
-            r.angular = true;
         }
         AdaptiveRule::AdaFace { m, eps, .. } => {
             let (lo, hi) = (-1.0 + eps, 1.0 - eps);
@@ -202,17 +177,6 @@ pub(crate) fn row(
                 } else {
                     0.0
                 };
-                if conv == Convention::AdaFaceNormsFull {
-                    // ∂z_y/∂ẑ·∂ẑ/∂n where the clamps of n and ẑ are inactive
-                    let dz = if inner_free { m * phi.sin() - m } else { -m };
-                    let n_free = st.zhat_raw[i].abs() < 1.0;
-                    if let AdaptiveRule::AdaFace { h, .. } = c.rule {
-                        if n_free {
-                            r.target_norm_slope = s * dz * h / (st.std + eps);
-                        }
-                    }
-                }
-                r.angular = true;
             }
         }
         AdaptiveRule::MagFace {
@@ -261,17 +225,11 @@ pub(crate) fn row(
             r.target_norm_slope = s * dg_dm * (u_m - l_m) / (u_a - l_a) * free;
             r.own = lambda_g * (a / (u_a * u_a) + 1.0 / a);
             r.own_norm_slope = lambda_g * (1.0 / (u_a * u_a) - 1.0 / (a * a)) * free;
-            r.angular = true;
         }
         AdaptiveRule::AdaCos => {
-            let scale = if conv == Convention::AdaCosOldScale {
-                c.scale
-            } else {
-                st.scale_next
-            };
             for (j, &cj) in cos.iter().enumerate() {
-                r.logits[j] = scale * cj;
-                r.slopes[j] = scale;
+                r.logits[j] = st.scale_next * cj;
+                r.slopes[j] = st.scale_next;
             }
         }
     }
